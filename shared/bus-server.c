@@ -1,0 +1,364 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "bus-server.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-id128.h>
+
+#include "log.h"
+
+typedef struct BusConnection BusConnection;
+
+struct BusConnection {
+        BusServer *server;
+        sd_bus *bus;
+        sd_bus_slot *disconnect_slot;
+        BusConnection *next, *prev;
+};
+
+struct BusServer {
+        sd_event *event;
+        sd_event_source *listen_source;
+        int listen_fd;
+        char *socket_path; /* set only if we bound it ourselves, so we unlink it */
+        BusPeerPolicy policy;
+        uid_t *uids;
+        gid_t *gids;
+        unsigned max_connections;
+        unsigned n_connections;
+        BusServerSetupFn setup;
+        void *userdata;
+        BusConnection *connections;
+};
+
+static void connection_free(BusConnection *c)
+{
+        if (!c)
+                return;
+        if (c->server) {
+                if (c->prev)
+                        c->prev->next = c->next;
+                else
+                        c->server->connections = c->next;
+                if (c->next)
+                        c->next->prev = c->prev;
+                c->server->n_connections--;
+        }
+        sd_bus_slot_unref(c->disconnect_slot);
+        sd_bus_flush_close_unref(c->bus);
+        free(c);
+}
+
+static int on_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        BusConnection *c = userdata;
+        (void)m;
+        (void)error;
+        log_debug("bus client disconnected");
+        connection_free(c);
+        return 0;
+}
+
+static bool peer_admitted(const BusServer *s, const struct ucred *cred)
+{
+        if (cred->uid == 0 && s->policy.allow_root)
+                return true;
+        for (size_t i = 0; i < s->policy.n_uids; i++)
+                if (s->policy.uids[i] == cred->uid)
+                        return true;
+        for (size_t i = 0; i < s->policy.n_gids; i++)
+                if (s->policy.gids[i] == cred->gid)
+                        return true;
+        return false;
+}
+
+static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *userdata)
+{
+        BusServer *s = userdata;
+        _cleanup_close_ int cfd = -EBADF;
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        BusConnection *c;
+        sd_id128_t id;
+        int r;
+
+        (void)source;
+        (void)revents;
+
+        cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (cfd < 0) {
+                if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+                        return 0;
+                log_warning_errno(errno, "accept() failed: %m");
+                return 0;
+        }
+        /* Who is calling is checked first, before a single byte is read. */
+        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                log_warning_errno(errno, "SO_PEERCRED failed, dropping connection: %m");
+                return 0;
+        }
+        if (!peer_admitted(s, &cred)) {
+                log_warning("refused bus connection from uid %u gid %u pid %d: not in the allowed uids/gids",
+                            (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
+                return 0;
+        }
+        if (s->n_connections >= s->max_connections) {
+                log_warning("refused bus connection from pid %d: %u connections already", (int)cred.pid,
+                            s->n_connections);
+                return 0;
+        }
+
+        r = sd_bus_new(&bus);
+        if (r < 0)
+                return log_error_errno(r, "sd_bus_new failed: %m"), 0;
+        r = sd_bus_set_fd(bus, cfd, cfd);
+        if (r < 0)
+                return log_error_errno(r, "sd_bus_set_fd failed: %m"), 0;
+        TAKE_FD(cfd);
+        r = sd_id128_randomize(&id);
+        if (r < 0)
+                return log_error_errno(r, "sd_id128_randomize failed: %m"), 0;
+        r = sd_bus_set_server(bus, 1, id);
+        if (r < 0)
+                return log_error_errno(r, "sd_bus_set_server failed: %m"), 0;
+        /* Clients authenticate with EXTERNAL (their uid); the kernel-checked
+         * SO_PEERCRED above is what we trust. */
+        r = sd_bus_set_anonymous(bus, false);
+        if (r < 0)
+                return log_error_errno(r, "sd_bus_set_anonymous failed: %m"), 0;
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return log_error_errno(ENOMEM, "out of memory"), 0;
+
+        r = s->setup(bus, s->userdata);
+        if (r < 0) {
+                free(c);
+                return log_error_errno(r, "bus setup failed: %m"), 0;
+        }
+        r = sd_bus_match_signal(bus, &c->disconnect_slot, "org.freedesktop.DBus.Local",
+                                "/org/freedesktop/DBus/Local", "org.freedesktop.DBus.Local", "Disconnected",
+                                on_disconnected, c);
+        if (r < 0) {
+                free(c);
+                return log_error_errno(r, "bus match failed: %m"), 0;
+        }
+        r = sd_bus_attach_event(bus, s->event, SD_EVENT_PRIORITY_NORMAL);
+        if (r < 0) {
+                sd_bus_slot_unref(c->disconnect_slot);
+                free(c);
+                return log_error_errno(r, "sd_bus_attach_event failed: %m"), 0;
+        }
+        r = sd_bus_start(bus);
+        if (r < 0) {
+                sd_bus_slot_unref(c->disconnect_slot);
+                free(c);
+                return log_error_errno(r, "sd_bus_start failed: %m"), 0;
+        }
+
+        c->server = s;
+        c->bus = TAKE_PTR(bus);
+        c->next = s->connections;
+        if (c->next)
+                c->next->prev = c;
+        s->connections = c;
+        s->n_connections++;
+        log_debug("bus client connected: pid %d uid %u", (int)cred.pid, (unsigned)cred.uid);
+        return 0;
+}
+
+static int listen_socket(const char *path, mode_t mode, int *ret_fd)
+{
+        _cleanup_close_ int fd = -EBADF;
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        mode_t old_umask;
+        int r;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        (void)unlink(path);
+        /* Create the socket with its final mode: no window in which it is
+         * more open than configured. */
+        old_umask = umask(~mode & 0777);
+        r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+        umask(old_umask);
+        if (r < 0)
+                return -errno;
+        if (listen(fd, SOMAXCONN) < 0)
+                return -errno;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int bus_server_new(sd_event *event, const char *socket_path, mode_t socket_mode, const BusPeerPolicy *policy,
+                   unsigned max_connections, BusServerSetupFn setup, void *userdata, BusServer **ret)
+{
+        _cleanup_(bus_server_freep) BusServer *s = NULL;
+        int n, r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->listen_fd = -EBADF;
+        s->event = sd_event_ref(event);
+        s->setup = setup;
+        s->userdata = userdata;
+        s->max_connections = max_connections;
+        s->policy.allow_root = policy->allow_root;
+        if (policy->n_uids > 0) {
+                s->uids = calloc(policy->n_uids, sizeof(uid_t));
+                if (!s->uids)
+                        return -ENOMEM;
+                memcpy(s->uids, policy->uids, policy->n_uids * sizeof(uid_t));
+                s->policy.uids = s->uids;
+                s->policy.n_uids = policy->n_uids;
+        }
+        if (policy->n_gids > 0) {
+                s->gids = calloc(policy->n_gids, sizeof(gid_t));
+                if (!s->gids)
+                        return -ENOMEM;
+                memcpy(s->gids, policy->gids, policy->n_gids * sizeof(gid_t));
+                s->policy.gids = s->gids;
+                s->policy.n_gids = policy->n_gids;
+        }
+
+        n = sd_listen_fds(true);
+        if (n < 0)
+                return n;
+        if (n > 1)
+                return -E2BIG;
+        if (n == 1) {
+                r = sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0);
+                if (r <= 0)
+                        return r < 0 ? r : -ENOTSOCK;
+                s->listen_fd = SD_LISTEN_FDS_START;
+                r = fcntl(s->listen_fd, F_SETFL, fcntl(s->listen_fd, F_GETFL) | O_NONBLOCK);
+                if (r < 0)
+                        return -errno;
+        } else {
+                r = listen_socket(socket_path, socket_mode, &s->listen_fd);
+                if (r < 0)
+                        return r;
+                s->socket_path = strdup(socket_path);
+                if (!s->socket_path)
+                        return -ENOMEM;
+        }
+
+        r = sd_event_add_io(event, &s->listen_source, s->listen_fd, EPOLLIN, on_accept, s);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+BusServer *bus_server_free(BusServer *s)
+{
+        if (!s)
+                return NULL;
+        while (s->connections)
+                connection_free(s->connections);
+        sd_event_source_disable_unref(s->listen_source);
+        if (s->listen_fd >= 0)
+                close(s->listen_fd);
+        if (s->socket_path)
+                (void)unlink(s->socket_path);
+        free(s->socket_path);
+        free(s->uids);
+        free(s->gids);
+        sd_event_unref(s->event);
+        free(s);
+        return NULL;
+}
+
+int bus_server_emit_signal(BusServer *s, const char *path, const char *interface, const char *member,
+                           const char *types, ...)
+{
+        int ret = 0;
+
+        for (BusConnection *c = s->connections; c; c = c->next) {
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+                va_list ap;
+                int r;
+
+                r = sd_bus_message_new_signal(c->bus, &m, path, interface, member);
+                if (r >= 0) {
+                        va_start(ap, types);
+                        r = sd_bus_message_appendv(m, types, ap);
+                        va_end(ap);
+                }
+                if (r >= 0)
+                        r = sd_bus_send(c->bus, m, NULL);
+                if (r < 0)
+                        ret = r;
+        }
+        return ret;
+}
+
+unsigned bus_server_n_connections(const BusServer *s)
+{
+        return s->n_connections;
+}
+
+static int parse_id_list(const char *s, bool group, unsigned **ret, size_t *ret_n)
+{
+        _cleanup_free_ unsigned *v = NULL;
+        _cleanup_free_ char *copy = NULL;
+        size_t n = 0;
+        char *save = NULL;
+
+        copy = strdup(s ? s : "");
+        if (!copy)
+                return -ENOMEM;
+        for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+                unsigned id;
+                char *end;
+                unsigned *nv;
+
+                errno = 0;
+                id = (unsigned)strtoul(t, &end, 10);
+                if (errno != 0 || *end != '\0' || end == t) {
+                        if (group) {
+                                struct group *g = getgrnam(t);
+                                if (!g)
+                                        return -ESRCH;
+                                id = g->gr_gid;
+                        } else {
+                                struct passwd *p = getpwnam(t);
+                                if (!p)
+                                        return -ESRCH;
+                                id = p->pw_uid;
+                        }
+                }
+                nv = realloc(v, (n + 1) * sizeof(unsigned));
+                if (!nv)
+                        return -ENOMEM;
+                v = nv;
+                v[n++] = id;
+        }
+        *ret = TAKE_PTR(v);
+        *ret_n = n;
+        return 0;
+}
+
+int parse_uid_list(const char *s, uid_t **ret, size_t *ret_n)
+{
+        _Static_assert(sizeof(uid_t) == sizeof(unsigned), "uid_t size");
+        return parse_id_list(s, false, (unsigned **)ret, ret_n);
+}
+
+int parse_gid_list(const char *s, gid_t **ret, size_t *ret_n)
+{
+        _Static_assert(sizeof(gid_t) == sizeof(unsigned), "gid_t size");
+        return parse_id_list(s, true, (unsigned **)ret, ret_n);
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* A peer-to-peer sd-bus server on a private AF_UNIX socket: accepts
+ * connections (socket activation or its own bind), checks the peer's
+ * credentials before any message is read, and runs one sd_bus per client on
+ * the daemon's event loop. Used by kvnetd and kvelectd. */
+
+#include <stdarg.h>
+#include <sys/types.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "macros.h"
+
+typedef struct BusServer BusServer;
+
+typedef struct BusPeerPolicy {
+        /* A peer is admitted if its uid is in uids or its gid is in gids.
+         * Empty lists admit nobody except uid 0 when allow_root. */
+        const uid_t *uids;
+        size_t n_uids;
+        const gid_t *gids;
+        size_t n_gids;
+        bool allow_root;
+} BusPeerPolicy;
+
+/* Called for each admitted connection, before it is started: add the object
+ * vtables here. */
+typedef int (*BusServerSetupFn)(sd_bus *bus, void *userdata);
+
+/* socket_path is used when no socket was passed by systemd (LISTEN_FDS);
+ * the socket is created with mode socket_mode. */
+int bus_server_new(sd_event *event, const char *socket_path, mode_t socket_mode, const BusPeerPolicy *policy,
+                   unsigned max_connections, BusServerSetupFn setup, void *userdata, BusServer **ret);
+BusServer *bus_server_free(BusServer *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(BusServer *, bus_server_free);
+
+/* Emit a signal on every connected client. */
+int bus_server_emit_signal(BusServer *s, const char *path, const char *interface, const char *member,
+                           const char *types, ...);
+unsigned bus_server_n_connections(const BusServer *s);
+
+/* Parses "1000,1001" into a malloc'd uid/gid list (names resolved with
+ * getpwnam/getgrnam). */
+int parse_uid_list(const char *s, uid_t **ret, size_t *ret_n);
+int parse_gid_list(const char *s, gid_t **ret, size_t *ret_n);
+
+/* sd-bus.h and sd-event.h define the *_unrefp cleanup helpers already. */
+static inline void sd_bus_error_freep(sd_bus_error *e)
+{
+        sd_bus_error_free(e);
+}
+#define _cleanup_bus_error_ _cleanup_(sd_bus_error_freep)

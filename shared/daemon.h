@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* What every daemon's main() does the same way: SIGTERM/SIGINT end the event
+ * loop, the systemd watchdog is fed by sd-event, READY=1 is sent once the
+ * daemon serves, STOPPING=1 when it leaves. */
+
+#include <systemd/sd-event.h>
+
+#include "macros.h"
+
+/* Creates the event loop with SIGTERM and SIGINT handled (exit code 0) and
+ * the watchdog enabled if WATCHDOG_USEC is set. */
+int daemon_event_new(sd_event **ret);
+void daemon_notify_ready(const char *status);
+void daemon_notify_stopping(void);
+void daemon_notify_status(const char *status);
+
+/* Standard --version output. */
+void daemon_print_version(const char *program);
+
+/* Environment configuration with errors that name the variable. Values are
+ * read with getenv(); kube-vip's variable names are accepted where they
+ * exist. Each returns 0 and leaves *ret untouched when unset, 1 when set,
+ * negative errno (after logging "VAR=value: reason") when malformed. */
+int env_get_bool(const char *name, bool *ret);
+int env_get_uint64(const char *name, uint64_t min, uint64_t max, uint64_t *ret);
+int env_get_string(const char *name, const char **ret);
+/* Seconds, as kube-vip takes them ("15"), or with a unit suffix ("15s", "500ms"). */
+int env_get_duration_usec(const char *name, uint64_t min_usec, uint64_t max_usec, uint64_t *ret);
+/* First variable of names[] that is set wins (e.g. {"KVEGRESS_NODE_NAME", "vip_nodename"}). */
+const char *env_first(const char *const *names, const char **ret_name);
+
+/* Parses "15", "15s", "1500ms", "2m", "1h". */
+int parse_duration_usec(const char *s, uint64_t *ret);

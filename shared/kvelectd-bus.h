@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* The kvelectd D-Bus interface, used by kvpd: campaign for per-service
+ * Leases and hear about leadership. Transport as for kvnetd: sd-bus
+ * peer-to-peer on a private AF_UNIX socket, peer uid/gid checked. */
+
+#define KVELECTD_BUS_INTERFACE "io.kvegress.Elect1"
+#define KVELECTD_BUS_PATH "/io/kvegress/Elect1"
+#define KVELECTD_SOCKET_PATH_DEFAULT "/run/kvelectd/kvelectd.sock"
+
+/* Campaign(s namespace, s name): start (or keep) campaigning for the Lease
+ * namespace/name with this node's identity. Idempotent. If already leading,
+ * a LeadershipChanged(leading=true) signal is re-emitted so a reconnecting
+ * client learns the state. */
+#define KVELECTD_METHOD_CAMPAIGN "Campaign"
+#define KVELECTD_SIG_CAMPAIGN "ss"
+
+/* Withdraw(s namespace, s name): stop campaigning; if leading, release the
+ * Lease (holderIdentity "", leaseDurationSeconds 1) so another node takes it
+ * at once. Idempotent. */
+#define KVELECTD_METHOD_WITHDRAW "Withdraw"
+#define KVELECTD_SIG_WITHDRAW "ss"
+
+/* ListCampaigns() -> a(ssbst): (namespace, name, leading, holder, deadline_usec) */
+#define KVELECTD_METHOD_LIST "ListCampaigns"
+#define KVELECTD_SIG_LIST_REPLY "a(ssbst)"
+
+/* Signal LeadershipChanged(s namespace, s name, b leading, t deadline_usec, s holder)
+ *   Emitted when this node gains or loses a lease, and when the observed
+ *   holder changes. deadline_usec (CLOCK_MONOTONIC) is when leadership ends
+ *   unless renewed: the send time of the last successful renew plus
+ *   renewDeadline; 0 when not leading. */
+#define KVELECTD_SIGNAL_LEADERSHIP "LeadershipChanged"
+#define KVELECTD_SIG_LEADERSHIP "ssbts"
+
+/* Signal Renewed(s namespace, s name, t deadline_usec): a successful renewal
+ * moved the deadline; kvpd passes it on to kvnetd (RenewGrant). */
+#define KVELECTD_SIGNAL_RENEWED "Renewed"
+#define KVELECTD_SIG_RENEWED "sst"
+
+#define KVELECTD_MAX_CAMPAIGNS 4096
+#define KVELECTD_MAX_CONNECTIONS 8

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* The kvnetd D-Bus interface: the only way into the privileged process.
+ *
+ * Transport: sd-bus peer-to-peer on a private AF_UNIX stream socket (no
+ * broker). kvnetd checks SO_PEERCRED of each connection against its
+ * configured uid/gid before serving it.
+ *
+ * Verbs, never mechanisms: clients name a service, addresses, ports and
+ * networks; kvnetd builds every netlink and nftables request itself from the
+ * validated fields. Every operation is idempotent, so a restarted client
+ * replays its whole desired state and nothing flaps.
+ *
+ * Times: deadlines are absolute CLOCK_MONOTONIC microseconds (the clock is
+ * shared by all processes of one boot and does not jump with wall-clock
+ * changes). A grant whose deadline passes without renewal is revoked by
+ * kvnetd itself: the VIP is removed and the service's egress with it. */
+
+#define KVNETD_BUS_INTERFACE "io.kvegress.Net1"
+#define KVNETD_BUS_PATH "/io/kvegress/Net1"
+#define KVNETD_SOCKET_PATH_DEFAULT "/run/kvnetd/kvnetd.sock"
+
+/* GrantVip(s service, s address, s ifname, t deadline_usec)
+ *   Bind address (/32 or /128, preferred_lft 0) on ifname for service
+ *   ("namespace/name"), announce it (gratuitous ARP / unsolicited NA) and
+ *   hold it until deadline_usec unless renewed. Re-granting renews. */
+#define KVNETD_METHOD_GRANT_VIP "GrantVip"
+#define KVNETD_SIG_GRANT_VIP "ssst"
+
+/* RenewGrant(s service, t deadline_usec): extend every VIP of service. */
+#define KVNETD_METHOD_RENEW_GRANT "RenewGrant"
+#define KVNETD_SIG_RENEW_GRANT "st"
+
+/* ReleaseVip(s service, s address): remove one VIP (and the egress that used it). */
+#define KVNETD_METHOD_RELEASE_VIP "ReleaseVip"
+#define KVNETD_SIG_RELEASE_VIP "ss"
+
+/* SetEgress(s service, s vip4, s vip6, as pods, a(sq) ports,
+ *           as allowed, as denied, as excluded)
+ *   Replace the egress policy of service. vip4/vip6 are "" or a VIP currently
+ *   granted to this service. pods: pod addresses of either family; an IPv4
+ *   pod is SNATed to vip4, an IPv6 pod to vip6. ports: (protocol, port) with
+ *   protocol in tcp/udp/sctp; empty = all traffic. allowed: if non-empty, only
+ *   these destinations are SNATed. denied and excluded (cluster pod/service
+ *   CIDRs) are never SNATed; exclusions match the original (pre-DNAT)
+ *   destination. */
+#define KVNETD_METHOD_SET_EGRESS "SetEgress"
+#define KVNETD_SIG_SET_EGRESS "sssasa(sq)asasas"
+
+/* RemoveService(s service): drop the service's egress and all its VIPs. */
+#define KVNETD_METHOD_REMOVE_SERVICE "RemoveService"
+#define KVNETD_SIG_REMOVE_SERVICE "s"
+
+/* ListVips() -> a(ssst): (service, address, ifname, deadline_usec) */
+#define KVNETD_METHOD_LIST_VIPS "ListVips"
+#define KVNETD_SIG_LIST_VIPS_REPLY "a(ssst)"
+
+/* ListEgress() -> a(sssasa(sq)asasas): one SetEgress argument tuple per service. */
+#define KVNETD_METHOD_LIST_EGRESS "ListEgress"
+#define KVNETD_SIG_LIST_EGRESS_REPLY "a(sssasa(sq)asasas)"
+
+/* Signal GrantExpired(s service): kvnetd fenced the service itself because its
+ * deadline passed. */
+#define KVNETD_SIGNAL_GRANT_EXPIRED "GrantExpired"
+#define KVNETD_SIG_GRANT_EXPIRED "s"
+
+/* Error names (the message always names the offending field). */
+#define KVNETD_ERROR_INVALID_ARGS "org.freedesktop.DBus.Error.InvalidArgs"
+#define KVNETD_ERROR_NOT_GRANTED "io.kvegress.Net1.Error.NotGranted"
+#define KVNETD_ERROR_LIMIT "io.kvegress.Net1.Error.LimitExceeded"
+#define KVNETD_ERROR_KERNEL "io.kvegress.Net1.Error.Kernel"
+
+/* Limits: every resource a client can push on. Enforced and tested at the
+ * limit and one past it. */
+#define KVNETD_MAX_SERVICES 4096
+#define KVNETD_MAX_VIPS_PER_SERVICE 8
+#define KVNETD_MAX_VIPS 4096
+#define KVNETD_MAX_PODS_PER_SERVICE 16384
+#define KVNETD_MAX_PODS_TOTAL 65536
+#define KVNETD_MAX_PORTS 64
+#define KVNETD_MAX_NETWORKS 256
+#define KVNETD_MAX_CONNECTIONS 16
+#define KVNETD_MAX_STRING 512
+/* A grant is never longer than this from now: a client cannot make kvnetd
+ * hold a VIP for ever by sending a huge deadline. */
+#define KVNETD_MAX_GRANT_USEC (300ULL * 1000000ULL)

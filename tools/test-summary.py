@@ -1,0 +1,22 @@
+#!/usr/bin/env python3
+"""Prints the totals of a meson test run as its last line:
+"N passed, N failed, N skipped" (timeouts and unexpected passes count as failed)."""
+import json
+import sys
+
+counts = {"passed": 0, "failed": 0, "skipped": 0}
+failed_names = []
+with open(sys.argv[1]) as f:
+    for line in f:
+        t = json.loads(line)
+        result = t.get("result")
+        if result in ("OK", "EXPECTEDFAIL"):
+            counts["passed"] += 1
+        elif result == "SKIP":
+            counts["skipped"] += 1
+        else:
+            counts["failed"] += 1
+            failed_names.append(t.get("name"))
+if failed_names:
+    print("failed: " + ", ".join(failed_names))
+print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
