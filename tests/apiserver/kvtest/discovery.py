@@ -58,3 +58,42 @@ def resource_list(g, v):
                         "kind": r.kind, "verbs": ["get", "patch", "update"]})
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": (g + "/" + v) if g else v,
             "resources": out}
+
+
+# ---------------------------------------------------------------------------------------------
+# Minimal OpenAPI v3: just enough for kubectl to see that every kind supports server-side
+# field validation (so it skips client-side schema validation and needs no --validate=false).
+
+def _gv_path(g, v):
+    return "api/" + v if not g else "apis/%s/%s" % (g, v)
+
+
+def openapi_v3_index():
+    paths = {}
+    for g, v in group_versions():
+        p = _gv_path(g, v)
+        paths[p] = {"serverRelativeURL": "/openapi/v3/%s?hash=KVTEST%s" % (p, abs(hash(p)) % 10 ** 8)}
+    return {"paths": paths}
+
+
+def openapi_v3_doc(gvpath):
+    for g, v in group_versions():
+        if _gv_path(g, v) != gvpath:
+            continue
+        paths = {}
+        params = [{"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+                  for n in ("dryRun", "fieldManager", "fieldValidation", "force")]
+        for r in RESOURCES:
+            if r.gv != (g, v):
+                continue
+            base = "/" + gvpath + ("/namespaces/{namespace}/" if r.namespaced else "/") + r.plural + "/{name}"
+            gvk = {"group": g, "version": v, "kind": r.kind}
+            paths[base] = {"patch": {"operationId": "patch" + r.kind, "parameters": params,
+                                     "x-kubernetes-action": "patch", "x-kubernetes-group-version-kind": gvk,
+                                     "responses": {"200": {"description": "OK"}}},
+                           "put": {"operationId": "replace" + r.kind, "parameters": params,
+                                   "x-kubernetes-action": "put", "x-kubernetes-group-version-kind": gvk,
+                                   "responses": {"200": {"description": "OK"}}}}
+        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.4-kvtest"}, "paths": paths,
+                "components": {"schemas": {}}}
+    return None

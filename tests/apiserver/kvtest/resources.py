@@ -84,7 +84,7 @@ RESOURCES = [
              create_on_update=True, bookmark={"spec": {}}),
     Resource("networking.k8s.io", "v1", "servicecidrs", "ServiceCIDR", False, [], status=True,
              reset_status_on_create=True, bookmark={"spec": {}, "status": {}}),
-    Resource("events.k8s.io", "v1", "events", "Event", True, ["ev"], create_on_update=True,
+    Resource("events.k8s.io", "v1", "events", "Event", True, [], create_on_update=True,
              fields=["reason", "type", "reportingController", "regarding.kind", "regarding.name",
                      "regarding.namespace", "regarding.uid"],
              bookmark={"eventTime": None, "reportingController": "", "reportingInstance": ""}),

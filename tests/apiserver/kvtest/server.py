@@ -381,6 +381,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(200, discovery.resource_list("", "v1"))
         if path in ("/apis", "/apis/"):
             return self.send_json(200, discovery.api_group_list())
+        if path == "/openapi/v3":
+            return self.send_json(200, discovery.openapi_v3_index())
+        if path.startswith("/openapi/v3/"):
+            d = discovery.openapi_v3_doc(path[len("/openapi/v3/"):])
+            if d:
+                return self.send_json(200, d)
+            return self.not_found_plain()
         parts = [p for p in path.split("/") if p]
         if len(parts) == 2 and parts[0] == "apis":
             d = discovery.api_group_doc(parts[1])
@@ -441,8 +448,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if res.plural == "endpoints" and not res.group and self.app.endpoints_warning:
             hdrs = {"Warning": '299 - "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 '
                                'EndpointSlice"'}
-        if obj.get("kind") == res.kind and self._wants_table():
-            obj = self.app.tables.to_table(res, [obj], obj["metadata"].get("resourceVersion", ""), None)
+        if obj.get("kind") == res.kind and self._wants_table() and self.command in ("GET", "HEAD"):
+            obj = self.app.tables.to_table(res, [obj], obj["metadata"].get("resourceVersion", ""), None,
+                                           self.q.get("includeObject", "Metadata"))
         return self.send_json(code, obj, hdrs)
 
     def _wants_table(self):
@@ -586,7 +594,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if not filtered:
                 meta["remainingItemCount"] = more
         if self._wants_table():
-            return self.send_json(200, app.tables.to_table(res, items, str(list_rv), meta.get("continue")))
+            return self.send_json(200, app.tables.to_table(res, items, str(list_rv), meta.get("continue"),
+                                                           self.q.get("includeObject", "Metadata")))
         body = {"kind": res.list_kind, "apiVersion": res.api_version, "metadata": meta, "items": items}
         hdrs = None
         if res.plural == "endpoints" and not res.group and app.endpoints_warning:
@@ -626,6 +635,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.is_watch = True
         fault = app.faults.take_watch_fault(self.upath + "?" + urllib.parse.urlsplit(self.path).query)
         w = Watcher(res, ns, lsel, fsel, self.user.name if self.user else "")
+        if self._wants_table():
+            tables, include = app.tables, self.q.get("includeObject", "Metadata")
+
+            def transform(typ, obj):
+                return dumpb({"type": typ, "object": tables.to_table(
+                    res, [obj], obj["metadata"].get("resourceVersion", ""), None, include)}) + b"\n"
+            w.transform = transform
         error_event = None
         try:
             app.store.start_watch(w, 0 if initial_events else rv)

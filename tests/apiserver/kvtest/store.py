@@ -55,6 +55,7 @@ class Watcher:
         self.done = False          # stream should end (after draining q)
         self.abort = False         # stream should be cut without terminating chunk
         self.started = time.time()
+        self.transform = None      # optional fn(type, obj) -> bytes (e.g. Table rendering)
 
     def matches(self, obj):
         md = obj.get("metadata") or {}
@@ -68,18 +69,36 @@ class Watcher:
 
     def convert(self, ev):
         """Return encoded bytes for this watcher, or None (selector enter/leave rules)."""
+        r = self._classify(ev)
+        if r is None:
+            return None
+        if self.transform is None:
+            return ev.encode(*r)
+        typ, which = r
+        if which == "new":
+            return self.transform(typ, ev.obj)
+        o = dict(ev.old)
+        o["metadata"] = dict(o["metadata"], resourceVersion=str(ev.rv))
+        return self.transform(typ, o)
+
+    def encode(self, typ, obj):
+        if self.transform is not None:
+            return self.transform(typ, obj)
+        return encode_event(typ, self.res, obj)
+
+    def _classify(self, ev):
         if ev.type == "DELETED":
-            return ev.encode("DELETED", "new") if self.matches(ev.obj) else None
+            return ("DELETED", "new") if self.matches(ev.obj) else None
         cur = self.matches(ev.obj)
         old = ev.old is not None and self.matches(ev.old)
         if ev.type == "ADDED":
-            return ev.encode("ADDED", "new") if cur else None
+            return ("ADDED", "new") if cur else None
         if cur and old:
-            return ev.encode("MODIFIED", "new")
+            return ("MODIFIED", "new")
         if cur:
-            return ev.encode("ADDED", "new")
+            return ("ADDED", "new")
         if old:
-            return ev.encode("DELETED", "old")
+            return ("DELETED", "old")
         return None
 
     def push(self, data):
@@ -293,7 +312,7 @@ class Store:
                 for key in sorted(d):
                     o = d[key]
                     if w.matches(o):
-                        w.q.append(encode_event("ADDED", w.res, o))
+                        w.q.append(w.encode("ADDED", o))
             else:
                 if rv < self.window[k] or rv < self.compacted_rv:
                     raise TooOld(rv, max(self.window[k], self.compacted_rv))
