@@ -77,8 +77,8 @@ int log_level_from_string(const char *s)
         return -EINVAL;
 }
 
-static int log_dispatch(int level, int error, const char *file, int line, const char *func,
-                        const char *const *fields, const char *fmt, va_list ap)
+_printf_(7, 0) static int log_dispatch(int level, int error, const char *file, int line, const char *func,
+                                       const char *const *fields, const char *fmt, va_list ap)
 {
         char msg[2048];
         int saved_errno = errno;
