@@ -1,0 +1,987 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests of kvelectd/election.c with fake time and a fake API server: the
+ * state machine is driven by explicit clocks and request completions only,
+ * so every timing rule of client-go's algorithm is checked exactly here. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "election.h"
+#include "lease-record.h"
+
+#define S USEC_PER_SEC
+#define MS USEC_PER_MSEC
+#define LD (15 * S)
+#define RD (10 * S)
+#define RP (2 * S)
+/* 2025-05-12T08:14:05.512334Z */
+#define REAL0 1747037645512334ULL
+
+/* A fake apiserver holding one Lease, conditional on resourceVersion. */
+typedef struct FakeServer {
+        json_t *lease; /* NULL: absent */
+        unsigned rv;
+        unsigned n_get, n_create, n_update;
+} FakeServer;
+
+typedef struct Fixture {
+        Election *e;
+        ElectionTime now;
+        unsigned events;     /* accumulated since the last reset */
+        ElectionRequest req; /* pending, body owned here */
+        unsigned cancels;
+        FakeServer srv;
+        double jitter;
+} Fixture;
+
+static double fixed_random(void *userdata)
+{
+        Fixture *f = userdata;
+        return f->jitter;
+}
+
+static void fixture_init(Fixture *f, const char *identity)
+{
+        ElectionConfig c = {
+                .identity = identity,
+                .lease_duration_usec = LD,
+                .renew_deadline_usec = RD,
+                .retry_period_usec = RP,
+                .random = fixed_random,
+                .random_userdata = f,
+        };
+
+        *f = (Fixture){.now = {.mono = 1000 * S, .real = REAL0}};
+        ck_assert_int_eq(election_new(&c, "default", "kubevip-egress-demo", &f->e), 0);
+}
+
+static void fixture_done(Fixture *f)
+{
+        election_free(f->e);
+        json_decref(f->req.body);
+        json_decref(f->srv.lease);
+}
+
+static void take(Fixture *f, ElectionOutput *out, int r)
+{
+        ck_assert_int_ge(r, 0);
+        f->events |= out->events;
+        if (out->cancel) {
+                f->cancels++;
+                json_decref(f->req.body);
+                f->req = (ElectionRequest){};
+        }
+        if (out->request.type != ELECTION_REQUEST_NONE) {
+                ck_assert_msg(f->req.type == ELECTION_REQUEST_NONE, "two requests in flight");
+                f->req = out->request;
+                out->request.body = NULL;
+        }
+        election_output_done(out);
+}
+
+static void advance(Fixture *f, uint64_t usec)
+{
+        f->now.mono += usec;
+        f->now.real += usec;
+}
+
+/* Runs the timer at its wakeup time (moving the clocks there). */
+static void fire(Fixture *f)
+{
+        ElectionOutput out = {};
+        uint64_t t = election_next_wakeup(f->e);
+
+        ck_assert(t != UINT64_MAX);
+        if (t > f->now.mono)
+                advance(f, t - f->now.mono);
+        take(f, &out, election_timer(f->e, f->now, &out));
+}
+
+static void campaign(Fixture *f)
+{
+        ElectionOutput out = {};
+        take(f, &out, election_campaign(f->e, f->now, &out));
+}
+
+static void withdraw(Fixture *f)
+{
+        ElectionOutput out = {};
+        take(f, &out, election_withdraw(f->e, f->now, &out));
+}
+
+static void observe(Fixture *f, json_t *lease)
+{
+        ElectionOutput out = {};
+        take(f, &out, election_observe(f->e, f->now, lease, &out));
+}
+
+static void set_watched(Fixture *f, json_t *lease)
+{
+        ElectionOutput out = {};
+        take(f, &out, election_set_view(f->e, f->now, ELECTION_VIEW_WATCHED, lease, &out));
+}
+
+static json_t *make_lease(const char *holder, int dur, const char *acquire, const char *renew, int transitions,
+                          unsigned rv)
+{
+        char rvs[32];
+
+        snprintf(rvs, sizeof(rvs), "%u", rv);
+        return json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:s}, s:{s:s, s:i, s:s, s:s, s:i}}", "kind", "Lease",
+                         "apiVersion", "coordination.k8s.io/v1", "metadata", "name", "kubevip-egress-demo",
+                         "namespace", "default", "uid", "3c4d5e6f", "resourceVersion", rvs, "spec",
+                         "holderIdentity", holder, "leaseDurationSeconds", dur, "acquireTime", acquire,
+                         "renewTime", renew, "leaseTransitions", transitions);
+}
+
+static void server_store(FakeServer *srv, json_t *lease)
+{
+        char rvs[32];
+
+        snprintf(rvs, sizeof(rvs), "%u", ++srv->rv);
+        json_object_set_new(json_object_get(lease, "metadata"), "resourceVersion", json_string(rvs));
+        json_decref(srv->lease);
+        srv->lease = lease;
+}
+
+/* Another client (kube-vip, kubectl) writes the Lease; returns a new
+ * reference to what is stored. */
+static json_t *server_put_foreign(Fixture *f, const char *holder, int dur, const char *renew, int transitions)
+{
+        json_t *l = make_lease(holder, dur, "2025-05-12T08:14:05.512334Z", renew, transitions, 0);
+        server_store(&f->srv, l);
+        return json_incref(l);
+}
+
+static const char *rv_of(json_t *lease)
+{
+        return json_string_value(json_object_get(json_object_get(lease, "metadata"), "resourceVersion"));
+}
+
+static json_t *spec_of(json_t *lease)
+{
+        return json_object_get(lease, "spec");
+}
+
+static const char *holder_of(json_t *lease)
+{
+        return json_string_value(json_object_get(spec_of(lease), "holderIdentity"));
+}
+
+static int int_of(json_t *lease, const char *key)
+{
+        return (int)json_integer_value(json_object_get(spec_of(lease), key));
+}
+
+static const char *str_of(json_t *lease, const char *key)
+{
+        return json_string_value(json_object_get(spec_of(lease), key));
+}
+
+/* Completes the pending request with a given outcome. */
+static void complete(Fixture *f, int error, long status, json_t *object, uint64_t sent)
+{
+        ElectionOutput out = {};
+        ElectionResponse resp = {
+                .id = f->req.id,
+                .error = error,
+                .http_status = status,
+                .object = object,
+                .sent_usec = sent,
+        };
+
+        json_decref(f->req.body);
+        f->req = (ElectionRequest){};
+        take(f, &out, election_complete(f->e, f->now, &resp, &out));
+}
+
+/* The fake server answers the pending request, as sent at `sent` and
+ * answered after `rtt`. Returns the HTTP status. */
+static long serve_at(Fixture *f, uint64_t rtt)
+{
+        FakeServer *srv = &f->srv;
+        uint64_t sent = f->now.mono;
+        json_t *answer = NULL;
+        long status;
+
+        ck_assert(f->req.type != ELECTION_REQUEST_NONE);
+        advance(f, rtt);
+        switch (f->req.type) {
+        case ELECTION_REQUEST_GET:
+                srv->n_get++;
+                status = srv->lease ? 200 : 404;
+                answer = srv->lease ? json_incref(srv->lease) : NULL;
+                break;
+        case ELECTION_REQUEST_CREATE:
+                srv->n_create++;
+                if (srv->lease) {
+                        status = 409;
+                        break;
+                }
+                server_store(srv, json_deep_copy(f->req.body));
+                status = 201;
+                answer = json_incref(srv->lease);
+                break;
+        case ELECTION_REQUEST_UPDATE:
+                srv->n_update++;
+                if (!srv->lease || !streq(rv_of(srv->lease), rv_of(f->req.body))) {
+                        status = 409;
+                        break;
+                }
+                server_store(srv, json_deep_copy(f->req.body));
+                status = 200;
+                answer = json_incref(srv->lease);
+                break;
+        default:
+                ck_abort();
+        }
+        complete(f, 0, status, answer, sent);
+        json_decref(answer);
+        return status;
+}
+
+static long serve(Fixture *f)
+{
+        return serve_at(f, 20 * MS);
+}
+
+/* Takes the lease on an empty server: GET 404, POST 201. */
+static void acquire_fresh(Fixture *f)
+{
+        campaign(f);
+        ck_assert_int_eq(f->req.type, ELECTION_REQUEST_GET);
+        ck_assert_int_eq(serve(f), 404);
+        ck_assert_int_eq(f->req.type, ELECTION_REQUEST_CREATE);
+        ck_assert_int_eq(serve(f), 201);
+        ck_assert(election_is_leading(f->e));
+}
+
+START_TEST(test_acquire_absent)
+{
+        Fixture f;
+        char t[LEASE_MICROTIME_MAX];
+        json_t *b;
+        uint64_t sent;
+
+        fixture_init(&f, "worker-1");
+        campaign(&f);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_GET);
+        ck_assert_int_eq(serve(&f), 404);
+
+        /* The create body is kube-vip's: kind, apiVersion, name, namespace, spec. */
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_CREATE);
+        b = f.req.body;
+        ck_assert_str_eq(json_string_value(json_object_get(b, "kind")), "Lease");
+        ck_assert_str_eq(json_string_value(json_object_get(b, "apiVersion")), "coordination.k8s.io/v1");
+        ck_assert_int_eq(json_object_size(json_object_get(b, "metadata")), 2);
+        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(b, "metadata"), "name")),
+                         "kubevip-egress-demo");
+        ck_assert_str_eq(holder_of(b), "worker-1");
+        ck_assert_int_eq(int_of(b, "leaseDurationSeconds"), 15);
+        ck_assert_int_eq(int_of(b, "leaseTransitions"), 0);
+        ck_assert_int_eq(lease_microtime_format(f.now.real, t), 0);
+        ck_assert_str_eq(str_of(b, "acquireTime"), t);
+        ck_assert_str_eq(str_of(b, "renewTime"), t);
+        ck_assert_int_eq(strlen(t), 27); /* exactly 6 fractional digits */
+
+        sent = f.now.mono;
+        f.events = 0;
+        ck_assert_int_eq(serve(&f), 201);
+        ck_assert(election_is_leading(&*f.e));
+        ck_assert(f.events & ELECTION_EVENT_LEADING);
+        ck_assert_uint_eq(election_deadline(f.e), sent + RD);
+        /* The next renew comes one retryPeriod after the answer. */
+        ck_assert_uint_eq(election_next_wakeup(f.e), f.now.mono + RP);
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_acquire_released)
+{
+        Fixture f;
+
+        fixture_init(&f, "worker-1");
+        json_decref(server_put_foreign(&f, "worker-2", 15, "2025-05-12T09:02:11.004871Z", 3));
+        json_decref(server_put_foreign(&f, "", 1, "2025-05-12T09:02:12.337001Z", 3));
+        campaign(&f);
+        ck_assert_int_eq(serve(&f), 200);
+        /* An empty holder is taken at once, counting one transition. */
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_UPDATE);
+        ck_assert_str_eq(rv_of(f.req.body), "2");
+        ck_assert_str_eq(holder_of(f.req.body), "worker-1");
+        ck_assert_int_eq(int_of(f.req.body, "leaseTransitions"), 4);
+        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(f.req.body, "metadata"), "uid")),
+                         "3c4d5e6f");
+        ck_assert_int_eq(serve(&f), 200);
+        ck_assert(election_is_leading(f.e));
+        ck_assert_int_eq(f.srv.n_get, 1);
+        ck_assert_int_eq(f.srv.n_update, 1);
+        fixture_done(&f);
+}
+END_TEST
+
+/* A foreign holder is respected for leaseDuration from when its record last
+ * changed by our clock, whatever renewTime says. Table: renewTime far in the
+ * past, now-ish, far in the future. */
+static const char *const renew_times[] = {
+        "2001-01-01T00:00:00.000000Z",
+        "2025-05-12T08:14:05.512334Z",
+        "2099-12-31T23:59:59.999999Z",
+};
+
+START_TEST(test_respect_foreign_until_local_expiry)
+{
+        Fixture f;
+        uint64_t first_seen;
+
+        fixture_init(&f, "worker-1");
+        json_decref(server_put_foreign(&f, "worker-2", 5, renew_times[_i], 7));
+        campaign(&f);
+        first_seen = f.now.mono + 20 * MS;
+        ck_assert_int_eq(serve(&f), 200);
+        ck_assert(!election_is_leading(f.e));
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_NONE);
+        ck_assert_str_eq(election_holder(f.e), "worker-2");
+
+        /* Polling (no watch): a GET every retryPeriod, no write while the
+         * record is valid by local time. */
+        while (f.now.mono < first_seen + 5 * S) {
+                fire(&f);
+                if (f.req.type == ELECTION_REQUEST_UPDATE)
+                        break;
+                ck_assert_int_eq(f.req.type, ELECTION_REQUEST_GET);
+                ck_assert_int_eq(serve(&f), 200);
+        }
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_UPDATE);
+        ck_assert_uint_ge(f.now.mono, first_seen + 5 * S);
+        ck_assert_int_eq(f.srv.n_update, 0);
+        ck_assert_int_eq(int_of(f.req.body, "leaseTransitions"), 8);
+        ck_assert_int_eq(serve(&f), 200);
+        ck_assert(election_is_leading(f.e));
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_foreign_renewals_postpone_expiry)
+{
+        Fixture f;
+        char renew[64];
+
+        fixture_init(&f, "worker-1");
+        json_decref(server_put_foreign(&f, "worker-2", 5, "2025-05-12T09:00:00.000000Z", 0));
+        campaign(&f);
+        ck_assert_int_eq(serve(&f), 200);
+        /* The holder renews every 2 s; we never write for a minute. */
+        for (int i = 0; i < 30; i++) {
+                snprintf(renew, sizeof(renew), "2025-05-12T09:00:%02d.000000Z", i * 2 % 60);
+                json_decref(server_put_foreign(&f, "worker-2", 5, renew, 0));
+                fire(&f);
+                ck_assert_int_eq(f.req.type, ELECTION_REQUEST_GET);
+                ck_assert_int_eq(serve(&f), 200);
+        }
+        ck_assert_int_eq(f.srv.n_update, 0);
+        ck_assert(!election_is_leading(f.e));
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_conflict_race)
+{
+        Fixture f;
+
+        fixture_init(&f, "worker-1");
+        json_decref(server_put_foreign(&f, "", 1, "2025-05-12T09:02:12.337001Z", 3));
+        campaign(&f);
+        ck_assert_int_eq(serve(&f), 200);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_UPDATE);
+        /* worker-3 wins the race: our PUT has a stale resourceVersion. */
+        json_decref(server_put_foreign(&f, "worker-3", 15, "2025-05-12T09:02:12.400000Z", 4));
+        ck_assert_int_eq(serve(&f), 409);
+        ck_assert(!election_is_leading(f.e));
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_NONE);
+        /* No hot loop: the next attempt waits a jittered retryPeriod. */
+        ck_assert_uint_ge(election_next_wakeup(f.e), f.now.mono + RP);
+        fire(&f);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_GET);
+        ck_assert_int_eq(serve(&f), 200);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_NONE);
+        ck_assert_str_eq(election_holder(f.e), "worker-3");
+
+        /* A create race is a 409 AlreadyExists, handled the same way. */
+        fixture_done(&f);
+        fixture_init(&f, "worker-1");
+        campaign(&f);
+        ck_assert_int_eq(serve(&f), 404);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_CREATE);
+        json_decref(server_put_foreign(&f, "worker-3", 15, "2025-05-12T09:02:12.400000Z", 0));
+        ck_assert_int_eq(serve(&f), 409);
+        ck_assert(!election_is_leading(f.e));
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_jitter)
+{
+        Fixture f;
+
+        fixture_init(&f, "worker-1");
+        f.jitter = 0.5;
+        json_decref(server_put_foreign(&f, "worker-2", 15, "2025-05-12T09:02:12.337001Z", 0));
+        campaign(&f);
+        ck_assert_int_eq(serve(&f), 200);
+        /* retryPeriod * (1 + 0.5 * 1.2) */
+        ck_assert_uint_eq(election_next_wakeup(f.e), f.now.mono + RP + RP * 6 / 10);
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_renew_keeps_acquire_and_transitions)
+{
+        Fixture f;
+        const char *acquired;
+        char *a;
+
+        fixture_init(&f, "worker-1");
+        json_decref(server_put_foreign(&f, "", 1, "2025-05-12T09:02:12.337001Z", 3));
+        campaign(&f);
+        ck_assert_int_eq(serve(&f), 200);
+        ck_assert_int_eq(serve(&f), 200);
+        ck_assert(election_is_leading(f.e));
+        acquired = str_of(f.srv.lease, "acquireTime");
+        a = strdup(acquired);
+        for (int i = 0; i < 5; i++) {
+                uint64_t sent;
+
+                f.events = 0;
+                fire(&f);
+                /* Step 1: PUT of the cached Lease, no GET. */
+                ck_assert_int_eq(f.req.type, ELECTION_REQUEST_UPDATE);
+                ck_assert_str_eq(str_of(f.req.body, "acquireTime"), a);
+                ck_assert_int_eq(int_of(f.req.body, "leaseTransitions"), 4);
+                ck_assert_str_ne(str_of(f.req.body, "renewTime"), a);
+                sent = f.now.mono;
+                ck_assert_int_eq(serve(&f), 200);
+                ck_assert(f.events & ELECTION_EVENT_RENEWED);
+                ck_assert(!(f.events & ELECTION_EVENT_LEADING));
+                ck_assert_uint_eq(election_deadline(f.e), sent + RD);
+        }
+        ck_assert_int_eq(f.srv.n_get, 1);
+        free(a);
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_renew_deadline_from_send_time)
+{
+        Fixture f;
+        uint64_t last_sent, deadline;
+
+        fixture_init(&f, "worker-1");
+        acquire_fresh(&f);
+        fire(&f);
+        /* A slow but successful renew: 3 s round trip. Validity counts from
+         * the send time, not the answer. */
+        last_sent = f.now.mono;
+        ck_assert_int_eq(serve_at(&f, 3 * S), 200);
+        deadline = last_sent + RD;
+        ck_assert_uint_eq(election_deadline(f.e), deadline);
+
+        /* From now on every request times out. Each has a timeout below the
+         * time left, and leadership ends exactly at the deadline. */
+        f.events = 0;
+        for (;;) {
+                fire(&f);
+                if (!election_is_leading(f.e))
+                        break;
+                ck_assert(f.req.type != ELECTION_REQUEST_NONE);
+                ck_assert_uint_lt(f.now.mono + f.req.timeout_usec, deadline);
+                advance(&f, f.req.timeout_usec);
+                complete(&f, -ETIMEDOUT, 0, NULL, f.now.mono - f.req.timeout_usec);
+        }
+        ck_assert_uint_eq(f.now.mono, deadline);
+        ck_assert(f.events & ELECTION_EVENT_LEADING);
+        ck_assert_uint_eq(election_deadline(f.e), 0);
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_send_time_from_transport)
+{
+        Fixture f;
+        uint64_t issued;
+
+        fixture_init(&f, "worker-1");
+        acquire_fresh(&f);
+        fire(&f);
+        issued = f.now.mono;
+        advance(&f, 300 * MS);
+        /* The transport handed it over 100 ms after we asked (queued). */
+        f.srv.n_update++;
+        server_store(&f.srv, json_deep_copy(f.req.body));
+        {
+                json_t *ans = json_incref(f.srv.lease);
+                complete(&f, 0, 200, ans, issued + 100 * MS);
+                json_decref(ans);
+        }
+        ck_assert_uint_eq(election_deadline(f.e), issued + 100 * MS + RD);
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_hung_request_cancelled_at_deadline)
+{
+        Fixture f;
+
+        fixture_init(&f, "worker-1");
+        acquire_fresh(&f);
+        /* The transport never answers anything again. */
+        for (int i = 0; i < 100 && election_is_leading(f.e); i++) {
+                ElectionOutput out = {};
+                uint64_t t = election_next_wakeup(f.e);
+
+                advance(&f, t - f.now.mono);
+                take(&f, &out, election_timer(f.e, f.now, &out));
+                if (f.req.type != ELECTION_REQUEST_NONE)
+                        ck_assert_uint_lt(f.now.mono + f.req.timeout_usec, election_deadline(f.e));
+                json_decref(f.req.body);
+                f.req = (ElectionRequest){};
+        }
+        ck_assert(!election_is_leading(f.e));
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_release_body)
+{
+        Fixture f;
+        char t[LEASE_MICROTIME_MAX];
+        json_t *b;
+
+        fixture_init(&f, "worker-1");
+        json_decref(server_put_foreign(&f, "", 1, "2025-05-12T09:02:12.337001Z", 3));
+        campaign(&f);
+        ck_assert_int_eq(serve(&f), 200);
+        ck_assert_int_eq(serve(&f), 200);
+        ck_assert(election_is_leading(f.e));
+        advance(&f, 700 * MS);
+
+        f.events = 0;
+        withdraw(&f);
+        /* Leadership is given up before the Lease is. */
+        ck_assert(f.events & ELECTION_EVENT_LEADING);
+        ck_assert(!election_is_leading(f.e));
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_UPDATE);
+        b = f.req.body;
+        ck_assert_str_eq(holder_of(b), "");
+        ck_assert_int_eq(int_of(b, "leaseDurationSeconds"), 1);
+        ck_assert_int_eq(int_of(b, "leaseTransitions"), 4);
+        ck_assert_int_eq(lease_microtime_format(f.now.real, t), 0);
+        ck_assert_str_eq(str_of(b, "acquireTime"), t);
+        ck_assert_str_eq(str_of(b, "renewTime"), t);
+        ck_assert_str_eq(rv_of(b), rv_of(f.srv.lease));
+        ck_assert_int_eq(serve(&f), 200);
+        ck_assert(f.events & ELECTION_EVENT_DONE);
+        ck_assert_uint_eq(election_next_wakeup(f.e), UINT64_MAX);
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_release_conflict)
+{
+        Fixture f;
+
+        fixture_init(&f, "worker-1");
+        acquire_fresh(&f);
+        /* Someone else changed it: a 409 on release, a GET, and since it is no
+         * longer ours, nothing more. */
+        json_decref(server_put_foreign(&f, "worker-9", 15, "2025-05-12T09:02:12.337001Z", 1));
+        withdraw(&f);
+        ck_assert_int_eq(serve(&f), 409);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_GET);
+        ck_assert_int_eq(serve(&f), 200);
+        ck_assert(f.events & ELECTION_EVENT_DONE);
+        ck_assert_str_eq(holder_of(f.srv.lease), "worker-9");
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_withdraw_during_acquire)
+{
+        Fixture f;
+
+        fixture_init(&f, "worker-1");
+        campaign(&f);
+        ck_assert_int_eq(serve(&f), 404);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_CREATE);
+        f.events = 0;
+        withdraw(&f);
+        /* The create lands; what it got is given back at once, and we never
+         * reported leading. */
+        ck_assert_int_eq(serve(&f), 201);
+        ck_assert(!(f.events & ELECTION_EVENT_LEADING));
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_UPDATE);
+        ck_assert_str_eq(holder_of(f.req.body), "");
+        ck_assert_int_eq(serve(&f), 200);
+        ck_assert(f.events & ELECTION_EVENT_DONE);
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_withdraw_not_holder)
+{
+        Fixture f;
+
+        fixture_init(&f, "worker-1");
+        json_decref(server_put_foreign(&f, "worker-2", 15, "2025-05-12T09:02:12.337001Z", 1));
+        campaign(&f);
+        ck_assert_int_eq(serve(&f), 200);
+        withdraw(&f);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_NONE);
+        ck_assert(f.events & ELECTION_EVENT_DONE);
+        ck_assert_int_eq(f.srv.n_update, 0);
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_transitions_count)
+{
+        Fixture a, b;
+
+        /* Two candidates sharing one fake server; a takes it, releases it,
+         * b takes it: 0, then 1. */
+        fixture_init(&a, "worker-1");
+        fixture_init(&b, "worker-2");
+        acquire_fresh(&a);
+        ck_assert_int_eq(int_of(a.srv.lease, "leaseTransitions"), 0);
+        withdraw(&a);
+        ck_assert_int_eq(serve(&a), 200);
+        ck_assert_int_eq(int_of(a.srv.lease, "leaseTransitions"), 0);
+
+        b.srv.lease = json_incref(a.srv.lease);
+        b.srv.rv = a.srv.rv;
+        campaign(&b);
+        ck_assert_int_eq(serve(&b), 200);
+        ck_assert_int_eq(serve(&b), 200);
+        ck_assert(election_is_leading(b.e));
+        ck_assert_int_eq(int_of(b.srv.lease, "leaseTransitions"), 1);
+        fixture_done(&a);
+        fixture_done(&b);
+}
+END_TEST
+
+/* The same scenario with CLOCK_REALTIME jumping around (an hour back, a day
+ * forward, before the epoch of the lease) gives the same requests at the
+ * same monotonic times; only the MicroTime strings differ. */
+static const int64_t real_jumps[] = {0, -3600, 86400, -400000000};
+
+static void trace_scenario(int64_t jump, char *trace, size_t size)
+{
+        Fixture f;
+        size_t n = 0;
+
+        fixture_init(&f, "worker-1");
+        json_decref(server_put_foreign(&f, "worker-2", 15, "2025-05-12T09:02:12.337001Z", 1));
+        campaign(&f);
+        for (int i = 0; i < 40; i++) {
+                if (i == 3)
+                        f.now.real += jump * (int64_t)S;
+                if (f.req.type == ELECTION_REQUEST_NONE)
+                        fire(&f);
+                n += snprintf(trace + n, size - n, "%llu:%s%s ", (unsigned long long)(f.now.mono - 1000 * S),
+                              election_request_type_to_string(f.req.type),
+                              election_is_leading(f.e) ? "*" : "");
+                ck_assert_uint_lt(n, size);
+                if (f.req.type != ELECTION_REQUEST_NONE)
+                        serve(&f);
+        }
+        ck_assert(election_is_leading(f.e));
+        fixture_done(&f);
+}
+
+START_TEST(test_wall_clock_independence)
+{
+        char want[8192], got[8192];
+
+        trace_scenario(0, want, sizeof(want));
+        trace_scenario(real_jumps[_i], got, sizeof(got));
+        ck_assert_str_eq(got, want);
+}
+END_TEST
+
+START_TEST(test_watch_no_polling)
+{
+        Fixture f;
+        char renew[64];
+        json_t *l;
+
+        fixture_init(&f, "worker-1");
+        l = server_put_foreign(&f, "worker-2", 5, "2025-05-12T09:00:00.000000Z", 2);
+        set_watched(&f, l);
+        json_decref(l);
+        campaign(&f);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_NONE);
+        /* The holder renews every 2 s for a minute: the watch shows it, and
+         * we send nothing at all. */
+        for (int i = 0; i < 30; i++) {
+                advance(&f, 2 * S);
+                ck_assert_uint_gt(election_next_wakeup(f.e), f.now.mono);
+                snprintf(renew, sizeof(renew), "2025-05-12T09:00:%02d.000000Z", i * 2 % 60);
+                l = server_put_foreign(&f, "worker-2", 5, renew, 2);
+                observe(&f, l);
+                json_decref(l);
+                ck_assert_int_eq(f.req.type, ELECTION_REQUEST_NONE);
+        }
+        ck_assert_int_eq(f.srv.n_get + f.srv.n_update + f.srv.n_create, 0);
+
+        /* It stops renewing: we write (no GET first) leaseDuration after the
+         * last change we saw. */
+        {
+                uint64_t last = f.now.mono;
+                fire(&f);
+                ck_assert_uint_eq(f.now.mono, last + 5 * S);
+        }
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_UPDATE);
+        ck_assert_int_eq(int_of(f.req.body, "leaseTransitions"), 3);
+        ck_assert_int_eq(serve(&f), 200);
+        ck_assert(election_is_leading(f.e));
+        ck_assert_int_eq(f.srv.n_get, 0);
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_watch_release_taken_at_once)
+{
+        Fixture f;
+        json_t *l;
+
+        fixture_init(&f, "worker-1");
+        l = server_put_foreign(&f, "worker-2", 15, "2025-05-12T09:00:00.000000Z", 2);
+        set_watched(&f, l);
+        json_decref(l);
+        campaign(&f);
+        advance(&f, 1 * S);
+        l = server_put_foreign(&f, "", 1, "2025-05-12T09:00:01.000000Z", 2);
+        observe(&f, l);
+        json_decref(l);
+        /* One PUT, in the same step as the watch event. */
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_UPDATE);
+        ck_assert_int_eq(serve(&f), 200);
+        ck_assert(election_is_leading(f.e));
+
+        /* A deleted Lease is created again at once. */
+        fixture_done(&f);
+        fixture_init(&f, "worker-1");
+        l = server_put_foreign(&f, "worker-2", 15, "2025-05-12T09:00:00.000000Z", 2);
+        set_watched(&f, l);
+        json_decref(l);
+        campaign(&f);
+        json_decref(f.srv.lease);
+        f.srv.lease = NULL;
+        observe(&f, NULL);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_CREATE);
+        ck_assert_int_eq(serve(&f), 201);
+        ck_assert(election_is_leading(f.e));
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_watch_stale_costs_a_get)
+{
+        Fixture f;
+        json_t *l;
+
+        fixture_init(&f, "worker-1");
+        l = server_put_foreign(&f, "worker-2", 5, "2025-05-12T09:00:00.000000Z", 2);
+        set_watched(&f, l);
+        json_decref(l);
+        campaign(&f);
+        /* The holder renews but our watch misses it. */
+        json_decref(server_put_foreign(&f, "worker-2", 5, "2025-05-12T09:00:04.000000Z", 2));
+        fire(&f);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_UPDATE);
+        ck_assert_int_eq(serve(&f), 409);
+        fire(&f);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_GET);
+        ck_assert_int_eq(serve(&f), 200);
+        /* The GET showed a change: another full duration of respect. */
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_NONE);
+        ck_assert_uint_ge(election_next_wakeup(f.e), f.now.mono + 5 * S);
+        ck_assert(!election_is_leading(f.e));
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_leader_sees_foreign_holder)
+{
+        Fixture f;
+        json_t *l;
+
+        fixture_init(&f, "worker-1");
+        set_watched(&f, NULL);
+        campaign(&f);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_CREATE);
+        ck_assert_int_eq(serve(&f), 201);
+        ck_assert(election_is_leading(f.e));
+
+        /* An echo of our own write changes nothing. */
+        l = json_incref(f.srv.lease);
+        observe(&f, l);
+        json_decref(l);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_NONE);
+
+        /* Someone overwrites it: checked with one GET, and we stop leading
+         * at once rather than at the renew deadline. */
+        l = server_put_foreign(&f, "worker-7", 15, "2025-05-12T09:00:00.000000Z", 1);
+        f.events = 0;
+        observe(&f, l);
+        json_decref(l);
+        ck_assert(election_is_leading(f.e));
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_GET);
+        ck_assert_int_eq(serve(&f), 200);
+        ck_assert(!election_is_leading(f.e));
+        ck_assert(f.events & ELECTION_EVENT_LEADING);
+        ck_assert(f.events & ELECTION_EVENT_HOLDER);
+        ck_assert_str_eq(election_holder(f.e), "worker-7");
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_api_down_then_back)
+{
+        Fixture f;
+        uint64_t deadline;
+
+        fixture_init(&f, "worker-1");
+        acquire_fresh(&f);
+        deadline = election_deadline(f.e);
+        /* API unreachable: every request fails fast. */
+        while (election_is_leading(f.e)) {
+                fire(&f);
+                if (f.req.type != ELECTION_REQUEST_NONE)
+                        complete(&f, -ECONNREFUSED, 0, NULL, f.now.mono);
+        }
+        ck_assert_uint_eq(f.now.mono, deadline);
+        /* Still down for a while: attempts go on, none succeeds. */
+        for (int i = 0; i < 10; i++) {
+                fire(&f);
+                if (f.req.type != ELECTION_REQUEST_NONE)
+                        complete(&f, -ECONNREFUSED, 0, NULL, f.now.mono);
+                ck_assert(!election_is_leading(f.e));
+        }
+        /* Back: the record still names us and nobody changed it, so the
+         * next attempt takes it again. */
+        while (f.req.type == ELECTION_REQUEST_NONE)
+                fire(&f);
+        while (f.req.type != ELECTION_REQUEST_NONE)
+                serve(&f);
+        ck_assert(election_is_leading(f.e));
+        fixture_done(&f);
+}
+END_TEST
+
+START_TEST(test_record_parse)
+{
+        LeaseRecord r = {};
+        char *rv = NULL;
+        json_t *j;
+
+        j = json_loads("{\"metadata\":{\"resourceVersion\":\"184470\"},\"spec\":{\"holderIdentity\":null,"
+                       "\"leaseDurationSeconds\":5,\"acquireTime\":null,\"unknown\":[1]}}",
+                       0, NULL);
+        ck_assert_ptr_nonnull(j);
+        ck_assert_int_eq(lease_record_from_json(j, &r, &rv), 0);
+        ck_assert_str_eq(r.holder, "");
+        ck_assert_str_eq(r.acquire_time, "");
+        ck_assert_int_eq(r.duration_sec, 5);
+        ck_assert_str_eq(rv, "184470");
+        lease_record_done(&r);
+        free(rv);
+        json_decref(j);
+
+        j = json_loads("{\"spec\":{\"holderIdentity\":5}}", 0, NULL);
+        ck_assert_int_eq(lease_record_from_json(j, &r, NULL), -EBADMSG);
+        json_decref(j);
+        j = json_loads("{\"spec\":{\"leaseDurationSeconds\":99999999999}}", 0, NULL);
+        ck_assert_int_eq(lease_record_from_json(j, &r, NULL), -EBADMSG);
+        json_decref(j);
+        j = json_loads("{\"spec\":null}", 0, NULL);
+        ck_assert_int_eq(lease_record_from_json(j, &r, NULL), 0);
+        lease_record_done(&r);
+        json_decref(j);
+}
+END_TEST
+
+START_TEST(test_microtime)
+{
+        char t[LEASE_MICROTIME_MAX];
+
+        ck_assert_int_eq(lease_microtime_format(REAL0, t), 0);
+        ck_assert_str_eq(t, "2025-05-12T08:14:05.512334Z");
+        ck_assert_int_eq(lease_microtime_format(1000000, t), 0);
+        ck_assert_str_eq(t, "1970-01-01T00:00:01.000000Z");
+}
+END_TEST
+
+static const struct {
+        const char *s;
+        bool ns, name;
+} names[] = {
+        {"default", true, true},         {"kubevip-web", true, true},  {"a.b-c.d", false, true},
+        {"-x", false, false},            {"x-", false, false},         {"UPPER", false, false},
+        {"", false, false},              {"a..b", false, false},       {"a_b", false, false},
+        {"kube-system", true, true},
+};
+
+START_TEST(test_names)
+{
+        ck_assert_int_eq(lease_namespace_is_valid(names[_i].s), names[_i].ns);
+        ck_assert_int_eq(lease_name_is_valid(names[_i].s), names[_i].name);
+}
+END_TEST
+
+static Suite *election_suite(void)
+{
+        Suite *s = suite_create("election");
+        TCase *tc = tcase_create("core");
+
+        tcase_add_test(tc, test_acquire_absent);
+        tcase_add_test(tc, test_acquire_released);
+        tcase_add_loop_test(tc, test_respect_foreign_until_local_expiry, 0, ELEMENTSOF(renew_times));
+        tcase_add_test(tc, test_foreign_renewals_postpone_expiry);
+        tcase_add_test(tc, test_conflict_race);
+        tcase_add_test(tc, test_jitter);
+        tcase_add_test(tc, test_renew_keeps_acquire_and_transitions);
+        tcase_add_test(tc, test_renew_deadline_from_send_time);
+        tcase_add_test(tc, test_send_time_from_transport);
+        tcase_add_test(tc, test_hung_request_cancelled_at_deadline);
+        tcase_add_test(tc, test_release_body);
+        tcase_add_test(tc, test_release_conflict);
+        tcase_add_test(tc, test_withdraw_during_acquire);
+        tcase_add_test(tc, test_withdraw_not_holder);
+        tcase_add_test(tc, test_transitions_count);
+        tcase_add_loop_test(tc, test_wall_clock_independence, 0, ELEMENTSOF(real_jumps));
+        tcase_add_test(tc, test_watch_no_polling);
+        tcase_add_test(tc, test_watch_release_taken_at_once);
+        tcase_add_test(tc, test_watch_stale_costs_a_get);
+        tcase_add_test(tc, test_leader_sees_foreign_holder);
+        tcase_add_test(tc, test_api_down_then_back);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("record");
+        tcase_add_test(tc, test_record_parse);
+        tcase_add_test(tc, test_microtime);
+        tcase_add_loop_test(tc, test_names, 0, ELEMENTSOF(names));
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void)
+{
+        SRunner *sr = srunner_create(election_suite());
+        int failed;
+
+        srunner_run_all(sr, CK_ENV);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+        return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
