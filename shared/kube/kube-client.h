@@ -53,6 +53,9 @@ typedef struct KubeClientOptions {
         uint64_t request_timeout_usec;
         /* Sent as User-Agent (default "kvegress/<version>"). */
         const char *user_agent;
+        /* Added: how often a tokenFile is re-read even without a 401
+         * (default 60 s, as client-go). */
+        uint64_t token_reload_usec;
 } KubeClientOptions;
 
 int kube_client_new(sd_event *event, const KubeConfig *config, const KubeClientOptions *opts,
@@ -89,13 +92,31 @@ typedef struct KubeRequestOptions {
 } KubeRequestOptions;
 
 /* method: "GET", "POST", "PUT", "PATCH", "DELETE". path includes the query.
- * body may be NULL. The callback is always called exactly once, from the
+ * body may be NULL. PATCH needs opts->content_type. Returns a negative errno
+ * (and never calls cb) if the request could not be queued; transport and
+ * HTTP failures come through the callback. A 401 re-reads the credentials
+ * and, if they changed, retries once before reporting. The callback is always called exactly once, from the
  * event loop (never from inside kube_request()), unless the request is
  * cancelled first. ret_request may be NULL if the caller never cancels. */
 int kube_request(KubeClient *c, const char *method, const char *path, json_t *body,
                  const KubeRequestOptions *opts, KubeResponseFn cb, void *userdata, KubeRequest **ret_request);
-/* Cancels a pending request; its callback is not called. NULL is fine. */
+/* Cancels a pending request; its callback is not called. NULL is fine. A
+ * no-op from inside the request's own callback (it is finished then). */
 void kube_request_cancel(KubeRequest *r);
+
+/* Added: PATCH metadata.annotations with application/merge-patch+json.
+ * annotations is an object of strings, or null to remove a key. If
+ * resource_version is set it is sent in the patch, where the apiserver
+ * treats it as a precondition (409 Conflict if the object moved on). */
+int kube_request_merge_patch_annotations(KubeClient *c, const KubeResource *res, const char *namespace,
+                                         const char *name, json_t *annotations, const char *resource_version,
+                                         KubeResponseFn cb, void *userdata, KubeRequest **ret_request);
+
+/* Added: re-reads the token file and client certificate files now (they
+ * are also re-read on a 401, before each request if the certificate files
+ * changed on disk, and every token_reload_usec for the token). Returns > 0
+ * if a credential changed. */
+int kube_client_reload_credentials(KubeClient *c);
 
 /* Creates a core/v1 Event about an object (reason "EgressActive" etc.),
  * type "Normal" or "Warning". Fire and forget: failures are logged at debug. */
@@ -127,6 +148,18 @@ typedef struct KubeInformerOptions {
         const char *field_selector;
         /* Page size of lists (default 500). */
         unsigned page_limit;
+        /* Added, for tests (0 = default; the environment variable named
+         * overrides the default too):
+         *  - watch timeoutSeconds, random in [min, max) (default [300, 600),
+         *    KVEGRESS_WATCH_TIMEOUT_SEC="MIN,MAX" or "N");
+         *  - idle timeout of a watch: no byte (event or bookmark) for this
+         *    long drops and resumes it (default 150 s, longer than the
+         *    apiserver's one-minute bookmarks; KVEGRESS_WATCH_IDLE_SEC);
+         *  - backoff after errors, jittered and doubling (default 800 ms up to
+         *    30 s, as client-go's reflector; KVEGRESS_BACKOFF_MSEC="MIN,MAX"). */
+        unsigned watch_timeout_min_sec, watch_timeout_max_sec;
+        uint64_t watch_idle_timeout_usec;
+        uint64_t backoff_initial_usec, backoff_max_usec;
 } KubeInformerOptions;
 
 int kube_informer_new(KubeClient *c, const KubeResource *res, const KubeInformerOptions *opts,

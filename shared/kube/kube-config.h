@@ -27,9 +27,15 @@ typedef struct KubeConfig {
         char *namespace; /* the context's namespace, or NULL */
         char *context_name;
         char *source; /* the file it came from, for messages */
+        /* Added: the cluster's proxy-url (http:// or socks5://), or NULL. */
+        char *proxy_url;
 } KubeConfig;
 
-/* Loads path; context NULL means current-context. Relative paths resolve
+/* Loads path; context NULL means current-context. Parsing only: files named
+ * by paths are read later, by kube_client_new() and on every reload.
+ * insecure_skip_tls_verify is returned as a flag; warning about it is the
+ * caller's job. exec plugins, auth-providers and basic auth are refused with
+ * -EOPNOTSUPP and a message saying so. Relative paths resolve
  * against the file's directory. On failure returns a negative errno and sets
  * *ret_error to a message naming the file and the field (caller frees). */
 int kube_config_load(const char *path, const char *context, KubeConfig **ret, char **ret_error);
