@@ -169,7 +169,11 @@ def main(argv=None):
         sys.stdout.flush()
         os._exit(0)
 
+    def clear_faults(signum, frame):
+        app.faults.clear()
+
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGUSR1, clear_faults)
     signal.signal(signal.SIGINT, stop)
     _atomic_write(ready, url + "\n")
     sys.stdout.write("kvtest-apiserver listening on %s (state %s)\n" % (url, sd))

@@ -81,7 +81,7 @@ class KVHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
     def finish_request(self, request, client_address):
         app = self.app
-        if app.faults.offline or app.stopping:
+        if app.stopping or app.faults.offline:
             try:
                 request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             except OSError:
@@ -257,12 +257,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.verb = "unauthorized"
             raise errors.unauthorized()
         self.user = user
-        if path.startswith("/_kvtest/"):
+        if path.startswith("/_kvtest/") and path.rstrip("/") != "/_kvtest/whoami":
             if user is ANONYMOUS:
                 raise errors.forbidden(user.name, self.command.lower(), path=path)
             if not user.is_admin:
                 raise errors.forbidden(user.name, self.command.lower(), path=path)
             return self.admin(path[len("/_kvtest/"):])
+        if path == "/_kvtest/whoami" or path == "/_kvtest/whoami/":
+            return self.send_json(200, {"username": user.name, "groups": user.groups})
         route = self.route(path)
         if route is None:
             self.verb = self.command.lower()
@@ -802,6 +804,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif op == "offline":
                 on = bool(spec.get("on", True))
                 app.faults.offline = on
+                secs = spec.get("seconds")
+                if on and secs:
+                    def back_online(gen=app.faults):
+                        gen.offline = False
+                    t = threading.Timer(float(secs), back_online)
+                    t.daemon = True
+                    t.start()
                 if on:
                     self.send_json(200, {"ok": True})
                     self.close_connection = True
