@@ -1,30 +1,106 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* kvelectd: per-service leader election on Kubernetes Leases. */
+#include <ctype.h>
 #include <getopt.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "bus-server.h"
 #include "daemon.h"
+#include "kube-client.h"
+#include "kube-config.h"
+#include "kvelectd-bus.h"
+#include "lease-record.h"
 #include "log.h"
+#include "manager.h"
+
+/* kube-vip's defaults (cmd/kube-vip.go). */
+#define LEASE_DURATION_DEFAULT (15 * USEC_PER_SEC)
+#define RENEW_DEADLINE_DEFAULT (10 * USEC_PER_SEC)
+#define RETRY_PERIOD_DEFAULT (2 * USEC_PER_SEC)
+#define DURATION_MAX (3600 * USEC_PER_SEC)
+
+static const char *arg_socket = KVELECTD_SOCKET_PATH_DEFAULT;
+static uid_t *arg_uids;
+static size_t arg_n_uids;
+static gid_t *arg_gids;
+static size_t arg_n_gids;
+static const char *arg_kubeconfig;
+static char *arg_node_name;
+static const char *arg_node_name_source = "--node-name";
+/* Each duration remembers where it came from, for error messages. */
+static struct {
+        uint64_t usec;
+        const char *source;
+} arg_lease_duration = {LEASE_DURATION_DEFAULT, "default"}, arg_renew_deadline = {RENEW_DEADLINE_DEFAULT, "default"},
+  arg_retry_period = {RETRY_PERIOD_DEFAULT, "default"};
+static bool arg_no_watch;
 
 static void help(void)
 {
         printf("Usage: kvelectd [OPTIONS]\n\n"
-               "per-service leader election on Kubernetes Leases.\n\n"
-               "  -h --help       Show this help\n"
-               "     --version    Show the version\n");
+               "Per-service leader election on Kubernetes Leases (client-go's algorithm,\n"
+               "kube-vip's lease names), served to kvpd over %s.\n\n"
+               "  -h --help                Show this help\n"
+               "     --version             Show the version\n"
+               "     --socket PATH         Listen here unless socket-activated (default %s)\n"
+               "     --allow-uid LIST      Peers admitted by uid (names or numbers, comma-separated)\n"
+               "     --allow-gid LIST      Peers admitted by gid\n"
+               "     --kubeconfig PATH     Kubeconfig (default: admin.conf, ~/.kube/config, in-cluster)\n"
+               "     --node-name NAME      Lease identity (default: $vip_nodename, else the hostname)\n"
+               "     --lease-duration DUR  (default: $vip_leaseduration, else 15s)\n"
+               "     --renew-deadline DUR  (default: $vip_renewdeadline, else 10s)\n"
+               "     --retry-period DUR    (default: $vip_retryperiod, else 2s)\n"
+               "     --no-watch            Poll every retryPeriod like client-go instead of watching\n"
+               "     --log-level LEVEL     debug, info, notice, warning, err\n\n"
+               "Durations are seconds (\"15\", as kube-vip takes them) or carry a unit (\"500ms\").\n"
+               "LeaseDuration > RenewDeadline > 1.2 * RetryPeriod must hold.\n",
+               KVELECTD_BUS_INTERFACE, KVELECTD_SOCKET_PATH_DEFAULT);
+}
+
+static int parse_duration_arg(const char *name, const char *v, uint64_t *ret)
+{
+        uint64_t x;
+
+        if (parse_duration_usec(v, &x) < 0 || x == 0 || x > DURATION_MAX)
+                return log_error_errno(EINVAL, "%s=%s: not a duration between 1ms and 1h", name, v);
+        *ret = x;
+        return 0;
 }
 
 static int parse_argv(int argc, char *argv[])
 {
-        enum { ARG_VERSION = 0x100 };
+        enum {
+                ARG_VERSION = 0x100,
+                ARG_SOCKET,
+                ARG_ALLOW_UID,
+                ARG_ALLOW_GID,
+                ARG_KUBECONFIG,
+                ARG_NODE_NAME,
+                ARG_LEASE_DURATION,
+                ARG_RENEW_DEADLINE,
+                ARG_RETRY_PERIOD,
+                ARG_NO_WATCH,
+                ARG_LOG_LEVEL,
+        };
         static const struct option options[] = {
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, ARG_VERSION},
+                {"socket", required_argument, NULL, ARG_SOCKET},
+                {"allow-uid", required_argument, NULL, ARG_ALLOW_UID},
+                {"allow-gid", required_argument, NULL, ARG_ALLOW_GID},
+                {"kubeconfig", required_argument, NULL, ARG_KUBECONFIG},
+                {"node-name", required_argument, NULL, ARG_NODE_NAME},
+                {"lease-duration", required_argument, NULL, ARG_LEASE_DURATION},
+                {"renew-deadline", required_argument, NULL, ARG_RENEW_DEADLINE},
+                {"retry-period", required_argument, NULL, ARG_RETRY_PERIOD},
+                {"no-watch", no_argument, NULL, ARG_NO_WATCH},
+                {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
                 {},
         };
-        int c;
+        int c, r;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
@@ -34,28 +110,270 @@ static int parse_argv(int argc, char *argv[])
                 case ARG_VERSION:
                         daemon_print_version("kvelectd");
                         return 0;
+                case ARG_SOCKET:
+                        arg_socket = optarg;
+                        break;
+                case ARG_ALLOW_UID:
+                        free(arg_uids);
+                        r = parse_uid_list(optarg, &arg_uids, &arg_n_uids);
+                        if (r < 0)
+                                return log_error_errno(r, "--allow-uid=%s: unknown user or bad number", optarg);
+                        break;
+                case ARG_ALLOW_GID:
+                        free(arg_gids);
+                        r = parse_gid_list(optarg, &arg_gids, &arg_n_gids);
+                        if (r < 0)
+                                return log_error_errno(r, "--allow-gid=%s: unknown group or bad number", optarg);
+                        break;
+                case ARG_KUBECONFIG:
+                        arg_kubeconfig = optarg;
+                        break;
+                case ARG_NODE_NAME:
+                        free(arg_node_name);
+                        arg_node_name = strdup(optarg);
+                        if (!arg_node_name)
+                                return log_error_errno(ENOMEM, "out of memory");
+                        break;
+                case ARG_LEASE_DURATION:
+                        r = parse_duration_arg("--lease-duration", optarg, &arg_lease_duration.usec);
+                        if (r < 0)
+                                return r;
+                        arg_lease_duration.source = "--lease-duration";
+                        break;
+                case ARG_RENEW_DEADLINE:
+                        r = parse_duration_arg("--renew-deadline", optarg, &arg_renew_deadline.usec);
+                        if (r < 0)
+                                return r;
+                        arg_renew_deadline.source = "--renew-deadline";
+                        break;
+                case ARG_RETRY_PERIOD:
+                        r = parse_duration_arg("--retry-period", optarg, &arg_retry_period.usec);
+                        if (r < 0)
+                                return r;
+                        arg_retry_period.source = "--retry-period";
+                        break;
+                case ARG_NO_WATCH:
+                        arg_no_watch = true;
+                        break;
+                case ARG_LOG_LEVEL:
+                        r = log_level_from_string(optarg);
+                        if (r < 0)
+                                return log_error_errno(EINVAL, "--log-level=%s: unknown level", optarg);
+                        log_set_max_level(r);
+                        break;
                 default:
                         return -EINVAL;
                 }
+        if (optind < argc)
+                return log_error_errno(EINVAL, "unexpected argument: %s", argv[optind]);
         return 1;
+}
+
+static int load_node_name(void)
+{
+        static const char *const names[] = {"vip_nodename", "KVEGRESS_NODE_NAME", NULL};
+        char host[HOST_NAME_MAX + 1] = {};
+        const char *v, *which = NULL;
+
+        if (!arg_node_name) {
+                v = env_first(names, &which);
+                if (isempty(v)) {
+                        if (gethostname(host, sizeof(host) - 1) < 0)
+                                return log_error_errno(errno, "vip_nodename is unset and gethostname() failed: %m");
+                        v = host;
+                        which = "hostname";
+                }
+                arg_node_name = strdup(v);
+                if (!arg_node_name)
+                        return log_error_errno(ENOMEM, "out of memory");
+                arg_node_name_source = which;
+        }
+        /* kube-vip lowercases the identity; Node names are lowercase anyway. */
+        for (char *p = arg_node_name; *p; p++)
+                *p = (char)tolower((unsigned char)*p);
+        if (!lease_name_is_valid(arg_node_name))
+                return log_error_errno(EINVAL, "%s=%s: not a valid Kubernetes node name", arg_node_name_source,
+                                       arg_node_name);
+        return 0;
+}
+
+static int load_durations(void)
+{
+        int r;
+
+        /* Options win over kube-vip's environment names. */
+        if (streq(arg_lease_duration.source, "default")) {
+                r = env_get_duration_usec("vip_leaseduration", 1, DURATION_MAX, &arg_lease_duration.usec);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        arg_lease_duration.source = "vip_leaseduration";
+        }
+        if (streq(arg_renew_deadline.source, "default")) {
+                r = env_get_duration_usec("vip_renewdeadline", 1, DURATION_MAX, &arg_renew_deadline.usec);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        arg_renew_deadline.source = "vip_renewdeadline";
+        }
+        if (streq(arg_retry_period.source, "default")) {
+                r = env_get_duration_usec("vip_retryperiod", 1, DURATION_MAX, &arg_retry_period.usec);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        arg_retry_period.source = "vip_retryperiod";
+        }
+
+        /* client-go's NewLeaderElector checks, naming what to change. */
+        if (arg_lease_duration.usec <= arg_renew_deadline.usec)
+                return log_error_errno(EINVAL,
+                                       "%s (%llums) must be greater than %s (%llums): leaseDuration must exceed "
+                                       "renewDeadline",
+                                       arg_lease_duration.source,
+                                       (unsigned long long)(arg_lease_duration.usec / USEC_PER_MSEC),
+                                       arg_renew_deadline.source,
+                                       (unsigned long long)(arg_renew_deadline.usec / USEC_PER_MSEC));
+        if ((double)arg_renew_deadline.usec <= ELECTION_JITTER_FACTOR * (double)arg_retry_period.usec)
+                return log_error_errno(EINVAL,
+                                       "%s (%llums) must be greater than 1.2 x %s (%llums): renewDeadline must "
+                                       "exceed the jittered retryPeriod",
+                                       arg_renew_deadline.source,
+                                       (unsigned long long)(arg_renew_deadline.usec / USEC_PER_MSEC),
+                                       arg_retry_period.source,
+                                       (unsigned long long)(arg_retry_period.usec / USEC_PER_MSEC));
+        return 0;
+}
+
+static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        Manager *m = userdata;
+
+        log_info("received %s", strsignal((int)si->ssi_signo));
+        manager_stop(m);
+        return 0;
+}
+
+/* daemon_event_new()'s loop, except that SIGTERM starts a graceful stop
+ * (release every held Lease) instead of leaving the loop at once. */
+static int event_new(sd_event **ret)
+{
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        sigset_t ss;
+        int r;
+
+        r = sd_event_default(&e);
+        if (r < 0)
+                return r;
+        sigemptyset(&ss);
+        sigaddset(&ss, SIGTERM);
+        sigaddset(&ss, SIGINT);
+        if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
+                return -errno;
+        r = sd_event_set_watchdog(e, true);
+        if (r < 0)
+                return r;
+        (void)signal(SIGPIPE, SIG_IGN);
+        *ret = TAKE_PTR(e);
+        return 0;
+}
+
+static int run(int argc, char *argv[])
+{
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        _cleanup_(kube_config_freep) KubeConfig *config = NULL;
+        _cleanup_(kube_client_freep) KubeClient *client = NULL;
+        _cleanup_(manager_freep) Manager *m = NULL;
+        _cleanup_free_ char *config_error = NULL, *credential = NULL;
+        BusPeerPolicy policy;
+        char status[256];
+        int r;
+
+        r = parse_argv(argc, argv);
+        if (r <= 0)
+                return r;
+        r = load_node_name();
+        if (r < 0)
+                return r;
+        r = load_durations();
+        if (r < 0)
+                return r;
+
+        if (!arg_kubeconfig) {
+                /* kvelectd.service hands the credentials over with
+                 * LoadCredential=kubeconfig:... */
+                const char *dir = getenv("CREDENTIALS_DIRECTORY");
+
+                if (dir) {
+                        if (asprintf(&credential, "%s/kubeconfig", dir) < 0)
+                                return log_error_errno(ENOMEM, "out of memory");
+                        if (access(credential, R_OK) == 0)
+                                arg_kubeconfig = credential;
+                }
+        }
+        r = kube_config_auto(arg_kubeconfig, NULL, &config, &config_error);
+        if (r < 0)
+                return log_error_errno(r, "cannot load the API configuration: %s",
+                                       config_error ?: "no kubeconfig found");
+
+        r = event_new(&event);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up the event loop: %m");
+        r = kube_client_new(event, config, NULL, &client);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up the API client: %m");
+
+        r = manager_new(event,
+                        TAKE_PTR(client),
+                        &(ManagerOptions){
+                                .identity = arg_node_name,
+                                .lease_duration_usec = arg_lease_duration.usec,
+                                .renew_deadline_usec = arg_renew_deadline.usec,
+                                .retry_period_usec = arg_retry_period.usec,
+                                .no_watch = arg_no_watch,
+                        },
+                        &m);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up: %m");
+
+        r = sd_event_add_signal(event, NULL, SIGTERM, on_stop_signal, m);
+        if (r >= 0)
+                r = sd_event_add_signal(event, NULL, SIGINT, on_stop_signal, m);
+        if (r < 0)
+                return log_error_errno(r, "cannot handle signals: %m");
+
+        policy = (BusPeerPolicy){
+                .uids = arg_uids,
+                .n_uids = arg_n_uids,
+                .gids = arg_gids,
+                .n_gids = arg_n_gids,
+                .allow_root = true,
+        };
+        r = bus_server_new(event, arg_socket, 0660, &policy, KVELECTD_MAX_CONNECTIONS, manager_bus_setup, m,
+                           &m->bus);
+        if (r < 0)
+                return log_error_errno(r, "cannot listen on %s: %m", arg_socket);
+
+        log_info("identity \"%s\" (from %s), lease %llums / renew %llums / retry %llums, API %s%s", arg_node_name,
+                 arg_node_name_source, (unsigned long long)(arg_lease_duration.usec / USEC_PER_MSEC),
+                 (unsigned long long)(arg_renew_deadline.usec / USEC_PER_MSEC),
+                 (unsigned long long)(arg_retry_period.usec / USEC_PER_MSEC), config->server,
+                 arg_no_watch ? " (polling)" : "");
+        (void)snprintf(status, sizeof(status), "Campaigning as %s", arg_node_name);
+        daemon_notify_ready(status);
+
+        r = sd_event_loop(event);
+        daemon_notify_stopping();
+        return r;
 }
 
 int main(int argc, char *argv[])
 {
-        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         int r;
 
         log_setup("kvelectd");
-        r = parse_argv(argc, argv);
-        if (r <= 0)
-                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-
-        r = daemon_event_new(&event);
-        if (r < 0)
-                return log_error_errno(r, "cannot set up the event loop: %m"), EXIT_FAILURE;
-
-        daemon_notify_ready(NULL);
-        r = sd_event_loop(event);
-        daemon_notify_stopping();
+        r = run(argc, argv);
+        free(arg_uids);
+        free(arg_gids);
+        free(arg_node_name);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Turns the election's request intents into API calls: GET, POST to the
+ * collection, PUT conditional on the body's resourceVersion, each with the
+ * timeout the state machine chose, and hands the outcome back. */
+#include "log.h"
+#include "manager.h"
+
+static void on_response(KubeClient *client, const KubeResponse *kr, void *userdata)
+{
+        Campaign *c = userdata;
+        ElectionResponse resp = {
+                .id = c->request_id,
+                .error = kr->error,
+                .http_status = kr->http_status,
+                .sent_usec = kr->sent_usec,
+        };
+
+        c->request = NULL;
+        if (kr->error == 0 && kr->http_status >= 200 && kr->http_status < 300 && json_is_object(kr->body))
+                resp.object = kr->body;
+        if (kr->error < 0)
+                log_debug_errno(kr->error, "%s: request failed: %m", c->key);
+        else if (kr->http_status >= 300 && kr->http_status != 404 && kr->http_status != 409)
+                log_debug("%s: HTTP %ld %s: %s", c->key, kr->http_status, kr->reason ?: "",
+                          kr->message ?: "");
+        campaign_complete(c, &resp);
+}
+
+int lease_io_send(Campaign *c, const ElectionRequest *req)
+{
+        const char *ns = election_namespace(c->election), *name = election_name(c->election);
+        _cleanup_free_ char *path = NULL;
+        KubeRequestOptions opts = {.timeout_usec = req->timeout_usec};
+        const char *method;
+        int r;
+
+        switch (req->type) {
+        case ELECTION_REQUEST_GET:
+                method = "GET";
+                break;
+        case ELECTION_REQUEST_CREATE:
+                method = "POST";
+                name = NULL; /* the collection */
+                break;
+        case ELECTION_REQUEST_UPDATE:
+                method = "PUT";
+                break;
+        default:
+                return -EINVAL;
+        }
+        r = kube_resource_path(&kube_resource_leases, ns, name, NULL, &path);
+        if (r < 0)
+                return r;
+
+        lease_io_cancel(c);
+        c->request_id = req->id;
+        r = kube_request(c->manager->client, method, path, req->body, &opts, on_response, c, &c->request);
+        if (r < 0) {
+                c->request = NULL;
+                return r;
+        }
+        return 0;
+}
+
+void lease_io_cancel(Campaign *c)
+{
+        kube_request_cancel(c->request);
+        c->request = NULL;
+}

@@ -1,0 +1,388 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "manager.h"
+
+#include <search.h>
+#include <stdio.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "kvelectd-bus.h"
+#include "log.h"
+
+/* Timers fire within this of their time: the renew deadline is reported
+ * on time, and kvnetd fences on its own clock anyway. */
+#define TIMER_ACCURACY_USEC (1 * USEC_PER_MSEC)
+
+static uint64_t clock_usec(clockid_t id)
+{
+        struct timespec ts;
+
+        (void)clock_gettime(id, &ts);
+        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
+}
+
+ElectionTime manager_now(void)
+{
+        return (ElectionTime){.mono = clock_usec(CLOCK_MONOTONIC), .real = clock_usec(CLOCK_REALTIME)};
+}
+
+static double manager_random(void *userdata)
+{
+        Manager *m = userdata;
+        return (double)rand_r(&m->random_state) / ((double)RAND_MAX + 1.0);
+}
+
+static int campaign_cmp(const void *a, const void *b)
+{
+        return strcmp(((const Campaign *)a)->key, ((const Campaign *)b)->key);
+}
+
+static char *campaign_key(const char *namespace, const char *name)
+{
+        char *k = NULL;
+
+        if (asprintf(&k, "%s/%s", namespace, name) < 0)
+                return NULL;
+        return k;
+}
+
+static void campaign_free(Campaign *c)
+{
+        Manager *m;
+
+        if (!c)
+                return;
+        m = c->manager;
+        lease_io_cancel(c);
+        sd_event_source_disable_unref(c->timer);
+        if (c->prev)
+                c->prev->next = c->next;
+        else if (m->campaigns == c)
+                m->campaigns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        if (tdelete(c, &m->campaign_index, campaign_cmp))
+                m->n_campaigns--;
+        if (c->watch)
+                lease_watch_unref(c->watch);
+        election_free(c->election);
+        free(c->key);
+        free(c);
+}
+
+Campaign *manager_find(Manager *m, const char *namespace, const char *name)
+{
+        _cleanup_free_ char *key = campaign_key(namespace, name);
+        Campaign probe = {.key = key}, **found;
+
+        if (!key)
+                return NULL;
+        found = tfind(&probe, &m->campaign_index, campaign_cmp);
+        return found ? *found : NULL;
+}
+
+static int on_campaign_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        Campaign *c = userdata;
+        ElectionOutput out = {};
+        int r;
+
+        r = election_timer(c->election, manager_now(), &out);
+        campaign_apply(c, &out, r);
+        return 0;
+}
+
+static void campaign_arm(Campaign *c)
+{
+        uint64_t t = election_next_wakeup(c->election);
+        int r;
+
+        if (t == UINT64_MAX) {
+                if (c->timer)
+                        (void)sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+                return;
+        }
+        if (!c->timer) {
+                r = sd_event_add_time(c->manager->event, &c->timer, CLOCK_MONOTONIC, t, TIMER_ACCURACY_USEC,
+                                      on_campaign_timer, c);
+                if (r < 0) {
+                        log_error_errno(r, "%s: cannot add a timer: %m", c->key);
+                        return;
+                }
+                (void)sd_event_source_set_description(c->timer, "campaign-timer");
+                return;
+        }
+        r = sd_event_source_set_time(c->timer, t);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+        if (r < 0)
+                log_error_errno(r, "%s: cannot arm the timer: %m", c->key);
+}
+
+static void log_events(Campaign *c, unsigned events)
+{
+        Election *e = c->election;
+
+        if (events & ELECTION_EVENT_LEADING) {
+                if (election_is_leading(e)) {
+                        uint64_t now = clock_usec(CLOCK_MONOTONIC), d = election_deadline(e);
+
+                        log_info("%s: leading (valid for %llums unless renewed)", c->key,
+                                 (unsigned long long)((d > now ? d - now : 0) / USEC_PER_MSEC));
+                } else
+                        log_info("%s: not leading (holder \"%s\")", c->key, election_holder(e));
+        } else if (events & ELECTION_EVENT_HOLDER)
+                log_debug("%s: holder is now \"%s\"", c->key, election_holder(e));
+}
+
+void campaign_apply(Campaign *c, ElectionOutput *out, int r)
+{
+        Manager *m = c->manager;
+
+        /* A failed input (out of memory building a body) has already been
+         * turned into a failed attempt by the state machine. */
+        if (r < 0)
+                log_warning_errno(r, "%s: election step failed, retrying later: %m", c->key);
+
+        for (;;) {
+                if (out->cancel)
+                        lease_io_cancel(c);
+                if (out->events) {
+                        log_events(c, out->events);
+                        if (out->events & (ELECTION_EVENT_LEADING | ELECTION_EVENT_HOLDER))
+                                bus_emit_leadership_changed(m, c);
+                        else if (out->events & ELECTION_EVENT_RENEWED)
+                                bus_emit_renewed(m, c);
+                }
+                if (out->events & ELECTION_EVENT_DONE) {
+                        election_output_done(out);
+                        campaign_free(c);
+                        if (m->stopping && m->n_campaigns == 0)
+                                (void)sd_event_exit(m->event, 0);
+                        return;
+                }
+                if (out->request.type == ELECTION_REQUEST_NONE)
+                        break;
+
+                r = lease_io_send(c, &out->request);
+                if (r >= 0)
+                        break;
+
+                {
+                        /* Could not even hand it to the transport: the
+                         * same as a request that failed at once. */
+                        ElectionResponse resp = {.id = out->request.id, .error = r};
+
+                        log_debug_errno(r, "%s: cannot send request: %m", c->key);
+                        election_output_done(out);
+                        r = election_complete(c->election, manager_now(), &resp, out);
+                        if (r < 0)
+                                log_warning_errno(r, "%s: election step failed: %m", c->key);
+                }
+        }
+        election_output_done(out);
+        campaign_arm(c);
+}
+
+void campaign_observe(Campaign *c, json_t *lease)
+{
+        ElectionOutput out = {};
+        int r = election_observe(c->election, manager_now(), lease, &out);
+        campaign_apply(c, &out, r);
+}
+
+void campaign_set_view(Campaign *c, ElectionView view, json_t *lease)
+{
+        ElectionOutput out = {};
+        int r = election_set_view(c->election, manager_now(), view, lease, &out);
+        campaign_apply(c, &out, r);
+}
+
+void campaign_complete(Campaign *c, const ElectionResponse *resp)
+{
+        ElectionOutput out = {};
+        int r = election_complete(c->election, manager_now(), resp, &out);
+        campaign_apply(c, &out, r);
+}
+
+static int campaign_new(Manager *m, const char *namespace, const char *name, Campaign **ret)
+{
+        Campaign *c;
+        void *slot;
+        int r;
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->manager = m;
+        c->key = campaign_key(namespace, name);
+        if (!c->key) {
+                free(c);
+                return -ENOMEM;
+        }
+        r = election_new(&m->election_config, namespace, name, &c->election);
+        if (r < 0) {
+                free(c->key);
+                free(c);
+                return r;
+        }
+        slot = tsearch(c, &m->campaign_index, campaign_cmp);
+        if (!slot) {
+                election_free(c->election);
+                free(c->key);
+                free(c);
+                return -ENOMEM;
+        }
+        m->n_campaigns++;
+        c->next = m->campaigns;
+        if (c->next)
+                c->next->prev = c;
+        m->campaigns = c;
+
+        if (!m->no_watch) {
+                r = lease_watch_ref(m, namespace, &c->watch);
+                if (r < 0) {
+                        campaign_free(c);
+                        return r;
+                }
+        }
+        *ret = c;
+        return 0;
+}
+
+int manager_campaign(Manager *m, const char *namespace, const char *name)
+{
+        ElectionOutput out = {};
+        Campaign *c;
+        int r;
+
+        if (m->stopping)
+                return -EBUSY;
+        c = manager_find(m, namespace, name);
+        if (!c) {
+                if (m->n_campaigns >= KVELECTD_MAX_CAMPAIGNS)
+                        return -E2BIG;
+                r = campaign_new(m, namespace, name, &c);
+                if (r < 0)
+                        return r;
+                log_debug("%s: campaigning as \"%s\"", c->key, m->identity);
+                if (c->watch) {
+                        json_t *lease = NULL;
+                        ElectionView view = lease_watch_view(c->watch, name, &lease);
+
+                        r = election_set_view(c->election, manager_now(), view, lease, &out);
+                        campaign_apply(c, &out, r);
+                }
+        } else if (election_is_campaigning(c->election) && election_is_leading(c->election)) {
+                /* A reconnecting kvpd learns the state this way. */
+                bus_emit_leadership_changed(m, c);
+                return 0;
+        }
+        r = election_campaign(c->election, manager_now(), &out);
+        campaign_apply(c, &out, r);
+        return 0;
+}
+
+int manager_withdraw(Manager *m, const char *namespace, const char *name)
+{
+        ElectionOutput out = {};
+        Campaign *c;
+        int r;
+
+        c = manager_find(m, namespace, name);
+        if (!c)
+                return 0;
+        log_debug("%s: withdrawing", c->key);
+        r = election_withdraw(c->election, manager_now(), &out);
+        campaign_apply(c, &out, r);
+        return 0;
+}
+
+static int on_stop_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        Manager *m = userdata;
+
+        log_warning("%u lease(s) not released in time, exiting anyway", m->n_campaigns);
+        return sd_event_exit(m->event, 0);
+}
+
+void manager_stop(Manager *m)
+{
+        Campaign *next;
+        int r;
+
+        if (m->stopping) {
+                /* A second SIGTERM: leave now. */
+                (void)sd_event_exit(m->event, 0);
+                return;
+        }
+        m->stopping = true;
+        log_info("stopping: releasing %u campaign(s)", m->n_campaigns);
+        if (m->n_campaigns == 0) {
+                (void)sd_event_exit(m->event, 0);
+                return;
+        }
+        /* Each release is bounded by renewDeadline in the state machine;
+         * this is the backstop. */
+        r = sd_event_add_time_relative(m->event, &m->stop_timer, CLOCK_MONOTONIC,
+                                       m->election_config.renew_deadline_usec + 500 * USEC_PER_MSEC,
+                                       TIMER_ACCURACY_USEC, on_stop_timeout, m);
+        if (r < 0)
+                log_warning_errno(r, "cannot arm the stop timer: %m");
+
+        for (Campaign *c = m->campaigns; c; c = next) {
+                ElectionOutput out = {};
+
+                next = c->next;
+                r = election_withdraw(c->election, manager_now(), &out);
+                /* May free c (nothing to release); next was taken first. */
+                campaign_apply(c, &out, r);
+                if (m->n_campaigns == 0)
+                        break;
+        }
+}
+
+int manager_new(sd_event *event, KubeClient *client, const ManagerOptions *opts, Manager **ret)
+{
+        _cleanup_(manager_freep) Manager *m = NULL;
+        unsigned seed;
+
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        m->event = sd_event_ref(event);
+        m->client = client;
+        m->identity = strdup(opts->identity);
+        if (!m->identity)
+                return -ENOMEM;
+        m->no_watch = opts->no_watch;
+        if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed))
+                seed = (unsigned)clock_usec(CLOCK_MONOTONIC) ^ (unsigned)getpid();
+        m->random_state = seed;
+        m->election_config = (ElectionConfig){
+                .identity = m->identity,
+                .lease_duration_usec = opts->lease_duration_usec,
+                .renew_deadline_usec = opts->renew_deadline_usec,
+                .retry_period_usec = opts->retry_period_usec,
+                .random = manager_random,
+                .random_userdata = m,
+        };
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+Manager *manager_free(Manager *m)
+{
+        if (!m)
+                return NULL;
+        while (m->campaigns)
+                campaign_free(m->campaigns);
+        /* The last campaign of a namespace took its watch along. */
+        sd_event_source_disable_unref(m->stop_timer);
+        bus_server_free(m->bus);
+        kube_client_free(m->client);
+        sd_event_unref(m->event);
+        free(m->identity);
+        free(m);
+        return NULL;
+}

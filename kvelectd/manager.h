@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* kvelectd's one context: the event loop, the API client, the bus server and
+ * every campaign. A campaign is one Election (the pure state machine) plus
+ * what it needs to act: its request in flight, its timer and the watch of
+ * its namespace. */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "bus-server.h"
+#include "election.h"
+#include "kube-client.h"
+#include "macros.h"
+
+typedef struct Manager Manager;
+typedef struct Campaign Campaign;
+typedef struct LeaseWatch LeaseWatch;
+
+struct Campaign {
+        Manager *manager;
+        char *key; /* "namespace/name" */
+        Election *election;
+        KubeRequest *request;
+        uint64_t request_id;
+        sd_event_source *timer;
+        LeaseWatch *watch; /* NULL with --no-watch */
+        Campaign *next, *prev;
+};
+
+struct LeaseWatch {
+        Manager *manager;
+        char *namespace;
+        KubeInformer *informer;
+        unsigned n_campaigns;
+        LeaseWatch *next, *prev;
+};
+
+typedef struct ManagerOptions {
+        const char *identity;
+        uint64_t lease_duration_usec;
+        uint64_t renew_deadline_usec;
+        uint64_t retry_period_usec;
+        /* Poll like client-go instead of watching (a reference for the
+         * benchmark, and a fallback). */
+        bool no_watch;
+} ManagerOptions;
+
+struct Manager {
+        sd_event *event;
+        KubeClient *client;
+        BusServer *bus;
+        char *identity;
+        ElectionConfig election_config;
+        bool no_watch;
+
+        void *campaign_index; /* tsearch() tree of Campaign, by key */
+        Campaign *campaigns;
+        unsigned n_campaigns;
+        LeaseWatch *watches;
+
+        unsigned random_state;
+        bool stopping;
+        sd_event_source *stop_timer;
+};
+
+/* Takes ownership of client (freed with the manager). */
+int manager_new(sd_event *event, KubeClient *client, const ManagerOptions *opts, Manager **ret);
+Manager *manager_free(Manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+
+/* Idempotent. -EBUSY while stopping, -E2BIG past KVELECTD_MAX_CAMPAIGNS. */
+int manager_campaign(Manager *m, const char *namespace, const char *name);
+int manager_withdraw(Manager *m, const char *namespace, const char *name);
+Campaign *manager_find(Manager *m, const char *namespace, const char *name);
+/* Withdraws every campaign (releasing held Leases) and exits the event loop
+ * when all are released, or after renewDeadline at most. */
+void manager_stop(Manager *m);
+
+ElectionTime manager_now(void);
+
+/* manager.c: feed an input's output back into the world. */
+void campaign_apply(Campaign *c, ElectionOutput *out, int r);
+void campaign_observe(Campaign *c, json_t *lease);
+void campaign_set_view(Campaign *c, ElectionView view, json_t *lease);
+void campaign_complete(Campaign *c, const ElectionResponse *resp);
+
+/* lease-io.c: send one request of the state machine. */
+int lease_io_send(Campaign *c, const ElectionRequest *req);
+void lease_io_cancel(Campaign *c);
+
+/* lease-watch.c: one informer per namespace with campaigns. */
+int lease_watch_ref(Manager *m, const char *namespace, LeaseWatch **ret);
+void lease_watch_unref(LeaseWatch *w);
+/* The watch's view for a new campaign: WATCHED with the cached object, or
+ * PENDING before the first sync. */
+ElectionView lease_watch_view(LeaseWatch *w, const char *name, json_t **ret_lease);
+
+/* bus.c */
+int manager_bus_setup(sd_bus *bus, void *userdata);
+void bus_emit_leadership_changed(Manager *m, Campaign *c);
+void bus_emit_renewed(Manager *m, Campaign *c);
