@@ -418,6 +418,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if o is None:
                 raise errors.not_found(res, name)
             return self.send_obj(200, res, with_header(res, o))
+        if verb in ("create", "update"):
+            ct = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()
+            if ct in ("application/yaml", "application/x-yaml", "text/yaml"):
+                from .patch import parse_apply_body
+                self.body = parse_apply_body(self.body)
+            elif ct not in ("application/json", "*/*", ""):
+                raise errors.ApiError(415, "the body of the request was in an unknown format - accepted media "
+                                      "types include: application/json, application/yaml", "UnsupportedMediaType")
         if verb == "create":
             if name:
                 raise errors.method_not_allowed("create")
