@@ -169,6 +169,8 @@ int kube_microtime_format(uint64_t realtime_usec, char buf[static 32]);
 int kube_microtime_parse(const char *s, uint64_t *ret_realtime_usec);
 /* Time: RFC 3339 with seconds, "2006-01-02T15:04:05Z". */
 int kube_time_format(uint64_t realtime_usec, char buf[static 32]);
+/* Added: parses RFC 3339 with or without a fraction of any length. */
+int kube_time_parse(const char *s, uint64_t *ret_realtime_usec);
 
 /* Well-known annotation and label keys. */
 #define KUBE_LABEL_SERVICE_NAME "kubernetes.io/service-name"
