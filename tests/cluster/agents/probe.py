@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""A pod's client: sends tagged TCP connections, UDP datagrams and ICMP echo requests to a destination and prints,
+one JSON object a line, what came back (the recorder answers TCP/UDP with the source address it saw).
+
+  probe.py batch '[{"proto":"tcp","dst":"192.168.0.250","port":80,"tag":"x"}, ...]'
+  probe.py stream --dst 192.168.0.250 --tcp 80 --udp 9000 --icmp --interval 0.05 --duration 20 --tag T
+Runs inside a pod's network namespace. Standard library only.
+"""
+import argparse
+import json
+import os
+import select
+import socket
+import struct
+import sys
+import time
+
+
+def family(dst):
+    return socket.AF_INET6 if ":" in dst else socket.AF_INET
+
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return ~s & 0xFFFF
+
+
+def tcp(dst, port, tag, timeout):
+    with socket.socket(family(dst), socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect((dst, port))
+        s.sendall((tag + "\n").encode())
+        data = b""
+        while b"\n" not in data:
+            chunk = s.recv(256)
+            if not chunk:
+                break
+            data += chunk
+        return data.decode().split()[1] if data.startswith(b"seen ") else None
+
+
+class Udp:
+    """One UDP socket (one source port) for a whole stream, so conntrack keeps one entry for it."""
+
+    def __init__(self, dst):
+        self.s = socket.socket(family(dst), socket.SOCK_DGRAM)
+
+    def send(self, dst, port, tag, timeout):
+        self.s.sendto((tag + "\n").encode(), (dst, port))
+        end = time.time() + timeout
+        while True:
+            left = end - time.time()
+            if left <= 0:
+                raise TimeoutError("no UDP answer")
+            r, _, _ = select.select([self.s], [], [], left)
+            if r:
+                data, _ = self.s.recvfrom(512)
+                txt = data.decode("utf-8", "replace")
+                if txt.startswith("seen "):
+                    return txt.split()[1]
+
+    def close(self):
+        self.s.close()
+
+
+class Icmp:
+    def __init__(self, dst):
+        self.v6 = family(dst) == socket.AF_INET6
+        if self.v6:
+            self.s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        else:
+            self.s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        self.ident = os.getpid() & 0xFFFF
+        self.seq = 0
+
+    def send(self, dst, tag, timeout):
+        self.seq = (self.seq + 1) & 0xFFFF
+        payload = (tag + "\n").encode()
+        if self.v6:
+            pkt = struct.pack("!BBHHH", 128, 0, 0, self.ident, self.seq) + payload
+        else:
+            hdr = struct.pack("!BBHHH", 8, 0, 0, self.ident, self.seq)
+            c = csum(hdr + payload)
+            pkt = struct.pack("!BBHHH", 8, 0, c, self.ident, self.seq) + payload
+        self.s.sendto(pkt, (dst, 0))
+        end = time.time() + timeout
+        while True:
+            left = end - time.time()
+            if left <= 0:
+                raise TimeoutError("no echo reply")
+            r, _, _ = select.select([self.s], [], [], left)
+            if not r:
+                continue
+            data, _ = self.s.recvfrom(4096)
+            if self.v6:
+                icmp = data
+                want = 129
+            else:
+                icmp = data[(data[0] & 0x0F) * 4:]
+                want = 0
+            if len(icmp) >= 8 and icmp[0] == want:
+                ident, seq = struct.unpack("!HH", icmp[4:8])
+                if ident == self.ident and seq == self.seq:
+                    return None
+
+    def close(self):
+        self.s.close()
+
+
+def one(p, timeout):
+    t0 = time.time()
+    res = {"proto": p["proto"], "dst": p["dst"], "port": p.get("port"), "tag": p.get("tag", ""), "t": t0}
+    try:
+        if p["proto"] == "tcp":
+            res["seen"] = tcp(p["dst"], p["port"], p.get("tag", ""), timeout)
+        elif p["proto"] == "udp":
+            u = Udp(p["dst"])
+            try:
+                res["seen"] = u.send(p["dst"], p["port"], p.get("tag", ""), timeout)
+            finally:
+                u.close()
+        elif p["proto"] == "icmp":
+            i = Icmp(p["dst"])
+            try:
+                i.send(p["dst"], p.get("tag", ""), timeout)
+            finally:
+                i.close()
+            res["seen"] = None
+        res["ok"] = True
+    except (OSError, TimeoutError) as e:
+        res["ok"] = False
+        res["err"] = str(e) or type(e).__name__
+    res["rtt"] = time.time() - t0
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("batch")
+    b.add_argument("probes")
+    b.add_argument("--timeout", type=float, default=2.0)
+    st = sub.add_parser("stream")
+    st.add_argument("--dst", required=True)
+    st.add_argument("--tcp", type=int)
+    st.add_argument("--udp", type=int)
+    st.add_argument("--icmp", action="store_true")
+    st.add_argument("--interval", type=float, default=0.05)
+    st.add_argument("--duration", type=float, default=30)
+    st.add_argument("--tag", default="stream")
+    st.add_argument("--timeout", type=float, default=0.5)
+    a = ap.parse_args()
+
+    if a.cmd == "batch":
+        for p in json.loads(a.probes):
+            print(json.dumps(one(p, a.timeout)), flush=True)
+        return
+    # stream: one UDP socket and one ICMP id for the whole run (long-lived conntrack entries), a new TCP
+    # connection each round; until --duration or SIGTERM.
+    udp = Udp(a.dst) if a.udp else None
+    icmp = Icmp(a.dst) if a.icmp else None
+    end = time.time() + a.duration
+    n = 0
+    while time.time() < end:
+        n += 1
+        tag = "%s seq=%d" % (a.tag, n)
+        for proto in ("udp", "tcp", "icmp"):
+            t0 = time.time()
+            res = {"proto": proto, "t": t0, "tag": tag}
+            try:
+                if proto == "udp" and udp:
+                    res["seen"] = udp.send(a.dst, a.udp, tag, a.timeout)
+                elif proto == "tcp" and a.tcp:
+                    res["seen"] = tcp(a.dst, a.tcp, tag, a.timeout)
+                elif proto == "icmp" and icmp:
+                    icmp.send(a.dst, tag, a.timeout)
+                else:
+                    continue
+                res["ok"] = True
+            except (OSError, TimeoutError) as e:
+                res["ok"] = False
+                res["err"] = str(e) or type(e).__name__
+            print(json.dumps(res), flush=True)
+        time.sleep(a.interval)
+
+
+if __name__ == "__main__":
+    main()
