@@ -28,9 +28,16 @@ const char *vip_source_to_string(VipSource s)
         return s >= 0 && s < _VIP_SOURCE_MAX ? vip_source_table[s] : NULL;
 }
 
+EgressPolicy *egress_policy_ref(EgressPolicy *p)
+{
+        if (p)
+                p->n_ref++;
+        return p;
+}
+
 EgressPolicy *egress_policy_free(EgressPolicy *p)
 {
-        if (!p)
+        if (!p || --p->n_ref > 0)
                 return NULL;
         free(p->service_key);
         free(p->uid);
@@ -291,7 +298,7 @@ static int fill_filters(EgressPolicy *p, const EgressInput *in, const EgressAnno
                                 .prefixlen = family_max_prefixlen(in->api_servers[i].family),
                         };
         }
-        if (in->cidrs) {
+        {
                 p->excluded = calloc(in->cidrs->n_pod + in->cidrs->n_service + 1, sizeof(IpPrefix));
                 if (!p->excluded)
                         return -ENOMEM;
@@ -322,6 +329,7 @@ int egress_policy_compute(const EgressInput *in, EgressPolicy **ret)
         p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
+        p->n_ref = 1;
         if (asprintf(&p->service_key, "%s/%s", s->meta.namespace ? s->meta.namespace : "default",
                      s->meta.name ? s->meta.name : "") < 0) {
                 p->service_key = NULL;
@@ -336,6 +344,30 @@ int egress_policy_compute(const EgressInput *in, EgressPolicy **ret)
         if (s->meta.deleting || !streq_ptr(s->type, "LoadBalancer") ||
             !streq_ptr(annotation_get(ann, KV_ANN_EGRESS), "true") ||
             streq_ptr(annotation_get(ann, KV_ANN_IGNORE), "true")) {
+                *ret = TAKE_PTR(p);
+                return 0;
+        }
+
+        /* Computed before any refusal too: only nodes with a local ready
+         * endpoint report a refusal as an Event, so a cluster of N nodes does
+         * not say the same thing N times. */
+        r = collect_local(in, &local);
+        if (r == -E2BIG) {
+                r = set_error(p, NULL, "more than %d local endpoints", EGRESS_MAX_PODS);
+                if (r < 0)
+                        return r;
+                *ret = TAKE_PTR(p);
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        local_v = local.v;
+        p->has_local_endpoint = local.n > 0;
+
+        if (!in->cidrs) {
+                r = set_error(p, NULL, "the cluster networks could not be determined, see the log");
+                if (r < 0)
+                        return r;
                 *ret = TAKE_PTR(p);
                 return 0;
         }
@@ -399,19 +431,6 @@ int egress_policy_compute(const EgressInput *in, EgressPolicy **ret)
                             0)
                         return r;
         }
-
-        r = collect_local(in, &local);
-        if (r == -E2BIG) {
-                r = set_error(p, NULL, "more than %d local endpoints", EGRESS_MAX_PODS);
-                if (r < 0)
-                        return r;
-                *ret = TAKE_PTR(p);
-                return 0;
-        }
-        if (r < 0)
-                return r;
-        local_v = local.v;
-        p->has_local_endpoint = local.n > 0;
 
         p->pods = calloc(local.n ? local.n : 1, sizeof(IpAddr));
         if (!p->pods)

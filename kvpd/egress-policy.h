@@ -62,6 +62,7 @@ typedef enum VipSource {
 } VipSource;
 
 typedef struct EgressPolicy {
+        unsigned n_ref; /* immutable once computed, so sharing it is safe */
         EgressState state;
         char *service_key; /* "namespace/name" */
         char *uid;
@@ -118,7 +119,9 @@ typedef struct EgressInput {
 
 /* Never fails for bad input (that is EGRESS_INVALID); only -ENOMEM. */
 int egress_policy_compute(const EgressInput *in, EgressPolicy **ret);
+/* Drops a reference; frees on the last. */
 EgressPolicy *egress_policy_free(EgressPolicy *p);
+EgressPolicy *egress_policy_ref(EgressPolicy *p);
 DEFINE_TRIVIAL_CLEANUP_FUNC(EgressPolicy *, egress_policy_free);
 
 /* Same kvnetd programming (VIPs, interface, SNAT sources, pods, filters). */

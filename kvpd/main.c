@@ -1,19 +1,24 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* kvpd: the egress controller: Kubernetes API to desired node state. */
+/* kvpd: the egress controller. Kubernetes API in; kvelectd and kvnetd
+ * calls and the Service's status out. Unprivileged: it holds the API
+ * credentials and no capability. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "bus-server.h"
 #include "daemon.h"
 #include "log.h"
+#include "manager.h"
 
 static void help(void)
 {
         printf("Usage: kvpd [OPTIONS]\n\n"
-               "the egress controller: Kubernetes API to desired node state.\n\n"
+               "The egress controller: kube-vip's egress annotations on LoadBalancer Services become VIPs\n"
+               "and SNAT on the node that holds each Service's lease.\n\n"
                "  -h --help       Show this help\n"
-               "     --version    Show the version\n");
+               "     --version    Show the version\n\n");
+        config_help(stdout);
 }
 
 static int parse_argv(int argc, char *argv[])
@@ -37,12 +42,52 @@ static int parse_argv(int argc, char *argv[])
                 default:
                         return -EINVAL;
                 }
+        if (optind < argc) {
+                log_error("unexpected argument: %s", argv[optind]);
+                return -EINVAL;
+        }
         return 1;
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+        Manager *m = userdata;
+        (void)s;
+        (void)si;
+
+        daemon_notify_stopping();
+        return manager_stop(m);
+}
+
+/* Not daemon_event_new(): SIGTERM here starts a clean-up that needs the
+ * loop to keep running, rather than leaving it at once. */
+static int event_new(Manager *m)
+{
+        sigset_t ss;
+        int r;
+
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                return r;
+        sigemptyset(&ss);
+        sigaddset(&ss, SIGTERM);
+        sigaddset(&ss, SIGINT);
+        if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
+                return -errno;
+        r = sd_event_add_signal(m->event, NULL, SIGTERM, on_signal, m);
+        if (r >= 0)
+                r = sd_event_add_signal(m->event, NULL, SIGINT, on_signal, m);
+        if (r >= 0)
+                r = sd_event_set_watchdog(m->event, true);
+        if (r < 0)
+                return r;
+        (void)signal(SIGPIPE, SIG_IGN);
+        return 0;
 }
 
 int main(int argc, char *argv[])
 {
-        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        _cleanup_(manager_freep) Manager *m = NULL;
         int r;
 
         log_setup("kvpd");
@@ -50,12 +95,17 @@ int main(int argc, char *argv[])
         if (r <= 0)
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 
-        r = daemon_event_new(&event);
+        r = manager_new(&m);
+        if (r < 0)
+                return EXIT_FAILURE; /* config_load() said what is wrong */
+        r = event_new(m);
         if (r < 0)
                 return log_error_errno(r, "cannot set up the event loop: %m"), EXIT_FAILURE;
+        r = manager_start(m);
+        if (r < 0)
+                return EXIT_FAILURE;
 
-        daemon_notify_ready(NULL);
-        r = sd_event_loop(event);
-        daemon_notify_stopping();
+        daemon_notify_ready("watching Services");
+        r = sd_event_loop(m->event);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The Manager: owns everything, starts the watches and both bus clients,
+ * keeps the table of Services, and runs the bounded clean-up at SIGTERM. */
+#include <stdio.h>
+
+#include "kvelectd-bus.h"
+#include "kvnetd-bus.h"
+#include "log.h"
+#include "manager.h"
+
+#ifndef PROJECT_VERSION
+#define PROJECT_VERSION "unknown"
+#endif
+
+static Service *service_free(Service *s)
+{
+        if (!s)
+                return NULL;
+        egress_policy_free(s->policy);
+        egress_policy_free(s->programmed);
+        free(s->programmed_ifname);
+        free(s->status_last_body);
+        free(s->status_last_rv);
+        free(s->last_error_event);
+        free(s->last_warning_event);
+        free(s->key);
+        free(s->namespace);
+        free(s->name);
+        free(s);
+        return NULL;
+}
+
+Service *manager_get_service(Manager *m, const char *key)
+{
+        /* A linear table: a node has at most a few thousand Services in
+         * view, and lookups happen per change, not per packet. */
+        for (size_t i = 0; i < m->n_services; i++)
+                if (streq(m->services[i]->key, key))
+                        return m->services[i];
+        return NULL;
+}
+
+int manager_ensure_service(Manager *m, const char *namespace, const char *name, Service **ret)
+{
+        _cleanup_free_ char *key = NULL;
+        Service *s, **nv;
+
+        if (asprintf(&key, "%s/%s", namespace, name) < 0)
+                return -ENOMEM;
+        s = manager_get_service(m, key);
+        if (s) {
+                *ret = s;
+                return 0;
+        }
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->manager = m;
+        s->key = TAKE_PTR(key);
+        s->namespace = strdup(namespace);
+        s->name = strdup(name);
+        nv = reallocarray(m->services, m->n_services + 1, sizeof(Service *));
+        if (!s->namespace || !s->name || !nv) {
+                if (nv)
+                        m->services = nv;
+                service_free(s);
+                return -ENOMEM;
+        }
+        m->services = nv;
+        m->services[m->n_services++] = s;
+        *ret = s;
+        return 0;
+}
+
+void manager_drop_service(Manager *m, Service *s)
+{
+        for (size_t i = 0; i < m->n_services; i++)
+                if (m->services[i] == s) {
+                        m->services[i] = m->services[--m->n_services];
+                        break;
+                }
+        service_free(s);
+}
+
+int manager_new(Manager **ret)
+{
+        _cleanup_(manager_freep) Manager *m = NULL;
+        int r;
+
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        r = config_load(&m->config);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+Manager *manager_free(Manager *m)
+{
+        if (!m)
+                return NULL;
+        for (size_t i = 0; i < m->n_services; i++)
+                service_free(m->services[i]);
+        free(m->services);
+        for (size_t i = 0; i < m->n_leases; i++) {
+                free(m->leases[i]->namespace);
+                free(m->leases[i]->name);
+                free(m->leases[i]->holder);
+                free(m->leases[i]);
+        }
+        free(m->leases);
+        for (WatchKind k = 0; k < _WATCH_KIND_MAX; k++)
+                kube_informer_free(m->informers[k]);
+        kube_client_free(m->kube);
+        kube_config_free(m->kube_config);
+        m->kvnetd_expired_slot = sd_bus_slot_unref(m->kvnetd_expired_slot);
+        m->kvelectd_leadership_slot = sd_bus_slot_unref(m->kvelectd_leadership_slot);
+        m->kvelectd_renewed_slot = sd_bus_slot_unref(m->kvelectd_renewed_slot);
+        bus_client_free(m->kvnetd);
+        bus_client_free(m->kvelectd);
+        sd_event_source_disable_unref(m->debounce_source);
+        sd_event_source_disable_unref(m->resync_source);
+        sd_event_source_disable_unref(m->stop_timeout_source);
+        cluster_cidrs_done(&m->cidrs);
+        config_done(&m->config);
+        sd_event_unref(m->event);
+        free(m);
+        return NULL;
+}
+
+/* egress-detect-api-server also denies the address the kubeconfig points
+ * at, when it is a literal (a pod may reach the API there, not only via the
+ * kubernetes Service). */
+static void add_kubeconfig_server(Manager *m)
+{
+        const char *s = m->kube_config ? m->kube_config->server : NULL, *b, *e;
+        char host[INET6_ADDRSTRLEN + 2];
+        IpAddr a, *nv;
+
+        if (!s || !(b = strstr(s, "://")))
+                return;
+        b += 3;
+        if (*b == '[') {
+                e = strchr(++b, ']');
+        } else {
+                e = strchr(b, ':');
+                if (!e)
+                        e = strchr(b, '/');
+                if (!e)
+                        e = b + strlen(b);
+        }
+        if (!e || (size_t)(e - b) >= sizeof(host))
+                return;
+        memcpy(host, b, (size_t)(e - b));
+        host[e - b] = '\0';
+        if (ip_addr_parse(host, AF_UNSPEC, &a, NULL) < 0)
+                return;
+        for (size_t i = 0; i < m->config.n_api_servers; i++)
+                if (ip_addr_equal(&m->config.api_servers[i], &a))
+                        return;
+        nv = reallocarray(m->config.api_servers, m->config.n_api_servers + 1, sizeof(IpAddr));
+        if (!nv)
+                return;
+        m->config.api_servers = nv;
+        m->config.api_servers[m->config.n_api_servers++] = a;
+}
+
+int manager_start(Manager *m)
+{
+        _cleanup_free_ char *error = NULL;
+        KubeClientOptions opts = {.user_agent = "kvpd/" PROJECT_VERSION};
+        int r;
+
+        r = kube_config_auto(m->config.kubeconfig, m->config.kube_context, &m->kube_config, &error);
+        if (r < 0)
+                return log_error_errno(r, "no usable Kubernetes API credentials%s%s (set KVEGRESS_KUBECONFIG)",
+                                       error ? ": " : "", error ? error : "");
+        if (m->kube_config->insecure_skip_tls_verify)
+                log_warning("%s: insecure-skip-tls-verify is set: the API server is not authenticated",
+                            m->kube_config->source ? m->kube_config->source : "kubeconfig");
+        add_kubeconfig_server(m);
+        r = kube_client_new(m->event, m->kube_config, &opts, &m->kube);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up the Kubernetes client: %m");
+        log_info("node %s, API %s, VIP interface %s, watching %s", m->config.node_name, m->kube_config->server,
+                 m->config.service_interface, m->config.namespace ? m->config.namespace : "all namespaces");
+
+        r = net_start(m);
+        if (r < 0)
+                return r;
+        r = elect_start(m);
+        if (r < 0)
+                return r;
+        return watch_start(m);
+}
+
+static void stop_phase2(Manager *m);
+
+static int on_stop_timeout(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        Manager *m = userdata;
+        (void)es;
+        (void)usec;
+
+        log_warning("clean-up at stop did not finish in time (%u calls outstanding); exiting anyway",
+                    m->stop_pending);
+        return sd_event_exit(m->event, 0);
+}
+
+void manager_stop_done(Manager *m)
+{
+        if (m->stop_pending > 0)
+                m->stop_pending--;
+        if (!m->stopping || m->stop_pending > 0)
+                return;
+        if (m->stop_phase == 1)
+                stop_phase2(m);
+        else
+                (void)sd_event_exit(m->event, 0);
+}
+
+/* Phase 2: with the VIPs and rules gone and the status cleared, let the
+ * lease go, so the next holder starts from a clean slate. */
+static void stop_phase2(Manager *m)
+{
+        m->stop_phase = 2;
+        elect_release_all(m);
+        if (m->stop_pending == 0)
+                (void)sd_event_exit(m->event, 0);
+}
+
+int manager_stop(Manager *m)
+{
+        int r;
+
+        if (m->stopping)
+                return 0;
+        log_info("stopping: removing egress, clearing status, withdrawing from leases");
+        m->stopping = true;
+        m->stop_phase = 1;
+        r = sd_event_add_time_relative(m->event, &m->stop_timeout_source, CLOCK_MONOTONIC,
+                                       m->config.stop_timeout_usec, 0, on_stop_timeout, m);
+        if (r < 0)
+                return sd_event_exit(m->event, 0);
+        /* Phase 1, while this node still holds its leases: nobody else may
+         * write the status or bind the VIPs yet. */
+        net_release_all(m);
+        if (m->kube)
+                status_clear_all(m);
+        if (m->stop_pending == 0)
+                stop_phase2(m);
+        return 0;
+}

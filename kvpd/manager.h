@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* kvpd's one context: the event loop, the API client and its informers, the
+ * two bus clients, and what kvpd knows about each egress Service.
+ *
+ *   API (informers) --watch.c--> reconcile.c --egress-policy.c--> desired state
+ *       desired state --elect.c--> kvelectd (campaign while a local pod is ready)
+ *       leadership    --net.c----> kvnetd (VIPs and SNAT, only while leading)
+ *       leadership    --status.c-> the Service (annotations, ingress, Events)
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "bus-client.h"
+#include "cluster-cidrs.h"
+#include "config.h"
+#include "egress-policy.h"
+#include "kube-client.h"
+
+typedef struct Manager Manager;
+typedef struct Service Service;
+typedef struct Lease Lease;
+
+typedef enum WatchKind {
+        WATCH_SERVICES,
+        WATCH_ENDPOINTSLICES,
+        WATCH_NODES,
+        WATCH_SERVICECIDRS,
+        WATCH_CONTROLLER_MANAGERS,
+        WATCH_KUBEADM_CONFIG,
+        _WATCH_KIND_MAX,
+        _WATCH_KIND_INVALID = -EINVAL,
+} WatchKind;
+
+typedef struct WatchCtx {
+        Manager *manager;
+        WatchKind kind;
+} WatchCtx;
+
+/* A Lease kvpd campaigns for, shared by every Service naming it (the
+ * leaseName annotation lets several Services share one election). */
+struct Lease {
+        Manager *manager;
+        char *namespace;
+        char *name;
+        unsigned n_wanted;   /* Services that want this lease now */
+        bool campaign_sent;  /* Campaign() sent on the current kvelectd connection */
+        bool leading;
+        uint64_t deadline_usec; /* CLOCK_MONOTONIC, from kvelectd */
+        char *holder;
+};
+
+struct Service {
+        Manager *manager;
+        char *key; /* "namespace/name" */
+        char *namespace;
+        char *name;
+
+        EgressPolicy *policy; /* last computed; NULL once the Service is gone */
+        bool dirty;
+
+        Lease *lease;     /* non-NULL while this Service wants its lease */
+        bool want_lease;
+
+        /* kvnetd: what was last sent (a reference), NULL when nothing is. */
+        EgressPolicy *programmed;
+        char *programmed_ifname; /* resolved ("auto" looked up) */
+        uint64_t net_gen;        /* bumped per batch of calls; stale replies are ignored */
+        unsigned net_inflight;
+        bool net_failed;    /* a call of the current batch failed; retried by the resync timer */
+        bool net_confirmed; /* kvnetd accepted every call of the current batch */
+
+        /* Status on the Service. */
+        KubeRequest *status_request;
+        void *status_call; /* its context, freed if the request is cancelled */
+        char *status_last_body; /* last patch that succeeded, and the RV it was based on */
+        char *status_last_rv;
+        bool active_reported; /* EgressActive sent for the current holding */
+
+        char *last_error_event; /* EgressInvalid/EgressFailed message last emitted */
+        char *last_warning_event;
+
+        IpAddr prev_active4, prev_active6;
+        bool has_prev_active4, has_prev_active6;
+};
+
+struct Manager {
+        Config config;
+        sd_event *event;
+
+        KubeConfig *kube_config;
+        KubeClient *kube;
+        KubeInformer *informers[_WATCH_KIND_MAX];
+        bool watch_enabled[_WATCH_KIND_MAX];
+        WatchCtx watch_ctx[_WATCH_KIND_MAX];
+        unsigned probes_pending;
+        bool synced; /* every enabled informer has listed once */
+
+        ClusterCidrs cidrs;
+        bool cidrs_valid;
+
+        Service **services;
+        size_t n_services;
+        Lease **leases;
+        size_t n_leases;
+
+        sd_event_source *debounce_source;
+        sd_event_source *resync_source;
+        bool cidrs_dirty;
+
+        BusClient *kvnetd;
+        sd_bus_slot *kvnetd_expired_slot;
+        bool kvnetd_cleaned; /* stale kvnetd state removed after the first sync */
+
+        BusClient *kvelectd;
+        sd_bus_slot *kvelectd_leadership_slot;
+        sd_bus_slot *kvelectd_renewed_slot;
+
+        bool stopping;
+        unsigned stop_phase;   /* 1: RemoveService + clear status; 2: Withdraw */
+        unsigned stop_pending; /* calls the shutdown waits for */
+        sd_event_source *stop_timeout_source;
+};
+
+int manager_new(Manager **ret);
+Manager *manager_free(Manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+int manager_start(Manager *m);
+/* SIGTERM: release everything (RemoveService, Withdraw, clear status), then
+ * leave the loop; bounded by stop_timeout_usec. */
+int manager_stop(Manager *m);
+void manager_stop_done(Manager *m); /* one stop_pending call finished */
+
+Service *manager_get_service(Manager *m, const char *key);
+int manager_ensure_service(Manager *m, const char *namespace, const char *name, Service **ret);
+void manager_drop_service(Manager *m, Service *s);
+
+/* watch.c */
+int watch_start(Manager *m);
+const char *watch_kind_to_string(WatchKind k);
+
+/* reconcile.c */
+void reconcile_mark(Manager *m, const char *namespace, const char *name);
+void reconcile_mark_all(Manager *m);
+void reconcile_mark_cidrs(Manager *m);
+int reconcile_service(Service *s);
+int reconcile_cidrs(Manager *m);
+
+/* elect.c */
+int elect_start(Manager *m);
+void elect_update(Service *s);
+void elect_release_all(Manager *m);
+Lease *elect_find(Manager *m, const char *namespace, const char *name);
+
+/* net.c */
+int net_start(Manager *m);
+void net_update(Service *s);
+void net_renew(Service *s);
+void net_cleanup_stale(Manager *m);
+void net_release_all(Manager *m);
+bool net_leading(const Service *s);
+
+/* status.c */
+void status_update(Service *s);
+void status_clear_all(Manager *m);
+void status_event(Service *s, const char *type, const char *reason, const char *fmt, ...) _printf_(4, 5);

@@ -1,0 +1,548 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* kvnetd's client: "do it". Only while this node leads a Service's lease
+ * (kube-vip programmed SNAT on every node with a local pod, where replies
+ * to the VIP cannot arrive): GrantVip for each VIP with kvelectd's deadline
+ * (less a margin, so kvnetd drops the VIP before another node can hold the
+ * lease), SetEgress with every local ready pod, RenewGrant on each renewal,
+ * and RemoveService when leadership, the pods or the Service go.
+ *
+ * kvnetd's verbs are idempotent, so after any reconnect the whole desired
+ * state is sent again; after the first full sync, whatever kvnetd holds that
+ * kvpd does not want (a crash, a Service deleted while kvpd was down) is
+ * removed. */
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "kvnetd-bus.h"
+#include "log.h"
+#include "manager.h"
+
+#define NET_RETRY_USEC (2 * USEC_PER_SEC)
+
+typedef struct Call {
+        Manager *manager;
+        char *key;
+        uint64_t gen;
+        bool for_stop;
+        const char *method;
+} Call;
+
+static void call_free(void *userdata)
+{
+        Call *c = userdata;
+
+        if (!c)
+                return;
+        free(c->key);
+        free(c);
+}
+
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+
+        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
+}
+
+bool net_leading(const Service *s)
+{
+        return !s->manager->stopping && s->lease && s->lease->leading && s->policy &&
+               s->policy->state == EGRESS_READY;
+}
+
+static int on_resync(sd_event_source *es, uint64_t usec, void *userdata);
+
+static void schedule_resync(Manager *m)
+{
+        int r;
+
+        if (m->resync_source && sd_event_source_get_enabled(m->resync_source, NULL) > 0)
+                return;
+        if (!m->resync_source)
+                r = sd_event_add_time_relative(m->event, &m->resync_source, CLOCK_MONOTONIC, NET_RETRY_USEC, 0,
+                                               on_resync, m);
+        else {
+                r = sd_event_source_set_time_relative(m->resync_source, NET_RETRY_USEC);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(m->resync_source, SD_EVENT_ONESHOT);
+        }
+        if (r < 0)
+                log_error_errno(r, "cannot schedule a kvnetd retry: %m");
+}
+
+static int on_resync(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        Manager *m = userdata;
+        (void)es;
+        (void)usec;
+
+        for (size_t i = 0; i < m->n_services; i++)
+                if (m->services[i]->net_failed)
+                        net_update(m->services[i]);
+        return 0;
+}
+
+static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+{
+        Call *c = userdata;
+        Manager *m = c->manager;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        Service *s = manager_get_service(m, c->key);
+        (void)ret_error;
+
+        if (c->for_stop) {
+                if (e)
+                        log_warning("kvnetd: %s(%s): %s", c->method, c->key, e->message ? e->message : e->name);
+                manager_stop_done(m);
+                return 0;
+        }
+        if (!s || s->net_gen != c->gen)
+                return 0; /* superseded by a later batch */
+        if (s->net_inflight > 0)
+                s->net_inflight--;
+        if (e) {
+                log_warning("kvnetd: %s(%s) refused: %s: %s", c->method, c->key, e->name,
+                            e->message ? e->message : "");
+                if (!s->net_failed && s->policy)
+                        status_event(s, "Warning", "EgressFailed", "kvnetd refused %s: %s", c->method,
+                                     e->message ? e->message : e->name);
+                s->net_failed = true;
+                schedule_resync(m);
+        }
+        if (s->net_inflight == 0 && !s->net_failed && s->programmed) {
+                s->net_confirmed = true;
+                status_update(s);
+        }
+        return 0;
+}
+
+/* Sends one call; the reply lands in on_reply() with the batch generation,
+ * so a reply to a superseded batch changes nothing. */
+static int call_new(Service *s, const char *method, sd_bus_message **ret_m)
+{
+        Manager *m = s->manager;
+        sd_bus *bus = bus_client_get(m->kvnetd);
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        int r;
+
+        if (!bus)
+                return -ENOTCONN;
+        r = sd_bus_message_new_method_call(bus, &msg, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE, method);
+        if (r < 0)
+                return r;
+        *ret_m = TAKE_PTR(msg);
+        return 0;
+}
+
+static int call_send(Service *s, sd_bus_message *msg, const char *method, bool for_stop)
+{
+        Manager *m = s->manager;
+        sd_bus *bus = bus_client_get(m->kvnetd);
+        _cleanup_(sd_bus_slot_unrefp) sd_bus_slot *slot = NULL;
+        Call *c;
+        int r;
+
+        if (!bus)
+                return -ENOTCONN;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        *c = (Call){.manager = m, .key = strdup(s->key), .gen = s->net_gen, .for_stop = for_stop, .method = method};
+        if (!c->key) {
+                call_free(c);
+                return -ENOMEM;
+        }
+        r = sd_bus_call_async(bus, &slot, msg, on_reply, c, 0);
+        if (r < 0) {
+                call_free(c);
+                return log_warning_errno(r, "kvnetd: %s(%s) not sent: %m", method, s->key);
+        }
+        /* The slot owns the Call from here, whether or not a reply ever
+         * comes (a dropped connection frees the slot). */
+        (void)sd_bus_slot_set_destroy_callback(slot, call_free);
+        (void)sd_bus_slot_set_floating(slot, 1);
+        if (for_stop)
+                m->stop_pending++;
+        else
+                s->net_inflight++;
+        return 0;
+}
+
+static int append_addrs(sd_bus_message *msg, const IpAddr *v, size_t n)
+{
+        char buf[INET6_ADDRSTRLEN];
+        int r;
+
+        r = sd_bus_message_open_container(msg, 'a', "s");
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = sd_bus_message_append(msg, "s", ip_addr_to_string(&v[i], buf));
+        return r < 0 ? r : sd_bus_message_close_container(msg);
+}
+
+static int append_prefixes(sd_bus_message *msg, const IpPrefix *v, size_t n)
+{
+        char buf[IP_PREFIX_STRING_MAX];
+        int r;
+
+        r = sd_bus_message_open_container(msg, 'a', "s");
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = sd_bus_message_append(msg, "s", ip_prefix_to_string(&v[i], buf));
+        return r < 0 ? r : sd_bus_message_close_container(msg);
+}
+
+static int send_set_egress(Service *s, const EgressPolicy *p)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        char v4[INET6_ADDRSTRLEN] = "", v6[INET6_ADDRSTRLEN] = "";
+        int r;
+
+        r = call_new(s, KVNETD_METHOD_SET_EGRESS, &msg);
+        if (r < 0)
+                return r;
+        if (p->has_vip4)
+                (void)ip_addr_to_string(&p->vip4, v4);
+        if (p->has_vip6)
+                (void)ip_addr_to_string(&p->vip6, v6);
+        r = sd_bus_message_append(msg, "sss", s->key, v4, v6);
+        if (r >= 0)
+                r = append_addrs(msg, p->pods, p->n_pods);
+        if (r >= 0)
+                r = sd_bus_message_open_container(msg, 'a', "(sq)");
+        for (size_t i = 0; r >= 0 && i < p->n_ports; i++)
+                r = sd_bus_message_append(msg, "(sq)", l4_proto_to_string(p->ports[i].proto), p->ports[i].port);
+        if (r >= 0)
+                r = sd_bus_message_close_container(msg);
+        if (r >= 0)
+                r = append_prefixes(msg, p->allowed, p->n_allowed);
+        if (r >= 0)
+                r = append_prefixes(msg, p->denied, p->n_denied);
+        if (r >= 0)
+                r = append_prefixes(msg, p->excluded, p->n_excluded);
+        if (r < 0)
+                return log_error_errno(r, "%s: cannot build SetEgress: %m", s->key);
+        return call_send(s, msg, KVNETD_METHOD_SET_EGRESS, false);
+}
+
+static int send_simple(Service *s, const char *method, bool for_stop, const char *sig, ...)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
+        va_list ap;
+        int r;
+
+        r = call_new(s, method, &msg);
+        if (r < 0)
+                return r;
+        va_start(ap, sig);
+        r = sd_bus_message_appendv(msg, sig, ap);
+        va_end(ap);
+        if (r < 0)
+                return r;
+        return call_send(s, msg, method, for_stop);
+}
+
+/* "auto": the interface whose subnet holds the VIP, as kube-vip does. */
+static int resolve_ifname(const EgressPolicy *p, char **ret)
+{
+        struct ifaddrs *ifa = NULL;
+        const IpAddr *vip = p->has_vip4 ? &p->vip4 : &p->vip6;
+        int r = -ENXIO;
+
+        if (!streq(p->ifname, "auto")) {
+                *ret = strdup(p->ifname);
+                return *ret ? 0 : -ENOMEM;
+        }
+        if (getifaddrs(&ifa) < 0)
+                return -errno;
+        for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
+                IpPrefix net = {};
+                unsigned len = 0;
+                const uint8_t *mask;
+
+                if (!i->ifa_addr || !i->ifa_netmask || i->ifa_addr->sa_family != vip->family ||
+                    (i->ifa_flags & IFF_LOOPBACK))
+                        continue;
+                if (vip->family == AF_INET) {
+                        net.addr.in = ((struct sockaddr_in *)i->ifa_addr)->sin_addr;
+                        mask = (const uint8_t *)&((struct sockaddr_in *)i->ifa_netmask)->sin_addr;
+                } else {
+                        net.addr.in6 = ((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+                        mask = (const uint8_t *)&((struct sockaddr_in6 *)i->ifa_netmask)->sin6_addr;
+                }
+                for (unsigned b = 0; b < family_max_prefixlen(vip->family); b++)
+                        if (mask[b / 8] & (0x80u >> (b % 8)))
+                                len++;
+                net.family = vip->family;
+                net.prefixlen = len;
+                /* The address's own bits beyond the mask do not matter to
+                 * ip_prefix_contains(), which masks the candidate only. */
+                for (unsigned b = len; b < family_max_prefixlen(vip->family); b++)
+                        net.addr.bytes[b / 8] &= (uint8_t) ~(0x80u >> (b % 8));
+                if (len > 0 && ip_prefix_contains(&net, vip)) {
+                        *ret = strdup(i->ifa_name);
+                        r = *ret ? 0 : -ENOMEM;
+                        break;
+                }
+        }
+        freeifaddrs(ifa);
+        return r;
+}
+
+static void net_remove(Service *s, bool for_stop)
+{
+        s->net_gen++;
+        s->net_inflight = 0;
+        s->net_failed = false;
+        s->net_confirmed = false;
+        s->programmed = egress_policy_free(s->programmed);
+        s->programmed_ifname = mfree(s->programmed_ifname);
+        if (send_simple(s, KVNETD_METHOD_REMOVE_SERVICE, for_stop, KVNETD_SIG_REMOVE_SERVICE, s->key) < 0)
+                log_debug("%s: RemoveService not sent (kvnetd not connected); replayed clean-up will do it",
+                          s->key);
+        else
+                log_info("%s: egress removed from this node", s->key);
+}
+
+static uint64_t grant_deadline(const Service *s)
+{
+        uint64_t d = s->lease->deadline_usec, margin = s->manager->config.grant_margin_usec;
+
+        if (d <= margin)
+                return 0;
+        d -= margin;
+        /* kvnetd refuses grants past its own bound. */
+        return MIN(d, now_usec() + KVNETD_MAX_GRANT_USEC);
+}
+
+void net_update(Service *s)
+{
+        Manager *m = s->manager;
+        EgressPolicy *p = s->policy;
+        _cleanup_free_ char *ifname = NULL;
+        char buf[INET6_ADDRSTRLEN];
+        uint64_t deadline;
+        int r;
+
+        if (!net_leading(s)) {
+                if (s->programmed || s->net_inflight > 0)
+                        net_remove(s, false);
+                return;
+        }
+        if (!bus_client_get(m->kvnetd))
+                return; /* replayed on connect */
+        if (s->programmed && !s->net_failed && egress_policy_net_equal(s->programmed, p))
+                return;
+        deadline = grant_deadline(s);
+        if (deadline <= now_usec()) {
+                log_debug("%s: leadership deadline too close for a grant; waiting for a renewal", s->key);
+                return;
+        }
+        r = resolve_ifname(p, &ifname);
+        if (r < 0) {
+                log_warning_errno(r, "%s: no interface for the VIP (%s is \"auto\" and no subnet holds it): %m",
+                                  s->key, KV_ANN_SERVICE_INTERFACE);
+                if (!s->net_failed)
+                        status_event(s, "Warning", "EgressFailed",
+                                     "no interface on %s has a subnet holding the VIP; set "
+                                     "vip_servicesinterface or " KV_ANN_SERVICE_INTERFACE,
+                                     m->config.node_name);
+                s->net_failed = true;
+                schedule_resync(m);
+                return;
+        }
+
+        /* A new batch: replies to the old one no longer count. */
+        s->net_gen++;
+        s->net_inflight = 0;
+        s->net_failed = false;
+        s->net_confirmed = false;
+
+        /* VIPs that were bound and are no longer wanted (or moved to another
+         * interface) go first, so an address never sits on two links. */
+        if (s->programmed) {
+                bool moved = !streq_ptr(s->programmed_ifname, ifname);
+                for (size_t i = 0; i < s->programmed->n_vips; i++) {
+                        bool kept = false;
+                        for (size_t j = 0; !moved && j < p->n_vips; j++)
+                                kept = kept || ip_addr_equal(&s->programmed->vips[i], &p->vips[j]);
+                        if (!kept)
+                                (void)send_simple(s, KVNETD_METHOD_RELEASE_VIP, false, KVNETD_SIG_RELEASE_VIP,
+                                                  s->key, ip_addr_to_string(&s->programmed->vips[i], buf));
+                }
+        }
+        for (size_t i = 0; i < p->n_vips; i++)
+                (void)send_simple(s, KVNETD_METHOD_GRANT_VIP, false, KVNETD_SIG_GRANT_VIP, s->key,
+                                  ip_addr_to_string(&p->vips[i], buf), ifname, deadline);
+        (void)send_set_egress(s, p);
+
+        egress_policy_free(s->programmed);
+        s->programmed = egress_policy_ref(p);
+        free(s->programmed_ifname);
+        s->programmed_ifname = TAKE_PTR(ifname);
+        log_info("%s: egress via %s on %s for %zu pods", s->key,
+                 ip_addr_to_string(p->has_vip4 ? &p->vip4 : &p->vip6, buf), s->programmed_ifname, p->n_pods);
+}
+
+void net_renew(Service *s)
+{
+        uint64_t deadline;
+
+        if (!s->programmed || !net_leading(s))
+                return;
+        deadline = grant_deadline(s);
+        if (deadline <= now_usec())
+                return;
+        (void)send_simple(s, KVNETD_METHOD_RENEW_GRANT, false, KVNETD_SIG_RENEW_GRANT, s->key, deadline);
+}
+
+void net_release_all(Manager *m)
+{
+        for (size_t i = 0; i < m->n_services; i++)
+                if (m->services[i]->programmed || m->services[i]->net_inflight > 0)
+                        net_remove(m->services[i], true);
+}
+
+/* Every service key kvnetd reports that kvpd does not program now. */
+static int remove_stale(Manager *m, sd_bus_message *reply, const char *entry_sig, const char *what)
+{
+        int r;
+
+        _cleanup_free_ char *inner = strndup(entry_sig + 1, strlen(entry_sig) - 2); /* without "()" */
+
+        if (!inner)
+                return -ENOMEM;
+        r = sd_bus_message_enter_container(reply, 'a', entry_sig);
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(reply, 'r', inner)) > 0) {
+                const char *key;
+                Service *s;
+
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_skip(reply, inner + 1);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(reply);
+                if (r < 0)
+                        return r;
+                s = manager_get_service(m, key);
+                if (s && (s->programmed || s->net_inflight > 0))
+                        continue;
+                log_notice("kvnetd holds %s for %s, which this node does not serve: removing it", what, key);
+                r = sd_bus_call_method_async(bus_client_get(m->kvnetd), NULL, NULL, KVNETD_BUS_PATH,
+                                             KVNETD_BUS_INTERFACE, KVNETD_METHOD_REMOVE_SERVICE, NULL, NULL,
+                                             KVNETD_SIG_REMOVE_SERVICE, key);
+                if (r < 0)
+                        log_warning_errno(r, "kvnetd: RemoveService(%s) not sent: %m", key);
+        }
+        return r;
+}
+
+static int on_list_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+{
+        Manager *m = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        const char *member = sd_bus_message_get_member(reply);
+        bool vips;
+        int r;
+        (void)ret_error;
+
+        if (e)
+                return log_warning("kvnetd: listing its state failed: %s", e->message ? e->message : e->name), 0;
+        /* Replies carry no member; tell them apart by signature. */
+        (void)member;
+        vips = streq_ptr(sd_bus_message_get_signature(reply, true), KVNETD_SIG_LIST_VIPS_REPLY);
+        r = remove_stale(m, reply, vips ? "(ssst)" : "(sssasa(sq)asasas)", vips ? "a VIP" : "egress rules");
+        if (r < 0)
+                log_warning_errno(r, "kvnetd: cannot read its state: %m");
+        return 0;
+}
+
+void net_cleanup_stale(Manager *m)
+{
+        sd_bus *bus = bus_client_get(m->kvnetd);
+        int r;
+
+        if (!bus || !m->synced || m->kvnetd_cleaned)
+                return;
+        r = sd_bus_call_method_async(bus, NULL, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE,
+                                     KVNETD_METHOD_LIST_VIPS, on_list_reply, m, NULL);
+        if (r >= 0)
+                r = sd_bus_call_method_async(bus, NULL, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE,
+                                             KVNETD_METHOD_LIST_EGRESS, on_list_reply, m, NULL);
+        if (r < 0) {
+                log_warning_errno(r, "kvnetd: cannot list its state: %m");
+                return;
+        }
+        m->kvnetd_cleaned = true;
+}
+
+static int on_grant_expired(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error)
+{
+        Manager *m = userdata;
+        const char *key;
+        Service *s;
+        (void)ret_error;
+
+        if (sd_bus_message_read(msg, KVNETD_SIG_GRANT_EXPIRED, &key) < 0)
+                return 0;
+        s = manager_get_service(m, key);
+        log_warning("kvnetd: the grant of %s expired before a renewal reached it%s", key,
+                    s && net_leading(s) ? "; granting again" : "");
+        if (!s)
+                return 0;
+        /* kvnetd removed VIPs and egress itself: forget them, then ask again
+         * if this node still leads. */
+        s->net_gen++;
+        s->net_inflight = 0;
+        s->net_confirmed = false;
+        s->programmed = egress_policy_free(s->programmed);
+        net_update(s);
+        status_update(s);
+        return 0;
+}
+
+static void on_state(BusClient *c, sd_bus *bus, void *userdata)
+{
+        Manager *m = userdata;
+        int r;
+        (void)c;
+
+        m->kvnetd_expired_slot = sd_bus_slot_unref(m->kvnetd_expired_slot);
+        /* Whatever kvnetd had, the next connection starts from "unknown":
+         * every service is sent again (the verbs are idempotent). */
+        for (size_t i = 0; i < m->n_services; i++) {
+                Service *s = m->services[i];
+                s->net_gen++;
+                s->net_inflight = 0;
+                s->net_confirmed = false;
+                s->programmed = egress_policy_free(s->programmed);
+        }
+        if (!bus) {
+                m->kvnetd_cleaned = false;
+                return;
+        }
+        r = sd_bus_match_signal(bus, &m->kvnetd_expired_slot, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE,
+                                KVNETD_SIGNAL_GRANT_EXPIRED, on_grant_expired, m);
+        if (r < 0)
+                log_error_errno(r, "kvnetd: cannot subscribe to %s: %m", KVNETD_SIGNAL_GRANT_EXPIRED);
+        for (size_t i = 0; i < m->n_services; i++)
+                net_update(m->services[i]);
+        net_cleanup_stale(m);
+}
+
+int net_start(Manager *m)
+{
+        int r;
+
+        r = bus_client_new(m->event, m->config.kvnetd_socket, on_state, m, &m->kvnetd);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up the kvnetd client (%s): %m", m->config.kvnetd_socket);
+        return 0;
+}
