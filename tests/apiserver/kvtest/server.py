@@ -87,6 +87,10 @@ class KVHTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
             except OSError:
                 pass
             return
+        try:
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         conn = Conn(request, client_address)
         with self.conns_lock:
             self.conns.add(conn)
@@ -172,9 +176,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("X-Kubernetes-Pf-Prioritylevel-Uid", PRIORITY_UID)
         self.send_header("Date", http_date())
         self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
+        # one write for headers and body (one TLS record, no Nagle/delayed-ACK stall)
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(body)
+            self._headers_buffer.append(body)
+        data = b"".join(self._headers_buffer)
+        self._headers_buffer = []
+        self.wfile.write(data)
 
     def send_json(self, code, obj, headers=None):
         self.send_raw(code, dumpb(obj), headers=headers)

@@ -203,10 +203,15 @@ class Store:
                 time.sleep(delay)
             with self._save_cond:
                 self._dirty_since = None
+            t0 = time.monotonic()
             try:
                 self.save_now()
             except OSError:
                 pass
+            # under heavy churn keep persistence below ~20% of one core
+            took = time.monotonic() - t0
+            if took * 4 > self.save_delay:
+                time.sleep(min(took * 4, 2.0))
 
     def mark_dirty(self):
         with self._save_cond:
