@@ -70,6 +70,11 @@
 #define KVNETD_ERROR_NOT_GRANTED "io.kvegress.Net1.Error.NotGranted"
 #define KVNETD_ERROR_LIMIT "io.kvegress.Net1.Error.LimitExceeded"
 #define KVNETD_ERROR_KERNEL "io.kvegress.Net1.Error.Kernel"
+/* The request is valid but collides with another service's state: the VIP is
+ * granted to another service, or a pod address is mapped by another service
+ * (remove it there first; kvnetd never moves a pod between two live
+ * services by itself). */
+#define KVNETD_ERROR_CONFLICT "io.kvegress.Net1.Error.Conflict"
 
 /* Limits: every resource a client can push on. Enforced and tested at the
  * limit and one past it. */
@@ -82,6 +87,9 @@
 #define KVNETD_MAX_NETWORKS 256
 #define KVNETD_MAX_CONNECTIONS 16
 #define KVNETD_MAX_STRING 512
+/* "namespace/name": both are DNS labels in Kubernetes (<= 63 each); the key
+ * is stored in an nft rule comment, which holds at most 128 bytes. */
+#define KVNETD_MAX_SERVICE_KEY 127
 /* A grant is never longer than this from now: a client cannot make kvnetd
  * hold a VIP for ever by sending a huge deadline. */
 #define KVNETD_MAX_GRANT_USEC (300ULL * 1000000ULL)

@@ -1,0 +1,314 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "addr.h"
+
+#include <linux/if_addr.h>
+#include <linux/rtnetlink.h>
+#include <netlink/cache.h>
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <sys/socket.h>
+
+#include "announce.h"
+#include "log.h"
+
+/* Address events come in bursts (an interface going away takes all its
+ * addresses with it); a large buffer makes an overrun rare, and an overrun
+ * is answered with a full dump anyway. */
+#define ADDR_WATCH_RCVBUF (4 * 1024 * 1024)
+
+static int nl_to_errno(int e)
+{
+        switch (-abs(e)) {
+        case -NLE_EXIST:
+                return -EEXIST;
+        case -NLE_NOADDR:
+        case -NLE_OBJ_NOTFOUND:
+                return -EADDRNOTAVAIL;
+        case -NLE_NODEV:
+                return -ENODEV;
+        case -NLE_PERM:
+                return -EPERM;
+        case -NLE_NOMEM:
+                return -ENOMEM;
+        default:
+                return -EIO;
+        }
+}
+
+static struct rtnl_addr *vip_to_rtnl(const Vip *v, bool for_add, int *ret_error)
+{
+        struct rtnl_addr *ra;
+        struct nl_addr *local;
+        unsigned ifindex = if_nametoindex(v->ifname);
+        int r;
+
+        if (ifindex == 0) {
+                *ret_error = -ENODEV;
+                return NULL;
+        }
+        ra = rtnl_addr_alloc();
+        local = nl_addr_build(v->addr.family, &v->addr.addr, v->addr.family == AF_INET6 ? 16 : 4);
+        if (!ra || !local) {
+                rtnl_addr_put(ra);
+                nl_addr_put(local);
+                *ret_error = -ENOMEM;
+                return NULL;
+        }
+        nl_addr_set_prefixlen(local, (int)family_max_prefixlen(v->addr.family));
+        rtnl_addr_set_ifindex(ra, (int)ifindex);
+        rtnl_addr_set_family(ra, v->addr.family);
+        r = rtnl_addr_set_local(ra, local);
+        nl_addr_put(local);
+        if (r < 0) {
+                rtnl_addr_put(ra);
+                *ret_error = nl_to_errno(r);
+                return NULL;
+        }
+        rtnl_addr_set_prefixlen(ra, (int)family_max_prefixlen(v->addr.family));
+        if (for_add) {
+                rtnl_addr_set_valid_lifetime(ra, 0xffffffffU);
+                rtnl_addr_set_preferred_lifetime(ra, 0);
+        }
+        return ra;
+}
+
+int addr_add(Manager *m, const Vip *v)
+{
+        struct rtnl_addr *ra;
+        int r = 0;
+
+        ra = vip_to_rtnl(v, true, &r);
+        if (!ra)
+                return r;
+        if (v->addr.family == AF_INET6 && m->config->ipv6_nodad)
+                rtnl_addr_set_flags(ra, IFA_F_NODAD);
+        /* NLM_F_REPLACE: an existing address gets our lifetimes back. */
+        r = rtnl_addr_add(m->nl, ra, NLM_F_REPLACE);
+        rtnl_addr_put(ra);
+        return r < 0 ? nl_to_errno(r) : 0;
+}
+
+int addr_del(Manager *m, const Vip *v)
+{
+        struct rtnl_addr *ra;
+        int r = 0;
+
+        ra = vip_to_rtnl(v, false, &r);
+        if (!ra)
+                return r == -ENODEV ? 0 : r; /* gone with its interface */
+        r = rtnl_addr_delete(m->nl, ra, 0);
+        rtnl_addr_put(ra);
+        if (r < 0 && (r == -NLE_NOADDR || r == -NLE_OBJ_NOTFOUND || r == -NLE_NODEV))
+                return 0;
+        return r < 0 ? nl_to_errno(r) : 0;
+}
+
+static bool interface_allowed(const Config *c, const char *ifname)
+{
+        for (char **i = c->interfaces; i && *i; i++)
+                if (streq(*i, ifname))
+                        return true;
+        return false;
+}
+
+static bool in_ranges(const Config *c, const IpAddr *a)
+{
+        for (size_t i = 0; i < c->n_vip_ranges; i++)
+                if (ip_prefix_contains(&c->vip_ranges[i], a))
+                        return true;
+        return false;
+}
+
+int addr_list_vips(Manager *m, AddrInfo **ret, size_t *ret_n)
+{
+        struct nl_cache *cache = NULL;
+        _cleanup_free_ AddrInfo *v = NULL;
+        size_t n = 0;
+        int r;
+
+        r = rtnl_addr_alloc_cache(m->nl, &cache);
+        if (r < 0)
+                return nl_to_errno(r);
+        for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+                struct rtnl_addr *ra = (struct rtnl_addr *)o;
+                struct nl_addr *local = rtnl_addr_get_local(ra);
+                int family = rtnl_addr_get_family(ra);
+                AddrInfo ai = {};
+                AddrInfo *nv;
+
+                if (!local || (family != AF_INET && family != AF_INET6) ||
+                    rtnl_addr_get_prefixlen(ra) != (int)family_max_prefixlen(family) ||
+                    nl_addr_get_len(local) != (family == AF_INET6 ? 16u : 4u))
+                        continue;
+                ai.addr.family = family;
+                memcpy(&ai.addr.addr, nl_addr_get_binary_addr(local), nl_addr_get_len(local));
+                if (!if_indextoname((unsigned)rtnl_addr_get_ifindex(ra), ai.ifname))
+                        continue;
+                if (!interface_allowed(m->config, ai.ifname) || !in_ranges(m->config, &ai.addr))
+                        continue;
+                nv = realloc(v, (n + 1) * sizeof(AddrInfo));
+                if (!nv) {
+                        nl_cache_free(cache);
+                        return -ENOMEM;
+                }
+                v = nv;
+                v[n++] = ai;
+        }
+        nl_cache_free(cache);
+        *ret = TAKE_PTR(v);
+        *ret_n = n;
+        return 0;
+}
+
+int addr_reconcile(Manager *m)
+{
+        _cleanup_free_ AddrInfo *have = NULL;
+        size_t n_have = 0;
+        int r;
+
+        r = addr_list_vips(m, &have, &n_have);
+        if (r < 0)
+                return log_warning_errno(r, "cannot list addresses for reconcile: %m");
+        for (Service *s = m->services; s; s = s->next)
+                for (size_t i = 0; i < s->n_vips; i++) {
+                        Vip *v = s->vips[i];
+                        bool found = false;
+
+                        for (size_t k = 0; k < n_have && !found; k++)
+                                found = ip_addr_equal(&have[k].addr, &v->addr) && streq(have[k].ifname, v->ifname);
+                        if (found)
+                                continue;
+                        r = addr_add(m, v);
+                        if (r < 0) {
+                                log_warning_errno(r, "VIP %s of %s on %s is missing and cannot be restored: %m",
+                                                  ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), s->key,
+                                                  v->ifname);
+                                continue;
+                        }
+                        log_notice("VIP %s of %s was missing on %s: restored",
+                                   ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), s->key, v->ifname);
+                        announce_start(m, v);
+                }
+        return 0;
+}
+
+static int on_addr_message(struct nl_msg *msg, void *userdata)
+{
+        Manager *m = userdata;
+        struct nlmsghdr *h = nlmsg_hdr(msg);
+        struct ifaddrmsg *ifa;
+        struct nlattr *tb[IFA_MAX + 1];
+        struct nlattr *a;
+        char ifname[IFNAMSIZ];
+        IpAddr addr = {};
+
+        if (h->nlmsg_type != RTM_DELADDR)
+                return NL_OK;
+        if (nlmsg_parse(h, sizeof(struct ifaddrmsg), tb, IFA_MAX, NULL) < 0)
+                return NL_OK;
+        ifa = nlmsg_data(h);
+        if (ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6)
+                return NL_OK;
+        /* IPv4 puts the address in IFA_LOCAL, IPv6 only in IFA_ADDRESS. */
+        a = tb[IFA_LOCAL] ? tb[IFA_LOCAL] : tb[IFA_ADDRESS];
+        if (!a || nla_len(a) != (ifa->ifa_family == AF_INET6 ? 16 : 4))
+                return NL_OK;
+        addr.family = ifa->ifa_family;
+        memcpy(&addr.addr, nla_data(a), (size_t)nla_len(a));
+        if (!if_indextoname(ifa->ifa_index, ifname))
+                return NL_OK;
+
+        for (Service *s = m->services; s; s = s->next)
+                for (size_t i = 0; i < s->n_vips; i++) {
+                        Vip *v = s->vips[i];
+                        int r;
+
+                        if (!ip_addr_equal(&v->addr, &addr) || !streq(v->ifname, ifname))
+                                continue;
+                        /* Ours, and someone else removed it (we forget a VIP
+                         * before we delete it). */
+                        r = addr_add(m, v);
+                        if (r < 0)
+                                log_warning_errno(r, "VIP %s of %s was removed from %s and cannot be restored: %m",
+                                                  ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), s->key,
+                                                  ifname);
+                        else {
+                                log_notice("VIP %s of %s was removed from %s by someone else: restored",
+                                           ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), s->key, ifname);
+                                announce_start(m, v);
+                        }
+                }
+        return NL_OK;
+}
+
+static int on_watch_readable(sd_event_source *source, int fd, uint32_t revents, void *userdata)
+{
+        Manager *m = userdata;
+        bool overrun = false;
+        int r;
+
+        (void)source;
+        (void)fd;
+        (void)revents;
+        for (;;) {
+                r = nl_recvmsgs_default(m->nl_watch);
+                if (r >= 0)
+                        continue;
+                if (r == -NLE_AGAIN)
+                        break;
+                if (r == -NLE_NOMEM) {
+                        /* ENOBUFS: the kernel dropped events. */
+                        overrun = true;
+                        continue;
+                }
+                log_warning("address watch: %s", nl_geterror(r));
+                break;
+        }
+        if (overrun) {
+                log_notice("address events were lost (ENOBUFS): dumping and reconciling");
+                (void)addr_reconcile(m);
+        }
+        return 0;
+}
+
+int addr_open(Manager *m)
+{
+        int r, fd, sz = ADDR_WATCH_RCVBUF;
+
+        m->nl = nl_socket_alloc();
+        m->nl_watch = nl_socket_alloc();
+        if (!m->nl || !m->nl_watch)
+                return -ENOMEM;
+        r = nl_connect(m->nl, NETLINK_ROUTE);
+        if (r < 0)
+                return nl_to_errno(r);
+
+        nl_socket_disable_seq_check(m->nl_watch);
+        r = nl_socket_modify_cb(m->nl_watch, NL_CB_VALID, NL_CB_CUSTOM, on_addr_message, m);
+        if (r < 0)
+                return nl_to_errno(r);
+        r = nl_connect(m->nl_watch, NETLINK_ROUTE);
+        if (r < 0)
+                return nl_to_errno(r);
+        r = nl_socket_add_memberships(m->nl_watch, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, 0);
+        if (r < 0)
+                return nl_to_errno(r);
+        r = nl_socket_set_nonblocking(m->nl_watch);
+        if (r < 0)
+                return nl_to_errno(r);
+        fd = nl_socket_get_fd(m->nl_watch);
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) < 0)
+                (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+        return sd_event_add_io(m->event, &m->nl_watch_source, fd, EPOLLIN, on_watch_readable, m);
+}
+
+void addr_close(Manager *m)
+{
+        m->nl_watch_source = sd_event_source_disable_unref(m->nl_watch_source);
+        if (m->nl_watch)
+                nl_socket_free(m->nl_watch);
+        if (m->nl)
+                nl_socket_free(m->nl);
+        m->nl_watch = m->nl = NULL;
+}

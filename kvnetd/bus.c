@@ -1,0 +1,508 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* io.kvegress.Net1: the method handlers. By the time a handler runs, the
+ * peer has passed the SO_PEERCRED check (bus-server.c, at accept) and sd-bus
+ * has matched the method name and argument signature against the vtable and
+ * refused strings that are not valid UTF-8. Each handler then checks every
+ * field (validate.c), then the state, and only then touches the kernel. */
+#include "bus.h"
+
+#include <stdio.h>
+
+#include "kvnetd-bus.h"
+#include "log.h"
+#include "validate.h"
+
+static int reply_error(sd_bus_error *error, int r, const char *message)
+{
+        const char *name;
+
+        switch (r) {
+        case -EINVAL:
+                name = KVNETD_ERROR_INVALID_ARGS;
+                break;
+        case -E2BIG:
+                name = KVNETD_ERROR_LIMIT;
+                break;
+        case -ENOENT:
+                name = KVNETD_ERROR_NOT_GRANTED;
+                break;
+        case -EBUSY:
+        case -EEXIST:
+        case -EADDRINUSE:
+                name = KVNETD_ERROR_CONFLICT;
+                break;
+        case -ENOMEM:
+                return -ENOMEM;
+        default:
+                name = KVNETD_ERROR_KERNEL;
+        }
+        return sd_bus_error_set(error, name, message);
+}
+
+static int reply_parse_error(sd_bus_error *error, int r, const ParseError *e)
+{
+        return reply_error(error, r, e->message);
+}
+
+/* Reads an "as" argument, stopping one past limit. The strings point into
+ * the message. */
+static int read_strings(sd_bus_message *msg, const char *field, size_t limit, const char ***ret, size_t *ret_n,
+                        sd_bus_error *error)
+{
+        _cleanup_free_ const char **v = NULL;
+        size_t n = 0, cap = 0;
+        const char *s;
+        int r;
+
+        r = sd_bus_message_enter_container(msg, 'a', "s");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_read_basic(msg, 's', &s)) > 0) {
+                if (n >= limit) {
+                        char buf[128];
+                        snprintf(buf, sizeof(buf), "%s: more than %zu entries (the limit)", field, limit);
+                        return reply_error(error, -E2BIG, buf);
+                }
+                if (n == cap) {
+                        const char **nv = reallocarray(v, cap ? cap * 2 : 16, sizeof(char *));
+                        if (!nv)
+                                return -ENOMEM;
+                        v = nv;
+                        cap = cap ? cap * 2 : 16;
+                }
+                v[n++] = s;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(msg);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(v);
+        *ret_n = n;
+        return 1;
+}
+
+static int parse_service(Manager *m, sd_bus_message *msg, const char *key, bool must_exist, Service **ret,
+                         sd_bus_error *error)
+{
+        ParseError e;
+        int r;
+
+        r = validate_service_key("service", key, &e);
+        if (r < 0)
+                return reply_parse_error(error, r, &e);
+        *ret = manager_find_service(m, key);
+        if (!*ret && must_exist) {
+                char buf[256];
+                snprintf(buf, sizeof(buf), "service: %s holds no grant", key);
+                return reply_error(error, -ENOENT, buf);
+        }
+        return 1;
+}
+
+static int method_grant_vip(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        const char *key, *address, *ifname;
+        uint64_t deadline;
+        char buf[256];
+        ParseError e;
+        IpAddr a;
+        Service *s;
+        Vip *v;
+        bool created = false;
+        int r;
+
+        /* Validated: peer, signature "ssst". Next: fields, then state. */
+        r = sd_bus_message_read(msg, "ssst", &key, &address, &ifname, &deadline);
+        if (r < 0)
+                return r;
+        r = parse_service(m, msg, key, false, &s, error);
+        if (r <= 0)
+                return r;
+        r = validate_vip(m->config, "address", address, AF_UNSPEC, &a, &e);
+        if (r < 0)
+                return reply_parse_error(error, r, &e);
+        r = validate_ifname(m->config, "ifname", ifname, &e);
+        if (r < 0)
+                return reply_parse_error(error, r, &e);
+        r = validate_deadline(now_usec(), deadline, "deadline_usec", &e);
+        if (r < 0)
+                return reply_parse_error(error, r, &e);
+
+        v = manager_find_vip(m, &a);
+        if (v && v->service != s && !v->adopted) {
+                snprintf(buf, sizeof(buf), "address: %s is granted to service %s", address, v->service->key);
+                return reply_error(error, -EBUSY, buf);
+        }
+        if (v && !streq(v->ifname, ifname)) {
+                snprintf(buf, sizeof(buf), "address: %s is bound on %s; release it first", address, v->ifname);
+                return reply_error(error, -EADDRINUSE, buf);
+        }
+        if (!s) {
+                r = manager_add_service(m, key, &s);
+                if (r < 0)
+                        return reply_error(error, r,
+                                           r == -E2BIG ? "service: the limit of "
+                                                         STRINGIFY(KVNETD_MAX_SERVICES) " services is reached"
+                                                       : "service: its chain name collides with another service");
+                created = true;
+        }
+        r = manager_grant_vip(m, s, &a, ifname, deadline);
+        if (r < 0) {
+                if (created && s->n_vips == 0 && !s->has_chain)
+                        (void)manager_remove_service(m, s);
+                if (r == -E2BIG)
+                        snprintf(buf, sizeof(buf), "address: the limit of %d VIPs per service or %d VIPs is reached",
+                                 KVNETD_MAX_VIPS_PER_SERVICE, KVNETD_MAX_VIPS);
+                else
+                        snprintf(buf, sizeof(buf), "address: binding %s on %s failed: %s", address, ifname,
+                                 strerror(-r));
+                return reply_error(error, r, buf);
+        }
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_renew_grant(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        const char *key;
+        uint64_t deadline;
+        ParseError e;
+        Service *s;
+        bool has_vip = false;
+        int r;
+
+        /* Validated: peer, signature "st". Next: fields, then state. */
+        r = sd_bus_message_read(msg, "st", &key, &deadline);
+        if (r < 0)
+                return r;
+        r = parse_service(m, msg, key, true, &s, error);
+        if (r <= 0)
+                return r;
+        r = validate_deadline(now_usec(), deadline, "deadline_usec", &e);
+        if (r < 0)
+                return reply_parse_error(error, r, &e);
+        for (size_t i = 0; i < s->n_vips; i++)
+                has_vip |= !s->vips[i]->adopted;
+        if (!has_vip) {
+                char buf[256];
+                snprintf(buf, sizeof(buf), "service: %s holds no granted VIP (GrantVip first)", key);
+                return reply_error(error, -ENOENT, buf);
+        }
+        s->deadline = deadline;
+        manager_update_fence(m);
+        manager_schedule_save(m, false);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_release_vip(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        const char *key, *address;
+        char buf[256];
+        ParseError e;
+        IpAddr a;
+        Service *s;
+        Vip *v;
+        int r;
+
+        /* Validated: peer, signature "ss". Next: fields, then state. A VIP
+         * that is not bound at all is already released (idempotent). */
+        r = sd_bus_message_read(msg, "ss", &key, &address);
+        if (r < 0)
+                return r;
+        r = parse_service(m, msg, key, false, &s, error);
+        if (r <= 0)
+                return r;
+        r = validate_vip(m->config, "address", address, AF_UNSPEC, &a, &e);
+        if (r < 0)
+                return reply_parse_error(error, r, &e);
+        v = manager_find_vip(m, &a);
+        if (!v)
+                return sd_bus_reply_method_return(msg, NULL);
+        if (v->service != s) {
+                snprintf(buf, sizeof(buf), "address: %s is not granted to %s", address, key);
+                return reply_error(error, -ENOENT, buf);
+        }
+        r = manager_release_vip(m, s, v);
+        if (r < 0) {
+                snprintf(buf, sizeof(buf), "address: releasing %s failed: %s", address, strerror(-r));
+                return reply_error(error, r == -EBUSY ? -EIO : r, buf);
+        }
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int check_vip_granted(Service *s, const IpAddr *a, const char *field, sd_bus_error *error)
+{
+        char buf[256];
+
+        if (a->family == 0)
+                return 1;
+        for (size_t i = 0; s && i < s->n_vips; i++)
+                if (ip_addr_equal(&s->vips[i]->addr, a) && !s->vips[i]->adopted)
+                        return 1;
+        snprintf(buf, sizeof(buf), "%s: %s is not granted to this service (GrantVip first)", field,
+                 ip_addr_to_string(a, (char[INET6_ADDRSTRLEN]){}));
+        return reply_error(error, -ENOENT, buf);
+}
+
+static int method_set_egress(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        _cleanup_free_ const char **pods = NULL, **allowed = NULL, **denied = NULL, **excluded = NULL,
+                                  **protos = NULL;
+        _cleanup_free_ uint16_t *ports = NULL;
+        _cleanup_(egress_policy_freep) EgressPolicy *p = NULL;
+        _cleanup_free_ char *kerr = NULL;
+        EgressRequest req = {};
+        const char *key;
+        size_t n_ports = 0, cap = 0;
+        ParseError e;
+        Service *s;
+        int r;
+
+        /* Validated: peer, signature "sssasa(sq)asasas". Next: every field
+         * (arrays are read only up to their limits), then state (the VIPs
+         * must be granted to this service), then one nft transaction. */
+        r = sd_bus_message_read(msg, "sss", &key, &req.vip4, &req.vip6);
+        if (r < 0)
+                return r;
+        r = parse_service(m, msg, key, false, &s, error);
+        if (r <= 0)
+                return r;
+        r = read_strings(msg, "pods", KVNETD_MAX_PODS_PER_SERVICE, &pods, &req.n_pods, error);
+        if (r <= 0)
+                return r;
+        req.pods = pods;
+
+        r = sd_bus_message_enter_container(msg, 'a', "(sq)");
+        if (r < 0)
+                return r;
+        for (;;) {
+                const char *proto;
+                uint16_t port;
+
+                r = sd_bus_message_read(msg, "(sq)", &proto, &port);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+                if (n_ports >= KVNETD_MAX_PORTS)
+                        return reply_error(error, -E2BIG,
+                                           "ports: more than " STRINGIFY(KVNETD_MAX_PORTS) " entries (the limit)");
+                if (n_ports == cap) {
+                        size_t nc = cap ? cap * 2 : 8;
+                        const char **np = reallocarray(protos, nc, sizeof(char *));
+                        uint16_t *nn;
+                        if (!np)
+                                return -ENOMEM;
+                        protos = np;
+                        nn = reallocarray(ports, nc, sizeof(uint16_t));
+                        if (!nn)
+                                return -ENOMEM;
+                        ports = nn;
+                        cap = nc;
+                }
+                protos[n_ports] = proto;
+                ports[n_ports++] = port;
+        }
+        r = sd_bus_message_exit_container(msg);
+        if (r < 0)
+                return r;
+        req.port_protos = protos;
+        req.port_numbers = ports;
+        req.n_ports = n_ports;
+
+        r = read_strings(msg, "allowed", KVNETD_MAX_NETWORKS, &allowed, &req.n_allowed, error);
+        if (r <= 0)
+                return r;
+        r = read_strings(msg, "denied", KVNETD_MAX_NETWORKS, &denied, &req.n_denied, error);
+        if (r <= 0)
+                return r;
+        r = read_strings(msg, "excluded", KVNETD_MAX_NETWORKS, &excluded, &req.n_excluded, error);
+        if (r <= 0)
+                return r;
+        req.allowed = allowed;
+        req.denied = denied;
+        req.excluded = excluded;
+
+        r = egress_request_validate(m->config, &req, &p, &e);
+        if (r < 0)
+                return reply_parse_error(error, r, &e);
+
+        /* State: the VIPs must be this service's, granted (not merely
+         * adopted from a previous run). */
+        r = check_vip_granted(s, &p->vip4, "vip4", error);
+        if (r <= 0)
+                return r;
+        r = check_vip_granted(s, &p->vip6, "vip6", error);
+        if (r <= 0)
+                return r;
+        if (!s) {
+                /* Nothing granted, so no VIP given either: nothing to remove. */
+                if (p->n_pods == 0)
+                        return sd_bus_reply_method_return(msg, NULL);
+                return reply_error(error, -ENOENT, "service: holds no grant (GrantVip first)");
+        }
+        if (p->vip4.family == 0 && p->vip6.family == 0)
+                p = mfree(p); /* no VIP: no egress */
+
+        r = manager_set_egress(m, s, TAKE_PTR(p), &kerr);
+        if (r < 0)
+                return reply_error(error, r == -EIO ? -EIO : r, kerr ? kerr : "egress transaction failed");
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_remove_service(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        const char *key;
+        Service *s;
+        int r;
+
+        /* Validated: peer, signature "s". Next: the key. Removing a service
+         * we do not know is a success (idempotent). */
+        r = sd_bus_message_read(msg, "s", &key);
+        if (r < 0)
+                return r;
+        r = parse_service(m, msg, key, false, &s, error);
+        if (r <= 0)
+                return r;
+        if (s) {
+                r = manager_remove_service(m, s);
+                if (r < 0)
+                        return reply_error(error, -EIO, "removing the service failed; see kvnetd's log");
+        }
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_list_vips(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        int r;
+
+        (void)error;
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(ssst)");
+        if (r < 0)
+                return r;
+        for (Service *s = m->services; s; s = s->next)
+                for (size_t i = 0; i < s->n_vips; i++) {
+                        char buf[INET6_ADDRSTRLEN];
+                        /* An adopted VIP nobody has claimed yet shows with
+                         * service "" until the grace period ends. */
+                        r = sd_bus_message_append(reply, "(ssst)", s->vips[i]->adopted ? "" : s->key,
+                                                  ip_addr_to_string(&s->vips[i]->addr, buf), s->vips[i]->ifname,
+                                                  (uint64_t)s->deadline);
+                        if (r < 0)
+                                return r;
+                }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int append_prefixes(sd_bus_message *reply, const IpPrefix *v, size_t n)
+{
+        int r = sd_bus_message_open_container(reply, 'a', "s");
+
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = sd_bus_message_append_basic(reply, 's', ip_prefix_to_string(&v[i], (char[IP_PREFIX_STRING_MAX]){}));
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
+static int append_policy(sd_bus_message *reply, const Service *s)
+{
+        const EgressPolicy *p = s->policy;
+        char v4[INET6_ADDRSTRLEN] = "", v6[INET6_ADDRSTRLEN] = "";
+        int r;
+
+        if (p->vip4.family)
+                ip_addr_to_string(&p->vip4, v4);
+        if (p->vip6.family)
+                ip_addr_to_string(&p->vip6, v6);
+        r = sd_bus_message_open_container(reply, 'r', "sssasa(sq)asasas");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "sss", s->key, v4, v6);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "s");
+        for (size_t i = 0; r >= 0 && i < p->n_pods; i++)
+                r = sd_bus_message_append_basic(reply, 's', ip_addr_to_string(&p->pods[i], (char[64]){}));
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(sq)");
+        for (size_t i = 0; r >= 0 && i < p->n_ports; i++)
+                r = sd_bus_message_append(reply, "(sq)", l4_proto_to_string(p->ports[i].proto), p->ports[i].port);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = append_prefixes(reply, p->allowed, p->n_allowed);
+        if (r >= 0)
+                r = append_prefixes(reply, p->denied, p->n_denied);
+        if (r >= 0)
+                r = append_prefixes(reply, p->excluded, p->n_excluded);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
+static int method_list_egress(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        int r;
+
+        (void)error;
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "(sssasa(sq)asasas)");
+        if (r < 0)
+                return r;
+        for (Service *s = m->services; s; s = s->next)
+                if (s->policy) {
+                        r = append_policy(reply, s);
+                        if (r < 0)
+                                return r;
+                }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static const sd_bus_vtable net_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_GRANT_VIP, KVNETD_SIG_GRANT_VIP,
+                                 SD_BUS_PARAM(service) SD_BUS_PARAM(address) SD_BUS_PARAM(ifname)
+                                         SD_BUS_PARAM(deadline_usec),
+                                 "", , method_grant_vip, 0),
+        SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_RENEW_GRANT, KVNETD_SIG_RENEW_GRANT,
+                                 SD_BUS_PARAM(service) SD_BUS_PARAM(deadline_usec), "", , method_renew_grant, 0),
+        SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_RELEASE_VIP, KVNETD_SIG_RELEASE_VIP,
+                                 SD_BUS_PARAM(service) SD_BUS_PARAM(address), "", , method_release_vip, 0),
+        SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_SET_EGRESS, KVNETD_SIG_SET_EGRESS,
+                                 SD_BUS_PARAM(service) SD_BUS_PARAM(vip4) SD_BUS_PARAM(vip6) SD_BUS_PARAM(pods)
+                                         SD_BUS_PARAM(ports) SD_BUS_PARAM(allowed) SD_BUS_PARAM(denied)
+                                                 SD_BUS_PARAM(excluded),
+                                 "", , method_set_egress, 0),
+        SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_REMOVE_SERVICE, KVNETD_SIG_REMOVE_SERVICE, SD_BUS_PARAM(service),
+                                 "", , method_remove_service, 0),
+        SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_LIST_VIPS, "", , KVNETD_SIG_LIST_VIPS_REPLY, SD_BUS_PARAM(vips),
+                                 method_list_vips, 0),
+        SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_LIST_EGRESS, "", , KVNETD_SIG_LIST_EGRESS_REPLY,
+                                 SD_BUS_PARAM(services), method_list_egress, 0),
+        SD_BUS_SIGNAL_WITH_NAMES(KVNETD_SIGNAL_GRANT_EXPIRED, KVNETD_SIG_GRANT_EXPIRED, SD_BUS_PARAM(service), 0),
+        SD_BUS_VTABLE_END,
+};
+
+int bus_setup_connection(sd_bus *bus, void *userdata)
+{
+        return sd_bus_add_object_vtable(bus, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE, net_vtable, userdata);
+}

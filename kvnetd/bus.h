@@ -1,0 +1,9 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* The io.kvegress.Net1 object on each admitted connection (shared/kvnetd-bus.h
+ * is the contract). */
+
+#include "manager.h"
+
+int bus_setup_connection(sd_bus *bus, void *userdata);

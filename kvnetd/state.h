@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* The one thing the kernel cannot tell a restarted kvnetd: which service
+ * holds which VIP, and until when. Kept in <state-dir>/vips (a tmpfs under
+ * /run, so it dies with the boot, as CLOCK_MONOTONIC deadlines do), written
+ * atomically (temporary file + rename). A restarted kvnetd keeps an adopted
+ * VIP only until min(its recorded deadline, the end of the grace period), so
+ * a restart never stretches a grant. */
+
+#include "manager.h"
+
+typedef struct StateEntry {
+        char *key;
+        IpAddr addr;
+        char ifname[IFNAMSIZ];
+        usec_t deadline;
+} StateEntry;
+
+int state_save(Manager *m);
+/* Missing file: 0 entries. Malformed lines are skipped with a warning. */
+int state_load(const Config *c, StateEntry **ret, size_t *ret_n);
+void state_entries_free(StateEntry *e, size_t n);
