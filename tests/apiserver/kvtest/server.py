@@ -714,11 +714,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _client_gone(self):
         try:
-            r, _, _ = select.select([self.connection], [], [], 0)
-            if not r:
-                return False
-            b = socket.socket.recv(self.connection, 1, socket.MSG_PEEK)
-            return True  # EOF, close_notify or unexpected data: treat as gone
+            p = select.poll()  # poll, not select: fds may exceed FD_SETSIZE under load
+            p.register(self.connection.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
+            # readable during a watch means EOF, a TLS close_notify or unexpected data: treat as gone
+            return bool(p.poll(0))
         except (OSError, ValueError):
             return True
 
