@@ -10,6 +10,11 @@
  *   {"op":"event","namespace":"ns","kind":"Service","name":"n","uid":"u","reason":"R","message":"M"}
  *   {"op":"cancel","path":"/..."}   start a request and cancel it at once
  *   {"op":"parallel","requests":[{...},{...}]}  all at once, results in order
+ *   {"op":"reload"}                 kube_client_reload_credentials()
+ *
+ * Options: --kubeconfig FILE [--context C] | --in-cluster ROOT; --timeout-ms,
+ * --token-reload-ms set KubeClientOptions. A config error prints
+ * {"config_error":-errno,"message":...} and exits 1.
  *
  * Result: {"error":0,"errno":"","status":200,"reason":...,"message":...,
  *          "retry_after":0,"body":{...},"elapsed_ms":N}
@@ -243,9 +248,10 @@ int main(int argc, char **argv)
                 {"context", required_argument, NULL, 'c'},
                 {"timeout-ms", required_argument, NULL, 't'},
                 {"token-reload-ms", required_argument, NULL, 'r'},
+                {"in-cluster", required_argument, NULL, 'i'},
                 {"debug", no_argument, NULL, 'd'},
                 {}};
-        const char *kubeconfig = NULL, *context = NULL;
+        const char *kubeconfig = NULL, *context = NULL, *in_cluster = NULL;
         KubeClientOptions co = {};
         KubeConfig *cfg = NULL;
         Manager m = {};
@@ -268,13 +274,19 @@ int main(int argc, char **argv)
                 case 'r':
                         co.token_reload_usec = (uint64_t)atoll(optarg) * 1000;
                         break;
+                case 'i':
+                        in_cluster = optarg;
+                        break;
                 case 'd':
                         log_set_max_level(LOG_DEBUG);
                         break;
                 default:
                         return 2;
                 }
-        r = kube_config_auto(kubeconfig, context, &cfg, &err);
+        if (in_cluster)
+                r = kube_config_in_cluster(in_cluster, &cfg, &err);
+        else
+                r = kube_config_auto(kubeconfig, context, &cfg, &err);
         if (r < 0) {
                 print_json(json_pack("{s:i, s:s}", "config_error", r, "message", err ?: ""));
                 free(err);

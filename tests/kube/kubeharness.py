@@ -1,0 +1,376 @@
+"""Harness for the client integration tests: runs tests/apiserver/kvtest-apiserver (same port
+across restarts, so a client's kubeconfig stays valid) and the two C drivers,
+kube-informer-check and kube-request-check, whose output is JSON lines. stdlib only."""
+import base64
+import http.client
+import json
+import os
+import queue
+import signal
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import warnings
+
+warnings.simplefilter("ignore", ResourceWarning)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+SERVER = os.environ.get("KVTEST_APISERVER") or os.path.join(ROOT, "tests", "apiserver", "kvtest-apiserver")
+
+
+def _find_binary(env, name):
+    p = os.environ.get(env)
+    if p and os.path.exists(p):
+        return p
+    for b in ("build-kube", "build", "build-sanitize", "build-kube-san"):
+        c = os.path.join(ROOT, b, "tests", "kube", name)
+        if os.path.exists(c):
+            return c
+    return None
+
+
+INFORMER = _find_binary("KUBE_INFORMER_CHECK", "kube-informer-check")
+REQUEST = _find_binary("KUBE_REQUEST_CHECK", "kube-request-check")
+
+
+def skip_unless_ready(cls):
+    """Skips the test case when the server or the drivers are missing (reported, not silent)."""
+    if not os.path.exists(SERVER):
+        return unittest.skip("test API server %s not present" % SERVER)(cls)
+    if not INFORMER or not REQUEST:
+        return unittest.skip("kube-informer-check / kube-request-check not built")(cls)
+    return cls
+
+
+class Server:
+    def __init__(self, args=(), state_dir=None):
+        self.dir = state_dir or tempfile.mkdtemp(prefix="kvkube-")
+        self.owns_dir = state_dir is None
+        self.args = list(args)
+        self.port = 0
+        self.proc = None
+        self.log = None
+        self.start()
+
+    def start(self, extra=()):
+        ready = os.path.join(self.dir, "ready")
+        if os.path.exists(ready):
+            os.unlink(ready)
+        self.log = open(os.path.join(self.dir, "server.log"), "ab")
+        cmd = [sys.executable, SERVER, "--state-dir", self.dir, "--bind", "127.0.0.1",
+               "--port", str(self.port)] + self.args + list(extra)
+        deadline = time.time() + 30
+        while True:
+            self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log)
+            while time.time() < deadline:
+                if os.path.exists(ready):
+                    break
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.02)
+            if os.path.exists(ready):
+                break
+            # The old port may linger briefly after a restart; try again.
+            if time.time() >= deadline:
+                raise RuntimeError("server did not start: " + open(os.path.join(self.dir, "server.log")).read()[-2000:])
+            time.sleep(0.2)
+        with open(ready) as f:
+            self.url = f.read().strip()
+        self.port = int(self.url.rsplit(":", 1)[1])
+        with open(os.path.join(self.dir, "admin-token")) as f:
+            self.token = f.read().strip()
+        self.ctx = ssl.create_default_context(cafile=os.path.join(self.dir, "ca.crt"))
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.log:
+            self.log.close()
+            self.log = None
+
+    def restart(self, extra=()):
+        self.stop()
+        return self.start(extra)
+
+    def close(self):
+        self.stop()
+        if self.owns_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def kubeconfig(self):
+        return os.path.join(self.dir, "kubeconfig")
+
+    @property
+    def kubeconfig_cert(self):
+        return os.path.join(self.dir, "kubeconfig-cert")
+
+    def json(self, method, path, body=None, token=None, ctype="application/json"):
+        c = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
+        h = {"Authorization": "Bearer " + (token or self.token), "Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = ctype
+        try:
+            c.request(method, path, body=data, headers=h)
+            r = c.getresponse()
+            raw = r.read()
+        finally:
+            c.close()
+        try:
+            return r.status, json.loads(raw) if raw else None
+        except ValueError:
+            return r.status, raw
+
+    def admin(self, op, body=None):
+        st, d = self.json("POST", "/_kvtest/" + op, body or {})
+        if st != 200:
+            raise AssertionError("admin %s: %s %s" % (op, st, d))
+        return d
+
+    def stats(self):
+        return self.json("GET", "/_kvtest/stats")[1]
+
+    def list_all(self, path):
+        st, d = self.json("GET", path)
+        if st != 200:
+            raise AssertionError("list %s: %s %s" % (path, st, d))
+        return d["items"], d["metadata"]["resourceVersion"]
+
+    def write_kubeconfig(self, path, cluster_extra="", user_block="", ca=True, server=None):
+        """Writes a kubeconfig for this server with the given user block (YAML, indented 4)."""
+        ca_line = "    certificate-authority: %s\n" % os.path.join(self.dir, "ca.crt") if ca else ""
+        text = ("apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: %s\n%s%s"
+                "contexts:\n- name: t\n  context:\n    cluster: t\n    user: u\ncurrent-context: t\n"
+                "users:\n- name: u\n  user:\n%s" % (server or self.url, ca_line, cluster_extra,
+                                                     user_block or "    {}\n"))
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+
+def b64file(path):
+    with open(path, "rb") as f:
+        return base64.b64encode(f.read()).decode()
+
+
+class _Lines:
+    """Reads a process's stdout as JSON lines on a thread."""
+
+    def __init__(self, proc):
+        self.q = queue.Queue()
+        self.all = []
+        self.t = threading.Thread(target=self._run, args=(proc.stdout,), daemon=True)
+        self.t.start()
+
+    def _run(self, f):
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                v = json.loads(line)
+            except ValueError:
+                v = {"op": "garbage", "line": line.decode(errors="replace")}
+            self.q.put(v)
+        self.q.put(None)
+
+    def get(self, timeout):
+        v = self.q.get(timeout=timeout)
+        if v is not None:
+            self.all.append(v)
+        return v
+
+
+class Informer:
+    """kube-informer-check: events, syncs and cache dumps as dicts."""
+
+    def __init__(self, kubeconfig, resources, args=(), env=None, debug=False):
+        e = dict(os.environ)
+        e.update(env or {})
+        cmd = [INFORMER, "--kubeconfig", kubeconfig] + list(args) + (["--debug"] if debug else []) + list(resources)
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr, env=e)
+        self.lines = _Lines(self.proc)
+        self.events = []
+        self.synced = []
+        self.dumps = 0
+        self.wait_for(lambda v: v.get("op") == "started", 10)
+
+    def _take(self, v):
+        if v.get("op") == "event":
+            self.events.append(v)
+        elif v.get("op") == "synced":
+            self.synced.append(v)
+
+    def wait_for(self, pred, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("timed out waiting; stderr: %s" % self.stderr_text()[-3000:])
+            try:
+                v = self.lines.get(left)
+            except queue.Empty:
+                continue
+            if v is None:
+                raise AssertionError("informer exited: rc=%s stderr: %s" % (self.proc.wait(), self.stderr_text()[-3000:]))
+            self._take(v)
+            if pred(v):
+                return v
+
+    def wait_synced(self, n=1, timeout=30):
+        while len(self.synced) < n:
+            self.wait_for(lambda v: v.get("op") == "synced", timeout)
+        return self.synced
+
+    def drain(self, seconds):
+        """Collects output for a while."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                v = self.lines.get(max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                continue
+            if v is None:
+                raise AssertionError("informer exited: " + self.stderr_text()[-3000:])
+            self._take(v)
+
+    def dump(self, timeout=20):
+        self.proc.send_signal(signal.SIGUSR1)
+        cache = []
+        self.dumps += 1
+        while True:
+            v = self.wait_for(lambda v: v.get("op") in ("cache", "dump_end"), timeout)
+            if v["op"] == "cache":
+                cache.append(v)
+            elif v["seq"] == self.dumps:
+                return cache, v
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                while self.lines.get(10) is not None:
+                    pass
+            except queue.Empty:
+                pass
+            try:
+                rc = self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                rc = self.proc.wait()
+        else:
+            rc = self.proc.returncode
+        return rc
+
+    def stderr_text(self):
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
+
+class Requests:
+    """kube-request-check: one JSON command in, one JSON result out."""
+
+    def __init__(self, kubeconfig, args=(), env=None):
+        e = dict(os.environ)
+        e.update(env or {})
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([REQUEST] + (["--kubeconfig", kubeconfig] if kubeconfig else []) + list(args), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.stderr, env=e)
+        self.lines = _Lines(self.proc)
+
+    def call(self, cmd, timeout=30):
+        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+        self.proc.stdin.flush()
+        v = self.lines.get(timeout)
+        if v is None:
+            self.stderr.seek(0)
+            raise AssertionError("kube-request-check exited: %s" % self.stderr.read().decode(errors="replace"))
+        return v
+
+    def get(self, path, **kw):
+        return self.call(dict(method="GET", path=path, **kw))
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            rc = self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        return rc
+
+
+def run_once(kubeconfig, cmds, args=(), env=None, timeout=30):
+    """Runs a fresh kube-request-check over a list of commands; returns (results, rc, stderr)."""
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.run([REQUEST] + (["--kubeconfig", kubeconfig] if kubeconfig else []) + list(args),
+                       input="".join(json.dumps(c) + "\n" for c in cmds).encode(),
+                       capture_output=True, env=e, timeout=timeout)
+    out = [json.loads(l) for l in p.stdout.decode().splitlines() if l.strip()]
+    return out, p.returncode, p.stderr.decode(errors="replace")
+
+
+def svc(name, ns="default", labels=None, annotations=None):
+    meta = {"name": name, "namespace": ns}
+    if labels:
+        meta["labels"] = labels
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta,
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}
+
+
+def cm(name, ns="default", data=None, labels=None):
+    meta = {"name": name, "namespace": ns}
+    if labels:
+        meta["labels"] = labels
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data or {"k": "v"}}
+
+
+def key_of(v):
+    return "%s/%s" % (v["namespace"], v["name"]) if v.get("namespace") else v["name"]
+
+
+def check_event_sequences(testcase, events):
+    """Per object key: ADDED only when absent, MODIFIED/DELETED only when present, and resourceVersions
+    strictly increasing per incarnation (no duplicate, no going back). Returns the final view."""
+    present = {}
+    last_rv = {}
+    for e in events:
+        k = (e["resource"], key_of(e))
+        rv = int(e["rv"])
+        if e["type"] == "ADDED":
+            testcase.assertNotIn(k, present, "ADDED for %s already present: %s" % (k, e))
+            present[k] = (e["uid"], rv)
+        elif e["type"] == "MODIFIED":
+            testcase.assertIn(k, present, "MODIFIED for absent %s: %s" % (k, e))
+            testcase.assertEqual(present[k][0], e["uid"], "MODIFIED changed uid: %s" % e)
+            testcase.assertGreater(rv, present[k][1], "MODIFIED without a newer RV (duplicate?): %s" % e)
+            present[k] = (e["uid"], rv)
+        elif e["type"] == "DELETED":
+            testcase.assertIn(k, present, "DELETED for absent %s: %s" % (k, e))
+            del present[k]
+        uidk = (k, e["uid"])
+        if e["type"] != "DELETED":
+            testcase.assertGreater(rv, last_rv.get(uidk, -1), "RV went back or repeated for %s: %s" % (k, e))
+            last_rv[uidk] = rv
+    return present
