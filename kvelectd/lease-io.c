@@ -20,7 +20,7 @@ static void on_response(KubeClient *client, const KubeResponse *kr, void *userda
                 resp.object = kr->body;
         if (kr->error < 0)
                 log_debug_errno(kr->error, "%s: request failed: %m", c->key);
-        else if (kr->http_status >= 300 && kr->http_status != 404 && kr->http_status != 409)
+        else if (kr->http_status >= 300)
                 log_debug("%s: HTTP %ld %s: %s", c->key, kr->http_status, kr->reason ?: "",
                           kr->message ?: "");
         campaign_complete(c, &resp);
