@@ -21,6 +21,7 @@ static Service *service_free(Service *s)
         free(s->programmed_ifname);
         free(s->status_last_body);
         free(s->status_last_rv);
+        free(s->last_error_logged);
         free(s->last_error_event);
         free(s->last_warning_event);
         free(s->key);

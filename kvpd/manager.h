@@ -81,7 +81,8 @@ struct Service {
         char *status_last_rv;
         bool active_reported; /* EgressActive sent for the current holding */
 
-        char *last_error_event; /* EgressInvalid/EgressFailed message last emitted */
+        char *last_error_logged; /* EgressInvalid message last logged */
+        char *last_error_event;  /* ... and last sent as an Event */
         char *last_warning_event;
 
         IpAddr prev_active4, prev_active6;

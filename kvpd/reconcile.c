@@ -300,16 +300,21 @@ int reconcile_service(Service *s)
         }
 
         if (p && p->state == EGRESS_INVALID) {
-                /* Logged on every node, reported as an Event by nodes that
-                 * have a pod of the service (see egress_policy_compute). */
-                if (!streq_ptr(s->last_error_event, p->error)) {
+                /* Logged on every node; reported as an Event by nodes that
+                 * have a ready pod of the service (see egress_policy_compute),
+                 * once per distinct error, even if the pod shows up later. */
+                if (!streq_ptr(s->last_error_logged, p->error)) {
                         log_warning("%s", p->error);
-                        if (p->has_local_endpoint)
-                                status_event(s, "Warning", "EgressInvalid", "%s", p->error);
+                        free(s->last_error_logged);
+                        s->last_error_logged = strdup(p->error);
+                }
+                if (p->has_local_endpoint && !streq_ptr(s->last_error_event, p->error)) {
+                        status_event(s, "Warning", "EgressInvalid", "%s", p->error);
                         free(s->last_error_event);
                         s->last_error_event = strdup(p->error);
                 }
-        } else if (s->last_error_event && (!p || p->state != EGRESS_INVALID)) {
+        } else if (s->last_error_logged) {
+                s->last_error_logged = mfree(s->last_error_logged);
                 s->last_error_event = mfree(s->last_error_event);
                 if (p && p->state != EGRESS_NONE)
                         log_info("%s: egress configuration is valid again", s->key);

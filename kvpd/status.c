@@ -268,7 +268,7 @@ static int clear(Service *s, json_t *o, bool for_stop)
                 if (r < 0 || !for_stop)
                         return r;
         }
-        body = json_pack("{s:{s:n,s:n,s:n}}", KV_ANN_VIP_HOST, KV_ANN_ACTIVE_ENDPOINT, KV_ANN_ACTIVE_ENDPOINT_IPV6);
+        body = json_pack("{s:n,s:n,s:n}", KV_ANN_VIP_HOST, KV_ANN_ACTIVE_ENDPOINT, KV_ANN_ACTIVE_ENDPOINT_IPV6);
         if (!body)
                 return -ENOMEM;
         {
