@@ -228,7 +228,8 @@ class Node:
         """Directories and credentials as systemd would give them: RuntimeDirectory= owned by each daemon
         (group kvegress so kvpd reaches the sockets), a kubeconfig per daemon readable only by it."""
         p = self._paths()
-        for sub, user, mode in (("run/kvnetd", "kvnetd", 0o750), ("run/kvelectd", "kvelectd", 0o750),
+        # setgid: the sockets created inside belong to group kvegress (what SocketGroup= does in the units).
+        for sub, user, mode in (("run/kvnetd", "kvnetd", 0o2750), ("run/kvelectd", "kvelectd", 0o2750),
                                 ("state/kvnetd", "kvnetd", 0o700)):
             path = os.path.join(self.dir, sub)
             os.makedirs(path, exist_ok=True)
@@ -247,17 +248,18 @@ class Node:
         p = self._paths()
         binary = c.binaries[which]
         if which == "kvnetd":
-            args = [binary, "--socket", p["kvnetd_sock"], "--allow-uid", str(_uid("kvpd")),
-                    "--allow-gid", str(_gid("kvegress")), "--vip-range", VIP_RANGE4, "--vip-range", VIP_RANGE6,
-                    "--interface", SERVICE_IF, "--state-dir", p["kvnetd_state"]]
+            args = [binary, "--socket", p["kvnetd_sock"], "--socket-mode", "0660", "--allow-uid", "kvpd",
+                    "--vip-range", VIP_RANGE4, "--vip-range", VIP_RANGE6, "--interface", SERVICE_IF,
+                    "--state-dir", p["kvnetd_state"], "--log-level", "debug"]
             return ["setpriv", "--reuid", "kvnetd", "--regid", "kvnetd", "--init-groups",
                     "--inh-caps", "-all,+net_admin,+net_raw", "--ambient-caps", "+net_admin,+net_raw",
                     "--bounding-set", "-all,+net_admin,+net_raw", "--"] + args
         if which == "kvelectd":
             ld, rd, rp = c.lease
-            args = [binary, "--socket", p["kvelectd_sock"], "--allow-uid", str(_uid("kvpd")),
+            args = [binary, "--socket", p["kvelectd_sock"], "--allow-uid", "kvpd",
                     "--kubeconfig", p["kubeconfig_kvelectd"], "--node-name", self.name,
-                    "--lease-duration", str(ld), "--renew-deadline", str(rd), "--retry-period", str(rp)]
+                    "--lease-duration", ms(ld), "--renew-deadline", ms(rd), "--retry-period", ms(rp),
+                    "--log-level", "debug"]
             return ["setpriv", "--reuid", "kvelectd", "--regid", "kvelectd", "--init-groups",
                     "--inh-caps", "-all", "--bounding-set", "-all", "--"] + args
         if which == "kvpd":
@@ -272,8 +274,7 @@ class Node:
                 del env[k]
         p = self._paths()
         ld, rd, rp = self.cluster.lease
-        env.update({"vip_nodename": self.name, "vip_leaseduration": str(ld), "vip_renewdeadline": str(rd),
-                    "vip_retryperiod": str(rp)})
+        env.update({"vip_nodename": self.name})
         if which == "kvpd":
             env.update({
                 "vip_servicesinterface": SERVICE_IF,
@@ -282,6 +283,7 @@ class Node:
                 "KVEGRESS_KUBECONFIG": p["kubeconfig_kvpd"],
                 "KVEGRESS_KVNETD_SOCKET": p["kvnetd_sock"],
                 "KVEGRESS_KVELECTD_SOCKET": p["kvelectd_sock"],
+                "KVEGRESS_LOG_LEVEL": "debug",
             })
         env.update(self.cluster.extra_env.get(which, {}))
         return env
@@ -291,6 +293,9 @@ class Node:
         if old and old.alive():
             raise RuntimeError("%s already runs on %s" % (which, self.name))
         log = os.path.join(self.dir, "%s.log" % which)
+        sock = self._paths().get("%s_sock" % which)
+        if sock and os.path.exists(sock):
+            os.unlink(sock)  # left by a killed predecessor
         proc = Proc("%s/%s" % (self.name, which), self.daemon_cmd(which), log, env=self.daemon_env(which),
                     ns=self.netns)
         self.procs[which] = proc
@@ -682,9 +687,10 @@ current-context: kvc
                 return n
         raise KeyError(name_or_n)
 
-    def add_pod(self, name, node, labels=None, k8s_ns="default", dual=True, recorder=True):
+    def add_pod(self, name, node, labels=None, k8s_ns="default", dual=True, recorder=True, on_netns_ready=None):
         """A pod namespace behind node (veth into cni0), registered with kubectl, status set as the kubelet
-        would, and the EndpointSlices of every Service that selects it updated."""
+        would, and the EndpointSlices of every Service that selects it updated. on_netns_ready(pod) runs once
+        the pod's network works, before the API hears of it (an application that starts talking at once)."""
         node = self.node(node) if not isinstance(node, Node) else node
         node.pod_index += 1
         pod = Pod(self, name, node, labels or {"app": name}, k8s_ns, node.pod_index, dual)
@@ -703,6 +709,8 @@ current-context: kvc
                                 pod.log + ".stderr", ns=pod.netns)
             self.procs.append(pod.recorder)
             self.wait(lambda: os.path.exists(ready) or not pod.recorder.alive(), 15, "pod recorder")
+        if on_netns_ready:
+            on_netns_ready(pod)
         self.apply({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": k8s_ns, "labels": pod.labels},
@@ -722,6 +730,7 @@ current-context: kvc
                      json.dumps(status))
         self.pods[name] = pod
         self.sync_endpointslices()
+        pod.ready_at = time.time()
         return pod
 
     def delete_pod(self, name):
@@ -737,11 +746,12 @@ current-context: kvc
         if pod.netns in self.namespaces:
             self.namespaces.remove(pod.netns)
 
-    def move_pod(self, name, new_name, to_node):
+    def move_pod(self, name, new_name, to_node, on_netns_ready=None):
         """A rescheduling: the pod is deleted on its node and a new one starts on to_node."""
         old = self.pods[name]
         self.delete_pod(name)
-        return self.add_pod(new_name, to_node, labels=old.labels, k8s_ns=old.k8s_ns, dual=bool(old.ip6))
+        return self.add_pod(new_name, to_node, labels=old.labels, k8s_ns=old.k8s_ns, dual=bool(old.ip6),
+                            on_netns_ready=on_netns_ready)
 
     # ------------------------------------------------------------------------------------------ services
     def add_service(self, name, vips, annotations=None, selector=None, k8s_ns="default", etp="Local",
@@ -849,6 +859,10 @@ current-context: kvc
             if time.time() >= end:
                 raise TimeoutError("timed out after %.1fs waiting for %s" % (timeout, what))
             time.sleep(interval)
+
+
+def ms(seconds):
+    return "%dms" % round(seconds * 1000)
 
 
 def read_text(path):

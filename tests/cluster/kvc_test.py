@@ -53,6 +53,21 @@ class ClusterTestCase(unittest.TestCase):
             if left:
                 raise AssertionError("namespaces left behind: %s" % left)
 
+    def setUp(self):
+        self.expect_down = set()  # (node name, daemon) that a test stops on purpose
+
+    def tearDown(self):
+        """Every daemon the test did not stop on purpose must still run; a dead one is restarted (and its
+        death fails the test) so the next test starts from a whole cluster."""
+        dead = []
+        for node in self.c.nodes:
+            for which, p in sorted(node.procs.items()):
+                if not p.alive() and (node.name, which) not in self.expect_down:
+                    dead.append("%s/%s exited with %s" % (node.name, which, p.p.returncode))
+                    node.start_daemon(which)
+        if dead:
+            self.fail("daemons died during the test: " + "; ".join(dead))
+
     def run(self, result=None):
         result = result or self.defaultTestResult()
         before = len(result.failures) + len(result.errors)
@@ -82,6 +97,55 @@ class ClusterTestCase(unittest.TestCase):
                 recs = [r for r in self._pod_by_ip(d).records(proto=p, tag=want)]
             out[(p, d, port)] = recs[-1]["src"] if recs else ("no-answer: %s" % res[i].get("err"))
         return out
+
+    def source(self, pod, proto, dst, port=None, timeout=2.0):
+        return self.probe_sources(pod, [(proto, dst, port)], timeout)[(proto, dst, port)]
+
+    def wait_source(self, pod, want, proto="tcp", dst=cluster.EXT4, port=80, timeout=20.0):
+        """Probes until the external host records want as the source; returns the time it did."""
+        last = []
+
+        def ok():
+            last[:] = [self.source(pod, proto, dst, port, timeout=1.0)]
+            return last[0] == want
+
+        try:
+            self.wait(ok, timeout, "%s %s:%s from %s seen as %s" % (proto, dst, port, pod.name, want), 0.1)
+        except TimeoutError as e:
+            raise AssertionError("%s (last seen: %s)" % (e, last)) from None
+        return time.time()
+
+    def egress(self, name, node, vips, annotations=None, dual=True, pods=1, wait=True, k8s_ns="default"):
+        """pods pods labelled app=name on node and an egress Service name with vips; waits until the external
+        host sees the first VIP of each family as the source. Cleaned up after the test. Returns the pods."""
+        made = []
+        for i in range(pods):
+            made.append(self.c.add_pod("%s-%d" % (name, i), node, labels={"app": name}, dual=dual, k8s_ns=k8s_ns))
+        self.addCleanup(self._drop, name, k8s_ns)
+        self.c.add_service(name, vips, annotations=annotations, k8s_ns=k8s_ns)
+        if wait:
+            for fam_vips, dst in (([v for v in vips if ":" not in v], cluster.EXT4),
+                                  ([v for v in vips if ":" in v], cluster.EXT6)):
+                if fam_vips and (dst == cluster.EXT4 or dual):
+                    self.wait_source(made[0], fam_vips[0], dst=dst)
+        return made
+
+    def _drop(self, name, k8s_ns="default"):
+        if (k8s_ns, name) in self.c.services:
+            self.c.delete_service(name, k8s_ns)
+        for pname, pod in list(self.c.pods.items()):
+            if pod.labels.get("app") == name:
+                self.c.delete_pod(pname)
+        self.wait(lambda: not any(self.c.addr_watch.holders(v) for v in cluster.VIPS4 + cluster.VIPS6), 15,
+                  "every VIP gone after removing %s" % name)
+
+    def assert_nothing_left(self, vips, pod_ips):
+        """No node has a VIP bound or an nft rule or element naming a VIP or pod address."""
+        for node in self.c.nodes:
+            self.assertEqual([v for v in node.vips() if v in vips], [], "VIP left on %s" % node.name)
+            rules = node.nft_ruleset()
+            for a in list(vips) + list(pod_ips):
+                self.assertNotIn(a, rules, "%s left in the ruleset of %s:\n%s" % (a, node.name, rules))
 
     def _is_pod(self, addr):
         return self._pod_by_ip(addr) is not None
