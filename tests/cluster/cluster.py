@@ -505,27 +505,51 @@ class Cluster:
                        "link set eth0 up"])
 
         for node in self.nodes:
-            n, ns = node.n, self._netns(node.netns)
+            self._netns(node.netns)
             os.makedirs(node.dir, exist_ok=True)
             os.chmod(node.dir, 0o755)
-            self._veth(sw, "n%dn" % n, ns, "eth0")
-            self._veth(sw, "n%ds" % n, ns, "eth1")
-            ip_batch(sw, ["link set n%dn master brn up" % n, "link set n%ds master brs up" % n])
             for k, v in (("net.ipv4.ip_forward", 1), ("net.ipv6.conf.all.forwarding", 1)):
-                run(["sysctl", "-qw", "%s=%s" % (k, v)], ns=ns)
-            cmds = ["addr add %s/24 dev eth0" % node_ip4(n), "addr add %s/64 dev eth0 nodad" % node_ip6(n),
-                    "addr add %s/24 dev eth1" % node_svc4(n), "addr add %s/64 dev eth1 nodad" % node_svc6(n),
-                    "link set eth0 up", "link set eth1 up",
-                    "link add cni0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0",
-                    "addr add 10.244.%d.1/24 dev cni0" % n, "addr add fd00:10:244:%d::1/64 dev cni0 nodad" % n,
-                    "link set cni0 up",
-                    "route add %s via %s" % (FAR4_NET, EXT4), "route add %s via %s" % (FAR6_NET, EXT6)]
-            for m in self.nodes:
-                if m.n != n:
-                    cmds += ["route add %s via %s" % (pod_cidr4(m.n), node_ip4(m.n)),
-                             "route add %s via %s" % (pod_cidr6(m.n), node_ip6(m.n))]
-            ip_batch(ns, cmds)
+                run(["sysctl", "-qw", "%s=%s" % (k, v)], ns=node.netns)
+            ip_batch(node.netns, [
+                "link add cni0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0",
+                "addr add 10.244.%d.1/24 dev cni0" % node.n,
+                "addr add fd00:10:244:%d::1/64 dev cni0 nodad" % node.n, "link set cni0 up"])
+            self._wire_node(node)
             self.install_cni(node)
+
+    def _wire_node(self, node):
+        """The node's two cables (eth0 on the nodes' network, eth1 on the service network), addresses, routes."""
+        n, ns, sw = node.n, node.netns, self.sw
+        self._veth(sw, "n%dn" % n, ns, "eth0")
+        self._veth(sw, "n%ds" % n, ns, "eth1")
+        ip_batch(sw, ["link set n%dn master brn up" % n, "link set n%ds master brs up" % n])
+        cmds = ["addr add %s/24 dev eth0" % node_ip4(n), "addr add %s/64 dev eth0 nodad" % node_ip6(n),
+                "addr add %s/24 dev eth1" % node_svc4(n), "addr add %s/64 dev eth1 nodad" % node_svc6(n),
+                "link set eth0 up", "link set eth1 up",
+                "route add %s via %s" % (FAR4_NET, EXT4), "route add %s via %s" % (FAR6_NET, EXT6)]
+        for m in self.nodes:
+            if m.n != n:
+                cmds += ["route add %s via %s" % (pod_cidr4(m.n), node_ip4(m.n)),
+                         "route add %s via %s" % (pod_cidr6(m.n), node_ip6(m.n))]
+        ip_batch(ns, cmds)
+
+    def power_off(self, node):
+        """The node dies: its three daemons are SIGKILLed and its network interfaces vanish with whatever
+        was bound on them (a crashed machine neither holds an address nor answers ARP)."""
+        node.kill_daemons()
+        ip(node.netns, "link", "del", "eth0", check=False)
+        ip(node.netns, "link", "del", "eth1", check=False)
+
+    def power_on(self, node, daemons=True):
+        """The node boots again: fresh interfaces, no egress table, no conntrack, an empty /run (none of it
+        survives a reboot), then the daemons."""
+        run(["nft", "delete", "table", "inet", "kvegress"], ns=node.netns, check=False)
+        run(["conntrack", "-F"], ns=node.netns, check=False)
+        shutil.rmtree(os.path.join(node.dir, "state"), ignore_errors=True)
+        shutil.rmtree(os.path.join(node.dir, "run"), ignore_errors=True)
+        self._wire_node(node)
+        if daemons:
+            node.start_daemons()
 
     def install_cni(self, node):
         """A flannel-like masquerade for pod traffic leaving the cluster and a kube-proxy-like DNAT of one
