@@ -672,14 +672,19 @@ static void dispatch_one(KubeHttp *h)
 
                 h->pending = (KubeBuf){};
                 r = h->ops.data(h, data.data, data.len, h->userdata);
-                if (r < 0 && !h->cancelled && !h->finished) {
+                if (r < 0 && !h->cancelled) {
+                        /* The data decides how the stream ended, even if curl
+                         * already saw the end (an ERROR event and the EOF
+                         * after it often arrive in one read). */
                         h->error = r;
-                        h->finished = true;
-                        if (h->in_multi) {
-                                (void)curl_multi_remove_handle(c->multi, h->easy);
-                                h->in_multi = false;
+                        if (!h->finished) {
+                                h->finished = true;
+                                if (h->in_multi) {
+                                        (void)curl_multi_remove_handle(c->multi, h->easy);
+                                        h->in_multi = false;
+                                }
+                                h->idle_timer = sd_event_source_disable_unref(h->idle_timer);
                         }
-                        h->idle_timer = sd_event_source_disable_unref(h->idle_timer);
                 }
         }
         if (!h->cancelled && h->finished) {

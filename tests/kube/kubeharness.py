@@ -275,9 +275,16 @@ class Informer:
                 rc = self.proc.wait()
         else:
             rc = self.proc.returncode
+        if self.stderr:
+            self._stderr_text = self.stderr_text()
+            self.stderr.close()
+            self.stderr = None
+            self.proc.stdout.close()
         return rc
 
     def stderr_text(self):
+        if not self.stderr:
+            return self._stderr_text
         self.stderr.seek(0)
         return self.stderr.read().decode(errors="replace")
 
@@ -315,6 +322,8 @@ class Requests:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait()
+        self.stderr.close()
+        self.proc.stdout.close()
         return rc
 
 
@@ -374,3 +383,39 @@ def check_event_sequences(testcase, events):
             testcase.assertGreater(rv, last_rv.get(uidk, -1), "RV went back or repeated for %s: %s" % (k, e))
             last_rv[uidk] = rv
     return present
+
+
+def ensure_ns(server, ns):
+    st, d = server.json("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                       "metadata": {"name": ns}})
+    if st not in (201, 409):
+        raise AssertionError("namespace %s: %s %s" % (ns, st, d))
+
+
+def cache_view(cache):
+    """{key: (uid, rv)} from a dump's cache lines."""
+    return {key_of(c): (c["uid"], c["rv"]) for c in cache}
+
+
+def server_view(items):
+    return {("%s/%s" % (o["metadata"]["namespace"], o["metadata"]["name"]) if o["metadata"].get("namespace")
+             else o["metadata"]["name"]): (o["metadata"]["uid"], o["metadata"]["resourceVersion"]) for o in items}
+
+
+def wait_until(pred, timeout, step=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def wait_watching(server, resource, n=1, timeout=10):
+    """Waits until the server has n open watches on the resource (e.g. "configmaps")."""
+    def ok():
+        w = server.stats().get("watches_by_resource", {})
+        return sum(v for k, v in w.items() if resource in k) >= n
+    if not wait_until(ok, timeout):
+        raise AssertionError("no watch on %s: %s" % (resource, server.stats().get("watches_by_resource")))
