@@ -1,0 +1,415 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""kvnetd with real packets in network namespaces (topology: tests/lib/kvnet.py).
+
+kvnetd runs inside the node namespace as user kvnetd with only CAP_NET_ADMIN
+and CAP_NET_RAW; the tests drive it over its real socket and read, at the
+external host, the source address of what the pod sends. Needs root."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+
+import netns  # noqa: E402
+from kvnet import (CLUSTER_IP4, CLUSTER_IP6, EXT4, EXT6, FAR4, NODE_SVC4, NODE_SVC6, PEER_POD4,  # noqa: E402
+                   POD4, POD4_B, POD6, POD_CIDRS, SVC_CIDRS, VIP4, VIP4_B, VIP6, DBusError, EgressTopology,
+                   KvnetClient, Kvnetd)
+
+SVC = "default/web"
+INVALID = "org.freedesktop.DBus.Error.InvalidArgs"
+LIMIT = "io.kvegress.Net1.Error.LimitExceeded"
+NOT_GRANTED = "io.kvegress.Net1.Error.NotGranted"
+CONFLICT = "io.kvegress.Net1.Error.Conflict"
+
+
+def setUpModule():
+    if os.geteuid() != 0:
+        raise unittest.SkipTest("needs root (network namespaces)")
+
+
+class KvnetdCase(unittest.TestCase):
+    """One topology and one kvnetd for the class; every test starts from an
+    empty kvnetd and an empty conntrack table."""
+
+    extra_args = ("--interface", "eth7")  # allowlisted but absent
+
+    @classmethod
+    def setUpClass(cls):
+        cls.topo = netns.Topology("kvt")
+        try:
+            cls.net = EgressTopology(cls.topo)
+            cls.kvnetd = Kvnetd(cls.net.node, extra_args=cls.extra_args).start()
+        except BaseException:
+            cls.topo.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if cls.kvnetd.alive():
+                rc = cls.kvnetd.stop()
+                assert rc == 0, f"kvnetd exited with {rc}:\n{cls.kvnetd.read_log()[-3000:]}"
+        finally:
+            cls.topo.cleanup()
+
+    def setUp(self):
+        if not self.kvnetd.alive():
+            self.kvnetd.start()
+        self.c = self.kvnetd.client()
+        self.addCleanup(self.c.close)
+        for s in {v[0] for v in self.c.list_vips()} | {e[0] for e in self.c.list_egress()}:
+            if s:
+                self.c.remove_service(s)
+        self.net.node.run("conntrack", "-F", check=False)
+        self.net.ext_rec.clear()
+        self.net.peer_rec.clear()
+
+    def tearDown(self):
+        self.assertTrue(self.kvnetd.alive(), "kvnetd died:\n" + self.kvnetd.read_log()[-3000:])
+
+    # helpers
+    def egress(self, **kw):
+        self.c.grant_vip(SVC, VIP4, "eth1")
+        self.c.grant_vip(SVC, VIP6, "eth1")
+        kw.setdefault("excluded", POD_CIDRS + SVC_CIDRS)
+        self.c.set_egress(SVC, VIP4, VIP6, kw.pop("pods", [POD4, POD6]), **kw)
+
+    def src(self, proto, host, port, src=POD4):
+        return netns.probe(self.net.pod, proto, host, port, src=src)
+
+    def icmp_src(self, host, src=POD4):
+        self.net.ext_rec.clear()
+        self.assertTrue(netns.ping(self.net.pod, host, src=src), f"no answer from {host}")
+        hits = self.net.ext_rec.wait_for(lambda e: e["proto"] == "icmp")
+        return hits[0]["src"] if hits else None
+
+    def table(self):
+        """Our table with rule handles and without counter values: equal
+        listings mean no rule was replaced."""
+        out = self.net.node.run("nft", "-a", "list", "table", "inet", "kvegress", check=False).stdout
+        return re.sub(r"packets \d+ bytes \d+", "", out)
+
+    def vips_on_eth1(self):
+        return [a for a in self.net.node.addresses("eth1") if a[1] in (32, 128)]
+
+
+class SourceAddressTest(KvnetdCase):
+    def test_before_egress_the_node_address(self):
+        self.assertEqual(self.src("tcp", EXT4, 8080), NODE_SVC4)
+        self.assertEqual(self.src("udp", EXT6, 5060, src=POD6), NODE_SVC6)
+
+    def test_vip_for_tcp_udp_icmp_both_families(self):
+        self.egress()
+        self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
+        self.assertEqual(self.src("udp", EXT4, 5060), VIP4)
+        self.assertEqual(self.icmp_src(EXT4), VIP4)
+        self.assertEqual(self.src("tcp", EXT6, 8080, src=POD6), VIP6)
+        self.assertEqual(self.src("udp", EXT6, 5060, src=POD6), VIP6)
+        self.assertEqual(self.icmp_src(EXT6, src=POD6), VIP6)
+        # Bound as a host address that the node never picks as a source.
+        vips = self.vips_on_eth1()
+        self.assertIn((VIP4, 32, True), vips)
+        self.assertIn((VIP6, 128, True), vips)
+        # A pod that is not mapped keeps the CNI's masquerade.
+        self.assertEqual(self.src("tcp", EXT4, 8080, src=POD4_B), NODE_SVC4)
+
+    def test_exclusions_on_the_original_destination(self):
+        self.egress(denied=[FAR4 + "/32"])
+        # Another node's pod CIDR: the pod's own address.
+        self.assertEqual(netns.probe(self.net.pod, "tcp", PEER_POD4, 80, src=POD4), POD4)
+        # A ClusterIP that kube-proxy DNATs to an external address: decided
+        # on the ClusterIP (excluded), so the CNI masquerades it.
+        self.assertEqual(self.src("tcp", CLUSTER_IP4, 80), NODE_SVC4)
+        self.assertEqual(self.src("tcp", CLUSTER_IP6, 80, src=POD6), NODE_SVC6)
+        # Denied.
+        self.assertEqual(self.src("tcp", FAR4, 8080), NODE_SVC4)
+        self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
+
+    def test_allowed_networks_only(self):
+        self.egress(allowed=["198.51.100.0/24"])
+        self.assertEqual(self.src("tcp", FAR4, 8080), VIP4)
+        self.assertEqual(self.src("tcp", EXT4, 8080), NODE_SVC4)
+        # No IPv6 network allowed: IPv6 is not SNATed at all.
+        self.assertEqual(self.src("tcp", EXT6, 8080, src=POD6), NODE_SVC6)
+
+    def test_ports(self):
+        self.egress(ports=[("tcp", 8080), ("udp", 5060)])
+        self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
+        self.assertEqual(self.src("tcp", EXT4, 80), NODE_SVC4)
+        self.assertEqual(self.src("udp", EXT4, 5060), VIP4)
+        self.assertEqual(self.src("udp", EXT4, 53), NODE_SVC4)
+        self.assertEqual(self.icmp_src(EXT4), NODE_SVC4)  # ICMP has no port
+
+    def test_competing_masquerade_added_later_does_not_win(self):
+        self.egress()
+        self.net.node.nft("""
+table ip late {
+  chain post { type nat hook postrouting priority srcnat - 5; policy accept; masquerade; }
+  chain post2 { type nat hook postrouting priority srcnat; policy accept; masquerade; }
+}""")
+        try:
+            self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
+            self.assertEqual(self.src("udp", EXT4, 5060), VIP4)
+        finally:
+            self.net.node.run("nft", "delete", "table", "ip", "late")
+
+    def test_stream_across_mapping_changes_never_leaves_the_vip(self):
+        self.egress(pods=[POD4])
+        stream = self.net.pod.popen("python3", netns.HERE, "stream", "udp", EXT4, "5060", "--src", POD4,
+                                    "--sport", "40000", "--count", "300", "--interval", "0.01")
+        time.sleep(0.3)
+        # Pods come and go; the rules change (a denied network) twice.
+        for kw in ({"pods": [POD4, POD4_B]}, {"pods": [POD4]}, {"pods": [POD4, POD4_B], "denied": ["203.0.113.0/24"]},
+                   {"pods": [POD4], "denied": []}, {"pods": [POD4, POD6]}):
+            pods = kw.pop("pods")
+            self.c.set_egress(SVC, VIP4, VIP6, pods, excluded=POD_CIDRS + SVC_CIDRS, **kw)
+            time.sleep(0.2)
+        stream.wait(30)
+        time.sleep(0.2)
+        seen = [e for e in self.net.ext_rec.entries("udp") if "seq" in e]
+        self.assertGreater(len(seen), 250)
+        self.assertEqual({e["src"] for e in seen}, {VIP4})
+
+    def test_conntrack_flush_moves_an_existing_flow_to_the_vip(self):
+        self.c.grant_vip(SVC, VIP4, "eth1")
+        stream = self.net.pod.popen("python3", netns.HERE, "stream", "udp", EXT4, "5060", "--src", POD4,
+                                    "--sport", "40001", "--count", "150", "--interval", "0.01")
+        self.assertTrue(self.net.ext_rec.wait_for(lambda e: e.get("src") == NODE_SVC4))
+        self.c.set_egress(SVC, VIP4, "", [POD4], excluded=POD_CIDRS)
+        stream.wait(30)
+        time.sleep(0.2)
+        seen = [e for e in self.net.ext_rec.entries("udp") if "seq" in e]
+        self.assertEqual(seen[0]["src"], NODE_SVC4)
+        self.assertEqual(seen[-1]["src"], VIP4, "the flow kept its old NAT")
+
+
+class VipTest(KvnetdCase):
+    def test_gratuitous_arp_and_unsolicited_na_at_once_and_repeated(self):
+        cap = os.path.join(self.topo.tmpdir, "garp.txt")
+        with open(cap, "w") as f:
+            dump = self.net.ext.popen("tcpdump", "-l", "-n", "-v", "-i", "eth0", "arp or icmp6", stdout=f,
+                                      stderr=subprocess.DEVNULL)
+            time.sleep(1)
+            t0 = time.monotonic()
+            self.c.grant_vip(SVC, VIP4, "eth1")
+            self.c.grant_vip(SVC, VIP6, "eth1")
+            time.sleep(0.3)
+            with open(cap) as r:
+                first = r.read()
+            time.sleep(2.5)
+            self.topo.kill(dump)
+        with open(cap) as r:
+            text = r.read()
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assertIn(f"Request who-has {VIP4} tell {VIP4}", first)  # at once, not after a period
+        self.assertIn(f"Reply {VIP4} is-at", first)
+        self.assertGreaterEqual(text.count(f"Reply {VIP4} is-at"), 3)
+        self.assertGreaterEqual(text.count(f"neighbor advertisement, length 32, tgt is {VIP6}"), 3, text)
+        self.assertIn("Flags [override]", text)
+        # The external host learnt the VIP from the announcement alone.
+        self.assertIn(VIP4, self.net.ext.run("ip", "neigh").stdout)
+
+    def test_vip_removed_by_someone_else_is_restored(self):
+        self.c.grant_vip(SVC, VIP4, "eth1")
+        self.net.node.ip("addr", "del", VIP4 + "/32", "dev", "eth1")
+        end = time.monotonic() + 3
+        while time.monotonic() < end and (VIP4, 32, True) not in self.vips_on_eth1():
+            time.sleep(0.05)
+        self.assertIn((VIP4, 32, True), self.vips_on_eth1())
+
+    def test_release_removes_the_vip_and_its_egress(self):
+        self.egress()
+        self.c.release_vip(SVC, VIP4)
+        self.assertNotIn(VIP4, [a[0] for a in self.vips_on_eth1()])
+        self.assertNotIn("svc_", self.table())
+        self.assertEqual(self.src("tcp", EXT4, 8080), NODE_SVC4)
+        self.c.release_vip(SVC, VIP4)  # idempotent
+
+
+class FencingTest(KvnetdCase):
+    def test_expired_grant_removes_vip_and_egress_and_signals(self):
+        self.c.grant_vip("default/fence", VIP4, "eth1", ttl=2)
+        self.c.set_egress("default/fence", VIP4, "", [POD4])
+        self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
+        args = self.c.wait_signal("GrantExpired", 6)
+        self.assertEqual(args, ["default/fence"])
+        self.assertNotIn(VIP4, [a[0] for a in self.vips_on_eth1()])
+        self.assertNotIn("svc_", self.table())
+        self.assertEqual(self.src("tcp", EXT4, 8080), NODE_SVC4)
+
+    def test_renewed_grant_is_kept(self):
+        self.c.grant_vip("default/renew", VIP4, "eth1", ttl=1.5)
+        for _ in range(4):
+            time.sleep(0.7)
+            self.c.renew("default/renew", ttl=1.5)
+        self.assertIn(VIP4, [a[0] for a in self.vips_on_eth1()])
+        self.assertIsNone(self.c.wait_signal("GrantExpired", 0.1))
+
+
+class RestartTest(KvnetdCase):
+    def test_restart_with_replay_does_not_flap_and_unclaimed_state_goes(self):
+        self.egress()
+        self.c.grant_vip("default/gone", VIP4_B, "eth1")
+        self.c.set_egress("default/gone", VIP4_B, "", [POD4_B])
+        before = self.table()
+        mon_path = os.path.join(self.topo.tmpdir, "monitor.txt")
+        with open(mon_path, "w") as f:
+            mon = self.net.node.popen("ip", "monitor", "address", stdout=f)
+            time.sleep(0.5)
+            self.c.close()
+            self.assertEqual(self.kvnetd.stop(), 0)
+            # What kvnetd leaves on SIGTERM keeps working meanwhile.
+            self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
+            self.kvnetd.start()
+            self.c = self.kvnetd.client()
+            self.addCleanup(self.c.close)
+            # Replay the same state for one service only.
+            self.egress()
+            time.sleep(0.5)
+            self.assertEqual(self.table(), before, "replaying the same state changed the table")
+            self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
+            self.assertEqual(self.src("tcp", EXT4, 8080, src=POD4_B), VIP4_B)
+            # After the grace period (3 s) the unclaimed service is gone.
+            time.sleep(4)
+            self.topo.kill(mon)
+        with open(mon_path) as r:
+            events = r.read()
+        deleted = [line for line in events.splitlines() if line.startswith("Deleted")]
+        # The replayed VIPs were never removed; the unclaimed one was.
+        self.assertFalse([d for d in deleted if f" {VIP4}/" in d or f" {VIP6}/" in d], events)
+        self.assertTrue([d for d in deleted if f" {VIP4_B}/" in d], events)
+        self.assertNotIn(VIP4_B, [a[0] for a in self.vips_on_eth1()])
+        self.assertEqual(self.src("tcp", EXT4, 8080, src=POD4_B), NODE_SVC4)
+        self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
+        self.assertEqual([e[0] for e in self.c.list_egress()], [SVC])
+
+    def test_clean_on_stop_removes_everything(self):
+        self.c.close()
+        self.kvnetd.stop()
+        k = Kvnetd(self.net.node, extra_args=("--clean-on-stop",), rundir=self.kvnetd.rundir)
+        k.start()
+        try:
+            with k.client() as c:
+                c.grant_vip(SVC, VIP4, "eth1")
+                c.set_egress(SVC, VIP4, "", [POD4])
+        finally:
+            self.assertEqual(k.stop(), 0)
+            self.kvnetd.start()
+        self.assertEqual(self.vips_on_eth1(), [])
+        self.assertNotIn("svc_", self.table())
+
+
+class RequestValidationTest(KvnetdCase):
+    def refused(self, name, text, member, sig, *args):
+        with self.assertRaises(DBusError) as cm:
+            self.c.call("/io/kvegress/Net1", "io.kvegress.Net1", member, sig, *args)
+        self.assertEqual(cm.exception.name, name, cm.exception.message)
+        self.assertIn(text, cm.exception.message)
+        # Still serving, on the same connection.
+        self.c.list_vips()
+        return cm.exception.message
+
+    def grant(self, name, text, service=SVC, address=VIP4, ifname="eth1", ttl=60):
+        from kvnet import mono_usec
+        return self.refused(name, text, "GrantVip", "ssst", service, address, ifname, mono_usec() + int(ttl * 1e6))
+
+    def set(self, name, text, vip4=VIP4, vip6="", pods=(POD4,), ports=(), allowed=(), denied=(), excluded=(),
+            service=SVC):
+        return self.refused(name, text, "SetEgress", "sssasa(sq)asasas", service, vip4, vip6, list(pods),
+                            list(ports), list(allowed), list(denied), list(excluded))
+
+    def test_malformed_grants(self):
+        self.grant(INVALID, 'address: "10.0.0.300" is not a valid IP address', address="10.0.0.300")
+        self.grant(INVALID, "address: \"192.168.0.245/33\" is not a valid CIDR", address="192.168.0.245/33")
+        self.grant(INVALID, "address: a VIP is a single address (/32), not /24", address="192.168.0.0/24")
+        self.grant(INVALID, "not inside any configured VIP range", address="192.168.0.10")
+        self.grant(INVALID, 'ifname: interface "eth0" is not in the allowed interfaces', ifname="eth0")
+        self.grant(INVALID, 'ifname: interface "eth7" does not exist', ifname="eth7")
+        self.grant(INVALID, "ifname: not a valid interface name", ifname="a/b")
+        self.grant(INVALID, "service: must not be empty", service="")
+        self.grant(INVALID, "address: must not be empty", address="")
+        self.grant(INVALID, "ifname: must not be empty", ifname="")
+        self.grant(INVALID, "namespace is not a valid DNS label", service="Default/web")
+        self.grant(INVALID, "deadline_usec: ", ttl=-1)
+        self.grant(INVALID, "deadline_usec: more than 300s from now", ttl=301)
+        self.grant(INVALID, "service: longer than 127 bytes", service="a" * 63 + "/" + "b" * 64)
+        # Non-UTF-8 never reaches a handler: sd-bus refuses the message.
+        from kvnet import mono_usec
+        with self.assertRaises(DBusError):
+            self.c.call("/io/kvegress/Net1", "io.kvegress.Net1", "GrantVip", "ssst", SVC, b"192.168.0.245\xff",
+                        "eth1", mono_usec() + 10**7)
+        self.c.list_vips()
+        # Wrong signature, unknown method.
+        self.refused(INVALID, "", "GrantVip", "ss", SVC, VIP4)
+        with self.assertRaises(DBusError):
+            self.c.call("/io/kvegress/Net1", "io.kvegress.Net1", "RunScript", "s", "flush ruleset")
+        self.assertEqual(self.c.list_vips(), [])
+
+    def test_malformed_egress(self):
+        self.c.grant_vip(SVC, VIP4, "eth1")
+        self.set(INVALID, "vip4: \"fd00:192::245\" is not a valid IPv4 address", vip4=VIP6)  # bad family
+        self.set(INVALID, "vip6: \"192.168.0.245\" is not a valid IPv6 address", vip6=VIP4)
+        self.set(INVALID, 'pods[1]: "10.244.1.300" is not a valid IP address', pods=[POD4, "10.244.1.300"])
+        self.set(INVALID, "pods[0]: IPv6 pod but vip6 is empty", pods=[POD6])
+        self.set(INVALID, "pods: 10.244.1.5 is listed twice", pods=[POD4, POD4])
+        self.set(INVALID, "pods[0]: must not be empty", pods=[""])
+        self.set(INVALID, "ports[0]: protocol must be tcp, udp or sctp", ports=[("icmp", 1)])
+        self.set(INVALID, "ports[0]: port must be 1..65535", ports=[("tcp", 0)])
+        self.set(INVALID, "denied[0]: \"10.0.0.0/33\" is not a valid CIDR", denied=["10.0.0.0/33"])
+        self.set(INVALID, "excluded[1]: must not be empty", excluded=["10.0.0.0/8", ""])
+        self.set(NOT_GRANTED, "vip4: 192.168.0.246 is not granted to this service", vip4=VIP4_B)
+        self.set(LIMIT, "pods: more than 16384 entries", pods=[f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}"
+                                                               for i in range(100000)])
+        self.set(LIMIT, "pods[0]: longer than 512 bytes", pods=["1" * 513])
+        # Another service's VIP and pods.
+        self.c.grant_vip("default/other", VIP4_B, "eth1")
+        self.c.set_egress("default/other", VIP4_B, "", [POD4_B])
+        self.set(CONFLICT, "pods: 10.244.1.6 is mapped by service default/other", pods=[POD4_B])
+        self.grant(CONFLICT, "is granted to service default/other", address=VIP4_B)
+        self.assertEqual(self.table().count("\tchain svc_"), 1)  # only default/other's
+
+    def test_limits_at_and_one_past(self):
+        self.c.grant_vip(SVC, VIP4, "eth1")
+        pods = [f"10.{100 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}" for i in range(16384)]
+        self.c.set_egress(SVC, VIP4, "", pods)
+        self.set(LIMIT, "pods: more than 16384 entries", pods=pods + ["10.200.0.1"])
+        self.c.set_egress(SVC, VIP4, "", [POD4], ports=[("tcp", p) for p in range(1, 65)])
+        self.set(LIMIT, "ports: more than 64 entries", ports=[("tcp", p) for p in range(1, 66)])
+        nets = [f"10.{i}.0.0/16" for i in range(256)]
+        self.c.set_egress(SVC, VIP4, "", [POD4], allowed=nets, denied=nets, excluded=nets)
+        for field in ("allowed", "denied", "excluded"):
+            self.set(LIMIT, f"{field}: more than 256 entries", **{field: nets + ["11.0.0.0/8"]})
+        for i in range(1, 8):
+            self.c.grant_vip(SVC, f"192.168.0.{245 + i}", "eth1")
+        self.grant(LIMIT, "the limit of 8 VIPs per service", address="192.168.0.254")
+        self.c.grant_vip("a" * 63 + "/" + "b" * 63, "192.168.0.254", "eth1")  # a 127-byte key
+
+    def test_connection_limit(self):
+        conns = [self.kvnetd.client() for _ in range(15)]  # + self.c = 16
+        try:
+            with self.assertRaises((ConnectionError, OSError, DBusError)):
+                KvnetClient(self.kvnetd.socket, timeout=3).list_vips()
+        finally:
+            for c in conns:
+                c.close()
+        time.sleep(0.2)
+        with self.kvnetd.client() as c:
+            c.list_vips()
+
+    def test_peer_with_wrong_uid_is_refused(self):
+        code = (f"import sys; sys.path.insert(0, {os.path.join(os.path.dirname(netns.HERE))!r});"
+                f"import kvnet; c = kvnet.KvnetClient({self.kvnetd.socket!r}, timeout=3); c.list_vips()")
+        p = subprocess.run(["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", "python3", "-c",
+                            code], capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("not in the allowed uids/gids", self.kvnetd.read_log())
+        self.c.list_vips()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

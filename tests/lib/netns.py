@@ -1,0 +1,464 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Network-namespace test topologies (Python 3 stdlib only).
+
+A Topology owns everything it creates: namespaces (named
+"<prefix><pid>-<name>", so a stale one can be traced to its dead owner),
+veth pairs, bridges and the processes started inside. Topology.cleanup()
+kills those processes and deletes the namespaces; it runs from `with`, from
+atexit and from SIGTERM/SIGINT/SIGHUP handlers, so a failing or interrupted
+test leaves nothing behind. sweep_stale(prefix) removes namespaces whose
+owner process is gone (a test killed with SIGKILL).
+
+Nothing here touches the host's own namespace beyond creating and deleting
+namespaces (and the veth pairs, which are created directly inside them).
+
+    with Topology("kvt") as t:
+        pod, node = t.netns("pod"), t.netns("node")
+        t.veth(pod, "eth0", node, "pod0")
+        pod.addr("eth0", "10.244.1.5/24"); node.addr("pod0", "10.244.1.1/24")
+        ext = t.netns("ext"); rec = Recorder(ext, tcp=[8080], udp=[5060])
+        ...
+        print(probe(pod, "tcp", "192.168.0.250", 8080))   # source seen by ext
+
+Running this file as a script inside a namespace provides the helpers:
+  netns.py record --log FILE [--tcp P,...] [--udp P,...] [--icmp]
+  netns.py probe tcp|udp HOST PORT [--sport N] [--timeout S]
+  netns.py stream udp HOST PORT --count N --interval S [--sport N]
+"""
+
+import argparse
+import atexit
+import json
+import os
+import re
+import select
+import signal
+import socket
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+__all__ = ["Topology", "Netns", "Recorder", "probe", "sweep_stale", "run"]
+
+HERE = os.path.abspath(__file__)
+
+
+def run(cmd, check=True, capture=True, timeout=60, **kw):
+    """Runs cmd (a list) and returns CompletedProcess; raises with stderr on failure."""
+    p = subprocess.run(cmd, capture_output=capture, text=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip() if capture else ''}")
+    return p
+
+
+def _netns_list():
+    out = run(["ip", "-j", "netns", "list"], check=False).stdout.strip()
+    if not out:
+        return []
+    return [n["name"] for n in json.loads(out)]
+
+
+def _kill_netns_pids(name):
+    pids = run(["ip", "netns", "pids", name], check=False).stdout.split()
+    for p in pids:
+        try:
+            os.kill(int(p), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def _delete_netns(name):
+    _kill_netns_pids(name)
+    for _ in range(50):
+        if run(["ip", "netns", "del", name], check=False).returncode == 0 or name not in _netns_list():
+            return
+        time.sleep(0.1)
+
+
+def sweep_stale(prefix):
+    """Deletes namespaces "<prefix><pid>-*" whose owner pid no longer runs."""
+    pat = re.compile(re.escape(prefix) + r"(\d+)-")
+    for name in _netns_list():
+        m = pat.match(name)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            _delete_netns(name)
+
+
+class Netns:
+    """One network namespace of a Topology."""
+
+    def __init__(self, topo, name):
+        self.topo = topo
+        self.name = name
+
+    def __repr__(self):
+        return f"Netns({self.name})"
+
+    def cmd(self, *argv):
+        return ["ip", "netns", "exec", self.name, *argv]
+
+    def run(self, *argv, check=True, timeout=60, **kw):
+        return run(self.cmd(*argv), check=check, timeout=timeout, **kw)
+
+    def ip(self, *argv, check=True):
+        return run(["ip", "-n", self.name, *argv], check=check)
+
+    def ip_json(self, *argv):
+        out = run(["ip", "-j", "-n", self.name, *argv]).stdout
+        return json.loads(out) if out.strip() else []
+
+    def popen(self, *argv, **kw):
+        """Starts a process inside; it is killed at cleanup."""
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        p = subprocess.Popen(self.cmd(*argv), start_new_session=True, **kw)
+        self.topo.processes.append(p)
+        return p
+
+    def sysctl(self, key, value):
+        self.run("sysctl", "-q", "-w", f"{key}={value}")
+
+    def addr(self, ifname, cidr, nodad=True):
+        args = ["addr", "add", cidr, "dev", ifname]
+        if ":" in cidr and nodad:
+            args.append("nodad")
+        self.ip(*args)
+
+    def route(self, *argv):
+        self.ip("route", "add", *argv)
+
+    def link_up(self, ifname):
+        self.ip("link", "set", ifname, "up")
+
+    def nft(self, script):
+        """Applies an nft script (one transaction)."""
+        return run(self.cmd("nft", "-f", "-"), input=script)
+
+    def addresses(self, ifname):
+        """[(address, prefixlen, deprecated)] on ifname; deprecated (preferred
+        lifetime 0) addresses are never chosen as a source by the host."""
+        out = []
+        for link in self.ip_json("addr", "show", "dev", ifname):
+            for a in link.get("addr_info", []):
+                out.append((a["local"], a["prefixlen"],
+                            bool(a.get("deprecated")) or a.get("preferred_life_time") == 0))
+        return out
+
+
+class Topology:
+    """Namespaces, links and processes with guaranteed cleanup."""
+
+    _live = []
+    _handlers_installed = False
+
+    def __init__(self, prefix="kvt"):
+        self.prefix = f"{prefix}{os.getpid()}-"
+        self.namespaces = []
+        self.processes = []
+        self.tmpdir = tempfile.mkdtemp(prefix=self.prefix)
+        os.chmod(self.tmpdir, 0o755)
+        sweep_stale(prefix)
+        Topology._live.append(self)
+        Topology._install_handlers()
+
+    @classmethod
+    def _install_handlers(cls):
+        if cls._handlers_installed:
+            return
+        cls._handlers_installed = True
+        atexit.register(cls._cleanup_all)
+
+        def on_signal(signum, frame):
+            cls._cleanup_all()
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(s, on_signal)
+
+    @classmethod
+    def _cleanup_all(cls):
+        for t in list(cls._live):
+            t.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+    def netns(self, name):
+        """Creates a namespace with lo up, forwarding off and IPv6 DAD off."""
+        full = self.prefix + name
+        if len(full) > 64:
+            raise ValueError(f"namespace name too long: {full}")
+        run(["ip", "netns", "add", full])
+        ns = Netns(self, full)
+        self.namespaces.append(ns)
+        ns.link_up("lo")
+        for key in ("net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad"):
+            ns.sysctl(key, 0)
+        return ns
+
+    def veth(self, a, if_a, b, if_b, up=True):
+        """A veth pair: if_a in namespace a, if_b in namespace b."""
+        run(["ip", "-n", a.name, "link", "add", if_a, "type", "veth", "peer", "name", if_b, "netns", b.name])
+        if up:
+            a.link_up(if_a)
+            b.link_up(if_b)
+
+    def bridge(self, ns, name):
+        ns.ip("link", "add", name, "type", "bridge")
+        ns.link_up(name)
+
+    def attach(self, ns, ifname, bridge):
+        ns.ip("link", "set", ifname, "master", bridge)
+
+    def kill(self, p, sig=signal.SIGTERM, timeout=10):
+        """Stops a process started with Netns.popen(); returns its exit code."""
+        if p.poll() is None:
+            try:
+                os.kill(p.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(p.pid, signal.SIGKILL)
+                p.wait()
+        return p.returncode
+
+    def cleanup(self):
+        for p in self.processes:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+        self.processes = []
+        for ns in reversed(self.namespaces):
+            _delete_netns(ns.name)
+        self.namespaces = []
+        if self.tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = None
+        if self in Topology._live:
+            Topology._live.remove(self)
+
+
+class Recorder:
+    """An "external host" service in ns: TCP and UDP listeners that answer
+    each connection or datagram with the source address they saw, and record
+    it (and ICMP echo requests) to a log, one JSON object per line:
+    {"proto": "tcp"|"udp"|"icmp", "src": addr, "dst": addr, "port": n}."""
+
+    def __init__(self, ns, tcp=(), udp=(), icmp=True, path=None):
+        self.ns = ns
+        self.path = path or os.path.join(ns.topo.tmpdir, f"{ns.name}-recorder.log")
+        open(self.path, "w").close()
+        argv = ["python3", HERE, "record", "--log", self.path]
+        if tcp:
+            argv += ["--tcp", ",".join(map(str, tcp))]
+        if udp:
+            argv += ["--udp", ",".join(map(str, udp))]
+        if icmp:
+            argv.append("--icmp")
+        self.proc = ns.popen(*argv, stderr=None)
+        # Ready when the listeners are bound.
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            if os.path.exists(self.path + ".ready"):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("recorder did not start")
+
+    def entries(self, proto=None):
+        out = []
+        with open(self.path) as f:
+            for line in f:
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    continue
+                if proto is None or e["proto"] == proto:
+                    out.append(e)
+        return out
+
+    def clear(self):
+        open(self.path, "w").close()
+
+    def sources(self, proto=None, port=None):
+        return [e["src"] for e in self.entries(proto) if port is None or e.get("port") == port]
+
+    def wait_for(self, pred, timeout=5):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            hits = [e for e in self.entries() if pred(e)]
+            if hits:
+                return hits
+            time.sleep(0.05)
+        return []
+
+
+def probe(ns, proto, host, port, src=None, sport=None, timeout=3):
+    """From inside ns (from address src if given): connects (tcp) or sends a
+    datagram (udp) to host:port and returns the source address the recorder
+    saw, or None."""
+    argv = ["python3", HERE, "probe", proto, host, str(port), "--timeout", str(timeout)]
+    if sport:
+        argv += ["--sport", str(sport)]
+    if src:
+        argv += ["--src", src]
+    p = ns.run(*argv, check=False, timeout=timeout + 10)
+    return p.stdout.strip() or None
+
+
+def ping(ns, host, count=1, src=None):
+    """True if host answers an ICMP echo from ns (from address src if given)."""
+    argv = ["ping", "-n", "-q", "-c", str(count), "-W", "2"]
+    if src:
+        argv += ["-I", src]
+    return ns.run(*argv, host, check=False).returncode == 0
+
+
+# ---- helpers that run inside a namespace --------------------------------
+
+
+def _unmap(addr):
+    return addr[7:] if addr.startswith("::ffff:") else addr
+
+
+def _record(args):
+    log = open(args.log, "a", buffering=1)
+    socks = {}
+
+    def emit(proto, src, dst, port):
+        log.write(json.dumps({"proto": proto, "src": _unmap(src), "dst": _unmap(dst), "port": port}) + "\n")
+
+    for p in filter(None, (args.tcp or "").split(",")):
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.bind(("::", int(p)))
+        s.listen(64)
+        socks[s] = ("tcp", int(p))
+    for p in filter(None, (args.udp or "").split(",")):
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        s.bind(("::", int(p)))
+        socks[s] = ("udp", int(p))
+    if args.icmp:
+        socks[socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)] = ("icmp4", 0)
+        socks[socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)] = ("icmp6", 0)
+    open(args.log + ".ready", "w").close()
+    while True:
+        ready, _, _ = select.select(list(socks), [], [])
+        for s in ready:
+            kind, port = socks[s]
+            if kind == "tcp":
+                c, addr = s.accept()
+                emit("tcp", addr[0], c.getsockname()[0], port)
+                try:
+                    c.sendall(_unmap(addr[0]).encode() + b"\n")
+                except OSError:
+                    pass
+                c.close()
+            elif kind == "udp":
+                data, anc, _, addr = s.recvmsg(2048, 256)
+                dst = ""
+                for level, typ, val in anc:
+                    if level == socket.IPPROTO_IPV6 and typ == socket.IPV6_PKTINFO:
+                        dst = socket.inet_ntop(socket.AF_INET6, val[:16])
+                entry = {"proto": "udp", "src": _unmap(addr[0]), "dst": _unmap(dst), "port": port}
+                if data.startswith(b"seq "):
+                    entry["seq"] = int(data.split()[1])
+                log.write(json.dumps(entry) + "\n")
+                try:
+                    s.sendto(_unmap(addr[0]).encode() + b"\n", addr)
+                except OSError:
+                    pass
+            elif kind == "icmp4":
+                data, addr = s.recvfrom(2048)
+                ihl = (data[0] & 0x0F) * 4
+                if len(data) > ihl and data[ihl] == 8:  # echo request
+                    emit("icmp", addr[0], socket.inet_ntop(socket.AF_INET, data[16:20]), 0)
+            else:
+                data, addr = s.recvfrom(2048)
+                if data and data[0] == 128:  # echo request
+                    emit("icmp", addr[0].split("%")[0], "", 0)
+
+
+def _probe(args):
+    fam = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    if args.proto == "tcp":
+        s = socket.socket(fam, socket.SOCK_STREAM)
+    else:
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.settimeout(args.timeout)
+    if args.sport or args.src:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((args.src or ("::" if fam == socket.AF_INET6 else "0.0.0.0"), args.sport or 0))
+    try:
+        if args.proto == "tcp":
+            s.connect((args.host, args.port))
+            data = s.recv(256)
+        else:
+            s.sendto(b"probe\n", (args.host, args.port))
+            data, _ = s.recvfrom(256)
+        print(data.decode().strip())
+    except OSError as e:
+        print(f"probe failed: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _stream(args):
+    """Sends numbered UDP datagrams from one socket (one flow)."""
+    fam = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    if args.sport or args.src:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((args.src or ("::" if fam == socket.AF_INET6 else "0.0.0.0"), args.sport or 0))
+    for i in range(args.count):
+        try:
+            s.sendto(f"seq {i}\n".encode(), (args.host, args.port))
+        except OSError:
+            pass
+        time.sleep(args.interval)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("record")
+    r.add_argument("--log", required=True)
+    r.add_argument("--tcp")
+    r.add_argument("--udp")
+    r.add_argument("--icmp", action="store_true")
+    p = sub.add_parser("probe")
+    p.add_argument("proto", choices=["tcp", "udp"])
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--sport", type=int)
+    p.add_argument("--src")
+    p.add_argument("--timeout", type=float, default=3)
+    s = sub.add_parser("stream")
+    s.add_argument("proto", choices=["udp"])
+    s.add_argument("host")
+    s.add_argument("port", type=int)
+    s.add_argument("--count", type=int, default=100)
+    s.add_argument("--interval", type=float, default=0.01)
+    s.add_argument("--sport", type=int)
+    s.add_argument("--src")
+    args = ap.parse_args()
+    {"record": _record, "probe": _probe, "stream": _stream}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
