@@ -869,6 +869,10 @@ current-context: kvc
         except FileNotFoundError:
             return []
 
+    def ip_sw(self, *args):
+        """ip in the switch namespace (e.g. a cable: link set n1n down)."""
+        return ip(self.sw, *args)
+
     def vip_holders(self, vip):
         return [n.name for n in self.nodes if vip in n.vips()]
 
