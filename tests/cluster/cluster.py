@@ -418,9 +418,13 @@ class Cluster:
             self._register_nodes()
             self.say("API server and nodes ready (%.1fs)" % (time.time() - t0))
             self.addr_watch = AddrWatcher([n.netns for n in self.nodes])
+            if self.daemons:
+                self._install_binaries()
             for node in self.nodes:
                 if self.daemons:
                     node.start_daemons()
+            if "kvpd" in self.daemons:
+                self.check_ipc(self.nodes[0])
             if self.daemons:
                 self.say("daemons started on %d nodes (%.1fs)" % (len(self.nodes), time.time() - t0))
         except BaseException:
@@ -457,6 +461,49 @@ class Cluster:
         self.namespaces = []
         if not self.keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _install_binaries(self):
+        """Copies the daemons' binaries where their users can read them (a checkout under a private home
+        directory would not be), as a package would install them."""
+        bindir = os.path.join(self.dir, "bin")
+        os.makedirs(bindir, exist_ok=True)
+        for d in self.daemons:
+            dst = os.path.join(bindir, d)
+            shutil.copy2(self.binaries[d], dst)
+            os.chmod(dst, 0o755)
+            self.binaries[d] = dst
+        lib = os.path.join(ROOT, "tests", "lib", "dbus_p2p.py")
+        if os.path.exists(lib):
+            shutil.copy2(lib, os.path.join(bindir, "dbus_p2p.py"))
+            os.chmod(os.path.join(bindir, "dbus_p2p.py"), 0o644)
+
+    def check_ipc(self, node):
+        """As user kvpd, calls a read-only method of kvnetd and of kvelectd, the way kvpd will: a daemon that
+        refuses its legitimate client is reported here, once and precisely, instead of as egress timeouts."""
+        bindir = os.path.join(self.dir, "bin")
+        if not os.path.exists(os.path.join(bindir, "dbus_p2p.py")):
+            return
+        p = node._paths()
+        code = """
+import sys
+sys.path.insert(0, %r)
+from dbus_p2p import Connection, DBusError
+bad = []
+for sock, path, iface, member in ((%r, "/io/kvegress/Net1", "io.kvegress.Net1", "ListVips"),
+                                  (%r, "/io/kvegress/Elect1", "io.kvegress.Elect1", "ListCampaigns")):
+    try:
+        with Connection(sock, timeout=10) as c:
+            c.call(path, iface, member)
+    except (DBusError, OSError) as e:
+        bad.append("%%s.%%s on %%s: %%s" %% (iface, member, sock, e))
+print("\\n".join(bad))
+sys.exit(1 if bad else 0)
+""" % (bindir, p["kvnetd_sock"], p["kvelectd_sock"])
+        r = run(["setpriv", "--reuid", "kvpd", "--regid", "kvpd", "--init-groups", "--", "/usr/bin/python3", "-c",
+                 code], ns=node.netns, check=False, timeout=30)
+        if r.returncode != 0:
+            raise RuntimeError("a daemon refuses kvpd (uid %d, its allowed client) on %s:\n%s%s" %
+                               (_uid("kvpd"), node.name, r.stdout, r.stderr))
 
     def logs(self, lines=200):
         """The tail of every daemon's log (for a failure report)."""
