@@ -24,15 +24,25 @@
 /* GrantVip(s service, s address, s ifname, t deadline_usec)
  *   Bind address (/32 or /128, preferred_lft 0) on ifname for service
  *   ("namespace/name"), announce it (gratuitous ARP / unsolicited NA) and
- *   hold it until deadline_usec unless renewed. Re-granting renews. */
+ *   hold it until deadline_usec unless renewed. Re-granting renews.
+ *   address may be written bare or with /32 (/128). The deadline belongs to
+ *   the service: all its VIPs share it, and each GrantVip or RenewGrant sets
+ *   it to the value given (it can also move earlier). A VIP granted to
+ *   another service, or bound on another interface, is a Conflict. A replay
+ *   of a VIP that is already bound (e.g. after a kvnetd restart) changes
+ *   nothing in the kernel. */
 #define KVNETD_METHOD_GRANT_VIP "GrantVip"
 #define KVNETD_SIG_GRANT_VIP "ssst"
 
-/* RenewGrant(s service, t deadline_usec): extend every VIP of service. */
+/* RenewGrant(s service, t deadline_usec): extend every VIP of service.
+ *   NotGranted if the service holds no VIP granted since kvnetd started. */
 #define KVNETD_METHOD_RENEW_GRANT "RenewGrant"
 #define KVNETD_SIG_RENEW_GRANT "st"
 
-/* ReleaseVip(s service, s address): remove one VIP (and the egress that used it). */
+/* ReleaseVip(s service, s address): remove one VIP (and the egress that used it).
+ *   The egress goes as a whole (all the service's mappings). Releasing a VIP
+ *   that is not bound succeeds; one granted to another service is
+ *   NotGranted. */
 #define KVNETD_METHOD_RELEASE_VIP "ReleaseVip"
 #define KVNETD_SIG_RELEASE_VIP "ss"
 
@@ -45,18 +55,35 @@
  *   these destinations are SNATed. denied and excluded (cluster pod/service
  *   CIDRs) are never SNATed; exclusions match the original (pre-DNAT)
  *   destination. */
+/*   vip4/vip6 must have been granted to this service with GrantVip (since
+ *   kvnetd started), else NotGranted; both "" removes the egress. A pod of a
+ *   family whose VIP is "" is InvalidArgs, as is a pod listed twice. A pod
+ *   mapped by another live service is a Conflict (remove it there first).
+ *   Ports and networks are stored sorted and de-duplicated (a network inside
+ *   another is dropped); ListEgress returns them that way. The change is one
+ *   nft transaction; then the conntrack entries of every pod whose SNAT
+ *   changed are deleted. Sending the same policy again changes nothing. */
 #define KVNETD_METHOD_SET_EGRESS "SetEgress"
 #define KVNETD_SIG_SET_EGRESS "sssasa(sq)asasas"
 
-/* RemoveService(s service): drop the service's egress and all its VIPs. */
+/* RemoveService(s service): drop the service's egress and all its VIPs.
+ *   Removing an unknown service succeeds. */
 #define KVNETD_METHOD_REMOVE_SERVICE "RemoveService"
 #define KVNETD_SIG_REMOVE_SERVICE "s"
 
-/* ListVips() -> a(ssst): (service, address, ifname, deadline_usec) */
+/* ListVips() -> a(ssst): (service, address, ifname, deadline_usec)
+ *   A VIP found in the kernel at start and not yet claimed again shows with
+ *   service "" until the grace period ends. */
 #define KVNETD_METHOD_LIST_VIPS "ListVips"
 #define KVNETD_SIG_LIST_VIPS_REPLY "a(ssst)"
 
-/* ListEgress() -> a(sssasa(sq)asasas): one SetEgress argument tuple per service. */
+/* ListEgress() -> a(sssasa(sq)asasas): one SetEgress argument tuple per service.
+ *   Only policies set since kvnetd started: after a restart, clients replay.
+ *
+ * Restart: kvnetd keeps what a previous run left in the kernel (its nft
+ * table, VIPs in its ranges) for a grace period (--grace-period, 30 s by
+ * default, but never past a grant's recorded deadline) while clients replay
+ * GrantVip then SetEgress; what nobody claims by then is removed. */
 #define KVNETD_METHOD_LIST_EGRESS "ListEgress"
 #define KVNETD_SIG_LIST_EGRESS_REPLY "a(sssasa(sq)asasas)"
 
