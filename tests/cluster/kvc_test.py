@@ -36,6 +36,7 @@ class ClusterTestCase(unittest.TestCase):
     NODES = 3
     DAEMONS = ("kvnetd", "kvelectd", "kvpd")
     LEASE = (3, 2, 0.5)
+    IPC_PREFLIGHT = False  # True: fail the class at once if kvnetd or kvelectd refuses the kvpd user
     c = None
 
     @classmethod
@@ -44,6 +45,12 @@ class ClusterTestCase(unittest.TestCase):
         cls.c = Cluster(binaries=BINARIES, nodes=cls.NODES, daemons=cls.DAEMONS, lease=cls.LEASE,
                         log=lambda m: print("[cluster] " + m, flush=True))
         cls.c.start()
+        if cls.IPC_PREFLIGHT and cls.c.ipc_problem:
+            problem = cls.c.ipc_problem
+            logs = cls.c.logs(30)
+            cls.c.close()
+            raise RuntimeError("%s\n(kvnetd/bus.c: its methods need SD_BUS_VTABLE_UNPRIVILEGED, or the server "
+                               "connection sd_bus_set_trusted(), after its own SO_PEERCRED check)\n%s" % (problem, logs))
 
     @classmethod
     def tearDownClass(cls):

@@ -18,6 +18,7 @@ from cluster import (CLUSTERIP4, CLUSTERIP6, EXT4, EXT4B, EXT6, FAR4, FAR6, POD_
 
 class EgressTest(kvc_test.ClusterTestCase):
     NODES = 3
+    IPC_PREFLIGHT = True
 
     def test_1_source_is_the_vip_for_tcp_udp_icmp(self):
         (pod,) = self.egress("web", 1, [VIPS4[0]])

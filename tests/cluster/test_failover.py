@@ -22,6 +22,7 @@ from cluster import EXT4, EXT6, VIPS4, VIPS6
 
 class FailoverTest(kvc_test.ClusterTestCase):
     NODES = 3
+    IPC_PREFLIGHT = True
 
     @classmethod
     def setUpClass(cls):

@@ -13,6 +13,7 @@ from cluster import EXT4, EXT6, VIPS4, VIPS6
 
 class MoveTest(kvc_test.ClusterTestCase):
     NODES = 3
+    IPC_PREFLIGHT = True
 
     def _move(self, svc, old, new_name, to, vip4, vip6):
         c = self.c
