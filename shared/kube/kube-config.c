@@ -141,7 +141,7 @@ static int find_named(Loader *l, json_t *root, const char *list, const char *wha
         if (!json_is_array(a))
                 return fail(l, -EINVAL, list, "expected a list");
         json_array_foreach(a, i, e) {
-                json_t *n, *body;
+                json_t *n = NULL, *body = NULL;
 
                 (void)snprintf(path, sizeof(path), "%s[%zu]", list, i);
                 if (!json_is_object(e))

@@ -277,7 +277,7 @@ static int apply_list(KubeInformer *inf)
 {
         _cleanup_(json_decrefp) json_t *listing = TAKE_PTR(inf->listing);
         const char *key;
-        json_t *obj;
+        json_t *obj = NULL;
         void *tmp;
         int r;
 
@@ -339,7 +339,7 @@ static int apply_list(KubeInformer *inf)
 static int take_page(KubeInformer *inf, const KubeHttpResult *res)
 {
         _cleanup_(json_decrefp) json_t *list = NULL;
-        json_t *items, *item, *meta;
+        json_t *items = NULL, *item = NULL, *meta = NULL;
         const char *rv, *cont;
         json_error_t jerr;
         size_t i;
@@ -455,7 +455,7 @@ static int start_list(KubeInformer *inf)
 static int apply_event(KubeInformer *inf, KubeWatchEventType type, json_t *obj)
 {
         _cleanup_free_ char *key = NULL;
-        json_t *old;
+        json_t *old = NULL;
         int r;
 
         r = object_key(inf, obj, &key);
@@ -557,7 +557,7 @@ static int on_watch_data(KubeHttp *h, const char *p, size_t n, void *userdata)
 static bool too_large_rv(const KubeHttpResult *res)
 {
         _cleanup_(json_decrefp) json_t *st = NULL;
-        json_t *causes, *c;
+        json_t *causes = NULL, *c = NULL;
         size_t i;
 
         if (res->status != 504)
@@ -717,7 +717,7 @@ size_t kube_informer_size(const KubeInformer *inf)
 int kube_informer_foreach(KubeInformer *inf, int (*fn)(json_t *object, void *userdata), void *userdata)
 {
         const char *key;
-        json_t *obj;
+        json_t *obj = NULL;
 
         if (!inf || !fn)
                 return -EINVAL;

@@ -123,7 +123,7 @@ static int get_bool(json_t *obj, const char *key, const char *path, bool def, bo
 static int get_strv(json_t *obj, const char *key, const char *path, char ***ret, KubeParseError *err)
 {
         _cleanup_strv_free_ char **l = NULL;
-        json_t *a, *v;
+        json_t *a = NULL, *v = NULL;
         size_t i;
         int r;
 
@@ -158,7 +158,7 @@ static void string_map_done(KubeStringMap *m)
 
 static int get_string_map(json_t *obj, const char *key, const char *path, KubeStringMap *ret, KubeParseError *err)
 {
-        json_t *o, *v;
+        json_t *o = NULL, *v = NULL;
         const char *k;
         int r;
 
@@ -209,7 +209,7 @@ static void meta_done(KubeObjectMeta *m)
 static int parse_top(json_t *j, const char *kind, KubeObjectMeta *meta, KubeParseError *err)
 {
         _cleanup_free_ char *k = NULL, *deletion = NULL;
-        json_t *m;
+        json_t *m = NULL;
         int r;
 
         if (!json_is_object(j))
@@ -277,7 +277,7 @@ KubeService *kube_service_free(KubeService *s)
 int kube_service_parse(json_t *j, KubeService **ret, KubeParseError *err)
 {
         _cleanup_(kube_service_freep) KubeService *s = NULL;
-        json_t *spec, *status, *lb, *a, *v;
+        json_t *spec = NULL, *status = NULL, *lb = NULL, *a = NULL, *v = NULL;
         char path[64];
         size_t i;
         int r;
@@ -384,7 +384,7 @@ int kube_endpointslice_parse(json_t *j, KubeEndpointSlice **ret, KubeParseError 
 {
         _cleanup_(kube_endpointslice_freep) KubeEndpointSlice *s = NULL;
         const char *svc;
-        json_t *a, *v;
+        json_t *a = NULL, *v = NULL;
         char path[64], cpath[80];
         size_t i;
         int r;
@@ -403,7 +403,7 @@ int kube_endpointslice_parse(json_t *j, KubeEndpointSlice **ret, KubeParseError 
                 return r;
         json_array_foreach(a, i, v) {
                 KubeEndpoint *e = &s->endpoints[i];
-                json_t *cond, *ref;
+                json_t *cond = NULL, *ref = NULL;
 
                 s->n_endpoints = i + 1;
                 (void)snprintf(path, sizeof(path), "endpoints[%zu]", i);
@@ -453,7 +453,7 @@ KubeNode *kube_node_free(KubeNode *n)
 int kube_node_parse(json_t *j, KubeNode **ret, KubeParseError *err)
 {
         _cleanup_(kube_node_freep) KubeNode *n = NULL;
-        json_t *spec, *status, *a, *v;
+        json_t *spec = NULL, *status = NULL, *a = NULL, *v = NULL;
         char path[64];
         size_t i;
         int r;
@@ -530,7 +530,7 @@ KubeLease *kube_lease_free(KubeLease *l)
 int kube_lease_parse(json_t *j, KubeLease **ret, KubeParseError *err)
 {
         _cleanup_(kube_lease_freep) KubeLease *l = NULL;
-        json_t *spec;
+        json_t *spec = NULL;
         uint64_t t;
         int r;
 
@@ -605,7 +605,7 @@ KubePod *kube_pod_free(KubePod *p)
 int kube_pod_parse(json_t *j, KubePod **ret, KubeParseError *err)
 {
         _cleanup_(kube_pod_freep) KubePod *p = NULL;
-        json_t *spec, *status, *a, *v;
+        json_t *spec = NULL, *status = NULL, *a = NULL, *v = NULL;
         char path[64];
         size_t i, n = 0;
         int r;
@@ -673,7 +673,7 @@ KubeServiceCIDR *kube_servicecidr_free(KubeServiceCIDR *s)
 int kube_servicecidr_parse(json_t *j, KubeServiceCIDR **ret, KubeParseError *err)
 {
         _cleanup_(kube_servicecidr_freep) KubeServiceCIDR *s = NULL;
-        json_t *spec;
+        json_t *spec = NULL;
         int r;
 
         s = calloc(1, sizeof(*s));
@@ -702,7 +702,7 @@ KubeStatus *kube_status_free(KubeStatus *s)
 int kube_status_parse(json_t *j, KubeStatus **ret, KubeParseError *err)
 {
         _cleanup_(kube_status_freep) KubeStatus *s = NULL;
-        json_t *details;
+        json_t *details = NULL;
         int64_t retry;
         int r;
 

@@ -174,7 +174,7 @@ int kube_event_emit(KubeClient *c, const char *component, const char *host, cons
                     const char *message)
 {
         _cleanup_free_ char *path = NULL, *gen = NULL;
-        json_t *ev, *involved;
+        json_t *ev = NULL, *involved = NULL;
         char now[32];
         struct timespec ts;
         const char *ns = namespace ?: "default";
@@ -218,7 +218,7 @@ int kube_request_merge_patch_annotations(KubeClient *c, const KubeResource *res,
                                          KubeResponseFn cb, void *userdata, KubeRequest **ret_request)
 {
         _cleanup_free_ char *path = NULL;
-        json_t *patch, *meta;
+        json_t *patch = NULL, *meta = NULL;
         int r;
 
         if (!json_is_object(annotations) || !name)

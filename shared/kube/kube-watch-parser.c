@@ -74,7 +74,7 @@ int kube_json_splitter_feed(KubeJsonSplitter *s, const void *p, size_t n, KubeJs
                         if (--s->depth == 0) {
                                 size_t end = s->scan + 1, begin = s->start;
                                 json_error_t jerr;
-                                json_t *v;
+                                json_t *v = NULL;
 
                                 s->scan = s->start = end;
                                 v = json_loadb(s->buf.data + begin, end - begin, 0, &jerr);
