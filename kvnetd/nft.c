@@ -35,8 +35,7 @@ void nft_batch_skeleton(FILE *f, const char *table)
         fprintf(f, "add rule inet %s postrouting ip6 saddr vmap @pod6\n", table);
 }
 
-static void print_elements(FILE *f, const char *table, const char *set, const IpPrefix *v, size_t n,
-                           int family)
+static void print_elements(FILE *f, const IpPrefix *v, size_t n, int family)
 {
         bool first = true;
 
@@ -46,11 +45,8 @@ static void print_elements(FILE *f, const char *table, const char *set, const Ip
                 if (v[i].family != family)
                         continue;
                 fprintf(f, "%s%s", first ? "" : ", ", ip_prefix_to_string(&v[i], buf));
-                if (first)
-                        first = false;
+                first = false;
         }
-        (void)table;
-        (void)set;
 }
 
 static bool any_of_family(const IpPrefix *v, size_t n, int family)
@@ -67,7 +63,7 @@ static void print_set_elements(FILE *f, const char *table, const char *chain, co
         if (!any_of_family(v, n, family))
                 return;
         fprintf(f, "add element inet %s %s-%s { ", table, chain, suffix);
-        print_elements(f, table, suffix, v, n, family);
+        print_elements(f, v, n, family);
         fprintf(f, " }\n");
 }
 

@@ -233,7 +233,6 @@ static int networks_validate(const char *field, const char **in, size_t n, IpPre
 int egress_request_validate(const Config *c, const EgressRequest *req, EgressPolicy **ret, ParseError *err)
 {
         _cleanup_(egress_policy_freep) EgressPolicy *p = NULL;
-        bool have4 = false, have6 = false;
         char f[64];
         int r;
 
@@ -280,8 +279,6 @@ int egress_request_validate(const Config *c, const EgressRequest *req, EgressPol
                         parse_error_set(err, "%s: IPv6 pod but vip6 is empty", field_name("pods", i, f));
                         return -EINVAL;
                 }
-                have4 |= p->pods[i].family == AF_INET;
-                have6 |= p->pods[i].family == AF_INET6;
         }
         p->n_pods = req->n_pods;
         qsort(p->pods, p->n_pods, sizeof(IpAddr), addr_cmp);
@@ -291,8 +288,6 @@ int egress_request_validate(const Config *c, const EgressRequest *req, EgressPol
                         parse_error_set(err, "pods: %s is listed twice", ip_addr_to_string(&p->pods[i], buf));
                         return -EINVAL;
                 }
-        (void)have4;
-        (void)have6;
 
         if (req->n_ports > KVNETD_MAX_PORTS) {
                 parse_error_set(err, "ports: %zu entries, the limit is %d", req->n_ports, KVNETD_MAX_PORTS);
