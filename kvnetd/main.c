@@ -24,7 +24,9 @@ static void help(void)
                "     --version               Show the version\n"
                "     --socket=PATH           Listen here unless socket-activated\n"
                "                             [KVNETD_SOCKET] (" KVNETD_SOCKET_PATH_DEFAULT ")\n"
-               "     --socket-mode=MODE      Mode of that socket (0660) [KVNETD_SOCKET_MODE]\n"
+               "     --socket-mode=MODE      Mode of that socket (0666: admission is by the\n"
+               "                             peer's uid/gid, checked on every connection)\n"
+               "                             [KVNETD_SOCKET_MODE]\n"
                "     --allow-uid=USERS       Peers admitted by uid, names or numbers; root always\n"
                "                             [KVNETD_ALLOW_UID]\n"
                "     --allow-gid=GROUPS      Peers admitted by primary gid [KVNETD_ALLOW_GID]\n"
@@ -356,7 +358,12 @@ static int parse_argv(Config *c, int argc, char *argv[])
 int main(int argc, char *argv[])
 {
         Config config = {
-                .socket_mode = 0660,
+                /* Who may talk to us is decided by SO_PEERCRED against
+                 * --allow-uid/--allow-gid (as the D-Bus system bus does);
+                 * a bound socket cannot be given a group we are not in, so
+                 * a tighter mode would lock out the allowed client unless
+                 * systemd's socket unit sets SocketGroup=. */
+                .socket_mode = 0666,
                 .grace_usec = 30 * USEC_PER_SEC,
                 .reconcile_usec = 30 * USEC_PER_SEC,
         };
