@@ -97,7 +97,8 @@ typedef struct KubeRequestOptions {
  * HTTP failures come through the callback. A 401 re-reads the credentials
  * and, if they changed, retries once before reporting. The callback is always called exactly once, from the
  * event loop (never from inside kube_request()), unless the request is
- * cancelled first. ret_request may be NULL if the caller never cancels. */
+ * cancelled first. ret_request may be NULL if the caller never cancels; the
+ * pointer is valid until the callback starts. */
 int kube_request(KubeClient *c, const char *method, const char *path, json_t *body,
                  const KubeRequestOptions *opts, KubeResponseFn cb, void *userdata, KubeRequest **ret_request);
 /* Cancels a pending request; its callback is not called. NULL is fine. A
@@ -162,6 +163,10 @@ typedef struct KubeInformerOptions {
         uint64_t backoff_initial_usec, backoff_max_usec;
 } KubeInformerOptions;
 
+/* Starts listing at once; callbacks come from the event loop only. Informers
+ * must be freed before their client. kube_informer_free() may be called from
+ * the informer's own callbacks. synced() is called after the first list and
+ * after every relist (410, 504 too-large RV, expired continue). */
 int kube_informer_new(KubeClient *c, const KubeResource *res, const KubeInformerOptions *opts,
                       const KubeInformerOps *ops, void *userdata, KubeInformer **ret);
 KubeInformer *kube_informer_free(KubeInformer *inf);
@@ -177,7 +182,9 @@ int kube_informer_foreach(KubeInformer *inf, int (*fn)(json_t *object, void *use
 /* The resourceVersion the informer has seen last. */
 const char *kube_informer_resource_version(const KubeInformer *inf);
 
-/* Counters for tests and benchmarks. */
+/* Counters for tests and benchmarks: requests started, list pages, watches
+ * started, relists (incl. expired continues), failed exchanges (transport
+ * errors and aborted streams; HTTP errors are not counted). */
 typedef struct KubeClientStats {
         uint64_t requests;
         uint64_t lists;

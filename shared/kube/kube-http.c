@@ -534,8 +534,9 @@ static int setup_easy(KubeHttp *h, const KubeHttpParams *p)
         SETOPT(h->easy, CURLOPT_TCP_KEEPINTVL, 10L);
         if (p->timeout_usec > 0)
                 SETOPT(h->easy, CURLOPT_TIMEOUT_MS, (long)MAX(p->timeout_usec / USEC_PER_MSEC, 1ULL));
+        /* Big lists come gzipped; a curl without zlib just does without. */
         if (!p->stream)
-                SETOPT(h->easy, CURLOPT_ACCEPT_ENCODING, "gzip");
+                (void)curl_easy_setopt(h->easy, CURLOPT_ACCEPT_ENCODING, "gzip");
         if (c->connect_to)
                 SETOPT(h->easy, CURLOPT_CONNECT_TO, c->connect_to);
         if (cfg->proxy_url)
