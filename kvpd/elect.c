@@ -121,6 +121,11 @@ void elect_update(Service *s)
 
         if (s->lease && (!want || !streq_ptr(s->lease->namespace, p->lease_namespace) ||
                          !streq_ptr(s->lease->name, p->lease_name))) {
+                /* Not before kvnetd has dropped the VIP: the lease is what
+                 * lets another node bind it, and the address must never be
+                 * on two nodes at once. net.c calls back when it is gone. */
+                if (s->removing)
+                        return;
                 log_info("%s: withdrawing from lease %s/%s%s", s->key, s->lease->namespace, s->lease->name,
                          want ? " (lease name changed)" : "");
                 lease_unwant(m, TAKE_PTR(s->lease), false);

@@ -247,9 +247,9 @@ int manager_stop(Manager *m)
                 return sd_event_exit(m->event, 0);
         /* Phase 1, while this node still holds its leases: nobody else may
          * write the status or bind the VIPs yet. */
-        net_release_all(m);
         if (m->kube)
-                status_clear_all(m);
+                status_clear_all(m); /* first: it asks what kvnetd had confirmed */
+        net_release_all(m);
         if (m->stop_pending == 0)
                 stop_phase2(m);
         return 0;

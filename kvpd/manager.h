@@ -73,10 +73,12 @@ struct Service {
         unsigned net_inflight;
         bool net_failed;    /* a call of the current batch failed; retried by the resync timer */
         bool net_confirmed; /* kvnetd accepted every call of the current batch */
+        bool removing;      /* RemoveService sent, no answer yet: the lease is kept until then */
 
         /* Status on the Service. */
         KubeRequest *status_request;
         void *status_call; /* its context, freed if the request is cancelled */
+        bool clear_at_stop; /* stopping: clear once the write in flight is answered */
         char *status_last_body; /* last patch that succeeded, and the RV it was based on */
         char *status_last_rv;
         bool active_reported; /* EgressActive sent for the current holding */

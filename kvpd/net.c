@@ -101,6 +101,12 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
                 manager_stop_done(m);
                 return 0;
         }
+        if (s && streq(c->method, KVNETD_METHOD_REMOVE_SERVICE) && s->removing) {
+                if (e)
+                        log_warning("kvnetd: RemoveService(%s) failed: %s", c->key, e->message ? e->message : e->name);
+                s->removing = false;
+                elect_update(s); /* the lease may go now */
+        }
         if (!s || s->net_gen != c->gen)
                 return 0; /* superseded by a later batch */
         if (s->net_inflight > 0)
@@ -303,8 +309,10 @@ static void net_remove(Service *s, bool for_stop)
         if (send_simple(s, KVNETD_METHOD_REMOVE_SERVICE, for_stop, KVNETD_SIG_REMOVE_SERVICE, s->key) < 0)
                 log_debug("%s: RemoveService not sent (kvnetd not connected); replayed clean-up will do it",
                           s->key);
-        else
+        else {
+                s->removing = !for_stop;
                 log_info("%s: egress removed from this node", s->key);
+        }
 }
 
 static uint64_t grant_deadline(const Service *s)
@@ -356,6 +364,7 @@ void net_update(Service *s)
         }
 
         /* A new batch: replies to the old one no longer count. */
+        s->removing = false;
         s->net_gen++;
         s->net_inflight = 0;
         s->net_failed = false;
@@ -526,6 +535,12 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
         }
         if (!bus) {
                 m->kvnetd_cleaned = false;
+                /* No answer will come: kvnetd's own deadline drops the VIPs. */
+                for (size_t i = 0; i < m->n_services; i++)
+                        if (m->services[i]->removing) {
+                                m->services[i]->removing = false;
+                                elect_update(m->services[i]);
+                        }
                 return;
         }
         r = sd_bus_match_signal(bus, &m->kvnetd_expired_slot, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE,

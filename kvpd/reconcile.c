@@ -337,8 +337,10 @@ int reconcile_service(Service *s)
         egress_policy_free(s->policy);
         s->policy = TAKE_PTR(p);
 
-        elect_update(s);
+        /* kvnetd first: a Service that stops being served sends
+         * RemoveService before its lease is let go (elect_update waits). */
         net_update(s);
+        elect_update(s);
         status_update(s);
         return 0;
 }

@@ -116,6 +116,8 @@ static json_t *ingress_desired(const EgressPolicy *p, json_t *svc)
         return out;
 }
 
+static int clear(Service *s, json_t *o, bool for_stop);
+
 typedef struct StatusCall {
         Manager *manager;
         char *key;
@@ -168,7 +170,18 @@ static void on_patched(KubeClient *kc, const KubeResponse *resp, void *userdata)
         if (s) {
                 s->status_request = NULL;
                 s->status_call = NULL;
+                if (s->clear_at_stop) {
+                        json_t *o = cached(s);
+                        s->clear_at_stop = false;
+                        if (o)
+                                (void)clear(s, o, true);
+                        manager_stop_done(m);
+                }
         }
+        /* The watch event for this write may have come before this answer,
+         * and found the write still in flight: look again. */
+        if (s && !m->stopping)
+                reconcile_mark(m, s->namespace, s->name);
         if (ok) {
                 if (s) {
                         free(s->status_last_body);
@@ -257,7 +270,7 @@ static int clear(Service *s, json_t *o, bool for_stop)
         /* Status first, while vipHost still says it was this node's; the
          * annotations follow on the next pass. At stop we still hold the
          * lease, so no one else writes and both go at once. */
-        if (json_array_size(ingress) > 0 && ingress_is_ours(s, o)) {
+        if ((for_stop || json_array_size(ingress) > 0) && ingress_is_ours(s, o)) {
                 body = json_pack("{s:{s:{s:n}}}", "status", "loadBalancer", "ingress");
                 if (!body)
                         return -ENOMEM;
@@ -357,20 +370,26 @@ void status_update(Service *s)
         }
 }
 
+/* At stop, while this node still holds its leases (so nobody else writes
+ * these fields): clear what this node wrote or may have written, even if the
+ * informer has not shown it yet. A write still in flight is let finish
+ * first, or it could land after the clear. */
 void status_clear_all(Manager *m)
 {
         for (size_t i = 0; i < m->n_services; i++) {
                 Service *s = m->services[i];
                 json_t *o = cached(s);
 
-                /* A write still in flight could land after the clear. */
+                if (!o)
+                        continue;
+                if (!streq_ptr(cached_annotation(o, KV_ANN_VIP_HOST), m->config.node_name) && !s->net_confirmed &&
+                    !s->status_request && !s->active_reported)
+                        continue;
                 if (s->status_request) {
-                        kube_request_cancel(s->status_request);
-                        status_call_free(s->status_call);
-                        s->status_request = NULL;
-                        s->status_call = NULL;
+                        s->clear_at_stop = true;
+                        m->stop_pending++;
+                        continue;
                 }
-                if (o && streq_ptr(cached_annotation(o, KV_ANN_VIP_HOST), m->config.node_name))
-                        (void)clear(s, o, true);
+                (void)clear(s, o, true);
         }
 }

@@ -265,7 +265,7 @@ class KvpdTest(kvc_test.ClusterTestCase):
         try:
             self.wait(lambda: self.egress(n1, "default/lat"), 20, "programmed")
             self.wait(lambda: "10.244.1." in n1.nft_ruleset(), 10, "rules in the kernel")
-            for i in range(10):
+            for i in range(20):
                 addr = "10.244.1.%d" % (200 + i)
                 status, sl = c.api("GET", path)
                 self.assertEqual(status, 200)
@@ -283,6 +283,40 @@ class KvpdTest(kvc_test.ClusterTestCase):
         kvc_test.note_timing("endpointslice_to_nft_median", statistics.median(samples),
                              min=round(samples[0], 4), max=round(samples[-1], 4), n=len(samples))
         self.assertLess(statistics.median(samples), 2.0)
+
+    def test_leadership_moves_with_the_pods(self):
+        """The holder's last pod goes: it withdraws, the other node (which has a pod) takes the lease, and the
+        old holder's clean-up never erases the new holder's status."""
+        c = self.c
+        vip = VIPS4[0]
+        c.add_pod("mv-1", 1, labels={"app": "mv"}, dual=False)
+        c.add_pod("mv-2", 2, labels={"app": "mv"}, dual=False)
+        c.add_service("mv", [vip])
+        try:
+            old, _ = self.wait(lambda: self.holder_of("default/mv"), 20, "a holder")
+            self.wait(lambda: self.annotations("mv").get(ANN + "vipHost") == old.name, 10, "vipHost = holder")
+            new = c.node(2 if old.n == 1 else 1)
+            self.assertIsNone(self.egress(new, "default/mv"))  # candidates do not program (kube-vip did)
+            t0 = time.monotonic()
+            c.delete_pod("mv-%d" % old.n)
+            e = self.wait(lambda: self.egress(new, "default/mv"), 15, "the other node takes over")
+            kvc_test.note_timing("kvpd_handover_after_last_pod", time.monotonic() - t0)
+            self.assertEqual(e[3], [c.pods["mv-%d" % new.n].ip4])
+            self.wait(lambda: self.annotations("mv").get(ANN + "vipHost") == new.name, 10, "vipHost = new holder")
+            self.assertIsNone(self.egress(old, "default/mv"))
+            self.assertNotIn(vip, old.vips())
+            time.sleep(1)  # a late clear from the old holder would show here
+            a = self.annotations("mv")
+            self.assertEqual(a.get(ANN + "vipHost"), new.name)
+            self.assertEqual(a.get(ANN + "active-endpoint"), c.pods["mv-%d" % new.n].ip4)
+            self.assertEqual(self.ingress("mv"), [vip])
+            self.assertLessEqual(c.addr_watch.max_concurrent(vip)[0], 1)
+        finally:
+            c.delete_service("mv")
+            for p in ("mv-1", "mv-2"):
+                if p in c.pods:
+                    c.delete_pod(p)
+        self.wait(lambda: self.nowhere("default/mv", vip), 20, "clean")
 
     def test_sigterm_leaves_nothing(self):
         c = self.c
