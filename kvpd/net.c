@@ -457,7 +457,6 @@ static int on_list_reply(sd_bus_message *reply, void *userdata, sd_bus_error *re
 {
         Manager *m = userdata;
         const sd_bus_error *e = sd_bus_message_get_error(reply);
-        const char *member = sd_bus_message_get_member(reply);
         bool vips;
         int r;
         (void)ret_error;
@@ -465,7 +464,6 @@ static int on_list_reply(sd_bus_message *reply, void *userdata, sd_bus_error *re
         if (e)
                 return log_warning("kvnetd: listing its state failed: %s", e->message ? e->message : e->name), 0;
         /* Replies carry no member; tell them apart by signature. */
-        (void)member;
         vips = streq_ptr(sd_bus_message_get_signature(reply, true), KVNETD_SIG_LIST_VIPS_REPLY);
         r = remove_stale(m, reply, vips ? "(ssst)" : "(sssasa(sq)asasas)", vips ? "a VIP" : "egress rules");
         if (r < 0)
