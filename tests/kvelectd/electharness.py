@@ -258,6 +258,12 @@ class Node:
             self.log.close()
             self.log = None
 
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+    def sanitizer_reports(self):
+        text = self.logtext()
+        return [m for m in self.SANITIZER_MARKS if m in text]
+
     def logtext(self):
         with open(self.logpath, errors="replace") as f:
             return f.read()
@@ -290,8 +296,15 @@ class Cluster:
         self.nodes.append(n)
         return n
 
-    def close(self, keep_logs_on_failure=False):
+    def close(self):
+        """Stops everything; returns {node: sanitizer report kinds} for logs with any."""
         for n in self.nodes:
             n.stop()
+        reports = {}
+        for n in self.nodes:
+            r = n.sanitizer_reports()
+            if r:
+                reports[n.name] = (r, n.logtext()[-6000:])
         self.api.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        return reports

@@ -88,7 +88,8 @@ class KvelectdTest(unittest.TestCase):
             for n in self.c.nodes:
                 n.stop()
                 print("---- %s log (tail)\n%s" % (n.name, n.logtext()[-4000:]))
-        self.c.close()
+        reports = self.c.close()
+        self.assertEqual(reports, {}, "sanitizer reports in kvelectd logs")
 
     def nodes(self, n, **kw):
         return [self.c.node("node-%d" % (i + 1), **kw) for i in range(n)]
