@@ -14,6 +14,8 @@
  * a LeadershipChanged(leading=true) signal is re-emitted so a reconnecting
  * client learns the state. */
 #define KVELECTD_METHOD_CAMPAIGN "Campaign"
+/* Errors: InvalidArgs (namespace not a DNS-1123 label, name not a DNS-1123
+ * subdomain), LimitsExceeded (KVELECTD_MAX_CAMPAIGNS), Failed (stopping). */
 #define KVELECTD_SIG_CAMPAIGN "ss"
 
 /* Withdraw(s namespace, s name): stop campaigning; if leading, release the
@@ -22,7 +24,10 @@
 #define KVELECTD_METHOD_WITHDRAW "Withdraw"
 #define KVELECTD_SIG_WITHDRAW "ss"
 
-/* ListCampaigns() -> a(ssbst): (namespace, name, leading, holder, deadline_usec) */
+/* ListCampaigns() -> a(ssbst): (namespace, name, leading, holder, deadline_usec)
+ *   holder is the holderIdentity last observed ("" if none, released or no
+ *   Lease); deadline_usec as in LeadershipChanged. Withdrawn campaigns whose
+ *   release is still in flight are not listed. */
 #define KVELECTD_METHOD_LIST "ListCampaigns"
 #define KVELECTD_SIG_LIST_REPLY "a(ssbst)"
 
@@ -30,7 +35,11 @@
  *   Emitted when this node gains or loses a lease, and when the observed
  *   holder changes. deadline_usec (CLOCK_MONOTONIC) is when leadership ends
  *   unless renewed: the send time of the last successful renew plus
- *   renewDeadline; 0 when not leading. */
+ *   renewDeadline; 0 when not leading.
+ *   Loss is signalled at the deadline itself (by timer, not when a request
+ *   fails), at once when the API names another holder, and on Withdraw or
+ *   SIGTERM before the Lease is released, so the VIP can go before another
+ *   node is able to take the Lease. */
 #define KVELECTD_SIGNAL_LEADERSHIP "LeadershipChanged"
 #define KVELECTD_SIG_LEADERSHIP "ssbts"
 
