@@ -128,7 +128,7 @@ class ClusterTestCase(unittest.TestCase):
         made = []
         for i in range(pods):
             made.append(self.c.add_pod("%s-%d" % (name, i), node, labels={"app": name}, dual=dual, k8s_ns=k8s_ns))
-        self.addCleanup(self._drop, name, k8s_ns)
+        self.addCleanup(self._drop, name, k8s_ns, vips)
         self.c.add_service(name, vips, annotations=annotations, k8s_ns=k8s_ns)
         if wait:
             for fam_vips, dst in (([v for v in vips if ":" not in v], cluster.EXT4),
@@ -137,14 +137,19 @@ class ClusterTestCase(unittest.TestCase):
                     self.wait_source(made[0], fam_vips[0], dst=dst)
         return made
 
-    def _drop(self, name, k8s_ns="default"):
-        if (k8s_ns, name) in self.c.services:
+    def _drop(self, name, k8s_ns="default", vips=None):
+        """Deletes the Service name and its pods; waits until no node holds one of its VIPs."""
+        svc = self.c.services.get((k8s_ns, name))
+        if vips is None and svc:
+            vips = svc["metadata"]["annotations"].get("kube-vip.io/loadbalancerIPs", "").split(",")
+        if svc:
             self.c.delete_service(name, k8s_ns)
         for pname, pod in list(self.c.pods.items()):
             if pod.labels.get("app") == name:
                 self.c.delete_pod(pname)
-        self.wait(lambda: not any(self.c.addr_watch.holders(v) for v in cluster.VIPS4 + cluster.VIPS6), 15,
-                  "every VIP gone after removing %s" % name)
+        vips = [v for v in (vips or []) if v]
+        self.wait(lambda: not any(self.c.addr_watch.holders(v) for v in vips), 15,
+                  "the VIPs of %s (%s) gone after removing it" % (name, ",".join(vips)))
 
     def assert_nothing_left(self, vips, pod_ips):
         """No node has a VIP bound or an nft rule or element naming a VIP or pod address."""
