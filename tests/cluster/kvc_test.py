@@ -60,8 +60,34 @@ class ClusterTestCase(unittest.TestCase):
             if left:
                 raise AssertionError("namespaces left behind: %s" % left)
 
+    SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "WARNING: ThreadSanitizer")
+
     def setUp(self):
         self.expect_down = set()  # (node name, daemon) that a test stops on purpose
+        self._log_offsets = {path: os.path.getsize(path) for path in self._daemon_logs()}
+
+    def _daemon_logs(self):
+        out = []
+        for node in self.c.nodes:
+            for which in ("kvnetd", "kvelectd", "kvpd"):
+                path = os.path.join(node.dir, "%s.log" % which)
+                if os.path.exists(path):
+                    out.append(path)
+        return out
+
+    def _sanitizer_reports(self):
+        found = []
+        for path in self._daemon_logs():
+            with open(path, "rb") as f:
+                f.seek(self._log_offsets.get(path, 0))
+                text = f.read().decode("utf-8", "replace")
+            for mark in self.SANITIZER_MARKS:
+                i = text.find(mark)
+                if i >= 0:
+                    found.append("%s: %s" % (path, text[max(0, i - 200):i + 1500]))
+                    break
+        return found
 
     def tearDown(self):
         """Every daemon the test did not stop on purpose must still run; a dead one is restarted (and its
@@ -72,8 +98,10 @@ class ClusterTestCase(unittest.TestCase):
                 if not p.alive() and (node.name, which) not in self.expect_down:
                     dead.append("%s/%s exited with %s" % (node.name, which, p.p.returncode))
                     node.start_daemon(which)
-        if dead:
-            self.fail("daemons died during the test: " + "; ".join(dead))
+        reports = self._sanitizer_reports()
+        if dead or reports:
+            self.fail("; ".join(["daemons died during the test: " + "; ".join(dead)] if dead else []) +
+                      ("\nsanitizer reports in daemon logs:\n" + "\n".join(reports) if reports else ""))
 
     def run(self, result=None):
         result = result or self.defaultTestResult()
