@@ -127,6 +127,40 @@ class FailoverTest(kvc_test.ClusterTestCase):
             time.sleep(0.2)
         self.assertEqual(self.c.addr_watch.max_concurrent(vip4)[0], 1)
 
+    def test_6c_daemons_killed_and_restarted_by_systemd(self):
+        """SIGKILL to node1's three daemons while the node lives; systemd restarts them after RestartSec=1s.
+        Whichever node ends up holding the VIP (node1 re-acquires its own unexpired lease, or node2 takes
+        over), the VIP is never on two nodes and the holder's pod leaves from the VIP."""
+        vip4, vip6 = VIPS4[3], VIPS6[3]
+        p1, p2 = self._leader_on_node1("phoenix", vip4, vip6)
+        n1 = self.c.node(1)
+        t0 = time.time()
+        n1.kill_daemons()
+        time.sleep(1.0)
+        n1.start_daemons()
+        t_restarted = time.time()
+
+        def settled():
+            h = self.c.addr_watch.holders(vip4)
+            return len(h) == 1 and h == self.c.addr_watch.holders(vip6) and h
+        self.wait(settled, 15, "one holder of both VIPs")
+        time.sleep(self.LEASE[0] + 1)  # past a lease duration: a stale VIP would have been taken over by now
+        holders = self.c.addr_watch.holders(vip4)
+        self.assertEqual(len(holders), 1, holders)
+        holder = next(n for n in self.c.nodes if n.netns == holders[0])
+        pod = p1 if holder.n == 1 else p2
+        self.wait_source(pod, vip4)
+        self.wait_source(pod, vip6, dst=EXT6)
+        for vip in (vip4, vip6):
+            worst, when = self.c.addr_watch.max_concurrent(vip)
+            self.assertEqual(worst, 1, "%s was on %d nodes at once: %s" % (vip, worst, when))
+        self.assertEqual(self.c.kubectl_json("get", "lease", "kubevip-phoenix")["spec"]["holderIdentity"],
+                         holder.name)
+        ev = [(round(t - t0, 3), ns.rsplit("-", 1)[1], op) for t, ns, op, a in self.c.addr_watch.events(vip4)
+              if t >= t0]
+        print("\nafter SIGKILL + restart %.2fs later: holder %s, VIP events since the kill: %s"
+              % (t_restarted - t0, holder.name, ev or "none (the VIP and rules stayed in the kernel)"))
+
     def test_7_graceful_stop_takeover_within_a_second(self):
         vip4, vip6 = VIPS4[2], VIPS6[2]
         self._leader_on_node1("calm", vip4, vip6)
