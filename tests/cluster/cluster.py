@@ -371,7 +371,7 @@ class Node:
 
 class Cluster:
     def __init__(self, build_dir=None, nodes=3, daemons=("kvnetd", "kvelectd", "kvpd"), lease=(3, 2, 0.5),
-                 binaries=None, log=None, extra_env=None, keep_dir=False):
+                 binaries=None, log=None, extra_env=None, keep_dir=False, endpointslice_controller=False):
         self.prefix = "kvc%d-%d" % (os.getpid(), Cluster._count)
         Cluster._count += 1
         self.n_nodes = nodes
@@ -379,6 +379,9 @@ class Cluster:
         self.lease = lease
         self.extra_env = extra_env or {}
         self.keep_dir = keep_dir
+        # True: the API server's own EndpointSlice controller derives the slices from the Pods (as in a real
+        # cluster); False: the harness writes them with kubectl (full control over their contents and timing).
+        self.endpointslice_controller = endpointslice_controller
         self.say = log or (lambda msg: None)
         self.binaries = dict(binaries or {})
         if build_dir:
@@ -658,6 +661,8 @@ table inet kvc_kubeproxy {
                 tokens += ["--token", "%s=system:serviceaccount:kube-system:%s-%s" % (tok, user, node.name)]
         cmd = [PY, APISERVER, "--state-dir", self.api_dir, "--bind", API_IP, "--port", str(API_PORT),
                "--san", API_IP, "--reset"] + tokens
+        if self.endpointslice_controller:
+            cmd.append("--endpointslice-controller")
         self.apiserver = Proc("apiserver", cmd, os.path.join(self.dir, "apiserver.log"), ns=self.api_ns)
         self.procs.append(self.apiserver)
         ready = os.path.join(self.api_dir, "ready")
@@ -868,7 +873,9 @@ current-context: kvc
 
     def sync_endpointslices(self):
         """The EndpointSlice controller's part: one slice per family for each Service, listing the pods that
-        its selector matches (with their node)."""
+        its selector matches (with their node). Nothing to do when the API server's controller does it."""
+        if self.endpointslice_controller:
+            return
         objs = []
         for (k8s_ns, name), svc in self.services.items():
             sel = svc["spec"]["selector"]

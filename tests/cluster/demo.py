@@ -75,7 +75,7 @@ def main():
     t_start = time.time()
     vip4, vip6 = VIPS4[5], VIPS6[5]
     ok = True
-    c = Cluster(build_dir=a.build_dir, nodes=3)
+    c = Cluster(build_dir=a.build_dir, nodes=3, endpointslice_controller=True)
     try:
         say("kvegress demo: a simulated Kubernetes cluster in network namespaces on this machine")
         say("=" * 100)
@@ -83,7 +83,8 @@ def main():
         if c.ipc_problem:
             raise RuntimeError(c.ipc_problem)
         say("  * 3 nodes (node1, node2, node3). Each runs kvnetd, kvelectd and kvpd, each as its own user;")
-        say("    only kvnetd holds CAP_NET_ADMIN. A test Kubernetes API server; objects are made with kubectl.")
+        say("    only kvnetd holds CAP_NET_ADMIN. A test Kubernetes API server; Pods and Services are made")
+        say("    with kubectl, its EndpointSlice controller lists the pods.")
         say("  * The nodes' own network 172.16.0.0/24 has no route out. Each node also sits on the service")
         say("    network 192.168.0.0/24 + fd00:192:168::/64 (eth1), where the VIPs live.")
         say("  * The external host %s / %s records the source address of every connection." % (EXT4, EXT6))

@@ -43,7 +43,8 @@ class ClusterTestCase(unittest.TestCase):
     def setUpClass(cls):
         cluster.install_signal_handlers()
         cls.c = Cluster(binaries=BINARIES, nodes=cls.NODES, daemons=cls.DAEMONS, lease=cls.LEASE,
-                        log=lambda m: print("[cluster] " + m, flush=True))
+                        log=lambda m: print("[cluster] " + m, flush=True),
+                        endpointslice_controller=cls.ENDPOINTSLICE_CONTROLLER)
         cls.c.start()
         if cls.IPC_PREFLIGHT and cls.c.ipc_problem:
             problem = cls.c.ipc_problem

@@ -173,6 +173,9 @@ class FailoverTest(kvc_test.ClusterTestCase):
         times = self._takeover("calm", t0, vip4, vip6, "graceful stop")
         self.assertLess(times["vip4_bound"], 1.0, "takeover after a graceful stop took %.3fs" % times["vip4_bound"])
         self.assertEqual(n1.vips(), [])
+        rules = n1.nft_ruleset()
+        for a in (vip4, vip6) + tuple(self.c.pods["calm-0"].ips):
+            self.assertNotIn(a, rules, "left on the stopped node1")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 """Scenario 2: the pod is rescheduled to another node; the VIP and the egress follow it. A new pod starts
 talking to the external host at once (TCP connections, one long-lived UDP flow, ICMP echo, IPv4 and IPv6)
 while the move goes on; once the external host has seen the VIP from it (per protocol), it never sees any
-other source again. The time from the new pod being Ready (and in the EndpointSlice) to the first packet with
-the VIP is measured and printed (TIMING lines).
+other source again. The time from the new pod being Ready to the first packet with the VIP is measured and
+printed (TIMING lines). Here the API server's EndpointSlice controller derives the slices from the Pods.
 """
 import time
 
@@ -14,6 +14,7 @@ from cluster import EXT4, EXT6, VIPS4, VIPS6
 class MoveTest(kvc_test.ClusterTestCase):
     NODES = 3
     IPC_PREFLIGHT = True
+    ENDPOINTSLICE_CONTROLLER = True  # slices from the Pods, by the API server, as in a real cluster
 
     def _move(self, svc, old, new_name, to, vip4, vip6):
         c = self.c
