@@ -378,7 +378,7 @@ class Cluster:
         self.daemons = tuple(daemons or ())
         self.lease = lease
         self.extra_env = extra_env or {}
-        self.keep_dir = keep_dir
+        self.keep_dir = keep_dir or bool(os.environ.get("KVC_KEEP"))  # KVC_KEEP=1: keep logs and state
         # True: the API server's own EndpointSlice controller derives the slices from the Pods (as in a real
         # cluster); False: the harness writes them with kubectl (full control over their contents and timing).
         self.endpointslice_controller = endpointslice_controller
