@@ -23,6 +23,10 @@
 #define DURATION_MAX (3600 * USEC_PER_SEC)
 
 static const char *arg_socket = KVELECTD_SOCKET_PATH_DEFAULT;
+/* Admission is by the peer's uid/gid (SO_PEERCRED) on every connection, so
+ * the file mode need not keep anyone out; systemd's socket unit may be
+ * stricter. */
+static mode_t arg_socket_mode = 0666;
 static uid_t *arg_uids;
 static size_t arg_n_uids;
 static gid_t *arg_gids;
@@ -46,6 +50,7 @@ static void help(void)
                "  -h --help                Show this help\n"
                "     --version             Show the version\n"
                "     --socket PATH         Listen here unless socket-activated (default %s)\n"
+               "     --socket-mode MODE    Mode of that socket (default 0666: peers are admitted by uid/gid)\n"
                "     --allow-uid LIST      Peers admitted by uid (names or numbers, comma-separated)\n"
                "     --allow-gid LIST      Peers admitted by gid\n"
                "     --kubeconfig PATH     Kubeconfig (default: admin.conf, ~/.kube/config, in-cluster)\n"
@@ -75,6 +80,7 @@ static int parse_argv(int argc, char *argv[])
         enum {
                 ARG_VERSION = 0x100,
                 ARG_SOCKET,
+                ARG_SOCKET_MODE,
                 ARG_ALLOW_UID,
                 ARG_ALLOW_GID,
                 ARG_KUBECONFIG,
@@ -89,6 +95,7 @@ static int parse_argv(int argc, char *argv[])
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, ARG_VERSION},
                 {"socket", required_argument, NULL, ARG_SOCKET},
+                {"socket-mode", required_argument, NULL, ARG_SOCKET_MODE},
                 {"allow-uid", required_argument, NULL, ARG_ALLOW_UID},
                 {"allow-gid", required_argument, NULL, ARG_ALLOW_GID},
                 {"kubeconfig", required_argument, NULL, ARG_KUBECONFIG},
@@ -113,6 +120,17 @@ static int parse_argv(int argc, char *argv[])
                 case ARG_SOCKET:
                         arg_socket = optarg;
                         break;
+                case ARG_SOCKET_MODE: {
+                        char *end;
+                        unsigned long mode;
+
+                        errno = 0;
+                        mode = strtoul(optarg, &end, 8);
+                        if (errno != 0 || end == optarg || *end != '\0' || mode > 0777)
+                                return log_error_errno(EINVAL, "--socket-mode=%s: not an octal mode", optarg);
+                        arg_socket_mode = (mode_t)mode;
+                        break;
+                }
                 case ARG_ALLOW_UID:
                         free(arg_uids);
                         r = parse_uid_list(optarg, &arg_uids, &arg_n_uids);
@@ -348,7 +366,7 @@ static int run(int argc, char *argv[])
                 .n_gids = arg_n_gids,
                 .allow_root = true,
         };
-        r = bus_server_new(event, arg_socket, 0660, &policy, KVELECTD_MAX_CONNECTIONS, manager_bus_setup, m,
+        r = bus_server_new(event, arg_socket, arg_socket_mode, &policy, KVELECTD_MAX_CONNECTIONS, manager_bus_setup, m,
                            &m->bus);
         if (r < 0)
                 return log_error_errno(r, "cannot listen on %s: %m", arg_socket);

@@ -10,7 +10,7 @@
  *     {"t":..,"reply":"list","campaigns":[{"namespace":..,"name":..,"leading":..,"holder":..,"deadline":..}]}
  *     {"t":..,"signal":"LeadershipChanged","namespace":..,"name":..,"leading":..,"deadline":..,"holder":..}
  *     {"t":..,"signal":"Renewed","namespace":..,"name":..,"deadline":..}
- * Exits when stdin closes or the connection drops. */
+ * Exits when stdin has closed and every reply is in, or the connection drops. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <systemd/sd-bus.h>
@@ -25,7 +25,20 @@ typedef struct Client {
         sd_bus *bus;
         char line[4096];
         size_t len;
+        unsigned n_pending;
+        bool eof;
 } Client;
+
+static Client *the_client; /* for the reply callbacks, whose userdata is the command name */
+
+static void reply_done(void)
+{
+        Client *c = the_client;
+
+        c->n_pending--;
+        if (c->eof && c->n_pending == 0)
+                (void)sd_event_exit(c->event, 0);
+}
 
 static unsigned long long now_usec(void)
 {
@@ -69,11 +82,13 @@ static int on_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
 
         if (e) {
                 reply_error(what, e, 0);
+                reply_done();
                 return 0;
         }
         if (!streq(what, "list")) {
                 printf("{\"t\":%llu,\"reply\":\"%s\",\"ok\":true}\n", now_usec(), what);
                 fflush(stdout);
+                reply_done();
                 return 0;
         }
         printf("{\"t\":%llu,\"reply\":\"list\",\"ok\":true,\"campaigns\":[", now_usec());
@@ -97,6 +112,7 @@ static int on_reply(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
         }
         printf("]}\n");
         fflush(stdout);
+        reply_done();
         return 0;
 }
 
@@ -159,6 +175,8 @@ static void run_command(Client *c, char *line)
         }
         if (r < 0)
                 reply_error(cmd, NULL, r);
+        else
+                c->n_pending++;
 }
 
 static int on_stdin(sd_event_source *s, int fd, uint32_t revents, void *userdata)
@@ -167,8 +185,11 @@ static int on_stdin(sd_event_source *s, int fd, uint32_t revents, void *userdata
         ssize_t n;
 
         n = read(fd, c->line + c->len, sizeof(c->line) - 1 - c->len);
-        if (n <= 0)
-                return sd_event_exit(c->event, 0);
+        if (n <= 0) {
+                c->eof = true;
+                (void)sd_event_source_set_enabled(s, SD_EVENT_OFF);
+                return c->n_pending == 0 ? sd_event_exit(c->event, 0) : 0;
+        }
         c->len += (size_t)n;
         for (;;) {
                 char *nl = memchr(c->line, '\n', c->len);
@@ -203,6 +224,7 @@ int main(int argc, char *argv[])
         Client c = {};
         int r;
 
+        the_client = &c;
         if (argc != 2) {
                 fprintf(stderr, "Usage: %s SOCKET < commands\n", argv[0]);
                 return EXIT_FAILURE;

@@ -130,6 +130,30 @@ class KvelectdTest(unittest.TestCase):
         self.assertNotEqual(rc, 0)
         self.assertIn("node name", err)
 
+    def test_peer_admission(self):
+        """Only the allowed uid (and root) may talk to kvelectd; others are dropped before a byte is read."""
+        import pwd
+        from electharness import CLIENT
+        if os.geteuid() != 0 or not shutil.which("setpriv"):
+            self.skipTest("needs root and setpriv")
+        try:
+            pwd.getpwnam("kvpd")
+        except KeyError:
+            self.skipTest("no kvpd user (tools/setup.sh creates it)")
+        n1 = self.c.node("node-1", args=["--allow-uid", "kvpd"])
+        os.chmod(self.c.tmp, 0o755)
+
+        def call_as(user, group):
+            p = subprocess.run(["setpriv", "--reuid", user, "--regid", group, "--clear-groups", CLIENT, n1.sock],
+                               input="campaign default kubevip-web\n", capture_output=True, text=True, timeout=10)
+            return p.stdout
+
+        self.assertIn('"reply":"campaign","ok":true', call_as("kvpd", "kvpd"))
+        out = call_as("nobody", "nogroup")
+        self.assertNotIn('"ok":true', out)
+        self.assertIn("refused bus connection from uid %d" % pwd.getpwnam("nobody").pw_uid, n1.logtext())
+        self.assertIn(("default", "kubevip-web"), n1.list())
+
     def test_acquire_create_body_and_release(self):
         """A lone node creates the Lease as kube-vip does, renews it, and on Withdraw writes the release
         record (holder "", leaseDurationSeconds 1, transitions kept)."""
