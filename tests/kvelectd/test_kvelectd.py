@@ -364,6 +364,37 @@ class KvelectdTest(unittest.TestCase):
         self.assertEqual(self.c.api.holder(*lease), lead.name)
         self.assert_no_overlap(nodes, lease)
 
+    def test_hung_requests(self):
+        """The API accepts connections but answers nothing about the Lease for longer than the renew
+        deadline (kubernetes #44887): each renew gives up before the deadline, and the loss is reported at
+        the deadline, not when some request finally returns."""
+        nodes = self.nodes(2)
+        lease = (NS, "kubevip-web")
+        nodes[0].campaign(*lease)
+        self.assertIsNotNone(nodes[0].wait_leading(*lease))
+        nodes[1].campaign(*lease)
+        time.sleep(1.2)
+        mark = nodes[0].mark()
+        t_stall = mono_usec()
+        self.c.api.admin("stall", {"ms": 8000, "until_cleared": True, "match": "/leases/kubevip-web$"})
+        loss = nodes[0].wait_leading(*lease, leading=False, timeout=RD + 1, start=mark)
+        self.assertIsNotNone(loss, "the leader did not report the loss")
+        before = [s for s in nodes[0].signals[:nodes[0].signals.index(loss)]
+                  if s["namespace"] == lease[0] and s["name"] == lease[1] and s["deadline"]]
+        last_deadline = before[-1]["deadline"]
+        self.assertLessEqual(last_deadline, t_stall + RD * 1e6)
+        late = (loss["t"] - last_deadline) / 1e3
+        print("MEASURED hung API: loss reported %.0fms after the stall began, %.1fms after the deadline" % (
+            (loss["t"] - t_stall) / 1e3, late))
+        self.assertGreaterEqual(late, -1.0)
+        self.assertLess(late, 250.0)
+        time.sleep(1)
+        for n in nodes:
+            self.assertFalse(n.leading(*lease))
+        self.c.api.admin("stall", {"clear": True})
+        self.leader_of(nodes, lease, timeout=LD + 10)
+        self.assert_no_overlap(nodes, lease)
+
     def test_conflict_races(self):
         """Three nodes campaign for 30 Leases at once and race for each; 409s decide, one leader each.
         Then a foreign holder releases one Lease that all three watch: one wins the race."""
