@@ -36,6 +36,7 @@ class ClusterTestCase(unittest.TestCase):
     NODES = 3
     DAEMONS = ("kvnetd", "kvelectd", "kvpd")
     LEASE = (3, 2, 0.5)
+    ENDPOINTSLICE_CONTROLLER = False  # True: the API server's controller makes the slices from the Pods
     IPC_PREFLIGHT = False  # True: fail the class at once if kvnetd or kvelectd refuses the kvpd user
     c = None
 
