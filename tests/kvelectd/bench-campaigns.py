@@ -88,23 +88,37 @@ def main():
         def losses():
             return sum(1 for ln in holder.logtext().splitlines() if ": not leading" in ln)
 
+        def renew_rtt(since):
+            """Round trips of the holder's renewals from its Renewed signals: the signal's time minus the
+            send time (deadline - renewDeadline)."""
+            with holder.cond:
+                sigs = holder.signals[since:]
+            rtts = sorted((s["t"] - (s["deadline"] - 10_000_000)) / 1e3 for s in sigs if s["signal"] == "Renewed")
+            if not rtts:
+                return "no renewals"
+            return "renew round trip: n=%d median %.1f ms, p99 %.1f ms, max %.1f ms" % (
+                len(rtts), rtts[len(rtts) // 2], rtts[int(len(rtts) * 0.99)], rtts[-1])
+
         phases = []
+        mark = holder.mark()
         rates = measure(c, [holder], args.window)
-        phases.append(("holder alone", rates["holder"][0], losses()))
+        phases.append(("holder alone", rates["holder"][0], losses(), renew_rtt(mark)))
 
         watcher = c.node("watcher", durations=durations, log_level="info")
         watcher.campaign_many(leases)
         time.sleep(3)
+        mark = holder.mark()
         r = measure(c, [holder, watcher], args.window)
         rates["watcher"] = r["watcher"]
-        phases.append(("holder + watcher", r["holder"][0], losses()))
+        phases.append(("holder + watcher", r["holder"][0], losses(), renew_rtt(mark)))
 
         poller = c.node("poller", durations=durations, log_level="info", args=["--no-watch"])
         poller.campaign_many(leases)
         time.sleep(5)
+        mark = holder.mark()
         r = measure(c, [holder, watcher, poller], args.window)
         rates["poller"] = r["poller"]
-        phases.append(("holder + watcher + poller", r["holder"][0], losses()))
+        phases.append(("holder + watcher + poller", r["holder"][0], losses(), renew_rtt(mark)))
 
         n = len(leases)
         expected = {
@@ -125,9 +139,9 @@ def main():
         print("(expected: holder leases/retryPeriod, an upper bound: the next renewal starts retryPeriod after"
               " the previous one completes; poller leases/(retryPeriod x 1.6 mean jitter))")
         print()
-        print("%-28s %14s %24s" % ("phase", "holder req/s", "holder losses so far"))
-        for name, rr, lost in phases:
-            print("%-28s %14.1f %24d" % (name, rr, lost))
+        print("%-28s %12s %8s  %s" % ("phase", "holder req/s", "losses", "holder's renewals"))
+        for name, rr, lost, rtt in phases:
+            print("%-28s %12.1f %8d  %s" % (name, rr, lost, rtt))
         print()
         stats = c.api.stats()
         print("holder leads %d/%d at the end; server totals by verb: %s; open watches: %s" % (
