@@ -7,7 +7,8 @@
 #include "log.h"
 #include "manager.h"
 
-static int read_lease_args(sd_bus_message *msg, const char **ret_ns, const char **ret_name, sd_bus_error *error)
+static int read_lease_args(sd_bus_message *msg, const char **ret_ns, const char **ret_name,
+                           sd_bus_error *error)
 {
         const char *ns, *name;
         int r;
@@ -93,11 +94,11 @@ static int method_list(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 static const sd_bus_vtable elect_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD_WITH_NAMES(KVELECTD_METHOD_CAMPAIGN, KVELECTD_SIG_CAMPAIGN,
-                                 SD_BUS_PARAM(namespace) SD_BUS_PARAM(name), "", SD_BUS_PARAM(), method_campaign,
-                                 SD_BUS_VTABLE_UNPRIVILEGED),
+                                 SD_BUS_PARAM(namespace) SD_BUS_PARAM(name), "", SD_BUS_PARAM(),
+                                 method_campaign, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVELECTD_METHOD_WITHDRAW, KVELECTD_SIG_WITHDRAW,
-                                 SD_BUS_PARAM(namespace) SD_BUS_PARAM(name), "", SD_BUS_PARAM(), method_withdraw,
-                                 SD_BUS_VTABLE_UNPRIVILEGED),
+                                 SD_BUS_PARAM(namespace) SD_BUS_PARAM(name), "", SD_BUS_PARAM(),
+                                 method_withdraw, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVELECTD_METHOD_LIST, "", SD_BUS_PARAM(), KVELECTD_SIG_LIST_REPLY,
                                  SD_BUS_PARAM(campaigns), method_list, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES(KVELECTD_SIGNAL_LEADERSHIP, KVELECTD_SIG_LEADERSHIP,
@@ -122,10 +123,10 @@ void bus_emit_leadership_changed(Manager *m, Campaign *c)
 
         if (!m->bus)
                 return;
-        r = bus_server_emit_signal(m->bus, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE, KVELECTD_SIGNAL_LEADERSHIP,
-                                   KVELECTD_SIG_LEADERSHIP, election_namespace(e), election_name(e),
-                                   (int)election_is_leading(e), (uint64_t)election_deadline(e),
-                                   election_holder(e));
+        r = bus_server_emit_signal(m->bus, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE,
+                                   KVELECTD_SIGNAL_LEADERSHIP, KVELECTD_SIG_LEADERSHIP,
+                                   election_namespace(e), election_name(e), (int)election_is_leading(e),
+                                   (uint64_t)election_deadline(e), election_holder(e));
         if (r < 0)
                 log_warning_errno(r, "%s: cannot emit %s: %m", c->key, KVELECTD_SIGNAL_LEADERSHIP);
 }
@@ -137,9 +138,9 @@ void bus_emit_renewed(Manager *m, Campaign *c)
 
         if (!m->bus)
                 return;
-        r = bus_server_emit_signal(m->bus, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE, KVELECTD_SIGNAL_RENEWED,
-                                   KVELECTD_SIG_RENEWED, election_namespace(e), election_name(e),
-                                   (uint64_t)election_deadline(e));
+        r = bus_server_emit_signal(m->bus, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE,
+                                   KVELECTD_SIGNAL_RENEWED, KVELECTD_SIG_RENEWED, election_namespace(e),
+                                   election_name(e), (uint64_t)election_deadline(e));
         if (r < 0)
                 log_warning_errno(r, "%s: cannot emit %s: %m", c->key, KVELECTD_SIGNAL_RENEWED);
 }

@@ -321,8 +321,8 @@ static int issue_write(Election *e, ElectionTime now, ElectionStep step, Electio
                 r = lease_body_new(e->object, e->namespace, e->name, &rec, e->resource_version, &body);
         if (r < 0)
                 return r;
-        return issue(e, now.mono, step, step == STEP_CREATE ? ELECTION_REQUEST_CREATE : ELECTION_REQUEST_UPDATE,
-                     body, out);
+        return issue(e, now.mono, step,
+                     step == STEP_CREATE ? ELECTION_REQUEST_CREATE : ELECTION_REQUEST_UPDATE, body, out);
 }
 
 static int issue_get(Election *e, uint64_t now, ElectionStep step, ElectionOutput *out)

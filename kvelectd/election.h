@@ -94,9 +94,9 @@ void election_output_done(ElectionOutput *o);
 
 typedef struct ElectionResponse {
         uint64_t id;
-        int error;        /* negative errno for transport failures */
-        long http_status; /* when error == 0 */
-        json_t *object;   /* the Lease in a 2xx answer; borrowed */
+        int error;          /* negative errno for transport failures */
+        long http_status;   /* when error == 0 */
+        json_t *object;     /* the Lease in a 2xx answer; borrowed */
         uint64_t sent_usec; /* CLOCK_MONOTONIC send time; 0 = unknown */
 } ElectionResponse;
 

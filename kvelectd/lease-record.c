@@ -123,7 +123,8 @@ static int set_spec(json_t *spec, const LeaseRecord *rec)
 
         r |= json_object_set_new(spec, "holderIdentity", json_string(rec->holder ? rec->holder : ""));
         r |= json_object_set_new(spec, "leaseDurationSeconds", json_integer(rec->duration_sec));
-        r |= json_object_set_new(spec, "acquireTime", json_string(rec->acquire_time ? rec->acquire_time : ""));
+        r |= json_object_set_new(spec, "acquireTime",
+                                 json_string(rec->acquire_time ? rec->acquire_time : ""));
         r |= json_object_set_new(spec, "renewTime", json_string(rec->renew_time ? rec->renew_time : ""));
         r |= json_object_set_new(spec, "leaseTransitions", json_integer(rec->transitions));
         return r < 0 ? -ENOMEM : 0;

@@ -32,7 +32,8 @@ static void on_synced(KubeInformer *inf, void *userdata)
         LeaseWatch *w = userdata;
         Campaign *next;
 
-        log_debug("leases in namespace %s: watch synced (%zu cached)", w->namespace, kube_informer_size(inf));
+        log_debug("leases in namespace %s: watch synced (%zu cached)", w->namespace,
+                  kube_informer_size(inf));
         for (Campaign *c = w->manager->campaigns; c; c = next) {
                 next = c->next;
                 if (c->watch != w)

@@ -38,7 +38,8 @@ static const char *arg_node_name_source = "--node-name";
 static struct {
         uint64_t usec;
         const char *source;
-} arg_lease_duration = {LEASE_DURATION_DEFAULT, "default"}, arg_renew_deadline = {RENEW_DEADLINE_DEFAULT, "default"},
+} arg_lease_duration = {LEASE_DURATION_DEFAULT, "default"},
+  arg_renew_deadline = {RENEW_DEADLINE_DEFAULT, "default"},
   arg_retry_period = {RETRY_PERIOD_DEFAULT, "default"};
 static bool arg_no_watch;
 
@@ -50,7 +51,8 @@ static void help(void)
                "  -h --help                Show this help\n"
                "     --version             Show the version\n"
                "     --socket PATH         Listen here unless socket-activated (default %s)\n"
-               "     --socket-mode MODE    Mode of that socket (default 0666: peers are admitted by uid/gid)\n"
+               "     --socket-mode MODE    Mode of that socket (default 0666: peers are admitted by "
+               "uid/gid)\n"
                "     --allow-uid LIST      Peers admitted by uid (names or numbers, comma-separated)\n"
                "     --allow-gid LIST      Peers admitted by gid\n"
                "     --kubeconfig PATH     Kubeconfig (default: admin.conf, ~/.kube/config, in-cluster)\n"
@@ -127,7 +129,8 @@ static int parse_argv(int argc, char *argv[])
                         errno = 0;
                         mode = strtoul(optarg, &end, 8);
                         if (errno != 0 || end == optarg || *end != '\0' || mode > 0777)
-                                return log_error_errno(EINVAL, "--socket-mode=%s: not an octal mode", optarg);
+                                return log_error_errno(EINVAL, "--socket-mode=%s: not an octal mode",
+                                                       optarg);
                         arg_socket_mode = (mode_t)mode;
                         break;
                 }
@@ -135,13 +138,15 @@ static int parse_argv(int argc, char *argv[])
                         free(arg_uids);
                         r = parse_uid_list(optarg, &arg_uids, &arg_n_uids);
                         if (r < 0)
-                                return log_error_errno(r, "--allow-uid=%s: unknown user or bad number", optarg);
+                                return log_error_errno(r, "--allow-uid=%s: unknown user or bad number",
+                                                       optarg);
                         break;
                 case ARG_ALLOW_GID:
                         free(arg_gids);
                         r = parse_gid_list(optarg, &arg_gids, &arg_n_gids);
                         if (r < 0)
-                                return log_error_errno(r, "--allow-gid=%s: unknown group or bad number", optarg);
+                                return log_error_errno(r, "--allow-gid=%s: unknown group or bad number",
+                                                       optarg);
                         break;
                 case ARG_KUBECONFIG:
                         arg_kubeconfig = optarg;
@@ -197,7 +202,8 @@ static int load_node_name(void)
                 v = env_first(names, &which);
                 if (isempty(v)) {
                         if (gethostname(host, sizeof(host) - 1) < 0)
-                                return log_error_errno(errno, "vip_nodename is unset and gethostname() failed: %m");
+                                return log_error_errno(errno,
+                                                       "vip_nodename is unset and gethostname() failed: %m");
                         v = host;
                         which = "hostname";
                 }
@@ -210,8 +216,8 @@ static int load_node_name(void)
         for (char *p = arg_node_name; *p; p++)
                 *p = (char)tolower((unsigned char)*p);
         if (!lease_name_is_valid(arg_node_name))
-                return log_error_errno(EINVAL, "%s=%s: not a valid Kubernetes node name", arg_node_name_source,
-                                       arg_node_name);
+                return log_error_errno(EINVAL, "%s=%s: not a valid Kubernetes node name",
+                                       arg_node_name_source, arg_node_name);
         return 0;
 }
 
@@ -244,21 +250,23 @@ static int load_durations(void)
 
         /* client-go's NewLeaderElector checks, naming what to change. */
         if (arg_lease_duration.usec <= arg_renew_deadline.usec)
-                return log_error_errno(EINVAL,
-                                       "%s (%llums) must be greater than %s (%llums): leaseDuration must exceed "
-                                       "renewDeadline",
-                                       arg_lease_duration.source,
-                                       (unsigned long long)(arg_lease_duration.usec / USEC_PER_MSEC),
-                                       arg_renew_deadline.source,
-                                       (unsigned long long)(arg_renew_deadline.usec / USEC_PER_MSEC));
+                return log_error_errno(
+                        EINVAL,
+                        "%s (%llums) must be greater than %s (%llums): leaseDuration must exceed "
+                        "renewDeadline",
+                        arg_lease_duration.source,
+                        (unsigned long long)(arg_lease_duration.usec / USEC_PER_MSEC),
+                        arg_renew_deadline.source,
+                        (unsigned long long)(arg_renew_deadline.usec / USEC_PER_MSEC));
         if ((double)arg_renew_deadline.usec <= ELECTION_JITTER_FACTOR * (double)arg_retry_period.usec)
-                return log_error_errno(EINVAL,
-                                       "%s (%llums) must be greater than 1.2 x %s (%llums): renewDeadline must "
-                                       "exceed the jittered retryPeriod",
-                                       arg_renew_deadline.source,
-                                       (unsigned long long)(arg_renew_deadline.usec / USEC_PER_MSEC),
-                                       arg_retry_period.source,
-                                       (unsigned long long)(arg_retry_period.usec / USEC_PER_MSEC));
+                return log_error_errno(
+                        EINVAL,
+                        "%s (%llums) must be greater than 1.2 x %s (%llums): renewDeadline must "
+                        "exceed the jittered retryPeriod",
+                        arg_renew_deadline.source,
+                        (unsigned long long)(arg_renew_deadline.usec / USEC_PER_MSEC),
+                        arg_retry_period.source,
+                        (unsigned long long)(arg_retry_period.usec / USEC_PER_MSEC));
         return 0;
 }
 
@@ -340,8 +348,7 @@ static int run(int argc, char *argv[])
         if (r < 0)
                 return log_error_errno(r, "cannot set up the API client: %m");
 
-        r = manager_new(event,
-                        TAKE_PTR(client),
+        r = manager_new(event, TAKE_PTR(client),
                         &(ManagerOptions){
                                 .identity = arg_node_name,
                                 .lease_duration_usec = arg_lease_duration.usec,
@@ -366,13 +373,14 @@ static int run(int argc, char *argv[])
                 .n_gids = arg_n_gids,
                 .allow_root = true,
         };
-        r = bus_server_new(event, arg_socket, arg_socket_mode, &policy, KVELECTD_MAX_CONNECTIONS, manager_bus_setup, m,
-                           &m->bus);
+        r = bus_server_new(event, arg_socket, arg_socket_mode, &policy, KVELECTD_MAX_CONNECTIONS,
+                           manager_bus_setup, m, &m->bus);
         if (r < 0)
                 return log_error_errno(r, "cannot listen on %s: %m", arg_socket);
 
-        log_info("identity \"%s\" (from %s), lease %llums / renew %llums / retry %llums, API %s%s", arg_node_name,
-                 arg_node_name_source, (unsigned long long)(arg_lease_duration.usec / USEC_PER_MSEC),
+        log_info("identity \"%s\" (from %s), lease %llums / renew %llums / retry %llums, API %s%s",
+                 arg_node_name, arg_node_name_source,
+                 (unsigned long long)(arg_lease_duration.usec / USEC_PER_MSEC),
                  (unsigned long long)(arg_renew_deadline.usec / USEC_PER_MSEC),
                  (unsigned long long)(arg_retry_period.usec / USEC_PER_MSEC), config->server,
                  arg_no_watch ? " (polling)" : "");

@@ -123,7 +123,8 @@ static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
         int leading;
 
         if (sd_bus_message_is_signal(m, KVELECTD_BUS_INTERFACE, KVELECTD_SIGNAL_LEADERSHIP)) {
-                if (sd_bus_message_read(m, KVELECTD_SIG_LEADERSHIP, &ns, &name, &leading, &deadline, &holder) < 0)
+                if (sd_bus_message_read(m, KVELECTD_SIG_LEADERSHIP, &ns, &name, &leading, &deadline,
+                                        &holder) < 0)
                         return 0;
                 printf("{\"t\":%llu,\"signal\":\"LeadershipChanged\",\"namespace\":", now_usec());
                 put_string(ns);
@@ -167,8 +168,9 @@ static void run_command(Client *c, char *line)
                 }
                 r = sd_bus_call_method_async(
                         c->bus, NULL, NULL, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE,
-                        streq(cmd, "campaign") ? KVELECTD_METHOD_CAMPAIGN : KVELECTD_METHOD_WITHDRAW, on_reply,
-                        (void *)(streq(cmd, "campaign") ? "campaign" : "withdraw"), "ss", ns, name);
+                        streq(cmd, "campaign") ? KVELECTD_METHOD_CAMPAIGN : KVELECTD_METHOD_WITHDRAW,
+                        on_reply, (void *)(streq(cmd, "campaign") ? "campaign" : "withdraw"), "ss", ns,
+                        name);
         } else {
                 reply_error(cmd, NULL, -EOPNOTSUPP);
                 return;
@@ -243,8 +245,9 @@ int main(int argc, char *argv[])
         if (r >= 0)
                 r = sd_bus_add_filter(c.bus, NULL, on_signal, &c);
         if (r >= 0)
-                r = sd_bus_match_signal(c.bus, NULL, "org.freedesktop.DBus.Local", "/org/freedesktop/DBus/Local",
-                                        "org.freedesktop.DBus.Local", "Disconnected", on_disconnect, &c);
+                r = sd_bus_match_signal(c.bus, NULL, "org.freedesktop.DBus.Local",
+                                        "/org/freedesktop/DBus/Local", "org.freedesktop.DBus.Local",
+                                        "Disconnected", on_disconnect, &c);
         if (r >= 0)
                 r = sd_event_add_io(c.event, NULL, STDIN_FILENO, EPOLLIN, on_stdin, &c);
         if (r < 0) {

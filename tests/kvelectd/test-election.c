@@ -121,8 +121,8 @@ static void set_watched(Fixture *f, json_t *lease)
         take(f, &out, election_set_view(f->e, f->now, ELECTION_VIEW_WATCHED, lease, &out));
 }
 
-static json_t *make_lease(const char *holder, int dur, const char *acquire, const char *renew, int transitions,
-                          unsigned rv)
+static json_t *make_lease(const char *holder, int dur, const char *acquire, const char *renew,
+                          int transitions, unsigned rv)
 {
         char rvs[32];
 
@@ -146,7 +146,8 @@ static void server_store(FakeServer *srv, json_t *lease)
 
 /* Another client (kube-vip, kubectl) writes the Lease; returns a new
  * reference to what is stored. */
-static json_t *server_put_foreign(Fixture *f, const char *holder, int dur, const char *renew, int transitions)
+static json_t *server_put_foreign(Fixture *f, const char *holder, int dur, const char *renew,
+                                  int transitions)
 {
         json_t *l = make_lease(holder, dur, "2025-05-12T08:14:05.512334Z", renew, transitions, 0);
         server_store(&f->srv, l);
@@ -926,9 +927,9 @@ static const struct {
         const char *s;
         bool ns, name;
 } names[] = {
-        {"default", true, true},         {"kubevip-web", true, true},  {"a.b-c.d", false, true},
-        {"-x", false, false},            {"x-", false, false},         {"UPPER", false, false},
-        {"", false, false},              {"a..b", false, false},       {"a_b", false, false},
+        {"default", true, true},     {"kubevip-web", true, true}, {"a.b-c.d", false, true},
+        {"-x", false, false},        {"x-", false, false},        {"UPPER", false, false},
+        {"", false, false},          {"a..b", false, false},      {"a_b", false, false},
         {"kube-system", true, true},
 };
 
