@@ -477,27 +477,30 @@ static int method_list_egress(sd_bus_message *msg, void *userdata, sd_bus_error 
         return sd_bus_send(NULL, reply, NULL);
 }
 
+/* Every method is UNPRIVILEGED in sd-bus's sense: without the flag sd-bus
+ * demands CAP_SYS_ADMIN of the caller, which kvpd (rightly) lacks. Who may
+ * call is decided once per connection, from SO_PEERCRED, in bus-server.c. */
 static const sd_bus_vtable net_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_GRANT_VIP, KVNETD_SIG_GRANT_VIP,
                                  SD_BUS_PARAM(service) SD_BUS_PARAM(address) SD_BUS_PARAM(ifname)
                                          SD_BUS_PARAM(deadline_usec),
-                                 "", , method_grant_vip, 0),
+                                 "", , method_grant_vip, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_RENEW_GRANT, KVNETD_SIG_RENEW_GRANT,
-                                 SD_BUS_PARAM(service) SD_BUS_PARAM(deadline_usec), "", , method_renew_grant, 0),
+                                 SD_BUS_PARAM(service) SD_BUS_PARAM(deadline_usec), "", , method_renew_grant, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_RELEASE_VIP, KVNETD_SIG_RELEASE_VIP,
-                                 SD_BUS_PARAM(service) SD_BUS_PARAM(address), "", , method_release_vip, 0),
+                                 SD_BUS_PARAM(service) SD_BUS_PARAM(address), "", , method_release_vip, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_SET_EGRESS, KVNETD_SIG_SET_EGRESS,
                                  SD_BUS_PARAM(service) SD_BUS_PARAM(vip4) SD_BUS_PARAM(vip6) SD_BUS_PARAM(pods)
                                          SD_BUS_PARAM(ports) SD_BUS_PARAM(allowed) SD_BUS_PARAM(denied)
                                                  SD_BUS_PARAM(excluded),
-                                 "", , method_set_egress, 0),
+                                 "", , method_set_egress, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_REMOVE_SERVICE, KVNETD_SIG_REMOVE_SERVICE, SD_BUS_PARAM(service),
-                                 "", , method_remove_service, 0),
+                                 "", , method_remove_service, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_LIST_VIPS, "", , KVNETD_SIG_LIST_VIPS_REPLY, SD_BUS_PARAM(vips),
-                                 method_list_vips, 0),
+                                 method_list_vips, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_LIST_EGRESS, "", , KVNETD_SIG_LIST_EGRESS_REPLY,
-                                 SD_BUS_PARAM(services), method_list_egress, 0),
+                                 SD_BUS_PARAM(services), method_list_egress, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES(KVNETD_SIGNAL_GRANT_EXPIRED, KVNETD_SIG_GRANT_EXPIRED, SD_BUS_PARAM(service), 0),
         SD_BUS_VTABLE_END,
 };

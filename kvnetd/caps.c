@@ -25,10 +25,35 @@ static void cap_freep(cap_t *c)
                 (void)cap_free(*c);
 }
 
+/* True when the permitted set holds nothing beyond the kept capabilities and
+ * every permitted one is effective: then there is nothing to drop. Under
+ * systemd (AmbientCapabilities=) this is how we start, and the unit forbids
+ * capset(2) (SystemCallFilter=~@privileged), so we must not call it. */
+static bool already_minimal(void)
+{
+        _cleanup_(cap_freep) cap_t cur = cap_get_proc();
+        cap_flag_value_t p, e;
+
+        if (!cur)
+                return false;
+        for (cap_value_t i = 0; i <= CAP_LAST_CAP; i++) {
+                if (!CAP_IS_SUPPORTED(i))
+                        continue;
+                if (cap_get_flag(cur, i, CAP_PERMITTED, &p) < 0 || cap_get_flag(cur, i, CAP_EFFECTIVE, &e) < 0)
+                        return false;
+                if (p == CAP_SET && (!kept(i) || e != CAP_SET))
+                        return false;
+        }
+        return true;
+}
+
 static int set_only_kept(void)
 {
-        _cleanup_(cap_freep) cap_t caps = cap_init();
+        _cleanup_(cap_freep) cap_t caps = NULL;
 
+        if (already_minimal())
+                return 0;
+        caps = cap_init();
         if (!caps)
                 return -ENOMEM;
         if (cap_set_flag(caps, CAP_PERMITTED, ELEMENTSOF(keep), keep, CAP_SET) < 0 ||
