@@ -368,6 +368,8 @@ static int start_release(Election *e, ElectionTime now, ElectionOutput *out)
 {
         int r;
 
+        /* Never give the Lease away while telling anyone we lead. */
+        lose(e, out);
         if (!is_holder(e) || now.mono >= e->release_deadline)
                 return finish_release(e, now, out);
         r = issue_write(e, now, STEP_RELEASE, out);
@@ -591,8 +593,14 @@ int election_campaign(Election *e, ElectionTime now, ElectionOutput *out)
         if (e->campaigning)
                 return 0;
         e->campaigning = true;
-        if (e->releasing)
-                return 0; /* finish_release() picks it up */
+        if (e->releasing) {
+                /* A release in flight finishes first, and finish_release()
+                 * picks the campaign up; one not sent yet (waiting on an
+                 * acquisition in flight, or on a retry) is dropped. */
+                if (e->step == STEP_RELEASE || e->step == STEP_RELEASE_GET)
+                        return 0;
+                e->releasing = false;
+        }
         if (e->step == STEP_IDLE) {
                 e->next_attempt = acquisition_schedule(e, now.mono, false);
                 run_due(e, now, out, &r);

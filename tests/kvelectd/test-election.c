@@ -628,6 +628,33 @@ START_TEST(test_withdraw_during_acquire)
 }
 END_TEST
 
+/* Found by the simulation: Withdraw then Campaign while the acquisition is
+ * in flight must leave a plain leader, not one that releases at its next
+ * renewal. */
+START_TEST(test_withdraw_campaign_during_acquire)
+{
+        Fixture f;
+
+        fixture_init(&f, "worker-1");
+        campaign(&f);
+        ck_assert_int_eq(serve(&f), 404);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_CREATE);
+        withdraw(&f);
+        campaign(&f);
+        ck_assert_int_eq(serve(&f), 201);
+        ck_assert(election_is_leading(f.e));
+        for (int i = 0; i < 3; i++) {
+                fire(&f);
+                ck_assert_int_eq(f.req.type, ELECTION_REQUEST_UPDATE);
+                ck_assert_str_eq(holder_of(f.req.body), "worker-1");
+                ck_assert_int_eq(serve(&f), 200);
+                ck_assert(election_is_leading(f.e));
+        }
+        ck_assert(!(f.events & ELECTION_EVENT_DONE));
+        fixture_done(&f);
+}
+END_TEST
+
 START_TEST(test_withdraw_not_holder)
 {
         Fixture f;
@@ -940,6 +967,407 @@ START_TEST(test_names)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------------
+ * Randomised simulation: three candidates, one fake server, one clock.
+ * Requests are applied and answered after random delays (sometimes seconds:
+ * hung requests), some answers are lost (the write may or may not have been
+ * applied), watch events arrive late but in order, candidates withdraw,
+ * campaign again, crash and restart, and their wall clocks jump. Checked at
+ * every gain of leadership: nobody else is leading, and anyone who lost it
+ * other than by withdrawing has seen its last announced deadline pass (what
+ * kvnetd fences on). */
+
+#define SIM_NODES 3
+#define SIM_MAX_EVENTS 4096
+
+typedef enum SimEventType { SIM_APPLY, SIM_RESPONSE, SIM_WATCH, SIM_ACTION } SimEventType;
+
+typedef struct SimEvent {
+        uint64_t t;
+        SimEventType type;
+        int node;
+        unsigned incarnation;
+        uint64_t id; /* request id */
+        ElectionRequestType req;
+        json_t *body; /* APPLY: request body; RESPONSE/WATCH: object */
+        long status;
+        uint64_t sent;
+        bool lost; /* APPLY: its answer will be lost */
+        bool sync; /* WATCH: the informer's first list */
+} SimEvent;
+
+typedef struct SimNode {
+        Election *e;
+        bool alive;
+        unsigned incarnation;
+        uint64_t pending_id;
+        int64_t real_offset;
+        uint64_t last_deadline;
+        bool voluntary;      /* withdrawn since it last gained: kvpd dropped the VIP */
+        uint64_t watch_tail; /* FIFO: no watch event before this */
+} SimNode;
+
+typedef struct Sim {
+        uint64_t t;
+        uint64_t rng;
+        FakeServer srv;
+        SimNode node[SIM_NODES];
+        SimEvent ev[SIM_MAX_EVENTS];
+        size_t n_ev;
+        unsigned gains, losses, conflicts;
+        char names[SIM_NODES][16];
+} Sim;
+
+static uint64_t sim_rand(Sim *s)
+{
+        /* xorshift64* */
+        s->rng ^= s->rng >> 12;
+        s->rng ^= s->rng << 25;
+        s->rng ^= s->rng >> 27;
+        return s->rng * 2685821657736338717ULL;
+}
+
+static double sim_random01(void *userdata)
+{
+        return (double)(sim_rand(userdata) >> 11) / (double)(1ULL << 53);
+}
+
+static uint64_t sim_delay(Sim *s)
+{
+        uint64_t r = sim_rand(s) % 1000;
+
+        if (r < 10)
+                return 1 * S + sim_rand(s) % (8 * S); /* hung */
+        if (r < 100)
+                return 100 * MS + sim_rand(s) % (900 * MS);
+        return 1 * MS + sim_rand(s) % (40 * MS);
+}
+
+static void sim_push(Sim *s, SimEvent ev)
+{
+        ck_assert_uint_lt(s->n_ev, SIM_MAX_EVENTS);
+        s->ev[s->n_ev++] = ev;
+}
+
+static ElectionTime sim_now(Sim *s, int i)
+{
+        return (ElectionTime){.mono = s->t,
+                              .real = (uint64_t)((int64_t)(s->t + REAL0) + s->node[i].real_offset)};
+}
+
+static void sim_watch_all(Sim *s)
+{
+        for (int i = 0; i < SIM_NODES; i++) {
+                SimNode *n = &s->node[i];
+                uint64_t t;
+
+                if (!n->alive)
+                        continue;
+                t = MAX(n->watch_tail, s->t + sim_delay(s) / 4);
+                n->watch_tail = t;
+                sim_push(s, (SimEvent){.t = t,
+                                       .type = SIM_WATCH,
+                                       .node = i,
+                                       .incarnation = n->incarnation,
+                                       .body = s->srv.lease ? json_deep_copy(s->srv.lease) : NULL});
+        }
+}
+
+static void sim_check_gain(Sim *s, int i)
+{
+        for (int j = 0; j < SIM_NODES; j++) {
+                if (j == i)
+                        continue;
+                ck_assert_msg(!(s->node[j].alive && election_is_leading(s->node[j].e)),
+                              "t=%llu: %s gains while %s leads", (unsigned long long)s->t, s->names[i],
+                              s->names[j]);
+                if (!s->node[j].voluntary)
+                        ck_assert_msg(s->node[j].last_deadline <= s->t,
+                                      "t=%llu: %s gains before %s's deadline %llu", (unsigned long long)s->t,
+                                      s->names[i], s->names[j],
+                                      (unsigned long long)s->node[j].last_deadline);
+        }
+}
+
+static bool sim_tracing(void)
+{
+        return getenv("SIM_TRACE") != NULL;
+}
+
+/* Applies one output of node i. */
+static void sim_take(Sim *s, int i, ElectionOutput *out, int r)
+{
+        SimNode *n = &s->node[i];
+
+        if (sim_tracing() && (out->events || out->request.type != ELECTION_REQUEST_NONE || out->cancel))
+                fprintf(stderr,
+                        "%10.3f %s: events=%x leading=%d deadline=%.3f cancel=%d req=%s id=%llu rv=%s "
+                        "holder=%s\n",
+                        (double)(s->t - 1000 * S) / S, s->names[i], out->events, election_is_leading(n->e),
+                        election_deadline(n->e) ? (double)(election_deadline(n->e) - 1000 * S) / S : 0.0,
+                        out->cancel, election_request_type_to_string(out->request.type),
+                        (unsigned long long)out->request.id,
+                        out->request.body ? rv_of(out->request.body) : "-",
+                        out->request.body ? holder_of(out->request.body) : "-");
+
+        ck_assert_int_ge(r, 0);
+        if (out->events & (ELECTION_EVENT_LEADING | ELECTION_EVENT_RENEWED)) {
+                if (election_is_leading(n->e)) {
+                        if (out->events & ELECTION_EVENT_LEADING) {
+                                sim_check_gain(s, i);
+                                s->gains++;
+                                n->voluntary = false;
+                        }
+                        n->last_deadline = election_deadline(n->e);
+                } else
+                        s->losses++;
+        }
+        if (election_is_leading(n->e))
+                ck_assert_uint_lt(s->t, election_deadline(n->e));
+        if (out->cancel)
+                n->pending_id = 0;
+        if (out->request.type != ELECTION_REQUEST_NONE) {
+                uint64_t apply = s->t + sim_delay(s);
+
+                if (election_is_leading(n->e))
+                        ck_assert_uint_lt(s->t + out->request.timeout_usec, election_deadline(n->e));
+                n->pending_id = out->request.id;
+                sim_push(s, (SimEvent){.t = apply,
+                                       .type = SIM_APPLY,
+                                       .node = i,
+                                       .incarnation = n->incarnation,
+                                       .id = out->request.id,
+                                       .req = out->request.type,
+                                       .body = json_incref(out->request.body),
+                                       .sent = s->t,
+                                       .lost = sim_rand(s) % 100 < 5});
+        }
+        election_output_done(out);
+}
+
+static void sim_start_node(Sim *s, int i)
+{
+        SimNode *n = &s->node[i];
+        ElectionConfig c = {
+                .identity = s->names[i],
+                .lease_duration_usec = LD,
+                .renew_deadline_usec = RD,
+                .retry_period_usec = RP,
+                .random = sim_random01,
+                .random_userdata = s,
+        };
+        ElectionOutput out = {};
+
+        ck_assert_int_eq(election_new(&c, "default", "kubevip-egress-demo", &n->e), 0);
+        n->alive = true;
+        n->incarnation++;
+        n->pending_id = 0;
+        /* The informer lists first: its snapshot comes through the FIFO. */
+        n->watch_tail = s->t + sim_delay(s) / 4;
+        sim_push(s, (SimEvent){.t = n->watch_tail,
+                               .type = SIM_WATCH,
+                               .node = i,
+                               .incarnation = n->incarnation,
+                               .body = s->srv.lease ? json_deep_copy(s->srv.lease) : NULL,
+                               .sync = true});
+        sim_take(s, i, &out, election_set_view(n->e, sim_now(s, i), ELECTION_VIEW_PENDING, NULL, &out));
+        sim_take(s, i, &out, election_campaign(n->e, sim_now(s, i), &out));
+}
+
+static void sim_apply(Sim *s, SimEvent *ev)
+{
+        FakeServer *srv = &s->srv;
+        json_t *answer = NULL;
+        long status;
+        bool wrote = false;
+
+        switch (ev->req) {
+        case ELECTION_REQUEST_GET:
+                status = srv->lease ? 200 : 404;
+                answer = srv->lease ? json_deep_copy(srv->lease) : NULL;
+                break;
+        case ELECTION_REQUEST_CREATE:
+                if (srv->lease) {
+                        status = 409;
+                        break;
+                }
+                server_store(srv, json_deep_copy(ev->body));
+                status = 201;
+                wrote = true;
+                break;
+        case ELECTION_REQUEST_UPDATE:
+                if (!srv->lease || !streq(rv_of(srv->lease), rv_of(ev->body))) {
+                        status = 409;
+                        break;
+                }
+                server_store(srv, json_deep_copy(ev->body));
+                status = 200;
+                wrote = true;
+                break;
+        default:
+                ck_abort();
+        }
+        if (status == 409)
+                s->conflicts++;
+        if (wrote) {
+                answer = json_deep_copy(srv->lease);
+                sim_watch_all(s);
+        }
+        if (!ev->lost)
+                sim_push(s, (SimEvent){.t = s->t + sim_delay(s),
+                                       .type = SIM_RESPONSE,
+                                       .node = ev->node,
+                                       .incarnation = ev->incarnation,
+                                       .id = ev->id,
+                                       .body = answer,
+                                       .status = status,
+                                       .sent = ev->sent});
+        else
+                json_decref(answer);
+}
+
+static void sim_action(Sim *s, int i)
+{
+        SimNode *n = &s->node[i];
+        ElectionOutput out = {};
+        uint64_t r = sim_rand(s) % 100;
+
+        if (!n->alive) {
+                if (r < 50) {
+                        election_free(n->e);
+                        n->e = NULL;
+                        sim_start_node(s, i);
+                }
+        } else if (r < 15) {
+                /* SIGKILL: its kvnetd keeps the VIP until the last deadline
+                 * (if it was leading: a loss already told stays told). */
+                if (election_is_leading(n->e))
+                        n->voluntary = false;
+                n->alive = false;
+        } else if (r < 45) {
+                /* kvpd gives the VIP up when it withdraws, whatever this
+                 * incarnation of kvelectd knows about earlier grants. */
+                sim_take(s, i, &out, election_withdraw(n->e, sim_now(s, i), &out));
+                n->voluntary = true;
+        } else if (r < 80)
+                sim_take(s, i, &out, election_campaign(n->e, sim_now(s, i), &out));
+        else
+                /* The wall clock jumps (hours to a year, either way). */
+                n->real_offset =
+                        (int64_t)(sim_rand(s) % (365 * 86400ULL)) * (int64_t)S * (sim_rand(s) % 2 ? 1 : -1);
+        sim_push(s, (SimEvent){.t = s->t + 1 * S + sim_rand(s) % (6 * S), .type = SIM_ACTION, .node = i});
+}
+
+START_TEST(test_simulation)
+{
+        Sim *s;
+        uint64_t end;
+
+        if (getenv("SIM_ONLY") && atoi(getenv("SIM_ONLY")) != _i)
+                return;
+        s = calloc(1, sizeof(Sim));
+
+        s->t = 1000 * S;
+        s->rng = 0x9e3779b97f4a7c15ULL * (uint64_t)(_i + 1);
+        for (int i = 0; i < SIM_NODES; i++) {
+                snprintf(s->names[i], sizeof(s->names[i]), "node-%d", i + 1);
+                sim_start_node(s, i);
+                sim_push(s, (SimEvent){.t = s->t + 2 * S + sim_rand(s) % (5 * S),
+                                       .type = SIM_ACTION,
+                                       .node = i});
+        }
+        end = s->t + 1800 * S;
+
+        while (s->t < end) {
+                uint64_t best = UINT64_MAX;
+                int best_ev = -1, best_node = -1;
+
+                for (size_t k = 0; k < s->n_ev; k++)
+                        if (s->ev[k].t < best) {
+                                best = s->ev[k].t;
+                                best_ev = (int)k;
+                        }
+                for (int i = 0; i < SIM_NODES; i++)
+                        if (s->node[i].alive && election_next_wakeup(s->node[i].e) < best) {
+                                best = election_next_wakeup(s->node[i].e);
+                                best_ev = -1;
+                                best_node = i;
+                        }
+                ck_assert(best != UINT64_MAX);
+                if (best > s->t)
+                        s->t = best;
+
+                if (best_ev < 0) {
+                        ElectionOutput out = {};
+                        sim_take(s, best_node, &out,
+                                 election_timer(s->node[best_node].e, sim_now(s, best_node), &out));
+                        continue;
+                }
+
+                SimEvent ev = s->ev[best_ev];
+                SimNode *n = &s->node[ev.node];
+                ElectionOutput out = {};
+
+                if (sim_tracing())
+                        fprintf(stderr,
+                                "%10.3f %s: %s id=%llu status=%ld alive=%d inc=%u/%u sent=%.3f rv=%s "
+                                "holder=%s%s\n",
+                                (double)(s->t - 1000 * S) / S, s->names[ev.node],
+                                (const char *[]){"APPLY", "RESPONSE", "WATCH", "ACTION"}[ev.type],
+                                (unsigned long long)ev.id, ev.status, n->alive, ev.incarnation,
+                                n->incarnation, (double)(ev.sent - 1000 * S) / S,
+                                ev.body ? rv_of(ev.body) : "-", ev.body ? holder_of(ev.body) : "-",
+                                ev.lost ? " (answer lost)" : "");
+
+                s->ev[best_ev] = s->ev[--s->n_ev];
+                switch (ev.type) {
+                case SIM_APPLY:
+                        /* Applied even if the node died or gave up on it. */
+                        sim_apply(s, &ev);
+                        break;
+                case SIM_RESPONSE:
+                        if (n->alive && n->incarnation == ev.incarnation && n->pending_id == ev.id) {
+                                ElectionResponse resp = {
+                                        .id = ev.id,
+                                        .http_status = ev.status,
+                                        .object = ev.body,
+                                        .sent_usec = ev.sent,
+                                };
+                                sim_take(s, ev.node, &out,
+                                         election_complete(n->e, sim_now(s, ev.node), &resp, &out));
+                        }
+                        break;
+                case SIM_WATCH:
+                        if (n->alive && n->incarnation == ev.incarnation) {
+                                if (ev.sync)
+                                        sim_take(s, ev.node, &out,
+                                                 election_set_view(n->e, sim_now(s, ev.node),
+                                                                   ELECTION_VIEW_WATCHED, ev.body, &out));
+                                else
+                                        sim_take(s, ev.node, &out,
+                                                 election_observe(n->e, sim_now(s, ev.node), ev.body, &out));
+                        }
+                        break;
+                case SIM_ACTION:
+                        sim_action(s, ev.node);
+                        break;
+                }
+                json_decref(ev.body);
+        }
+
+        /* Not vacuous: leadership moved around many times. */
+        ck_assert_uint_gt(s->gains, 50);
+        ck_assert_uint_gt(s->conflicts, 0);
+
+        for (size_t k = 0; k < s->n_ev; k++)
+                json_decref(s->ev[k].body);
+        for (int i = 0; i < SIM_NODES; i++)
+                election_free(s->node[i].e);
+        json_decref(s->srv.lease);
+        free(s);
+}
+END_TEST
+
 static Suite *election_suite(void)
 {
         Suite *s = suite_create("election");
@@ -958,6 +1386,7 @@ static Suite *election_suite(void)
         tcase_add_test(tc, test_release_body);
         tcase_add_test(tc, test_release_conflict);
         tcase_add_test(tc, test_withdraw_during_acquire);
+        tcase_add_test(tc, test_withdraw_campaign_during_acquire);
         tcase_add_test(tc, test_withdraw_not_holder);
         tcase_add_test(tc, test_transitions_count);
         tcase_add_loop_test(tc, test_wall_clock_independence, 0, ELEMENTSOF(real_jumps));
@@ -966,6 +1395,11 @@ static Suite *election_suite(void)
         tcase_add_test(tc, test_watch_stale_costs_a_get);
         tcase_add_test(tc, test_leader_sees_foreign_holder);
         tcase_add_test(tc, test_api_down_then_back);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("simulation");
+        tcase_set_timeout(tc, 120);
+        tcase_add_loop_test(tc, test_simulation, 0, 50);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("record");
