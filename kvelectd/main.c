@@ -279,30 +279,6 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
         return 0;
 }
 
-/* daemon_event_new()'s loop, except that SIGTERM starts a graceful stop
- * (release every held Lease) instead of leaving the loop at once. */
-static int event_new(sd_event **ret)
-{
-        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
-        sigset_t ss;
-        int r;
-
-        r = sd_event_default(&e);
-        if (r < 0)
-                return r;
-        sigemptyset(&ss);
-        sigaddset(&ss, SIGTERM);
-        sigaddset(&ss, SIGINT);
-        if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
-                return -errno;
-        r = sd_event_set_watchdog(e, true);
-        if (r < 0)
-                return r;
-        (void)signal(SIGPIPE, SIG_IGN);
-        *ret = TAKE_PTR(e);
-        return 0;
-}
-
 static int run(int argc, char *argv[])
 {
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
@@ -341,7 +317,9 @@ static int run(int argc, char *argv[])
                 return log_error_errno(r, "cannot load the API configuration: %s",
                                        config_error ?: "no kubeconfig found");
 
-        r = event_new(&event);
+        /* SIGTERM starts a graceful stop (release every held Lease); its
+         * handler is added once the manager exists. */
+        r = daemon_event_new_unhandled(&event);
         if (r < 0)
                 return log_error_errno(r, "cannot set up the event loop: %m");
         r = kube_client_new(event, config, NULL, &client);
@@ -360,9 +338,7 @@ static int run(int argc, char *argv[])
         if (r < 0)
                 return log_error_errno(r, "cannot set up: %m");
 
-        r = sd_event_add_signal(event, NULL, SIGTERM, on_stop_signal, m);
-        if (r >= 0)
-                r = sd_event_add_signal(event, NULL, SIGINT, on_stop_signal, m);
+        r = daemon_event_add_stop_handler(event, on_stop_signal, m);
         if (r < 0)
                 return log_error_errno(r, "cannot handle signals: %m");
 

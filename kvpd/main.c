@@ -59,30 +59,16 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         return manager_stop(m);
 }
 
-/* Not daemon_event_new(): SIGTERM here starts a clean-up that needs the
- * loop to keep running, rather than leaving it at once. */
+/* SIGTERM starts a clean-up that needs the loop to keep running, rather
+ * than leaving it at once. */
 static int event_new(Manager *m)
 {
-        sigset_t ss;
         int r;
 
-        r = sd_event_default(&m->event);
+        r = daemon_event_new_unhandled(&m->event);
         if (r < 0)
                 return r;
-        sigemptyset(&ss);
-        sigaddset(&ss, SIGTERM);
-        sigaddset(&ss, SIGINT);
-        if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
-                return -errno;
-        r = sd_event_add_signal(m->event, NULL, SIGTERM, on_signal, m);
-        if (r >= 0)
-                r = sd_event_add_signal(m->event, NULL, SIGINT, on_signal, m);
-        if (r >= 0)
-                r = sd_event_set_watchdog(m->event, true);
-        if (r < 0)
-                return r;
-        (void)signal(SIGPIPE, SIG_IGN);
-        return 0;
+        return daemon_event_add_stop_handler(m->event, on_signal, m);
 }
 
 int main(int argc, char *argv[])

@@ -14,9 +14,9 @@
 #define PROJECT_VERSION "unknown"
 #endif
 
-int daemon_event_new(sd_event **ret)
+int daemon_event_new_unhandled(sd_event **ret)
 {
-        sd_event *e = NULL;
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         sigset_t ss;
         int r;
 
@@ -26,23 +26,40 @@ int daemon_event_new(sd_event **ret)
         sigemptyset(&ss);
         sigaddset(&ss, SIGTERM);
         sigaddset(&ss, SIGINT);
-        if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0) {
-                sd_event_unref(e);
+        if (sigprocmask(SIG_BLOCK, &ss, NULL) < 0)
                 return -errno;
-        }
-        /* A NULL handler makes sd-event exit the loop with code 0. */
-        r = sd_event_add_signal(e, NULL, SIGTERM, NULL, NULL);
-        if (r >= 0)
-                r = sd_event_add_signal(e, NULL, SIGINT, NULL, NULL);
-        if (r >= 0)
-                r = sd_event_set_watchdog(e, true);
-        if (r < 0) {
-                sd_event_unref(e);
+        r = sd_event_set_watchdog(e, true);
+        if (r < 0)
                 return r;
-        }
         /* A peer that goes away mid-write must not kill us. */
         (void)signal(SIGPIPE, SIG_IGN);
-        *ret = e;
+        *ret = TAKE_PTR(e);
+        return 0;
+}
+
+int daemon_event_add_stop_handler(sd_event *event, sd_event_signal_handler_t handler, void *userdata)
+{
+        int r;
+
+        /* A NULL handler makes sd-event exit the loop with code 0. */
+        r = sd_event_add_signal(event, NULL, SIGTERM, handler, userdata);
+        if (r < 0)
+                return r;
+        return sd_event_add_signal(event, NULL, SIGINT, handler, userdata);
+}
+
+int daemon_event_new(sd_event **ret)
+{
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        int r;
+
+        r = daemon_event_new_unhandled(&e);
+        if (r < 0)
+                return r;
+        r = daemon_event_add_stop_handler(e, NULL, NULL);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(e);
         return 0;
 }
 

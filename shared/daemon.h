@@ -12,6 +12,12 @@
 /* Creates the event loop with SIGTERM and SIGINT handled (exit code 0) and
  * the watchdog enabled if WATCHDOG_USEC is set. */
 int daemon_event_new(sd_event **ret);
+/* The same loop with SIGTERM and SIGINT blocked but not yet handled: for a
+ * daemon whose stop is a graceful job on the loop (release leases, clear
+ * status), which adds its handler with daemon_event_add_stop_handler() once
+ * the state that job needs exists. */
+int daemon_event_new_unhandled(sd_event **ret);
+int daemon_event_add_stop_handler(sd_event *event, sd_event_signal_handler_t handler, void *userdata);
 void daemon_notify_ready(const char *status);
 void daemon_notify_stopping(void);
 void daemon_notify_status(const char *status);
