@@ -30,7 +30,7 @@ static int read_lease_args(sd_bus_message *msg, const char **ret_ns, const char 
 static int method_campaign(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
         Manager *m = userdata;
-        const char *ns, *name;
+        const char *ns = NULL, *name = NULL;
         int r;
 
         r = read_lease_args(msg, &ns, &name, error);
@@ -50,7 +50,7 @@ static int method_campaign(sd_bus_message *msg, void *userdata, sd_bus_error *er
 static int method_withdraw(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
         Manager *m = userdata;
-        const char *ns, *name;
+        const char *ns = NULL, *name = NULL;
         int r;
 
         r = read_lease_args(msg, &ns, &name, error);

@@ -108,8 +108,8 @@ static int method_grant_vip(sd_bus_message *msg, void *userdata, sd_bus_error *e
         char buf[256];
         ParseError e;
         IpAddr a;
-        Service *s;
-        Vip *v;
+        Service *s = NULL;
+        Vip *v = NULL;
         bool created = false;
         int r;
 
@@ -169,7 +169,7 @@ static int method_renew_grant(sd_bus_message *msg, void *userdata, sd_bus_error 
         const char *key;
         uint64_t deadline;
         ParseError e;
-        Service *s;
+        Service *s = NULL;
         bool has_vip = false;
         int r;
 
@@ -203,8 +203,8 @@ static int method_release_vip(sd_bus_message *msg, void *userdata, sd_bus_error 
         char buf[256];
         ParseError e;
         IpAddr a;
-        Service *s;
-        Vip *v;
+        Service *s = NULL;
+        Vip *v = NULL;
         int r;
 
         /* Validated: peer, signature "ss". Next: fields, then state. A VIP
@@ -259,7 +259,7 @@ static int method_set_egress(sd_bus_message *msg, void *userdata, sd_bus_error *
         const char *key;
         size_t n_ports = 0, cap = 0;
         ParseError e;
-        Service *s;
+        Service *s = NULL;
         int r;
 
         /* Validated: peer, signature "sssasa(sq)asasas". Next: every field
@@ -358,7 +358,7 @@ static int method_remove_service(sd_bus_message *msg, void *userdata, sd_bus_err
 {
         Manager *m = userdata;
         const char *key;
-        Service *s;
+        Service *s = NULL;
         int r;
 
         /* Validated: peer, signature "s". Next: the key. Removing a service
