@@ -28,6 +28,12 @@
 /* Bigger than any sane list page; a runaway body fails instead of eating memory. */
 #define BODY_MAX (256U * 1024U * 1024U)
 #define CREDENTIAL_FILE_MAX (1024U * 1024U)
+/* One-shot requests in flight at once; more wait in a FIFO. Over HTTP/1.1
+ * each in-flight request holds a TLS connection (~80 KiB), so 1,000 Lease
+ * renewals fired together would otherwise open 1,000 of them. Watches are
+ * long-lived and not counted: a queue of renewals must never hold back the
+ * watch that tells us a Lease was released. */
+#define MAX_INFLIGHT_REQUESTS 8U
 
 struct KubeHttp {
         KubeClient *client;
@@ -38,6 +44,9 @@ struct KubeHttp {
         char *body_copy;
 
         bool stream, in_multi, finished, cancelled, in_ready, in_callback;
+        bool queued;  /* waiting for a place among MAX_INFLIGHT_REQUESTS */
+        bool counted; /* holds one of those places */
+        uint64_t timeout_usec;
         KubeBuf body;    /* whole body, or the error body of a stream */
         KubeBuf pending; /* stream bytes not yet handed to ops.data */
         char *content_type;
@@ -50,6 +59,7 @@ struct KubeHttp {
 
         KubeHttp *prev, *next; /* all transfers of the client */
         KubeHttp *ready_next;
+        KubeHttp *queue_next;
 };
 
 typedef struct FileId {
@@ -78,6 +88,8 @@ struct KubeClient {
 
         KubeHttp *transfers;
         KubeHttp *ready_head, *ready_tail;
+        KubeHttp *queue_head, *queue_tail;
+        unsigned n_inflight;
         bool dispatching, free_pending;
 
         KubeClientStats stats;
@@ -259,6 +271,43 @@ static int curl_result_to_errno(CURLcode code)
         }
 }
 
+/* Takes h out of curl and gives its in-flight place to the next queued
+ * request (started from the dispatcher, never inside curl's callbacks). */
+static void http_detach(KubeHttp *h)
+{
+        KubeClient *c = h->client;
+
+        if (h->in_multi) {
+                (void)curl_multi_remove_handle(c->multi, h->easy);
+                h->in_multi = false;
+        }
+        if (h->counted) {
+                h->counted = false;
+                c->n_inflight--;
+                if (c->queue_head)
+                        client_schedule_dispatch(c);
+        }
+}
+
+static void queue_remove(KubeHttp *h)
+{
+        KubeClient *c = h->client;
+        KubeHttp **p;
+
+        if (!h->queued)
+                return;
+        for (p = &c->queue_head; *p; p = &(*p)->queue_next)
+                if (*p == h) {
+                        *p = h->queue_next;
+                        break;
+                }
+        c->queue_tail = NULL;
+        for (KubeHttp *i = c->queue_head; i; i = i->queue_next)
+                c->queue_tail = i;
+        h->queued = false;
+        h->queue_next = NULL;
+}
+
 static void http_finish(KubeHttp *h, int error)
 {
         if (h->finished)
@@ -266,10 +315,8 @@ static void http_finish(KubeHttp *h, int error)
         h->finished = true;
         if (error < 0 && h->error == 0)
                 h->error = error;
-        if (h->in_multi) {
-                (void)curl_multi_remove_handle(h->client->multi, h->easy);
-                h->in_multi = false;
-        }
+        queue_remove(h);
+        http_detach(h);
         h->idle_timer = sd_event_source_disable_unref(h->idle_timer);
         ready_push(h);
 }
@@ -378,8 +425,8 @@ static void http_free(KubeHttp *h)
 {
         KubeClient *c = h->client;
 
-        if (h->in_multi)
-                (void)curl_multi_remove_handle(c->multi, h->easy);
+        queue_remove(h);
+        http_detach(h);
         h->idle_timer = sd_event_source_disable_unref(h->idle_timer);
         if (h->easy)
                 curl_easy_cleanup(h->easy);
@@ -402,10 +449,8 @@ void kube_http_cancel(KubeHttp *h)
         if (!h || h->cancelled)
                 return;
         h->cancelled = true;
-        if (h->in_multi) {
-                (void)curl_multi_remove_handle(h->client->multi, h->easy);
-                h->in_multi = false;
-        }
+        queue_remove(h);
+        http_detach(h);
         h->idle_timer = sd_event_source_disable_unref(h->idle_timer);
         /* The dispatcher frees it when it is on the ready list or running
          * its callback. */
@@ -603,6 +648,37 @@ static int setup_easy(KubeHttp *h, const KubeHttpParams *p)
         return 0;
 }
 
+/* Hands h to curl. A request that waited in the queue keeps its deadline:
+ * its timeout counts from when it was made (sent_usec), as its caller's
+ * safety margins do. */
+static void http_add(KubeHttp *h)
+{
+        KubeClient *c = h->client;
+
+        if (h->timeout_usec > 0) {
+                uint64_t waited = now_usec() - h->sent_usec;
+
+                if (waited >= h->timeout_usec) {
+                        http_finish(h, -ETIMEDOUT);
+                        return;
+                }
+                (void)curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS,
+                                       (long)MAX((h->timeout_usec - waited) / USEC_PER_MSEC, 1ULL));
+        }
+        if (curl_multi_add_handle(c->multi, h->easy) != CURLM_OK) {
+                /* Reported like any transport failure: asynchronously. */
+                h->error = -EIO;
+                h->finished = true;
+                ready_push(h);
+                return;
+        }
+        h->in_multi = true;
+        if (!h->stream) {
+                h->counted = true;
+                c->n_inflight++;
+        }
+}
+
 int kube_http_start(KubeClient *c, const KubeHttpParams *p, const KubeHttpOps *ops, void *userdata,
                     KubeHttp **ret)
 {
@@ -649,13 +725,16 @@ int kube_http_start(KubeClient *c, const KubeHttpParams *p, const KubeHttpOps *o
                         return r;
                 }
         }
-        if (curl_multi_add_handle(c->multi, h->easy) != CURLM_OK) {
-                /* Reported like any transport failure: asynchronously. */
-                h->error = -EIO;
-                h->finished = true;
-                ready_push(h);
+        h->timeout_usec = p->timeout_usec;
+        if (!h->stream && c->n_inflight >= MAX_INFLIGHT_REQUESTS) {
+                h->queued = true;
+                if (c->queue_tail)
+                        c->queue_tail->queue_next = h;
+                else
+                        c->queue_head = h;
+                c->queue_tail = h;
         } else
-                h->in_multi = true;
+                http_add(h);
         if (ret)
                 *ret = h;
         return 0;
@@ -680,10 +759,7 @@ static void dispatch_one(KubeHttp *h)
                         h->error = r;
                         if (!h->finished) {
                                 h->finished = true;
-                                if (h->in_multi) {
-                                        (void)curl_multi_remove_handle(c->multi, h->easy);
-                                        h->in_multi = false;
-                                }
+                                http_detach(h);
                                 h->idle_timer = sd_event_source_disable_unref(h->idle_timer);
                         }
                 }
@@ -724,6 +800,12 @@ static int on_dispatch(sd_event_source *s, void *userdata)
                         c->ready_tail = NULL;
                 h->in_ready = false;
                 dispatch_one(h);
+        }
+        while (c->queue_head && c->n_inflight < MAX_INFLIGHT_REQUESTS && !c->free_pending) {
+                KubeHttp *h = c->queue_head;
+
+                queue_remove(h);
+                http_add(h);
         }
         c->dispatching = false;
         if (c->free_pending)
@@ -857,6 +939,7 @@ int kube_client_new(sd_event *event, const KubeConfig *config, const KubeClientO
 
 static void client_free_now(KubeClient *c)
 {
+        c->queue_head = c->queue_tail = NULL;
         while (c->transfers) {
                 c->transfers->in_ready = false;
                 c->transfers->in_callback = false;
