@@ -345,8 +345,10 @@ static int method_set_egress(sd_bus_message *msg, void *userdata, sd_bus_error *
                         return sd_bus_reply_method_return(msg, NULL);
                 return reply_error(error, -ENOENT, "service: holds no grant (GrantVip first)");
         }
-        if (p->vip4.family == 0 && p->vip6.family == 0)
-                p = mfree(p); /* no VIP: no egress */
+        if (p->vip4.family == 0 && p->vip6.family == 0) {
+                /* No VIP: no egress. The whole policy goes, arrays included. */
+                egress_policy_free(TAKE_PTR(p));
+        }
 
         r = manager_set_egress(m, s, TAKE_PTR(p), &kerr);
         if (r < 0)
