@@ -24,6 +24,10 @@ static const struct {
         {"vip_servicesinterface", VAR_USED, "interface VIPs are bound to, or \"auto\" (default: vip_interface)"},
         {"vip_interface", VAR_USED, "fallback for vip_servicesinterface (default: \"auto\")"},
         {"svc_namespace", VAR_USED, "watch Services of this namespace only (default: all)"},
+        {"lb_class_name", VAR_USED, "spec.loadBalancerClass handled (default: " LB_CLASS_NAME_DEFAULT ")"},
+        {"lb_class_only", VAR_USED, "legacy mode: ignore Services without a loadBalancerClass (default: false)"},
+        {"lb_class_legacy_handling", VAR_USED,
+         "true: a Service without a class is handled too, unless lb_class_only (default: true)"},
         {"egress_podcidr", VAR_USED, "pod CIDRs never SNATed, comma list (default: detected)"},
         {"egress_servicecidr", VAR_USED, "service CIDRs never SNATed, comma list (default: detected)"},
         {"KUBERNETES_SERVICE_HOST", VAR_USED, "API server address denied by egress-detect-api-server"},
@@ -71,6 +75,7 @@ void config_done(Config *c)
         free(c->kube_context);
         free(c->kvnetd_socket);
         free(c->kvelectd_socket);
+        free(c->lb_class_name);
         *c = (Config){};
 }
 
@@ -188,6 +193,21 @@ int config_load(Config *ret)
                 if (!c.namespace)
                         return -ENOMEM;
         }
+
+        /* kube-vip reads lb_class_name with LookupEnv: set but empty is a
+         * valid name (then only class-less Services match, in strict mode). */
+        c.lb_class_name = strdup(getenv("lb_class_name") ?: LB_CLASS_NAME_DEFAULT);
+        if (!c.lb_class_name)
+                return -ENOMEM;
+        c.lb_class = (LbClassFilter){.name = c.lb_class_name, .legacy = true};
+        if (env_get_bool("lb_class_only", &b) < 0)
+                return -EINVAL;
+        else if (getenv("lb_class_only"))
+                c.lb_class.only = b;
+        if (env_get_bool("lb_class_legacy_handling", &b) < 0)
+                return -EINVAL;
+        else if (getenv("lb_class_legacy_handling"))
+                c.lb_class.legacy = b;
 
         r = cidr_env("egress_podcidr", &c.pod_cidrs, &c.n_pod_cidrs);
         if (r < 0)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "egress-policy.h"
 #include "netaddr.h"
 
 typedef struct Config {
@@ -40,6 +41,10 @@ typedef struct Config {
         uint64_t status_retry_usec; /* retry period of failed status writes */
 
         bool egress_clean; /* accepted; stale state is always removed after the first sync */
+
+        /* lb_class_name / lb_class_only / lb_class_legacy_handling */
+        LbClassFilter lb_class;
+        char *lb_class_name;
 } Config;
 
 #define CONFIG_GRANT_MARGIN_DEFAULT_USEC (500 * USEC_PER_MSEC)

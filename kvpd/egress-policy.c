@@ -315,6 +315,24 @@ static int fill_filters(EgressPolicy *p, const EgressInput *in, const EgressAnno
         return 0;
 }
 
+bool lb_class_accepts(const LbClassFilter *f, const char *service_class)
+{
+        static const LbClassFilter defaults = {.name = LB_CLASS_NAME_DEFAULT, .legacy = true};
+        const char *name;
+
+        if (!f)
+                f = &defaults;
+        name = f->name ? f->name : LB_CLASS_NAME_DEFAULT;
+        if (f->legacy) {
+                if (service_class)
+                        return streq(service_class, name);
+                return !f->only;
+        }
+        if (!service_class)
+                return isempty(name);
+        return streq(service_class, name);
+}
+
 int egress_policy_compute(const EgressInput *in, EgressPolicy **ret)
 {
         _cleanup_(egress_policy_freep) EgressPolicy *p = NULL;
@@ -342,6 +360,7 @@ int egress_policy_compute(const EgressInput *in, EgressPolicy **ret)
         /* Not ours to act on: no error, no Event (the removal paths rely on
          * this being NONE). */
         if (s->meta.deleting || !streq_ptr(s->type, "LoadBalancer") ||
+            !lb_class_accepts(in->lb_class, s->load_balancer_class) ||
             !streq_ptr(annotation_get(ann, KV_ANN_EGRESS), "true") ||
             streq_ptr(annotation_get(ann, KV_ANN_IGNORE), "true")) {
                 *ret = TAKE_PTR(p);

@@ -104,6 +104,22 @@ typedef struct EgressPolicy {
         bool owns_ingress_status;
 } EgressPolicy;
 
+/* kube-vip's spec.loadBalancerClass filter (lb_class_name, lb_class_only,
+ * lb_class_legacy_handling), so that a node running kvegress acts on exactly
+ * the Services kube-vip would have acted on. */
+typedef struct LbClassFilter {
+        const char *name; /* default "kube-vip.io/kube-vip-class"; "" allowed */
+        bool only;        /* legacy mode: also refuse Services without a class */
+        bool legacy;      /* default true */
+} LbClassFilter;
+
+#define LB_CLASS_NAME_DEFAULT "kube-vip.io/kube-vip-class"
+
+/* Legacy mode (kube-vip's default): a Service with a class is ours only if
+ * it is our class; one without is ours unless "only". Strict mode: the
+ * class must equal the name, and "no class" matches only an empty name. */
+bool lb_class_accepts(const LbClassFilter *f, const char *service_class);
+
 typedef struct EgressInput {
         const KubeService *service;
         const KubeEndpointSlice *const *slices; /* this service's slices (others are skipped) */
@@ -115,6 +131,7 @@ typedef struct EgressInput {
         size_t n_api_servers;
         const IpAddr *prev_active4; /* sticky choice, or NULL */
         const IpAddr *prev_active6;
+        const LbClassFilter *lb_class; /* NULL: kube-vip's defaults */
 } EgressInput;
 
 /* Never fails for bad input (that is EGRESS_INVALID); only -ENOMEM. */

@@ -285,6 +285,7 @@ int reconcile_service(Service *s)
                         .n_api_servers = m->config.n_api_servers,
                         .prev_active4 = s->has_prev_active4 ? &s->prev_active4 : NULL,
                         .prev_active6 = s->has_prev_active6 ? &s->prev_active6 : NULL,
+                        .lb_class = &m->config.lb_class,
                 };
 
                 (void)kube_informer_foreach(m->informers[WATCH_ENDPOINTSLICES], collect_one, &slices);

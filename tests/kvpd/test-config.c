@@ -13,7 +13,8 @@ static void clear_env(void)
                 "vip_nodename", "KVEGRESS_NODE_NAME", "vip_servicesinterface", "vip_interface", "svc_namespace",
                 "egress_podcidr", "egress_servicecidr", "KUBERNETES_SERVICE_HOST", "KVEGRESS_KUBECONFIG",
                 "CREDENTIALS_DIRECTORY", "KVEGRESS_GRANT_MARGIN", "vip_leaseduration", "egress_clean",
-                "vip_arpRate", "KVEGRESS_KVNETD_SOCKET",
+                "vip_arpRate", "KVEGRESS_KVNETD_SOCKET", "lb_class_name", "lb_class_only",
+                "lb_class_legacy_handling",
         };
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
                 unsetenv(names[i]);
@@ -31,6 +32,9 @@ START_TEST(test_defaults)
         ck_assert_uint_eq(c.n_pod_cidrs, 0);
         ck_assert_str_eq(c.kvnetd_socket, "/run/kvnetd/kvnetd.sock");
         ck_assert_uint_eq(c.grant_margin_usec, CONFIG_GRANT_MARGIN_DEFAULT_USEC);
+        ck_assert_str_eq(c.lb_class.name, LB_CLASS_NAME_DEFAULT);
+        ck_assert(c.lb_class.legacy);
+        ck_assert(!c.lb_class.only);
         config_done(&c);
 }
 END_TEST
@@ -51,7 +55,13 @@ START_TEST(test_kube_vip_names)
         setenv("vip_arpRate", "3000", 1);
         setenv("egress_clean", "true", 1);
         setenv("KVEGRESS_GRANT_MARGIN", "250ms", 1);
+        setenv("lb_class_name", "corp/egress", 1);
+        setenv("lb_class_only", "true", 1);
+        setenv("lb_class_legacy_handling", "false", 1);
         ck_assert_int_eq(config_load(&c), 0);
+        ck_assert_str_eq(c.lb_class.name, "corp/egress");
+        ck_assert(c.lb_class.only);
+        ck_assert(!c.lb_class.legacy);
         ck_assert_str_eq(c.node_name, "worker-2"); /* lowercased, as kube-vip */
         ck_assert_str_eq(c.service_interface, "eth1");
         ck_assert_str_eq(c.namespace, "apps");
@@ -76,6 +86,8 @@ static const struct {
         {"egress_clean", "perhaps"},
         {"KVEGRESS_GRANT_MARGIN", "5 parsecs"},
         {"vip_arpRate", "-1"},
+        {"lb_class_only", "maybe"},
+        {"lb_class_legacy_handling", "2"},
 };
 
 /* A configuration error fails, and (checked by eye in the test log) its

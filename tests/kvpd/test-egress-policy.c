@@ -184,6 +184,36 @@ START_TEST(test_endpoint_conditions)
 END_TEST
 
 /* Services that are not egress services here: NONE, silently. */
+static const struct {
+        LbClassFilter filter;
+        const char *service_class;
+        bool accepted;
+} lb_class_cases[] = {
+        /* Legacy mode (kube-vip's default). */
+        {{.name = LB_CLASS_NAME_DEFAULT, .legacy = true}, NULL, true},
+        {{.name = LB_CLASS_NAME_DEFAULT, .legacy = true}, LB_CLASS_NAME_DEFAULT, true},
+        {{.name = LB_CLASS_NAME_DEFAULT, .legacy = true}, "metallb.io/metallb", false},
+        {{.name = LB_CLASS_NAME_DEFAULT, .legacy = true, .only = true}, NULL, false},
+        {{.name = LB_CLASS_NAME_DEFAULT, .legacy = true, .only = true}, LB_CLASS_NAME_DEFAULT, true},
+        {{.name = "corp/egress", .legacy = true}, LB_CLASS_NAME_DEFAULT, false},
+        /* Strict mode. */
+        {{.name = LB_CLASS_NAME_DEFAULT}, NULL, false},
+        {{.name = LB_CLASS_NAME_DEFAULT}, LB_CLASS_NAME_DEFAULT, true},
+        {{.name = ""}, NULL, true},
+        {{.name = ""}, LB_CLASS_NAME_DEFAULT, false},
+};
+
+START_TEST(test_lb_class)
+{
+        ck_assert_msg(lb_class_accepts(&lb_class_cases[_i].filter, lb_class_cases[_i].service_class) ==
+                              lb_class_cases[_i].accepted,
+                      "case %d: class %s", _i, lb_class_cases[_i].service_class ?: "(none)");
+        /* NULL filter = kube-vip's defaults = the legacy default filter. */
+        ck_assert(lb_class_accepts(NULL, NULL));
+        ck_assert(!lb_class_accepts(NULL, "other"));
+}
+END_TEST
+
 START_TEST(test_not_egress)
 {
         Svc v;
@@ -217,6 +247,19 @@ START_TEST(test_not_egress)
         p = compute(&v, NULL, 0, NULL);
         ck_assert_int_eq(p->state, EGRESS_NONE);
         egress_policy_free(p);
+
+        /* Another load balancer's class: not ours (kube-vip's default,
+         * legacy filter). Our own class is. */
+        svc_egress(&v, "web", "192.168.10.220");
+        v.s.load_balancer_class = (char *)"metallb.io/metallb";
+        p = compute(&v, NULL, 0, NULL);
+        ck_assert_int_eq(p->state, EGRESS_NONE);
+        egress_policy_free(p);
+        v.s.load_balancer_class = (char *)LB_CLASS_NAME_DEFAULT;
+        p = compute(&v, NULL, 0, NULL);
+        ck_assert_int_ne(p->state, EGRESS_NONE);
+        egress_policy_free(p);
+        v.s.load_balancer_class = NULL;
 
         /* A malformed annotation on a service without egress is no error. */
         svc_init(&v, "web");
@@ -510,6 +553,7 @@ int main(void)
         tcase_add_loop_test(tc, test_endpoint_conditions, 0, sizeof(endpoint_cases) / sizeof(endpoint_cases[0]));
         tcase_add_loop_test(tc, test_invalid, 0, sizeof(invalid_cases) / sizeof(invalid_cases[0]));
         tcase_add_test(tc, test_not_egress);
+        tcase_add_loop_test(tc, test_lb_class, 0, sizeof(lb_class_cases) / sizeof(lb_class_cases[0]));
         tcase_add_test(tc, test_vip_sources);
         tcase_add_test(tc, test_all_slices_all_pods);
         tcase_add_test(tc, test_sticky_active);
