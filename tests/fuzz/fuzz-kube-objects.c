@@ -68,14 +68,15 @@ static void parse_object(unsigned kind, json_t *j)
                         break;
                 fuzz_assert(s);
                 n += touch_meta(&s->meta) + touch(s->type) + touch(s->external_traffic_policy) +
-                     touch(s->load_balancer_ip) + touch(s->load_balancer_class) + touch(s->ip_family_policy) +
-                     touch_strv(s->ip_families) + touch_strv(s->cluster_ips);
+                     touch(s->load_balancer_ip) + touch(s->load_balancer_class) +
+                     touch(s->ip_family_policy) + touch_strv(s->ip_families) + touch_strv(s->cluster_ips);
                 fuzz_assert(s->n_ports == 0 || s->ports);
                 for (size_t i = 0; i < s->n_ports; i++)
                         n += touch(s->ports[i].name) + touch(s->ports[i].protocol);
                 fuzz_assert(s->n_ingress == 0 || s->ingress);
                 for (size_t i = 0; i < s->n_ingress; i++)
-                        n += touch(s->ingress[i].ip) + touch(s->ingress[i].hostname) + touch(s->ingress[i].ip_mode);
+                        n += touch(s->ingress[i].ip) + touch(s->ingress[i].hostname) +
+                             touch(s->ingress[i].ip_mode);
                 break;
         }
         case 1: {

@@ -44,7 +44,8 @@ static void check_config(const KubeConfig *c)
         n = strlen(c->server);
         fuzz_assert(n > 0 && c->server[n - 1] != '/');
         fuzz_assert(!(c->insecure_skip_tls_verify && (c->ca_file || c->ca_pem)));
-        fuzz_assert(!!(c->client_cert_file || c->client_cert_pem) == !!(c->client_key_file || c->client_key_pem));
+        fuzz_assert(!!(c->client_cert_file || c->client_cert_pem) ==
+                    !!(c->client_key_file || c->client_key_pem));
         /* *-data beats the path; a path given is made absolute. */
         fuzz_assert(!(c->ca_file && c->ca_pem));
         fuzz_assert(!c->ca_file || c->ca_file[0] == '/');

@@ -108,7 +108,8 @@ static void call(sd_bus_message *msg)
         if (c.error)
                 fuzz_assert(streq(c.error_name, KVNETD_ERROR_INVALID_ARGS) ||
                             streq(c.error_name, KVNETD_ERROR_NOT_GRANTED) ||
-                            streq(c.error_name, KVNETD_ERROR_LIMIT) || streq(c.error_name, KVNETD_ERROR_KERNEL) ||
+                            streq(c.error_name, KVNETD_ERROR_LIMIT) ||
+                            streq(c.error_name, KVNETD_ERROR_KERNEL) ||
                             streq(c.error_name, KVNETD_ERROR_CONFLICT));
 }
 
@@ -205,12 +206,13 @@ static void run_line(char *line)
         default:
                 return;
         }
-        if (sd_bus_message_new_method_call(client, &m, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE, member) < 0)
+        if (sd_bus_message_new_method_call(client, &m, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE, member) <
+            0)
                 return;
         switch (line[0]) {
         case 'G':
-                r = sd_bus_message_append(m, KVNETD_SIG_GRANT_VIP, field(f, n, 1), field(f, n, 2), field(f, n, 3),
-                                          deadline_from(field(f, n, 4)));
+                r = sd_bus_message_append(m, KVNETD_SIG_GRANT_VIP, field(f, n, 1), field(f, n, 2),
+                                          field(f, n, 3), deadline_from(field(f, n, 4)));
                 break;
         case 'R':
                 r = sd_bus_message_append(m, KVNETD_SIG_RENEW_GRANT, field(f, n, 1),
@@ -260,15 +262,15 @@ static void run_validators(const uint8_t *data, size_t size)
                 return;
         switch (data[0] % 5) {
         case 0:
-                r = validate_vip(&config, "address", s, (int[]){AF_UNSPEC, AF_INET, AF_INET6}[data[0] / 5 % 3], &a,
-                                 &e);
+                r = validate_vip(&config, "address", s,
+                                 (int[]){AF_UNSPEC, AF_INET, AF_INET6}[data[0] / 5 % 3], &a, &e);
                 if (r == 0) {
                         char buf[INET6_ADDRSTRLEN];
                         IpAddr again;
                         fuzz_assert(a.family == AF_INET || a.family == AF_INET6);
                         /* What kvnetd binds prints and re-validates as itself. */
-                        fuzz_assert(validate_vip(&config, "address", ip_addr_to_string(&a, buf), AF_UNSPEC, &again,
-                                                 NULL) == 0 &&
+                        fuzz_assert(validate_vip(&config, "address", ip_addr_to_string(&a, buf), AF_UNSPEC,
+                                                 &again, NULL) == 0 &&
                                     ip_addr_equal(&a, &again));
                 } else
                         fuzz_assert(strncmp(e.message, "address: ", 9) == 0);

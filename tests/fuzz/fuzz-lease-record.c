@@ -35,8 +35,9 @@ static void check_body(json_t *base, const LeaseRecord *rec)
                 _cleanup_(kube_lease_freep) KubeLease *l = NULL;
                 KubeParseError err = {};
                 uint64_t t;
-                bool times_ok = (isempty(rec->acquire_time) || kube_microtime_parse(rec->acquire_time, &t) == 0) &&
-                                (isempty(rec->renew_time) || kube_microtime_parse(rec->renew_time, &t) == 0);
+                bool times_ok =
+                        (isempty(rec->acquire_time) || kube_microtime_parse(rec->acquire_time, &t) == 0) &&
+                        (isempty(rec->renew_time) || kube_microtime_parse(rec->renew_time, &t) == 0);
                 if (times_ok && kube_lease_parse(body, &l, &err) == 0) {
                         fuzz_assert(streq_ptr(l->holder_identity, rec->holder));
                         fuzz_assert(l->lease_duration_seconds == rec->duration_sec);

@@ -34,8 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         for (size_t i = 0; i < n; i++) {
                                 IpPrefix again;
                                 /* Round trip: what we print parses to the same prefix. */
-                                if (ip_prefix_parse(ip_prefix_to_string(&v[i], buf), AF_UNSPEC, false, &again,
-                                                    NULL) < 0 ||
+                                if (ip_prefix_parse(ip_prefix_to_string(&v[i], buf), AF_UNSPEC, false,
+                                                    &again, NULL) < 0 ||
                                     !ip_prefix_equal(&again, &v[i]))
                                         abort();
                         }

@@ -27,12 +27,12 @@ static inline char *fuzz_strdup(const uint8_t *data, size_t size)
 
 /* A broken invariant: say which, then abort so libFuzzer (or the driver's
  * sanitizer build) records the input. */
-#define fuzz_assert(expr)                                                                                     \
-        do {                                                                                                  \
-                if (!(expr)) {                                                                                \
-                        fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #expr);          \
-                        abort();                                                                              \
-                }                                                                                             \
+#define fuzz_assert(expr)                                                                                   \
+        do {                                                                                                \
+                if (!(expr)) {                                                                              \
+                        fprintf(stderr, "%s:%d: invariant broken: %s\n", __FILE__, __LINE__, #expr);        \
+                        abort();                                                                            \
+                }                                                                                           \
         } while (0)
 
 /* Keeps a value alive so the optimiser cannot drop the code computing it. */
