@@ -1,28 +1,25 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "announce.h"
 
+#include <ifaddrs.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if_arp.h>
 #include <netinet/icmp6.h>
+#include <netinet/ip6.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "log.h"
 
+/* One AF_PACKET socket sends both the gratuitous ARP and the unsolicited NA
+ * (a whole IPv6 packet, built here). No IP socket: kvnetd.service allows no
+ * AF_INET/AF_INET6 and denies all IP traffic (IPAddressDeny=any), which would
+ * also drop an NA sent through the IP stack; packet sockets bypass both. */
 int announce_open(Manager *m)
 {
-        int hops = 255, off = 0;
-
         m->arp_fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (m->arp_fd < 0)
-                return -errno;
-        m->icmp6_fd = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_ICMPV6);
-        if (m->icmp6_fd < 0)
-                return -errno;
-        /* RFC 4861: receivers drop ND messages whose hop limit is not 255. */
-        if (setsockopt(m->icmp6_fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops, sizeof(hops)) < 0 ||
-            setsockopt(m->icmp6_fd, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, &off, sizeof(off)) < 0)
                 return -errno;
         return 0;
 }
@@ -31,9 +28,7 @@ void announce_close(Manager *m)
 {
         if (m->arp_fd >= 0)
                 (void)close(m->arp_fd);
-        if (m->icmp6_fd >= 0)
-                (void)close(m->icmp6_fd);
-        m->arp_fd = m->icmp6_fd = -EBADF;
+        m->arp_fd = -EBADF;
 }
 
 static int link_mac(int fd, const char *ifname, uint8_t mac[static 6])
@@ -83,19 +78,62 @@ static int send_garp(Manager *m, const Vip *v, unsigned ifindex, const uint8_t m
         return 0;
 }
 
+/* The NA's source: the interface's link-local address, as the kernel would
+ * pick; the VIP itself (also assigned to the interface, RFC 4861 7.2.6) when
+ * there is none. */
+static void na_source(const char *ifname, const struct in6_addr *vip, struct in6_addr *ret)
+{
+        struct ifaddrs *list = NULL;
+
+        *ret = *vip;
+        if (getifaddrs(&list) < 0)
+                return;
+        for (struct ifaddrs *i = list; i; i = i->ifa_next)
+                if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET6 && streq(i->ifa_name, ifname) &&
+                    IN6_IS_ADDR_LINKLOCAL(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr)) {
+                        *ret = ((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+                        break;
+                }
+        freeifaddrs(list);
+}
+
+static uint32_t csum_add(uint32_t sum, const void *data, size_t len)
+{
+        const uint8_t *p = data;
+
+        for (size_t i = 0; i + 1 < len; i += 2)
+                sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+        if (len & 1)
+                sum += (uint32_t)(p[len - 1] << 8);
+        return sum;
+}
+
 static int send_na(Manager *m, const Vip *v, unsigned ifindex, const uint8_t mac[static 6])
 {
         struct __attribute__((packed)) {
+                struct ip6_hdr ip;
                 struct nd_neighbor_advert na;
                 struct nd_opt_hdr opt;
                 uint8_t mac[6];
         } p = {};
-        struct sockaddr_in6 dst = {
-                .sin6_family = AF_INET6,
-                .sin6_addr = {{{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01}}},
-                .sin6_scope_id = ifindex,
+        const size_t icmp_len = sizeof(p) - sizeof(p.ip);
+        struct sockaddr_ll sll = {
+                .sll_family = AF_PACKET,
+                .sll_protocol = htons(ETH_P_IPV6),
+                .sll_ifindex = (int)ifindex,
+                .sll_halen = 6,
+                .sll_addr = {0x33, 0x33, 0, 0, 0, 0x01}, /* ff02::1 */
         };
-        int idx = (int)ifindex;
+        struct in6_addr src;
+        uint32_t sum;
+
+        na_source(v->ifname, &v->addr.addr.in6, &src);
+        p.ip.ip6_flow = htonl(6U << 28);
+        p.ip.ip6_plen = htons((uint16_t)icmp_len);
+        p.ip.ip6_nxt = IPPROTO_ICMPV6;
+        p.ip.ip6_hlim = 255; /* RFC 4861: receivers drop ND messages with any other */
+        p.ip.ip6_src = src;
+        p.ip.ip6_dst = (struct in6_addr){{{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01}}};
 
         p.na.nd_na_type = ND_NEIGHBOR_ADVERT;
         /* Unsolicited: S=0; O=1 so caches replace the old owner's address. */
@@ -104,11 +142,18 @@ static int send_na(Manager *m, const Vip *v, unsigned ifindex, const uint8_t mac
         p.opt.nd_opt_type = ND_OPT_TARGET_LINKADDR;
         p.opt.nd_opt_len = 1; /* in units of 8 bytes */
         memcpy(p.mac, mac, 6);
-        /* The kernel computes the ICMPv6 checksum on raw ICMPv6 sockets and
-         * picks the interface's link-local address as the source. */
-        if (setsockopt(m->icmp6_fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &idx, sizeof(idx)) < 0)
-                return -errno;
-        if (sendto(m->icmp6_fd, &p, sizeof(p), 0, (struct sockaddr *)&dst, sizeof(dst)) < 0)
+
+        /* ICMPv6 checksum: pseudo-header (addresses, length, next header),
+         * then the message with its checksum field zero. */
+        sum = csum_add(0, &p.ip.ip6_src, sizeof(p.ip.ip6_src));
+        sum = csum_add(sum, &p.ip.ip6_dst, sizeof(p.ip.ip6_dst));
+        sum += (uint32_t)icmp_len + IPPROTO_ICMPV6;
+        sum = csum_add(sum, &p.na, icmp_len);
+        while (sum >> 16)
+                sum = (sum & 0xffff) + (sum >> 16);
+        p.na.nd_na_cksum = htons((uint16_t)~sum);
+
+        if (sendto(m->arp_fd, &p, sizeof(p), 0, (struct sockaddr *)&sll, sizeof(sll)) < 0)
                 return -errno;
         return 0;
 }

@@ -578,7 +578,7 @@ int manager_new(Config *config, Manager **ret)
         if (!m)
                 return -ENOMEM;
         m->config = config;
-        m->arp_fd = m->icmp6_fd = -EBADF;
+        m->arp_fd = -EBADF;
         r = daemon_event_new(&m->event);
         if (r < 0)
                 return r;
@@ -595,7 +595,7 @@ int manager_new(Config *config, Manager **ret)
                 return log_error_errno(r, "cannot open conntrack netlink: %m");
         r = announce_open(m);
         if (r < 0)
-                return log_error_errno(r, "cannot open the ARP/NDP sockets (CAP_NET_RAW?): %m");
+                return log_error_errno(r, "cannot open the packet socket for ARP and NA (CAP_NET_RAW?): %m");
         *ret = TAKE_PTR(m);
         return 0;
 }

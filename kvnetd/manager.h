@@ -92,7 +92,7 @@ typedef struct Manager {
         sd_event_source *nl_watch_source;
         struct nl_sock *nl_ct; /* conntrack */
         struct nft_ctx *nft;
-        int arp_fd, icmp6_fd;
+        int arp_fd; /* AF_PACKET: gratuitous ARP and unsolicited NA (announce.c) */
 
         Service *services;
         size_t n_services;
