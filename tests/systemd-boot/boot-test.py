@@ -1,0 +1,768 @@
+#!/usr/bin/env python3
+"""The units, booted for real: a Debian bookworm root booted by systemd-nspawn (systemd is not PID 1 on the
+build machines), with the just-built daemons, the units of systemd/, their sysusers file, an environment
+file and a kubeconfig for the project's test API server. Checks, from inside (guest/check.py, a oneshot unit
+started at boot) and from the host:
+
+  - kvpd, kvelectd and kvnetd reach READY; kvnetd is started by kvpd's first connection to kvnetd.socket
+    (only the socket is enabled), kvelectd through its socket too;
+  - each runs as its own user with the capability sets its unit promises (systemctl show and
+    /proc/PID/status), behind sockets of mode 0660, group kvegress;
+  - kvpd (user kvpd, group kvegress) can call kvnetd and kvelectd; kvelectd cannot call kvnetd;
+  - a Service with kube-vip's egress annotation, created at the API with kubectl from the host, gives the
+    VIP on the service interface and the SNAT table, seen from the host in the container's namespace;
+  - restarting kvnetd alone does not flap the VIP (ip monitor, inside and from the host, over the whole run);
+  - `systemctl stop kvpd` removes VIP and rules;
+  - the journal has our structured fields (SYSLOG_IDENTIFIER, CODE_FILE);
+  - online `systemd-analyze security` scores within the budgets of tests/systemd/check-units.py.
+It prints the measured figures (boot to all-ready, scores, memory) at the end.
+
+Topology (all namespaces are the test's own; the host's is never touched):
+
+    kvboot<pid>-api  eth0 172.31.0.2  ---veth---  eth0 172.31.0.11   kvboot<pid>-node: the container
+    (kvtest-apiserver :6443)                      eth1 192.168.0.11  (systemd-nspawn --network-namespace-path)
+    kvboot<pid>-ext  eth0 192.168.0.250 ---veth--- eth1              VIPs from 192.168.0.240/28 go on eth1
+
+The root is built once with debootstrap (minbase, Debian's mirror found in /etc/apt/sources.list*) and kept
+under /var/cache/kvegress-nspawn/<key>/ROOT, keyed by suite, architecture and package list; each run boots
+an overlay of it, so runs never change the cache and a cached root needs no network. No mirror reachable
+and no cached root: exit 77 (skip) with the reason.
+
+usage: boot-test.py --kvnetd PATH --kvelectd PATH --kvpd PATH   (or --build-dir DIR)
+Environment: KVBOOT_CACHE (cache directory), KVBOOT_MIRROR (a Debian mirror URL), KVBOOT_KEEP=1 (keep the
+run's directory: results, container console, API server log). Needs root. Standard library only.
+"""
+import argparse
+import atexit
+import base64
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.dirname(os.path.dirname(HERE))
+APISERVER = os.path.join(SRC, "tests", "apiserver", "kvtest-apiserver")
+DBUS_P2P = os.path.join(SRC, "tests", "lib", "dbus_p2p.py")
+SKIP = 77
+
+SUITE = "bookworm"
+# systemd and the tools the probe uses, and the daemons' runtime libraries (README, "Libraries").
+PACKAGES = sorted([
+    "systemd", "systemd-sysv", "dbus", "iproute2", "nftables", "python3", "util-linux",
+    "libnl-3-200", "libnl-route-3-200", "libnl-nf-3-200", "libnftables1", "libcap2", "libcurl4",
+    "libjansson4", "libyaml-0-2", "libsystemd0", "libssl3",
+    # the sanitizer runtimes (gcc 12's): CI's build is ASan+UBSan
+    "libasan8", "libubsan1",
+])
+CACHE = os.environ.get("KVBOOT_CACHE", "/var/cache/kvegress-nspawn")
+
+API_IP, API_PORT, NODE_IP = "172.31.0.2", 6443, "172.31.0.11"
+SVC_IF, NODE_SVC_IP, EXT_IP = "eth1", "192.168.0.11", "192.168.0.250"
+VIP_RANGE, VIP = "192.168.0.240/28", "192.168.0.241"
+NODE_NAME, POD_IP, POD_CIDR, SVC_CIDR = "kvboot-node", "10.244.1.10", "10.244.0.0/16", "10.96.0.0/12"
+TABLE = "kvegress"
+# Exposure budgets, as tests/systemd/check-units.py holds them offline.
+BUDGET = {"kvnetd": 1.5, "kvelectd": 1.2, "kvpd": 1.2}
+CAPS_KVNETD = "0000000000003000"  # CAP_NET_ADMIN (12) and CAP_NET_RAW (13)
+CAPS_NONE = "0000000000000000"
+
+
+# Sanitizer options only: the units' sandbox is what is tested, unchanged. LeakSanitizer stops the world
+# with ptrace, which SystemCallFilter= forbids (@debug); it runs in the other test suites.
+SANITIZER_DROPIN = """# boot-test.py: these binaries are built with AddressSanitizer/UndefinedBehaviorSanitizer.
+[Service]
+Environment=ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:strict_string_checks=1
+Environment=UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+"""
+
+
+def sanitized(binary):
+    with open(binary, "rb") as f:
+        data = f.read()
+    return b"libasan.so" in data or b"libubsan.so" in data
+
+
+class Skip(Exception):
+    pass
+
+
+def run(cmd, timeout=60, check=True, **kw):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise RuntimeError("%s: exit %d\n%s%s" % (" ".join(cmd), p.returncode, p.stdout, p.stderr))
+    return p
+
+
+def say(msg):
+    sys.stderr.write("boot-test: %s\n" % msg)
+    sys.stderr.flush()
+
+
+# ------------------------------------------------------------------------------------------------ the root
+def find_mirror():
+    """Debian's archive as this machine's apt knows it (one-line and deb822 sources), for SUITE."""
+    if os.environ.get("KVBOOT_MIRROR"):
+        return os.environ["KVBOOT_MIRROR"].rstrip("/")
+    found = []
+    files = ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.list"))
+    for path in files:
+        try:
+            with open(path) as f:
+                for line in f:
+                    line = line.split("#", 1)[0].strip()
+                    if not line.startswith("deb "):
+                        continue
+                    rest = line[4:].strip()
+                    if rest.startswith("["):  # options: deb [signed-by=...] URI SUITE COMPONENTS
+                        rest = rest.split("]", 1)[-1]
+                    w = rest.split()
+                    if len(w) >= 2 and w[1] == SUITE:
+                        found.append(w[0])
+        except OSError:
+            pass
+    for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+        try:
+            with open(path) as f:
+                stanzas = f.read().split("\n\n")
+        except OSError:
+            continue
+        for st in stanzas:
+            fields = {}
+            for line in st.splitlines():
+                if line.startswith("#") or ":" not in line:
+                    continue
+                k, _, v = line.partition(":")
+                fields[k.strip().lower()] = v.split()
+            if "deb" in fields.get("types", []) and SUITE in fields.get("suites", []) and \
+                    fields.get("enabled", ["yes"])[0] != "no":
+                found += fields.get("uris", [])
+    found = [u.rstrip("/") for u in found if u.startswith(("http://", "https://"))]
+    if not found:
+        raise Skip("no Debian %s mirror in /etc/apt/sources.list*, and no cached root" % SUITE)
+    return found[0]
+
+
+def mirror_reachable(mirror):
+    req = urllib.request.Request("%s/dists/%s/Release" % (mirror, SUITE), method="HEAD")
+    try:
+        with urllib.request.urlopen(req, timeout=15) as r:
+            return r.status == 200, "HTTP %d" % r.status
+    except (urllib.error.URLError, OSError) as e:
+        return False, str(e)
+
+
+def cached_root():
+    """The cached root for PACKAGES, built if missing (under a lock: parallel runs build it once)."""
+    arch = run(["dpkg", "--print-architecture"]).stdout.strip()
+    key = hashlib.sha256(("%s %s %s" % (SUITE, arch, " ".join(PACKAGES))).encode()).hexdigest()[:16]
+    base = os.path.join(CACHE, "%s-%s-%s" % (SUITE, arch, key))
+    root, done = os.path.join(base, "ROOT"), os.path.join(base, "complete")
+    if os.path.exists(done):
+        return root
+    os.makedirs(CACHE, exist_ok=True)
+    with open(os.path.join(CACHE, ".lock"), "w") as lock:
+        end = time.monotonic() + 1200
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > end:
+                    raise RuntimeError("another run has held %s/.lock for 20 minutes" % CACHE)
+                time.sleep(1)
+        if os.path.exists(done):
+            return root
+        if not shutil.which("debootstrap"):
+            raise Skip("debootstrap is not installed and no root is cached in %s" % base)
+        mirror = find_mirror()
+        ok, why = mirror_reachable(mirror)
+        if not ok:
+            raise Skip("mirror %s unreachable (%s) and no root cached in %s" % (mirror, why, base))
+        shutil.rmtree(base, ignore_errors=True)
+        tmp = base + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        say("building the root with debootstrap from %s into %s (once; about a minute)" % (mirror, base))
+        t = time.monotonic()
+        try:
+            p = run(["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), SUITE,
+                     os.path.join(tmp, "ROOT"), mirror], timeout=1200, check=False)
+        except subprocess.TimeoutExpired:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise Skip("debootstrap from %s did not finish in 20 minutes" % mirror)
+        if p.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            out = (p.stdout + p.stderr).strip().splitlines()[-15:]
+            if re.search(r"Failed getting release|Couldn't download|Failure trying to run|resolve|timed out",
+                         "\n".join(out)):
+                raise Skip("debootstrap could not fetch from %s:\n%s" % (mirror, "\n".join(out)))
+            raise RuntimeError("debootstrap failed:\n%s" % "\n".join(out))
+        for deb in glob.glob(os.path.join(tmp, "ROOT", "var", "cache", "apt", "archives", "*.deb")):
+            os.unlink(deb)
+        with open(os.path.join(tmp, "manifest.json"), "w") as f:
+            json.dump({"suite": SUITE, "arch": arch, "packages": PACKAGES, "mirror": mirror,
+                       "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       "seconds": round(time.monotonic() - t, 1)}, f, indent=1)
+        os.rename(tmp, base)
+        with open(done, "w") as f:
+            f.write("ok\n")
+        say("root built in %.0fs" % (time.monotonic() - t))
+        return root
+
+
+# ------------------------------------------------------------------------------------------------ one boot
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def sweep_stale():
+    """Namespaces and overlay mounts of runs that died without cleaning up (their pid is in the name)."""
+    for ns in os.listdir("/run/netns") if os.path.isdir("/run/netns") else []:
+        m = re.match(r"kvboot(\d+)-", ns)
+        if m and not pid_alive(int(m.group(1))):
+            run(["ip", "netns", "del", ns], check=False)
+    with open("/proc/mounts") as f:
+        mounts = [line.split()[1] for line in f]
+    for mp in mounts:
+        m = re.match(r"(/var/tmp/kvboot-(\d+)-[^/]+)/root$", mp)
+        if m and not pid_alive(int(m.group(2))):
+            run(["umount", "-l", mp], check=False)
+            shutil.rmtree(m.group(1), ignore_errors=True)
+
+
+class Boot:
+    def __init__(self, root, binaries):
+        self.lower, self.binaries = root, binaries
+        self.prefix = "kvboot%d" % os.getpid()
+        self.ns_node, self.ns_api, self.ns_ext = (self.prefix + s for s in ("-node", "-api", "-ext"))
+        self.dir = tempfile.mkdtemp(prefix="kvboot-%d-" % os.getpid(), dir="/var/tmp")
+        self.root = os.path.join(self.dir, "root")
+        self.results = os.path.join(self.dir, "results")
+        self.namespaces, self.procs, self.mounted = [], [], False
+        self.nspawn = None
+        self.closed = False
+        self.host = {}  # what the host saw
+        self.t = {}  # timings, seconds
+
+    # ------------------------------------------------------------------ set-up
+    def setup(self):
+        sweep_stale()
+        for d in ("upper", "work", "root", "results", "api", "kube-cache"):
+            os.makedirs(os.path.join(self.dir, d))
+        os.chmod(self.results, 0o777)
+        run(["mount", "-t", "overlay", "overlay", "-o", "lowerdir=%s,upperdir=%s,workdir=%s" % (
+            self.lower, os.path.join(self.dir, "upper"), os.path.join(self.dir, "work")), self.root])
+        self.mounted = True
+        self._network()
+        self._apiserver()
+        self._install()
+
+    def _netns(self, name):
+        run(["ip", "netns", "add", name])
+        self.namespaces.append(name)
+        run(["ip", "-n", name, "link", "set", "lo", "up"])
+
+    def _network(self):
+        for ns in (self.ns_node, self.ns_api, self.ns_ext):
+            self._netns(ns)
+        run(["ip", "-n", self.ns_api, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
+             "netns", self.ns_node])
+        run(["ip", "-n", self.ns_ext, "link", "add", "eth0", "type", "veth", "peer", "name", SVC_IF,
+             "netns", self.ns_node])
+        for ns, cmds in ((self.ns_api, ["addr add %s/24 dev eth0" % API_IP, "link set eth0 up"]),
+                         (self.ns_ext, ["addr add %s/24 dev eth0" % EXT_IP, "link set eth0 up"]),
+                         (self.ns_node, ["addr add %s/24 dev eth0" % NODE_IP, "link set eth0 up",
+                                         "addr add %s/24 dev %s" % (NODE_SVC_IP, SVC_IF),
+                                         "link set %s up" % SVC_IF])):
+            run(["ip", "-n", ns, "-batch", "-"], input="\n".join(cmds) + "\n")
+        # Every address event on the service interface over the whole run (a flap anywhere shows here).
+        self.monitor_path = os.path.join(self.dir, "host-ip-monitor.txt")
+        self._popen("ip-monitor", ["ip", "-n", self.ns_node, "-o", "monitor", "address", "dev", SVC_IF],
+                    self.monitor_path)
+
+    def _popen(self, name, cmd, log):
+        f = open(log, "ab", buffering=0)
+        p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.procs.append((name, p, f))
+        return p
+
+    def _apiserver(self):
+        state = os.path.join(self.dir, "api")
+        self.token = base64.b32encode(os.urandom(15)).decode().lower()
+        self.api = self._popen("apiserver", ["ip", "netns", "exec", self.ns_api, sys.executable or "python3",
+                                             APISERVER, "--state-dir", state, "--bind", API_IP, "--port",
+                                             str(API_PORT), "--san", API_IP, "--reset", "--token",
+                                             "%s=system:serviceaccount:kube-system:kvegress" % self.token],
+                               os.path.join(self.dir, "apiserver.log"))
+        ready = os.path.join(state, "ready")
+        if not wait(lambda: os.path.exists(ready) or self.api.poll() is not None, 30):
+            raise RuntimeError("the API server did not start in 30 s")
+        if self.api.poll() is not None:
+            raise RuntimeError("the API server exited:\n" + tail(os.path.join(self.dir, "apiserver.log")))
+        with open(ready) as f:
+            self.api_url = f.read().strip()
+        self.kubeconfig_admin = os.path.join(state, "kubeconfig")
+
+    def _put(self, rel, data=None, src=None, mode=0o644):
+        path = os.path.join(self.root, rel.lstrip("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if src:
+            shutil.copyfile(src, path)
+        else:
+            with open(path, "w") as f:
+                f.write(data)
+        os.chown(path, 0, 0)
+        os.chmod(path, mode)
+
+    def _install(self):
+        """What a package and an operator put on a node: binaries, units, sysusers, configuration."""
+        for d in ("kvnetd", "kvelectd", "kvpd"):
+            self._put("/usr/sbin/" + d, src=self.binaries[d], mode=0o755)
+        sysd = os.path.join(SRC, "systemd")
+        for name in sorted(os.listdir(sysd)):
+            if name.endswith((".service", ".socket")):
+                self._put("/etc/systemd/system/" + name, src=os.path.join(sysd, name))
+        if any(sanitized(self.binaries[d]) for d in self.binaries):
+            for d in self.binaries:
+                self._put("/etc/systemd/system/%s.service.d/sanitizer.conf" % d, SANITIZER_DROPIN)
+        self._put("/usr/lib/sysusers.d/kvegress.conf", src=os.path.join(sysd, "kvegress.sysusers.conf"))
+        self._put("/etc/kvegress/kvegress.env", self._env(os.path.join(sysd, "kvegress.env.example")))
+        with open(os.path.join(self.dir, "api", "ca.crt"), "rb") as f:
+            ca = base64.b64encode(f.read()).decode()
+        self._put("/etc/kvegress/kubeconfig", mode=0o600, data="""apiVersion: v1
+kind: Config
+clusters:
+- name: kvboot
+  cluster: {server: "%s", certificate-authority-data: %s}
+users:
+- name: kvegress
+  user: {token: %s}
+contexts:
+- name: kvboot
+  context: {cluster: kvboot, user: kvegress}
+current-context: kvboot
+""" % (self.api_url, ca, self.token))
+        self._put("/usr/local/lib/kvboot/check.py", src=os.path.join(HERE, "guest", "check.py"), mode=0o755)
+        self._put("/usr/local/lib/kvboot/dbus_p2p.py", src=DBUS_P2P)
+        self._put("/etc/kvboot/params.json", json.dumps({"service_if": SVC_IF, "vip": VIP, "table": TABLE,
+                                                     "api": [API_IP, API_PORT]}))
+        self._put("/etc/systemd/system/kvboot-check.service", src=os.path.join(HERE, "guest",
+                                                                             "kvboot-check.service"))
+        # No login prompt on the console.
+        os.symlink("/dev/null", os.path.join(self.root, "etc/systemd/system/console-getty.service"))
+        # What an operator enables: kvpd and kvelectd, and kvnetd's socket only (kvnetd then starts at kvpd's
+        # first connection, which this test checks).
+        run(["systemctl", "--root=" + self.root, "enable", "kvpd.service", "kvelectd.service", "kvnetd.socket",
+             "kvboot-check.service"])
+
+    def _env(self, example):
+        """The shipped example, with this node's values."""
+        want = {"vip_nodename": NODE_NAME, "vip_servicesinterface": SVC_IF, "egress_podcidr": POD_CIDR,
+                "egress_servicecidr": SVC_CIDR,
+                "KVNETD_OPTIONS": "--vip-range=%s --interface=%s --log-level=debug" % (VIP_RANGE, SVC_IF),
+                "KVELECTD_OPTIONS": "--log-level=debug", "KVEGRESS_LOG_LEVEL": "debug"}
+        out = []
+        with open(example) as f:
+            for line in f:
+                k = re.match(r"#?\s*([A-Za-z_]+)=", line)
+                if k and k.group(1) in want:
+                    line = "%s=%s\n" % (k.group(1), want.pop(k.group(1)))
+                out.append(line)
+        out += ["%s=%s\n" % kv for kv in want.items()]
+        return "".join(out)
+
+    # ------------------------------------------------------------------ the boot
+    def kubectl(self, *args, input=None, check=True):
+        return run(["ip", "netns", "exec", self.ns_api, "kubectl", "--kubeconfig", self.kubeconfig_admin,
+                    "--cache-dir", os.path.join(self.dir, "kube-cache")] + list(args), input=input, check=check,
+                   timeout=60)
+
+    def service(self):
+        return json.loads(self.kubectl("get", "service", "web", "-n", "default", "-o", "json").stdout)
+
+    def node_addrs(self):
+        out = json.loads(run(["ip", "-n", self.ns_node, "-j", "addr", "show", "dev", SVC_IF]).stdout or "[]")
+        return [a["local"] for link in out for a in link.get("addr_info", [])]
+
+    def node_table(self):
+        p = run(["ip", "netns", "exec", self.ns_node, "nft", "-j", "list", "table", "inet", TABLE], check=False)
+        return p.stdout if p.returncode == 0 else None
+
+    def result(self, name):
+        try:
+            with open(os.path.join(self.results, name)) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def wait_result(self, name, timeout):
+        return wait(lambda: os.path.exists(os.path.join(self.results, name)) or self.nspawn.poll() is not None,
+                    timeout) and os.path.exists(os.path.join(self.results, name))
+
+    def go(self, name):
+        with open(os.path.join(self.results, name), "w") as f:
+            f.write("go\n")
+
+    def boot(self):
+        cmd = ["systemd-nspawn", "-q", "-D", self.root, "-M", self.prefix, "-b", "--register=no", "--keep-unit",
+               "--network-namespace-path=/run/netns/" + self.ns_node, "--capability=CAP_NET_ADMIN",
+               "--bind=%s:/results" % self.results, "--console=read-only", "--link-journal=no",
+               "--resolv-conf=off", "--timezone=off"]
+        t0 = time.monotonic()
+        self.nspawn = self._popen("nspawn", cmd, os.path.join(self.dir, "console.txt"))
+        try:
+            self._drive(t0)
+        finally:
+            # The probe powers off at its end; bound the wait, then stop the container ourselves.
+            try:
+                self.nspawn.wait(60)
+            except subprocess.TimeoutExpired:
+                say("the container did not power off in 60 s; stopping it")
+                self._stop_nspawn()
+            self.t["whole_boot"] = time.monotonic() - t0
+            self.host["nspawn_rc"] = self.nspawn.returncode
+
+    def _drive(self, t0):
+        if not self.wait_result("ready.json", 120):
+            return
+        self.t["host_boot_to_ready"] = time.monotonic() - t0
+        # The operator's part: this node, a Service with the egress annotation, and the EndpointSlice
+        # controller's (one ready local endpoint).
+        objs = [
+            {"apiVersion": "v1", "kind": "Node",
+             "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}},
+             "spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]}},
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "web", "namespace": "default",
+                          "annotations": {"kube-vip.io/egress": "true", "kube-vip.io/loadbalancerIPs": VIP}},
+             "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": {"app": "web"},
+                      "ports": [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}]}},
+            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+             "metadata": {"name": "web-v4", "namespace": "default",
+                          "labels": {"kubernetes.io/service-name": "web"}},
+             "addressType": "IPv4", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+             "endpoints": [{"addresses": [POD_IP], "nodeName": NODE_NAME,
+                            "conditions": {"ready": True, "serving": True, "terminating": False},
+                            "targetRef": {"kind": "Pod", "namespace": "default", "name": "web-1"}}]},
+        ]
+        t = time.monotonic()
+        self.kubectl("apply", "-f", "-", input="\n".join(json.dumps(o) for o in objs))
+        # Seen from the host, in the container's namespace.
+        got = wait(lambda: VIP in self.node_addrs() and VIP in (self.node_table() or "") and POD_IP in (
+            self.node_table() or ""), 30, 0.1)
+        self.t["service_to_vip_and_rules"] = time.monotonic() - t
+        self.host["egress"] = {"ok": bool(got), "addrs": self.node_addrs(), "table": self.node_table()}
+        # kvpd writes the status once kvnetd confirmed the VIP.
+        wait(lambda: VIP in ingress_ips(self.service()), 15, 0.2)
+        self.host["service"] = self.service()
+        self.go("go-egress")
+        if not self.wait_result("stopped.json", 180):
+            return
+        self.host["stopped"] = {"addrs": self.node_addrs(), "table": self.node_table(), "service": self.service()}
+        self.go("go-stopped")
+
+    def _stop_nspawn(self):
+        if self.nspawn and self.nspawn.poll() is None:
+            self.nspawn.send_signal(signal.SIGTERM)  # nspawn: shut the container down
+            try:
+                self.nspawn.wait(20)
+            except subprocess.TimeoutExpired:
+                self.nspawn.kill()
+                self.nspawn.wait(10)
+
+    # ------------------------------------------------------------------ clean-up
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        self._stop_nspawn()
+        for name, p, f in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+            f.close()
+        if self.mounted:
+            if run(["umount", self.root], check=False).returncode != 0:
+                run(["umount", "-l", self.root], check=False)
+        for ns in reversed(self.namespaces):
+            run(["ip", "netns", "del", ns], check=False)
+        # nspawn's own per-machine directory (it cannot remove it itself when /run is not a tmpfs).
+        shutil.rmtree("/run/systemd/nspawn/propagate/" + self.prefix, ignore_errors=True)
+        if os.environ.get("KVBOOT_KEEP"):
+            say("kept %s" % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def ingress_ips(svc):
+    return [i.get("ip") for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []]
+
+
+def wait(cond, timeout, interval=0.05):
+    end = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v or time.monotonic() >= end:
+            return v
+        time.sleep(interval)
+
+
+def tail(path, lines=80):
+    try:
+        with open(path, "rb") as f:
+            return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-lines:])
+    except OSError as e:
+        return "(%s)" % e
+
+
+# ------------------------------------------------------------------------------------------------ the checks
+BOOT = None
+
+
+class BootTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.b = BOOT
+        cls.ready = BOOT.result("ready.json") or {}
+        cls.egress = BOOT.result("egress.json") or {}
+        cls.stopped = BOOT.result("stopped.json") or {}
+        cls.final = BOOT.result("final.json") or {}
+
+    def need(self, d, what):
+        if not d:
+            self.fail("the probe wrote no %s (it failed earlier; see the console and journal)" % what)
+
+    def test_00_probe_ran_to_the_end(self):
+        self.need(self.final, "final.json")
+        self.assertIsNone(self.final.get("error"), self.final.get("error"))
+        self.assertEqual(self.final.get("failed", "").strip(), "", "failed units")
+
+    def test_01_all_ready(self):
+        self.need(self.ready, "ready.json")
+        self.assertEqual(self.ready["states"], {u: "active" for u in ("kvnetd", "kvelectd", "kvpd")})
+        for u, props in self.ready["units"].items():
+            self.assertEqual(props["NRestarts"], "0", "%s restarted before the checks" % u)
+
+    def test_02_kvnetd_socket_activated_by_kvpd(self):
+        self.need(self.ready, "ready.json")
+        net, kvpd = self.ready["units"]["kvnetd"], self.ready["units"]["kvpd"]
+        self.assertNotEqual(net["UnitFileState"], "enabled", "kvnetd.service is enabled; only its socket is")
+        self.assertIn("kvnetd.socket", net["TriggeredBy"])
+        self.assertGreaterEqual(int(net["InactiveExitTimestampMonotonic"]),
+                                int(kvpd["ExecMainStartTimestampMonotonic"]), "kvnetd started before kvpd")
+        self.assertEqual(self.ready["sockets"]["kvnetd"]["ActiveState"], "active")
+
+    def test_03_users_and_capabilities(self):
+        self.need(self.ready, "ready.json")
+        users = self.ready["users"]
+        for u, props in self.ready["units"].items():
+            st = props["status"]
+            with self.subTest(unit=u):
+                self.assertEqual(props["User"], u)
+                self.assertEqual(st["Uid"].split()[0], str(users[u]["uid"]), "%s runs as uid %s" % (u, st["Uid"]))
+                self.assertEqual(st["Gid"].split()[0], str(users[u]["gid"]))
+                self.assertEqual(st["NoNewPrivs"], "1")
+                self.assertEqual(st["Seccomp"], "2")
+                if u == "kvnetd":
+                    self.assertEqual(props["CapabilityBoundingSet"], "cap_net_admin cap_net_raw")
+                    self.assertEqual(props["AmbientCapabilities"], "cap_net_admin cap_net_raw")
+                    for k in ("CapPrm", "CapEff", "CapBnd"):
+                        self.assertEqual(st[k], CAPS_KVNETD, "%s %s" % (u, k))
+                    # systemd hands them over as ambient; kvnetd clears its ambient set at start (it runs
+                    # no program, and none should inherit them).
+                    self.assertEqual(st["CapAmb"], CAPS_NONE, "kvnetd CapAmb")
+                else:
+                    self.assertEqual(props["CapabilityBoundingSet"], "")
+                    self.assertEqual(props["AmbientCapabilities"], "")
+                    for k in ("CapPrm", "CapEff", "CapBnd", "CapAmb", "CapInh"):
+                        self.assertEqual(st[k], CAPS_NONE, "%s %s" % (u, k))
+        kvpd_groups = self.ready["units"]["kvpd"]["status"]["Groups"].split()
+        self.assertIn(str(users["kvegress"]["gid"]), kvpd_groups, "kvpd is not in group kvegress")
+
+    def test_04_sockets(self):
+        self.need(self.ready, "ready.json")
+        for d in ("kvnetd", "kvelectd"):
+            s = self.ready["sockets"][d]
+            with self.subTest(socket=d):
+                self.assertEqual(s.get("path_mode"), "660", s)
+                self.assertEqual(s.get("path_owner"), "%s:kvegress" % d, s)
+
+    def test_05_ipc_admission(self):
+        self.need(self.ready, "ready.json")
+        ipc = self.ready["ipc"]
+        self.assertEqual(ipc["kvpd->kvnetd"]["rc"], 0, ipc["kvpd->kvnetd"])
+        self.assertEqual(ipc["kvpd->kvelectd"]["rc"], 0, ipc["kvpd->kvelectd"])
+        self.assertNotEqual(ipc["kvelectd->kvnetd"]["rc"], 0, ipc["kvelectd->kvnetd"])
+        self.assertIn("refused", ipc["kvelectd->kvnetd"]["out"])
+        self.assertNotEqual(ipc["nobody->kvelectd"]["rc"], 0, ipc["nobody->kvelectd"])
+
+    def test_06_egress_service_gives_vip_and_rules(self):
+        h = self.b.host.get("egress")
+        self.assertIsNotNone(h, "the host never got to create the Service")
+        self.assertIn(VIP, h["addrs"], "VIP not on %s (host view)" % SVC_IF)
+        self.assertIsNotNone(h["table"], "no table inet %s (host view)" % TABLE)
+        self.assertIn(VIP, h["table"])
+        self.assertIn(POD_IP, h["table"])
+        self.need(self.egress, "egress.json")
+        self.assertIn(VIP, self.egress["eth1"], "VIP not on %s (container view)" % SVC_IF)
+        self.assertIn(VIP, self.egress["nft"] or "")
+        svc = self.b.host["service"]
+        self.assertIn(VIP, ingress_ips(svc), "status.loadBalancer.ingress")
+        self.assertEqual(svc["metadata"]["annotations"].get("kube-vip.io/vipHost"), NODE_NAME)
+
+    def test_07_kvnetd_restart_does_not_flap(self):
+        self.need(self.egress, "egress.json")
+        r = self.egress["restart"]
+        self.assertEqual(r["rc"], 0, r["stderr"])
+        self.assertNotEqual(r["old_pid"], r["new_pid"], "kvnetd was not restarted")
+        self.assertEqual(r["active"], "active")
+        self.assertTrue(r["relisted"], "kvpd did not replay its state to the new kvnetd")
+        self.assertEqual([e for e in r["monitor"] if VIP in e], [], "VIP events during the restart")
+        self.assertIn(VIP, r["eth1_after"])
+        self.assertIn(VIP, r["nft_after"] or "")
+
+    def test_08_whole_run_vip_added_once_removed_once(self):
+        with open(self.b.monitor_path) as f:
+            events = [line.strip() for line in f if VIP + "/" in line]
+        added = [e for e in events if not e.startswith("Deleted")]
+        deleted = [e for e in events if e.startswith("Deleted")]
+        self.assertEqual((len(added), len(deleted)), (1, 1), "\n".join(events))
+
+    def test_09_stop_kvpd_removes_vip_and_rules(self):
+        self.need(self.stopped, "stopped.json")
+        self.assertEqual(self.stopped["rc"], 0)
+        self.assertEqual(self.stopped["kvpd"]["ActiveState"], "inactive", self.stopped["kvpd"])
+        self.assertEqual(self.stopped["kvpd"]["Result"], "success", self.stopped["kvpd"])
+        self.assertNotIn(VIP, self.stopped["eth1"])
+        self.assertNotIn(VIP, self.stopped["nft"] or "")
+        self.assertNotIn(POD_IP, self.stopped["nft"] or "")
+        h = self.b.host.get("stopped")
+        self.assertIsNotNone(h)
+        self.assertNotIn(VIP, h["addrs"])
+        self.assertNotIn(VIP, h["table"] or "")
+        # A graceful stop also clears what kvpd wrote on the Service.
+        self.assertEqual(ingress_ips(h["service"]), [])
+        self.assertNotIn("kube-vip.io/vipHost", h["service"]["metadata"].get("annotations", {}))
+        self.assertEqual(self.stopped["kvnetd_active"], "active", "kvnetd is independent of kvpd")
+
+    def test_10_journal_structured_fields(self):
+        self.need(self.egress, "egress.json")
+        for u, j in self.egress["journal"].items():
+            with self.subTest(unit=u):
+                self.assertGreater(j["ours"], 0, "no message with SYSLOG_IDENTIFIER=%s" % u)
+                self.assertGreater(j["with_code_file"], 0, "no CODE_FILE in %s's messages: %s" % (u, j["sample"]))
+
+    def test_12_no_sanitizer_report(self):
+        try:
+            with open(os.path.join(self.b.results, "journal.txt")) as f:
+                journal = f.read()
+        except OSError:
+            self.fail("no journal from the container")
+        bad = [line for line in journal.splitlines()
+               if re.search(r"ERROR: (Address|Leak|UndefinedBehavior)Sanitizer|runtime error:", line)]
+        self.assertEqual(bad, [])
+
+    def test_11_online_security_scores(self):
+        self.need(self.egress, "egress.json")
+        for u, s in self.egress["security"].items():
+            with self.subTest(unit=u):
+                self.assertIsNotNone(s["score"], s["line"])
+                self.assertLessEqual(s["score"], BUDGET[u], s["line"])
+
+
+def report(b):
+    """The measured figures, one table."""
+    ready = b.result("ready.json") or {}
+    egress = b.result("egress.json") or {}
+    stopped = b.result("stopped.json") or {}
+    rows = [("boot to all three ready (container's clock)", "%s ms" % ready.get("boot_to_ready_ms")),
+            ("nspawn start to probe's first report (host)", "%.0f ms" % (1000 * b.t.get("host_boot_to_ready", 0))),
+            ("Service created to VIP and rules (host view)",
+             "%.0f ms" % (1000 * b.t.get("service_to_vip_and_rules", 0))),
+            ("systemctl restart kvnetd", "%s ms" % egress.get("restart", {}).get("restart_ms")),
+            ("systemctl stop kvpd (VIP and rules removed)", "%s ms" % stopped.get("stop_ms")),
+            ("whole boot, test and poweroff", "%.1f s" % b.t.get("whole_boot", 0))]
+    rows.append(("IPAddressDeny= enforced in this container", str(egress.get("ip_address_deny_enforced"))))
+    for u, s in (egress.get("security") or {}).items():
+        rows.append(("systemd-analyze security %s (online)" % u, "%s (budget %s)" % (s["score"], BUDGET[u])))
+    for u, m in (egress.get("memory") or {}).items():
+        rows.append(("memory %s: MemoryCurrent / Pss / VmRSS" % u,
+                     "%s / %s kB / %s" % (m["MemoryCurrent"], m["Pss_kib"], m["VmRSS"])))
+    w = max(len(r[0]) for r in rows)
+    print("\n%-*s  %s" % (w, "measured", "value"))
+    for k, v in rows:
+        print("%-*s  %s" % (w, k, v))
+
+
+def main():
+    global BOOT
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir")
+    for d in ("kvnetd", "kvelectd", "kvpd"):
+        ap.add_argument("--" + d)
+    ap.add_argument("unittest_args", nargs="*")
+    a = ap.parse_args()
+    binaries = {}
+    for d in ("kvnetd", "kvelectd", "kvpd"):
+        binaries[d] = getattr(a, d) or (os.path.join(a.build_dir, d, d) if a.build_dir else None)
+        if not binaries[d] or not os.access(binaries[d], os.X_OK):
+            ap.error("no %s binary (--%s or --build-dir)" % (d, d))
+    if os.geteuid() != 0:
+        print("SKIP: needs root (network namespaces, mounts, systemd-nspawn)")
+        return SKIP
+    for tool in ("systemd-nspawn", "kubectl", "nft", "ip", "openssl"):
+        if not shutil.which(tool):
+            print("SKIP: %s is not installed (tools/setup.sh installs it)" % tool)
+            return SKIP
+    try:
+        root = cached_root()
+    except Skip as e:
+        print("SKIP: %s" % e)
+        return SKIP
+
+    BOOT = Boot(root, binaries)
+    atexit.register(BOOT.close)
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    try:
+        BOOT.setup()
+        BOOT.boot()
+        prog = unittest.main(argv=[sys.argv[0], "-v"] + a.unittest_args, exit=False)
+        report(BOOT)
+        ok = prog.result.wasSuccessful()
+        if not ok:
+            print("\n----- container console (tail)\n" + tail(os.path.join(BOOT.dir, "console.txt"), 40))
+            print("\n----- container journal (tail)\n" + tail(os.path.join(BOOT.results, "journal.txt"), 150))
+            print("\n----- API server (tail)\n" + tail(os.path.join(BOOT.dir, "apiserver.log"), 20))
+        return 0 if ok else 1
+    finally:
+        BOOT.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+#!/usr/bin/python3
+"""Runs inside the booted container as kvboot-check.service (root, a oneshot started at boot), and writes what
+it saw to /results (bound from the host), step by step, for boot-test.py to judge. It judges nothing itself:
+every observation goes into the JSON, so one failed check does not hide the next.
+
+Handshake with the host (files in /results): this script writes ready.json and waits for go-egress (the host
+has created the egress Service and seen the VIP); it writes egress.json and stopped.json, waiting for
+go-stopped after the latter; it ends with final.json and journal.txt. SuccessAction=/FailureAction=poweroff in
+the unit end the boot either way. Every wait is bounded.
+"""
+import grp
+import json
+import os
+import pwd
+import subprocess
+import sys
+import time
+import traceback
+
+sys.path.insert(0, "/usr/local/lib/kvboot")
+from dbus_p2p import Connection, DBusError  # noqa: E402
+
+R = "/results"
+SERVICES = ("kvnetd", "kvelectd", "kvpd")
+SOCKETS = {"kvnetd": "/run/kvnetd/kvnetd.sock", "kvelectd": "/run/kvelectd/kvelectd.sock"}
+CALLS = {"kvnetd": ("/io/kvegress/Net1", "io.kvegress.Net1", "ListVips"),
+         "kvelectd": ("/io/kvegress/Elect1", "io.kvegress.Elect1", "ListCampaigns")}
+with open("/etc/kvboot/params.json") as f:
+    P = json.load(f)
+
+
+def sh(*cmd, timeout=30, check=False, **kw):
+    p = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise RuntimeError("%s: rc=%d %s" % (" ".join(cmd), p.returncode, p.stderr.strip()))
+    return p
+
+
+def show(unit, *props):
+    args = ["systemctl", "show"] + ([unit] if unit else []) + ["-p", ",".join(props)]
+    out = {}
+    for line in sh(*args).stdout.splitlines():
+        k, _, v = line.partition("=")
+        out[k] = v
+    return out
+
+
+def write(name, obj):
+    tmp = os.path.join(R, "." + name + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+    os.rename(tmp, os.path.join(R, name))
+
+
+def wait_file(name, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if os.path.exists(os.path.join(R, name)):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def wait(cond, timeout, interval=0.05):
+    end = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v or time.monotonic() >= end:
+            return v
+        time.sleep(interval)
+
+
+def active(unit):
+    return sh("systemctl", "is-active", unit).stdout.strip()
+
+
+def proc_status(pid):
+    out = {}
+    try:
+        with open("/proc/%s/status" % pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs",
+                         "Seccomp", "VmRSS"):
+                    out[k] = v.strip()
+    except OSError as e:
+        out["error"] = str(e)
+    return out
+
+
+def pss_kib(pid):
+    try:
+        with open("/proc/%s/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def call_as(user, target):
+    """Calls a read-only method of kvnetd or kvelectd as user (with its primary and supplementary groups, as
+    systemd would start it): "ok: ...", or what refused it."""
+    path, iface, member = CALLS[target]
+    code = ("import sys; sys.path.insert(0, '/usr/local/lib/kvboot')\n"
+            "from dbus_p2p import Connection, DBusError\n"
+            "try:\n"
+            "    with Connection(%r, timeout=10) as c:\n"
+            "        print('ok:', c.call(%r, %r, %r))\n"
+            "except (DBusError, OSError) as e:\n"
+            "    print('refused: %%s: %%s' %% (type(e).__name__, e)); sys.exit(1)\n") % (
+                SOCKETS[target], path, iface, member)
+    p = sh("setpriv", "--reuid", user, "--regid", user, "--init-groups", "--", "/usr/bin/python3", "-c", code,
+           timeout=30)
+    return {"rc": p.returncode, "out": (p.stdout + p.stderr).strip()[-500:],
+            "groups": [g.gr_name for g in grp.getgrall() if user in g.gr_mem]}
+
+
+def addrs(ifname):
+    out = json.loads(sh("ip", "-j", "addr", "show", "dev", ifname).stdout or "[]")
+    return [a["local"] for link in out for a in link.get("addr_info", [])]
+
+
+def nft_table():
+    p = sh("nft", "-j", "list", "table", "inet", P["table"])
+    return p.stdout if p.returncode == 0 else None
+
+
+def boot_phase():
+    res = {}
+    t0 = int(show(None, "UserspaceTimestampMonotonic")["UserspaceTimestampMonotonic"])
+    # All three active (Type=notify: READY=1 seen), or one failed: bounded.
+    states = wait(lambda: (lambda s: s if all(v in ("active", "failed") for v in s.values()) else None)(
+        {u: active(u + ".service") for u in SERVICES}), 60)
+    res["states"] = states or {u: active(u + ".service") for u in SERVICES}
+    res["units"] = {}
+    for u in SERVICES:
+        props = show(u + ".service", "ActiveState", "SubState", "Result", "MainPID", "User", "Group",
+                     "SupplementaryGroups", "CapabilityBoundingSet", "AmbientCapabilities", "PrivateUsers",
+                     "NRestarts", "ExecMainStartTimestampMonotonic", "InactiveExitTimestampMonotonic",
+                     "ActiveEnterTimestampMonotonic", "TriggeredBy", "UnitFileState", "WatchdogUSec",
+                     "MemoryCurrent", "StatusText")
+        props["status"] = proc_status(props.get("MainPID", "0"))
+        res["units"][u] = props
+    res["boot_to_ready_ms"] = None
+    enter = [int(res["units"][u].get("ActiveEnterTimestampMonotonic") or 0) for u in SERVICES]
+    if all(enter):
+        res["boot_to_ready_ms"] = round((max(enter) - t0) / 1000, 1)
+    res["sockets"] = {}
+    for d, path in SOCKETS.items():
+        s = show(d + ".socket", "ActiveState", "NAccepted", "NConnections", "UnitFileState")
+        try:
+            st = os.stat(path)
+            s["path_mode"] = "%o" % (st.st_mode & 0o7777)
+            s["path_owner"] = "%s:%s" % (pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name)
+        except (OSError, KeyError) as e:
+            s["path_error"] = str(e)
+        res["sockets"][d] = s
+    res["users"] = {}
+    for u in SERVICES + ("kvegress",):
+        try:
+            res["users"][u] = {"uid": pwd.getpwnam(u).pw_uid} if u != "kvegress" else {}
+        except KeyError:
+            res["users"][u] = {"error": "no such user"}
+        try:
+            res["users"][u]["gid"] = grp.getgrnam(u).gr_gid
+        except KeyError:
+            pass
+    res["ipc"] = {
+        "kvpd->kvnetd": call_as("kvpd", "kvnetd"),
+        "kvpd->kvelectd": call_as("kvpd", "kvelectd"),
+        "kvelectd->kvnetd": call_as("kvelectd", "kvnetd"),
+        "nobody->kvelectd": call_as("nobody", "kvelectd"),
+    }
+    return res
+
+
+def egress_phase():
+    res = {"eth1": addrs(P["service_if"]), "nft": nft_table()}
+    res["memory"] = {}
+    for u in SERVICES:
+        s = show(u + ".service", "MemoryCurrent", "MainPID", "TasksCurrent")
+        pid = s.get("MainPID", "0")
+        res["memory"][u] = {"MemoryCurrent": s.get("MemoryCurrent"), "TasksCurrent": s.get("TasksCurrent"),
+                            "VmRSS": proc_status(pid).get("VmRSS"), "Pss_kib": pss_kib(pid)}
+
+    # kvnetd restarted alone: the VIP must not flap (it keeps the address, kvpd replays its state).
+    mon_path = os.path.join(R, "ip-monitor-restart.txt")
+    with open(mon_path, "w") as out:
+        mon = subprocess.Popen(["ip", "-o", "monitor", "address", "dev", P["service_if"]], stdout=out,
+                               stderr=subprocess.STDOUT)
+        try:
+            time.sleep(0.3)
+            old = show("kvnetd.service", "MainPID")["MainPID"]
+            t = time.monotonic()
+            rr = sh("systemctl", "restart", "kvnetd.service", timeout=60)
+            restart_ms = round((time.monotonic() - t) * 1000, 1)
+            new = show("kvnetd.service", "MainPID")["MainPID"]
+            # kvpd reconnects (through the socket) and replays; wait until kvnetd lists the VIP again.
+            listed = wait(lambda: P["vip"] in call_as("kvpd", "kvnetd")["out"], 15, 0.2)
+            time.sleep(2)  # a flap would be a delete now, or a failed renewal fencing the VIP soon after
+        finally:
+            mon.terminate()
+            try:
+                mon.wait(5)
+            except subprocess.TimeoutExpired:
+                mon.kill()
+    with open(mon_path) as f:
+        events = f.read().splitlines()
+    res["restart"] = {"rc": rr.returncode, "stderr": rr.stderr.strip(), "old_pid": old, "new_pid": new,
+                      "restart_ms": restart_ms, "relisted": bool(listed), "monitor": events,
+                      "active": active("kvnetd.service"), "eth1_after": addrs(P["service_if"]),
+                      "nft_after": nft_table()}
+
+    # Structured journal fields of our own messages.
+    res["journal"] = {}
+    for u in SERVICES:
+        p = sh("journalctl", "-b", "-o", "json", "--no-pager", "_SYSTEMD_UNIT=%s.service" % u, timeout=30)
+        entries = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+        ours = [e for e in entries if e.get("SYSLOG_IDENTIFIER") == u]
+        with_code = [e for e in ours if e.get("CODE_FILE")]
+        sample = with_code[0] if with_code else (ours[0] if ours else {})
+        res["journal"][u] = {"entries": len(entries), "ours": len(ours), "with_code_file": len(with_code),
+                             "sample": {k: sample.get(k) for k in ("MESSAGE", "SYSLOG_IDENTIFIER", "CODE_FILE",
+                                                                   "CODE_LINE", "CODE_FUNC", "PRIORITY")}}
+
+    # Does IPAddressDeny= hold here? (systemd's BPF firewall needs the unified cgroup hierarchy.) A
+    # transient unit with IPAddressDeny=any tries the API server; reported, not judged.
+    p = sh("systemd-run", "--quiet", "--wait", "--pipe", "-p", "IPAddressDeny=any", "/usr/bin/python3", "-c",
+           "import socket; socket.create_connection((%r, %d), 3)" % tuple(P["api"]), timeout=30)
+    res["ip_address_deny_enforced"] = p.returncode != 0
+
+    # systemd-analyze security, online (the loaded units, as the manager sees them).
+    res["security"] = {}
+    for u in SERVICES:
+        p = sh("systemd-analyze", "security", "--no-pager", u + ".service", timeout=60)
+        line = [x for x in p.stdout.splitlines() if "Overall exposure level" in x]
+        score = None
+        if line:
+            try:
+                score = float(line[0].split(":")[1].split()[0])
+            except (IndexError, ValueError):
+                pass
+        res["security"][u] = {"score": score, "line": line[0].strip() if line else p.stderr.strip()[-300:]}
+        with open(os.path.join(R, "security-%s.txt" % u), "w") as f:
+            f.write(p.stdout)
+    return res
+
+
+def stop_phase():
+    t = time.monotonic()
+    p = sh("systemctl", "stop", "kvpd.service", timeout=60)
+    res = {"rc": p.returncode, "stop_ms": round((time.monotonic() - t) * 1000, 1),
+           "kvpd": show("kvpd.service", "ActiveState", "Result", "ExecMainStatus")}
+    # kvpd's stop is a graceful job: VIP and rules are gone before it exits.
+    res["eth1"] = addrs(P["service_if"])
+    res["nft"] = nft_table()
+    res["kvnetd_active"] = active("kvnetd.service")
+    return res
+
+
+def main():
+    final = {"error": None}
+    try:
+        write("ready.json", boot_phase())
+        if not wait_file("go-egress", 90):
+            final["error"] = "the host never said go-egress"
+            return
+        write("egress.json", egress_phase())
+        write("stopped.json", stop_phase())
+        if not wait_file("go-stopped", 60):
+            final["error"] = "the host never said go-stopped"
+    except Exception:  # noqa: BLE001 - report everything to the host
+        final["error"] = traceback.format_exc()
+    finally:
+        final["units"] = {u: show(u + ".service", "ActiveState", "Result", "NRestarts") for u in SERVICES}
+        final["failed"] = sh("systemctl", "list-units", "--failed", "--no-legend", "--plain").stdout
+        with open(os.path.join(R, "journal.txt"), "w") as f:
+            f.write(sh("journalctl", "-b", "--no-pager", "-o", "short-monotonic", timeout=60).stdout)
+        write("final.json", final)
+
+
+if __name__ == "__main__":
+    main()
