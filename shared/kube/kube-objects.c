@@ -56,6 +56,13 @@ static int get_array(json_t *obj, const char *key, const char *path, json_t **re
         return 0;
 }
 
+/* jansson keeps "\u0000" only with JSON_ALLOW_NUL, which the client does
+ * not use; the parsers are total whoever built the value. */
+static bool has_nul(json_t *v)
+{
+        return strlen(json_string_value(v)) != json_string_length(v);
+}
+
 static int get_string(json_t *obj, const char *key, const char *path, char **ret, KubeParseError *err)
 {
         json_t *v = field(obj, key);
@@ -65,7 +72,7 @@ static int get_string(json_t *obj, const char *key, const char *path, char **ret
                 if (!json_is_string(v))
                         return fail(err, "%s%s%s: expected a string", path, *path ? "." : "", key);
                 /* Embedded NULs would silently truncate names. */
-                if (strlen(json_string_value(v)) != json_string_length(v))
+                if (has_nul(v))
                         return fail(err, "%s%s%s: contains a NUL byte", path, *path ? "." : "", key);
                 s = strdup(json_string_value(v));
                 if (!s)
@@ -136,6 +143,8 @@ static int get_strv(json_t *obj, const char *key, const char *path, char ***ret,
         json_array_foreach(a, i, v) {
                 if (!json_is_string(v))
                         return fail(err, "%s%s%s[%zu]: expected a string", path, *path ? "." : "", key, i);
+                if (has_nul(v))
+                        return fail(err, "%s%s%s[%zu]: contains a NUL byte", path, *path ? "." : "", key, i);
                 l[i] = strdup(json_string_value(v));
                 if (!l[i])
                         return -ENOMEM;
@@ -176,6 +185,10 @@ static int get_string_map(json_t *obj, const char *key, const char *path, KubeSt
                 /* Go decodes a null map value as "". */
                 if (!json_is_string(v) && !json_is_null(v))
                         return fail(err, "%s%s%s[\"%s\"]: expected a string", path, *path ? "." : "", key, k);
+                /* A value cut short at a NUL could, say, drop entries from
+                 * an egress-denied-networks list: refuse it. */
+                if (json_is_string(v) && has_nul(v))
+                        return fail(err, "%s%s%s[\"%s\"]: contains a NUL byte", path, *path ? "." : "", key, k);
                 ret->keys[ret->n] = strdup(k);
                 ret->values[ret->n] = strdup(json_is_string(v) ? json_string_value(v) : "");
                 ret->n++;

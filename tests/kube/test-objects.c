@@ -427,6 +427,10 @@ START_TEST(test_malformed)
                 "{\"spec\":{\"ipFamilies\":[\"IPv4\",null]}}",
                 "{\"status\":{\"loadBalancer\":{\"ingress\":{}}}}",
                 "{\"metadata\":{\"name\":\"a\\u0000b\"}}",
+                /* Cut at the NUL, this deny list would lose its second entry. */
+                "{\"metadata\":{\"annotations\":{\"kube-vip.io/egress-denied-networks\":"
+                "\"10.0.0.0/8\\u0000,172.16.0.0/12\"}}}",
+                "{\"spec\":{\"ipFamilies\":[\"IPv4\\u0000\"]}}",
         };
         KubeParseError err;
         KubeService *s = NULL;
