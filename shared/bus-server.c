@@ -34,25 +34,38 @@ struct BusServer {
         unsigned n_connections;
         BusServerSetupFn setup;
         void *userdata;
+        BusServerConnectionsFn connections_fn;
+        void *connections_userdata;
         BusConnection *connections;
 };
 
+static void connections_changed(BusServer *s)
+{
+        if (s->connections_fn)
+                s->connections_fn(s, s->n_connections, s->connections_userdata);
+}
+
 static void connection_free(BusConnection *c)
 {
+        BusServer *s;
+
         if (!c)
                 return;
-        if (c->server) {
+        s = c->server;
+        if (s) {
                 if (c->prev)
                         c->prev->next = c->next;
                 else
-                        c->server->connections = c->next;
+                        s->connections = c->next;
                 if (c->next)
                         c->next->prev = c->prev;
-                c->server->n_connections--;
+                s->n_connections--;
         }
         sd_bus_slot_unref(c->disconnect_slot);
         sd_bus_flush_close_unref(c->bus);
         free(c);
+        if (s)
+                connections_changed(s);
 }
 
 static int on_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -171,6 +184,7 @@ static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *us
         s->connections = c;
         s->n_connections++;
         log_debug("bus client connected: pid %d uid %u", (int)cred.pid, (unsigned)cred.uid);
+        connections_changed(s);
         return 0;
 }
 
@@ -266,6 +280,7 @@ BusServer *bus_server_free(BusServer *s)
 {
         if (!s)
                 return NULL;
+        s->connections_fn = NULL; /* the owner is going away too */
         while (s->connections)
                 connection_free(s->connections);
         sd_event_source_disable_unref(s->listen_source);
@@ -303,6 +318,12 @@ int bus_server_emit_signal(BusServer *s, const char *path, const char *interface
                         ret = r;
         }
         return ret;
+}
+
+void bus_server_set_connections_callback(BusServer *s, BusServerConnectionsFn fn, void *userdata)
+{
+        s->connections_fn = fn;
+        s->connections_userdata = userdata;
 }
 
 unsigned bus_server_n_connections(const BusServer *s)

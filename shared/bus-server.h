@@ -36,6 +36,11 @@ int bus_server_new(sd_event *event, const char *socket_path, mode_t socket_mode,
 BusServer *bus_server_free(BusServer *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(BusServer *, bus_server_free);
 
+/* Called whenever a client connects or disconnects (not while the server is
+ * freed), with the number of connections now. */
+typedef void (*BusServerConnectionsFn)(BusServer *s, unsigned n_connections, void *userdata);
+void bus_server_set_connections_callback(BusServer *s, BusServerConnectionsFn fn, void *userdata);
+
 /* Emit a signal on every connected client. */
 int bus_server_emit_signal(BusServer *s, const char *path, const char *interface, const char *member,
                            const char *types, ...);
