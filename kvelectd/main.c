@@ -353,6 +353,7 @@ static int run(int argc, char *argv[])
                            manager_bus_setup, m, &m->bus);
         if (r < 0)
                 return log_error_errno(r, "cannot listen on %s: %m", arg_socket);
+        bus_server_set_connections_callback(m->bus, manager_connections_changed, m);
 
         log_info("identity \"%s\" (from %s), lease %llums / renew %llums / retry %llums, API %s%s",
                  arg_node_name, arg_node_name_source,

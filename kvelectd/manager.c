@@ -148,10 +148,23 @@ void campaign_apply(Campaign *c, ElectionOutput *out, int r)
                 if (out->cancel)
                         lease_io_cancel(c);
                 if (out->events) {
-                        log_events(c, out->events);
-                        if (out->events & (ELECTION_EVENT_LEADING | ELECTION_EVENT_HOLDER))
+                        unsigned ev = out->events;
+
+                        log_events(c, ev);
+                        /* The Lease names us but we do not lead it (yet): a
+                         * restarted kvelectd reading its own Lease, which it
+                         * is about to renew (client-go does the same). kvpd
+                         * kept leading across the restart; "not leading" now
+                         * would make it drop the VIP for nothing. The renewal
+                         * tells it one way or the other; its failure ends
+                         * kvpd's leadership at the old deadline. */
+                        if ((ev & ELECTION_EVENT_HOLDER) && !(ev & ELECTION_EVENT_LEADING) &&
+                            !election_is_leading(c->election) && election_is_campaigning(c->election) &&
+                            streq(election_holder(c->election), m->identity))
+                                ev &= ~(unsigned)ELECTION_EVENT_HOLDER;
+                        if (ev & (ELECTION_EVENT_LEADING | ELECTION_EVENT_HOLDER))
                                 bus_emit_leadership_changed(m, c);
-                        else if (out->events & ELECTION_EVENT_RENEWED)
+                        else if (ev & ELECTION_EVENT_RENEWED)
                                 bus_emit_renewed(m, c);
                 }
                 if (out->events & ELECTION_EVENT_DONE) {
@@ -306,9 +319,87 @@ static int on_stop_timeout(sd_event_source *s, uint64_t usec, void *userdata)
         return sd_event_exit(m->event, 0);
 }
 
-void manager_stop(Manager *m)
+/* Withdraw releases each held Lease (LeadershipChanged(leading=false) goes
+ * out first). Campaigns with nothing to release are freed on the way. */
+static void withdraw_all(Manager *m)
 {
         Campaign *next;
+
+        for (Campaign *c = m->campaigns; c; c = next) {
+                ElectionOutput out = {};
+                int r;
+
+                next = c->next;
+                r = election_withdraw(c->election, manager_now(), &out);
+                /* May free c (nothing to release); next was taken first. */
+                campaign_apply(c, &out, r);
+                if (m->n_campaigns == 0)
+                        break;
+        }
+}
+
+static int on_orphan_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        Manager *m = userdata;
+
+        if (m->stopping || bus_server_n_connections(m->bus) > 0)
+                return 0;
+        log_warning("no client for %llums: withdrawing %u campaign(s), releasing their Leases",
+                    (unsigned long long)(m->election_config.renew_deadline_usec / USEC_PER_MSEC),
+                    m->n_campaigns);
+        withdraw_all(m);
+        return 0;
+}
+
+/* Why renewDeadline: kvpd passes each renewal's deadline on to kvnetd as
+ * the VIP's grant deadline (send time of the renewal + renewDeadline -
+ * margin). A kvpd that is gone renews no grant, and every renewal it passed
+ * on was sent before it went, so kvnetd has fenced all of this node's VIPs
+ * by renewDeadline after the disconnect. Holding the Leases longer only
+ * keeps every other node from serving those Services: an outage nobody else
+ * can end. Releasing them sooner would let another node bind a VIP this
+ * node may still have. A kvpd restarted by systemd reconnects within a
+ * second or two, well inside it, and replays its campaigns. */
+void manager_connections_changed(BusServer *s, unsigned n_connections, void *userdata)
+{
+        Manager *m = userdata;
+        int r;
+        (void)s;
+
+        if (n_connections > 0) {
+                if (m->orphan_timer && sd_event_source_get_enabled(m->orphan_timer, NULL) > 0) {
+                        (void)sd_event_source_set_enabled(m->orphan_timer, SD_EVENT_OFF);
+                        log_info("a client connected: keeping the %u campaign(s)", m->n_campaigns);
+                }
+                return;
+        }
+        if (m->stopping || m->n_campaigns == 0)
+                return;
+        if (!m->orphan_timer) {
+                r = sd_event_add_time_relative(m->event, &m->orphan_timer, CLOCK_MONOTONIC,
+                                               m->election_config.renew_deadline_usec, TIMER_ACCURACY_USEC,
+                                               on_orphan_timer, m);
+                if (r >= 0)
+                        (void)sd_event_source_set_description(m->orphan_timer, "orphan-timer");
+        } else {
+                r = sd_event_source_set_time_relative(m->orphan_timer,
+                                                      m->election_config.renew_deadline_usec);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(m->orphan_timer, SD_EVENT_ONESHOT);
+        }
+        if (r < 0) {
+                /* Without the timer a dead kvpd would pin the Leases. */
+                log_error_errno(r, "cannot arm the orphan timer, withdrawing every campaign now: %m");
+                withdraw_all(m);
+                return;
+        }
+        log_notice("last client gone: withdrawing %u campaign(s) in %llums unless one connects",
+                   m->n_campaigns,
+                   (unsigned long long)(m->election_config.renew_deadline_usec / USEC_PER_MSEC));
+}
+
+void manager_stop(Manager *m)
+{
         int r;
 
         if (m->stopping) {
@@ -329,17 +420,7 @@ void manager_stop(Manager *m)
                                        TIMER_ACCURACY_USEC, on_stop_timeout, m);
         if (r < 0)
                 log_warning_errno(r, "cannot arm the stop timer: %m");
-
-        for (Campaign *c = m->campaigns; c; c = next) {
-                ElectionOutput out = {};
-
-                next = c->next;
-                r = election_withdraw(c->election, manager_now(), &out);
-                /* May free c (nothing to release); next was taken first. */
-                campaign_apply(c, &out, r);
-                if (m->n_campaigns == 0)
-                        break;
-        }
+        withdraw_all(m);
 }
 
 int manager_new(sd_event *event, KubeClient *client, const ManagerOptions *opts, Manager **ret)
@@ -379,6 +460,7 @@ Manager *manager_free(Manager *m)
                 campaign_free(m->campaigns);
         /* The last campaign of a namespace took its watch along. */
         sd_event_source_disable_unref(m->stop_timer);
+        sd_event_source_disable_unref(m->orphan_timer);
         bus_server_free(m->bus);
         kube_client_free(m->client);
         sd_event_unref(m->event);

@@ -64,6 +64,8 @@ struct Manager {
         unsigned random_state;
         bool stopping;
         sd_event_source *stop_timer;
+        /* Armed while no client is connected and campaigns remain. */
+        sd_event_source *orphan_timer;
 };
 
 /* Takes ownership of client (freed with the manager). */
@@ -78,6 +80,10 @@ Campaign *manager_find(Manager *m, const char *namespace, const char *name);
 /* Withdraws every campaign (releasing held Leases) and exits the event loop
  * when all are released, or after renewDeadline at most. */
 void manager_stop(Manager *m);
+/* The bus server's connection count changed: the last client gone starts
+ * the orphan timer (renewDeadline), after which every campaign is withdrawn;
+ * a client connecting stops it. */
+void manager_connections_changed(BusServer *s, unsigned n_connections, void *userdata);
 
 ElectionTime manager_now(void);
 

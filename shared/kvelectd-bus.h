@@ -11,8 +11,10 @@
 
 /* Campaign(s namespace, s name): start (or keep) campaigning for the Lease
  * namespace/name with this node's identity. Idempotent. If already leading,
- * a LeadershipChanged(leading=true) signal is re-emitted so a reconnecting
- * client learns the state. */
+ * a LeadershipChanged(leading=true) signal is re-emitted, before the reply,
+ * so a reconnecting client learns the state.
+ * Campaigns outlive their client by renewDeadline: when the last client has
+ * been gone that long, every campaign is withdrawn (as by Withdraw). */
 #define KVELECTD_METHOD_CAMPAIGN "Campaign"
 /* Errors: InvalidArgs (namespace not a DNS-1123 label, name not a DNS-1123
  * subdomain), LimitsExceeded (KVELECTD_MAX_CAMPAIGNS), Failed (stopping). */
@@ -33,7 +35,9 @@
 
 /* Signal LeadershipChanged(s namespace, s name, b leading, t deadline_usec, s holder)
  *   Emitted when this node gains or loses a lease, and when the observed
- *   holder changes. deadline_usec (CLOCK_MONOTONIC) is when leadership ends
+ *   holder changes (except to this node's own identity while not leading: a
+ *   restarted kvelectd finds its own Lease and renews it; the outcome of
+ *   that renewal is what gets signalled). deadline_usec (CLOCK_MONOTONIC) is when leadership ends
  *   unless renewed: the send time of the last successful renew plus
  *   renewDeadline; 0 when not leading.
  *   Loss is signalled at the deadline itself (by timer, not when a request
