@@ -3,7 +3,19 @@
  * this node has a local ready endpoint (kube-vip's rule for Local policy),
  * and withdraws when the last one goes, so the lease moves to a node that
  * has one. Several Services may name one Lease (kube-vip.io/leaseName); the
- * campaign then lasts while any of them wants it. */
+ * campaign then lasts while any of them wants it.
+ *
+ * Restarts. When kvelectd goes away, leadership is kept until its deadline
+ * rather than given up at once: kvnetd fences every VIP by itself at that
+ * deadline (less a margin), so waiting is safe, and a kvelectd restarted
+ * within the deadline finds this node's identity in the Lease, renews it and
+ * confirms leadership without the VIP ever leaving. After every (re)connect
+ * the campaigns are replayed; until kvelectd has answered them, this node's
+ * leadership is "not known yet" and nothing is torn down on its account
+ * (kvnetd's stale-state clean-up, status clears). After the first sync,
+ * campaigns kvelectd still runs for leases no Service wants are withdrawn. */
+#include <time.h>
+
 #include "kvelectd-bus.h"
 #include "log.h"
 #include "manager.h"
@@ -34,15 +46,61 @@ static int on_stop_reply(sd_bus_message *reply, void *userdata, sd_bus_error *re
         return 0;
 }
 
-static int send_call(Manager *m, const char *method, const Lease *l, bool for_stop)
+bool elect_pending(const Lease *l)
+{
+        return l && l->campaign_slot;
+}
+
+bool elect_any_pending(Manager *m)
+{
+        for (size_t i = 0; i < m->n_leases; i++)
+                if (elect_pending(m->leases[i]))
+                        return true;
+        return false;
+}
+
+static void services_of_lease_changed(Manager *m, Lease *l)
+{
+        for (size_t i = 0; i < m->n_services; i++)
+                if (m->services[i]->lease == l) {
+                        net_update(m->services[i]);
+                        status_update(m->services[i]);
+                }
+}
+
+/* kvelectd emits LeadershipChanged(leading=true) before it answers a
+ * Campaign it already leads, so once the answer is in, leadership is known. */
+static int on_campaign_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+{
+        Lease *l = userdata;
+        Manager *m = l->manager;
+
+        /* sd-bus answers pending calls with an error when the connection
+         * closes; that is no answer, and the disconnect handler follows. */
+        if (sd_bus_is_open(sd_bus_message_get_bus(reply)) <= 0)
+                return 0;
+        (void)on_reply(reply, NULL, ret_error);
+        l->campaign_slot = sd_bus_slot_unref(l->campaign_slot);
+        services_of_lease_changed(m, l);
+        if (!elect_any_pending(m))
+                net_cleanup_stale(m);
+        return 0;
+}
+
+static int send_call(Manager *m, const char *method, Lease *l, bool for_stop)
 {
         sd_bus *bus = bus_client_get(m->kvelectd);
+        bool campaign = streq(method, KVELECTD_METHOD_CAMPAIGN);
         int r;
 
         if (!bus)
                 return -ENOTCONN; /* replayed on connect */
-        r = sd_bus_call_method_async(bus, NULL, NULL, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE, method,
-                                     for_stop ? on_stop_reply : on_reply, m, "ss", l->namespace, l->name);
+        if (campaign)
+                l->campaign_slot = sd_bus_slot_unref(l->campaign_slot);
+        r = sd_bus_call_method_async(bus, campaign ? &l->campaign_slot : NULL, NULL, KVELECTD_BUS_PATH,
+                                     KVELECTD_BUS_INTERFACE, method,
+                                     campaign ? on_campaign_reply : for_stop ? on_stop_reply : on_reply,
+                                     campaign ? (void *)l : (void *)m, "ss", l->namespace, l->name);
         if (r < 0)
                 return log_warning_errno(r, "kvelectd: %s(%s/%s) not sent: %m", method, l->namespace, l->name);
         if (for_stop)
@@ -55,6 +113,7 @@ static Lease *lease_free(Lease *l)
 {
         if (!l)
                 return NULL;
+        sd_bus_slot_unref(l->campaign_slot);
         free(l->namespace);
         free(l->name);
         free(l->holder);
@@ -62,13 +121,68 @@ static Lease *lease_free(Lease *l)
         return NULL;
 }
 
-static void services_of_lease_changed(Manager *m, Lease *l)
+/* Not sd-event's default of 250 ms: a deadline is a deadline. */
+#define LEASE_DEADLINE_ACCURACY_USEC (1 * USEC_PER_MSEC)
+
+static int on_lease_deadline(sd_event_source *es, uint64_t usec, void *userdata);
+
+/* The timer runs for carried leadership only: a kvelectd that is connected
+ * and has confirmed a lease reports its loss itself, at the same deadline. */
+static void arm_lease_deadline(Manager *m)
 {
-        for (size_t i = 0; i < m->n_services; i++)
-                if (m->services[i]->lease == l) {
-                        net_update(m->services[i]);
-                        status_update(m->services[i]);
-                }
+        uint64_t t = UINT64_MAX;
+        int r;
+
+        for (size_t i = 0; i < m->n_leases; i++)
+                if (m->leases[i]->leading && m->leases[i]->carried)
+                        t = MIN(t, m->leases[i]->deadline_usec);
+        if (t == UINT64_MAX) {
+                if (m->lease_deadline_source)
+                        (void)sd_event_source_set_enabled(m->lease_deadline_source, SD_EVENT_OFF);
+                return;
+        }
+        if (!m->lease_deadline_source)
+                r = sd_event_add_time(m->event, &m->lease_deadline_source, CLOCK_MONOTONIC, t,
+                                      LEASE_DEADLINE_ACCURACY_USEC, on_lease_deadline, m);
+        else {
+                r = sd_event_source_set_time(m->lease_deadline_source, t);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(m->lease_deadline_source, SD_EVENT_ONESHOT);
+        }
+        if (r < 0) {
+                /* Without the timer, carried leadership could outlive its
+                 * deadline here: give it up now instead. */
+                log_error_errno(r, "cannot arm the lease deadline timer, giving carried leases up: %m");
+                for (size_t i = 0; i < m->n_leases; i++)
+                        if (m->leases[i]->leading && m->leases[i]->carried) {
+                                m->leases[i]->leading = m->leases[i]->carried = false;
+                                m->leases[i]->deadline_usec = 0;
+                                services_of_lease_changed(m, m->leases[i]);
+                        }
+        }
+}
+
+static int on_lease_deadline(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        Manager *m = userdata;
+        uint64_t now = 0;
+        (void)es;
+        (void)usec;
+
+        (void)sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        for (size_t i = 0; i < m->n_leases; i++) {
+                Lease *l = m->leases[i];
+
+                if (!l->leading || !l->carried || l->deadline_usec > now)
+                        continue;
+                log_warning("lease %s/%s: not renewed by its deadline (kvelectd %s): no longer leading", l->namespace,
+                            l->name, bus_client_get(m->kvelectd) ? "restarted but has not renewed it" : "is gone");
+                l->leading = l->carried = false;
+                l->deadline_usec = 0;
+                services_of_lease_changed(m, l);
+        }
+        arm_lease_deadline(m);
+        return 0;
 }
 
 static Lease *lease_want(Manager *m, const char *namespace, const char *name)
@@ -111,6 +225,10 @@ static void lease_unwant(Manager *m, Lease *l, bool for_stop)
                         break;
                 }
         lease_free(l);
+        arm_lease_deadline(m);
+        /* Its Campaign may have been the last one unanswered. */
+        if (!elect_any_pending(m))
+                net_cleanup_stale(m);
 }
 
 void elect_update(Service *s)
@@ -155,6 +273,7 @@ static int on_leadership(sd_bus_message *msg, void *userdata, sd_bus_error *ret_
         const char *ns, *name, *holder;
         uint64_t deadline;
         int leading, r;
+        bool was_leading, was_carried;
         Lease *l;
         (void)ret_error;
 
@@ -169,9 +288,29 @@ static int on_leadership(sd_bus_message *msg, void *userdata, sd_bus_error *ret_
         if (l->leading != !!leading)
                 log_info("lease %s/%s: %s (holder %s)", ns, name, leading ? "leading" : "not leading",
                          isempty(holder) ? "none" : holder);
+        else if (l->carried && leading)
+                log_info("lease %s/%s: leadership confirmed by kvelectd", ns, name);
+        was_leading = l->leading;
+        was_carried = l->carried;
+        /* Whatever it says, the kvelectd connected now speaks for it. */
+        l->carried = false;
         l->leading = leading;
         l->deadline_usec = leading ? deadline : 0;
-        services_of_lease_changed(m, l);
+        if (was_carried)
+                arm_lease_deadline(m);
+        for (size_t i = 0; i < m->n_services; i++) {
+                Service *s = m->services[i];
+
+                if (s->lease != l)
+                        continue;
+                /* Still leading (a restarted kvelectd renewed the Lease):
+                 * only the grant's deadline moves. */
+                if (was_leading && leading && s->programmed)
+                        net_renew(s);
+                else
+                        net_update(s);
+                status_update(s);
+        }
         return 0;
 }
 
@@ -206,16 +345,29 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
         m->kvelectd_leadership_slot = sd_bus_slot_unref(m->kvelectd_leadership_slot);
         m->kvelectd_renewed_slot = sd_bus_slot_unref(m->kvelectd_renewed_slot);
         if (!bus) {
-                /* Without kvelectd nobody renews: leadership is over as far
-                 * as this node can tell. Give the VIPs up now rather than
-                 * let kvnetd's deadline do it. */
+                unsigned n = 0;
+
+                /* Nobody renews now, but the Lease stays ours until its
+                 * deadline and kvnetd fences the VIPs by then on its own.
+                 * Keep leading until that deadline, so a kvelectd restarted
+                 * in time changes nothing (it renews our own Lease). */
+                m->kvelectd_cleaned = false;
                 for (size_t i = 0; i < m->n_leases; i++) {
-                        m->leases[i]->campaign_sent = false;
-                        if (m->leases[i]->leading) {
-                                m->leases[i]->leading = false;
-                                services_of_lease_changed(m, m->leases[i]);
+                        Lease *l = m->leases[i];
+
+                        l->campaign_sent = false;
+                        l->campaign_slot = sd_bus_slot_unref(l->campaign_slot);
+                        if (l->leading) {
+                                l->carried = true;
+                                n++;
                         }
                 }
+                if (n > 0)
+                        log_notice("kvelectd gone: keeping %u lease(s) until their deadlines unless it comes back", n);
+                arm_lease_deadline(m);
+                /* The answers it owed will not come: kvnetd's clean-up need
+                 * not wait for them. */
+                net_cleanup_stale(m);
                 return;
         }
         r = sd_bus_match_signal(bus, &m->kvelectd_leadership_slot, NULL, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE,
@@ -226,9 +378,62 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
         if (r < 0)
                 log_error_errno(r, "kvelectd: cannot subscribe to signals: %m");
         /* Replay: Campaign is idempotent, and kvelectd answers a campaign it
-         * already leads with LeadershipChanged(leading=true). */
+         * already leads with LeadershipChanged(leading=true). A restarted
+         * kvelectd confirms carried leadership once it has renewed. */
         for (size_t i = 0; i < m->n_leases; i++)
                 m->leases[i]->campaign_sent = send_call(m, KVELECTD_METHOD_CAMPAIGN, m->leases[i], false) >= 0;
+        elect_cleanup_stale(m);
+}
+
+static int on_list_campaigns_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+{
+        Manager *m = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        sd_bus *bus = sd_bus_message_get_bus(reply);
+        const char *ns, *name, *holder;
+        uint64_t deadline;
+        int leading, r;
+        (void)ret_error;
+
+        if (sd_bus_is_open(bus) <= 0)
+                return 0;
+        if (e)
+                return log_warning("kvelectd: listing its campaigns failed: %s", e->message ? e->message : e->name),
+                       0;
+        r = sd_bus_message_enter_container(reply, 'a', "(ssbst)");
+        while (r >= 0 && (r = sd_bus_message_read(reply, "(ssbst)", &ns, &name, &leading, &deadline, &holder)) > 0) {
+                if (elect_find(m, ns, name))
+                        continue;
+                /* kvnetd's clean-up has run: no VIP of this node depends on
+                 * it, so releasing the Lease is safe. */
+                log_notice("kvelectd campaigns for lease %s/%s%s, which no Service here wants: withdrawing", ns, name,
+                           leading ? " (leading)" : "");
+                r = sd_bus_call_method_async(bus, NULL, NULL, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE,
+                                             KVELECTD_METHOD_WITHDRAW, on_reply, m, "ss", ns, name);
+                if (r < 0)
+                        log_warning_errno(r, "kvelectd: Withdraw(%s/%s) not sent: %m", ns, name);
+        }
+        if (r < 0)
+                log_warning_errno(r, "kvelectd: cannot read its campaigns: %m");
+        return 0;
+}
+
+void elect_cleanup_stale(Manager *m)
+{
+        sd_bus *bus = bus_client_get(m->kvelectd);
+        int r;
+
+        /* After kvnetd's clean-up, never before: the Lease must outlive
+         * any VIP this node still has for it. */
+        if (!bus || m->kvelectd_cleaned || !m->kvnetd_clean_done || m->stopping)
+                return;
+        r = sd_bus_call_method_async(bus, NULL, NULL, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE,
+                                     KVELECTD_METHOD_LIST, on_list_campaigns_reply, m, NULL);
+        if (r < 0) {
+                log_warning_errno(r, "kvelectd: cannot list its campaigns: %m");
+                return;
+        }
+        m->kvelectd_cleaned = true;
 }
 
 int elect_start(Manager *m)

@@ -106,6 +106,7 @@ Manager *manager_free(Manager *m)
                 service_free(m->services[i]);
         free(m->services);
         for (size_t i = 0; i < m->n_leases; i++) {
+                sd_bus_slot_unref(m->leases[i]->campaign_slot);
                 free(m->leases[i]->namespace);
                 free(m->leases[i]->name);
                 free(m->leases[i]->holder);
@@ -123,6 +124,7 @@ Manager *manager_free(Manager *m)
         bus_client_free(m->kvelectd);
         sd_event_source_disable_unref(m->debounce_source);
         sd_event_source_disable_unref(m->resync_source);
+        sd_event_source_disable_unref(m->lease_deadline_source);
         sd_event_source_disable_unref(m->stop_timeout_source);
         cluster_cidrs_done(&m->cidrs);
         config_done(&m->config);

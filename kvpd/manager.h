@@ -49,7 +49,12 @@ struct Lease {
         char *name;
         unsigned n_wanted;   /* Services that want this lease now */
         bool campaign_sent;  /* Campaign() sent on the current kvelectd connection */
+        sd_bus_slot *campaign_slot; /* its reply, not in yet: leadership not known yet */
         bool leading;
+        /* leading was learnt from a kvelectd connection that is gone. It is
+         * kept (kvnetd's grant deadline makes that safe) until the deadline,
+         * unless the kvelectd connected now confirms it first. */
+        bool carried;
         uint64_t deadline_usec; /* CLOCK_MONOTONIC, from kvelectd */
         char *holder;
 };
@@ -115,13 +120,22 @@ struct Manager {
         sd_event_source *resync_source;
         bool cidrs_dirty;
 
+        bool reconciled; /* the first reconciliation after the sync ran: every wanted lease campaigns */
+
         BusClient *kvnetd;
         sd_bus_slot *kvnetd_expired_slot;
-        bool kvnetd_cleaned; /* stale kvnetd state removed after the first sync */
+        /* Removing what kvnetd holds that kvpd does not want, once per
+         * connection, after the first sync. */
+        bool kvnetd_cleaned;         /* started on this connection */
+        unsigned kvnetd_clean_calls; /* its calls not answered yet */
+        bool kvnetd_clean_failed;    /* one failed: not done on this connection */
+        bool kvnetd_clean_done;      /* all answered and succeeded */
 
         BusClient *kvelectd;
         sd_bus_slot *kvelectd_leadership_slot;
         sd_bus_slot *kvelectd_renewed_slot;
+        bool kvelectd_cleaned; /* unwanted campaigns withdrawn on this connection */
+        sd_event_source *lease_deadline_source; /* ends carried leadership at its deadline */
 
         bool stopping;
         unsigned stop_phase;   /* 1: RemoveService + clear status; 2: Withdraw */
@@ -158,11 +172,20 @@ int elect_start(Manager *m);
 void elect_update(Service *s);
 void elect_release_all(Manager *m);
 Lease *elect_find(Manager *m, const char *namespace, const char *name);
+/* A Campaign sent on the live kvelectd connection is not answered yet:
+ * whether this node leads it is not known yet. */
+bool elect_pending(const Lease *l);
+bool elect_any_pending(Manager *m);
+/* After the first sync and kvnetd's clean-up: withdraw the campaigns kvelectd
+ * has that kvpd does not want (a Service deleted while kvpd was down). */
+void elect_cleanup_stale(Manager *m);
 
 /* net.c */
 int net_start(Manager *m);
 void net_update(Service *s);
 void net_renew(Service *s);
+/* Once every wanted lease's leadership is known, remove what kvnetd holds
+ * that kvpd does not program; then elect_cleanup_stale(). */
 void net_cleanup_stale(Manager *m);
 void net_release_all(Manager *m);
 bool net_leading(const Service *s);

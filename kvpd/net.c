@@ -415,6 +415,40 @@ void net_release_all(Manager *m)
                         net_remove(m->services[i], true);
 }
 
+/* One call of the clean-up answered; when the last is, and all went well,
+ * kvnetd holds nothing kvpd does not want, and kvelectd's clean-up may run. */
+static void clean_call_done(Manager *m, const sd_bus_error *e)
+{
+        if (e)
+                m->kvnetd_clean_failed = true;
+        if (m->kvnetd_clean_calls > 0)
+                m->kvnetd_clean_calls--;
+        if (m->kvnetd_clean_calls > 0 || m->kvnetd_clean_done)
+                return;
+        if (m->kvnetd_clean_failed) {
+                log_warning("kvnetd: its stale state was not all removed; leases no Service wants are kept "
+                            "until the next connection");
+                return;
+        }
+        m->kvnetd_clean_done = true;
+        elect_cleanup_stale(m);
+}
+
+static int on_stale_removed(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
+{
+        Manager *m = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        (void)ret_error;
+
+        /* Answers synthesised for a closing connection: on_state() resets. */
+        if (sd_bus_is_open(sd_bus_message_get_bus(reply)) <= 0)
+                return 0;
+        if (e)
+                log_warning("kvnetd: RemoveService of stale state failed: %s", e->message ? e->message : e->name);
+        clean_call_done(m, e);
+        return 0;
+}
+
 /* Every service key kvnetd reports that kvpd does not program now. */
 static int remove_stale(Manager *m, sd_bus_message *reply, const char *entry_sig, const char *what)
 {
@@ -445,10 +479,13 @@ static int remove_stale(Manager *m, sd_bus_message *reply, const char *entry_sig
                         continue;
                 log_notice("kvnetd holds %s for %s, which this node does not serve: removing it", what, key);
                 r = sd_bus_call_method_async(bus_client_get(m->kvnetd), NULL, NULL, KVNETD_BUS_PATH,
-                                             KVNETD_BUS_INTERFACE, KVNETD_METHOD_REMOVE_SERVICE, NULL, NULL,
-                                             KVNETD_SIG_REMOVE_SERVICE, key);
-                if (r < 0)
+                                             KVNETD_BUS_INTERFACE, KVNETD_METHOD_REMOVE_SERVICE, on_stale_removed,
+                                             m, KVNETD_SIG_REMOVE_SERVICE, key);
+                if (r < 0) {
                         log_warning_errno(r, "kvnetd: RemoveService(%s) not sent: %m", key);
+                        m->kvnetd_clean_failed = true;
+                } else
+                        m->kvnetd_clean_calls++;
         }
         return r;
 }
@@ -461,13 +498,20 @@ static int on_list_reply(sd_bus_message *reply, void *userdata, sd_bus_error *re
         int r;
         (void)ret_error;
 
+        if (sd_bus_is_open(sd_bus_message_get_bus(reply)) <= 0)
+                return 0;
         if (e)
-                return log_warning("kvnetd: listing its state failed: %s", e->message ? e->message : e->name), 0;
-        /* Replies carry no member; tell them apart by signature. */
-        vips = streq_ptr(sd_bus_message_get_signature(reply, true), KVNETD_SIG_LIST_VIPS_REPLY);
-        r = remove_stale(m, reply, vips ? "(ssst)" : "(sssasa(sq)asasas)", vips ? "a VIP" : "egress rules");
-        if (r < 0)
-                log_warning_errno(r, "kvnetd: cannot read its state: %m");
+                log_warning("kvnetd: listing its state failed: %s", e->message ? e->message : e->name);
+        else {
+                /* Replies carry no member; tell them apart by signature. */
+                vips = streq_ptr(sd_bus_message_get_signature(reply, true), KVNETD_SIG_LIST_VIPS_REPLY);
+                r = remove_stale(m, reply, vips ? "(ssst)" : "(sssasa(sq)asasas)", vips ? "a VIP" : "egress rules");
+                if (r < 0) {
+                        log_warning_errno(r, "kvnetd: cannot read its state: %m");
+                        m->kvnetd_clean_failed = true;
+                }
+        }
+        clean_call_done(m, e);
         return 0;
 }
 
@@ -476,18 +520,28 @@ void net_cleanup_stale(Manager *m)
         sd_bus *bus = bus_client_get(m->kvnetd);
         int r;
 
-        if (!bus || !m->synced || m->kvnetd_cleaned)
+        /* Not before this node's leadership of every lease it wants is
+         * known: after a kvpd restart, a service whose LeadershipChanged
+         * has not arrived yet is not programmed yet, and removing it would
+         * flap the VIP that the replay is about to claim. */
+        if (!bus || !m->synced || !m->reconciled || m->kvnetd_cleaned || m->stopping || elect_any_pending(m))
                 return;
+        m->kvnetd_cleaned = true;
+        m->kvnetd_clean_failed = false;
+        m->kvnetd_clean_calls = 0;
         r = sd_bus_call_method_async(bus, NULL, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE,
                                      KVNETD_METHOD_LIST_VIPS, on_list_reply, m, NULL);
-        if (r >= 0)
+        if (r >= 0) {
+                m->kvnetd_clean_calls++;
                 r = sd_bus_call_method_async(bus, NULL, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE,
                                              KVNETD_METHOD_LIST_EGRESS, on_list_reply, m, NULL);
-        if (r < 0) {
-                log_warning_errno(r, "kvnetd: cannot list its state: %m");
-                return;
         }
-        m->kvnetd_cleaned = true;
+        if (r >= 0)
+                m->kvnetd_clean_calls++;
+        else {
+                log_warning_errno(r, "kvnetd: cannot list its state: %m");
+                m->kvnetd_clean_failed = true;
+        }
 }
 
 static int on_grant_expired(sd_bus_message *msg, void *userdata, sd_bus_error *ret_error)
@@ -533,6 +587,9 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
         }
         if (!bus) {
                 m->kvnetd_cleaned = false;
+                m->kvnetd_clean_calls = 0;
+                m->kvnetd_clean_failed = false;
+                m->kvnetd_clean_done = false;
                 /* No answer will come: kvnetd's own deadline drops the VIPs. */
                 for (size_t i = 0; i < m->n_services; i++)
                         if (m->services[i]->removing) {

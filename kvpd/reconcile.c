@@ -373,5 +373,11 @@ static int on_debounce(sd_event_source *es, uint64_t usec, void *userdata)
                     s->net_inflight == 0 && !s->status_request && !s->dirty)
                         manager_drop_service(m, s);
         }
+        if (!m->reconciled) {
+                /* Every Service wanted now campaigns: kvnetd's stale state
+                 * can be told apart once kvelectd has answered. */
+                m->reconciled = true;
+                net_cleanup_stale(m);
+        }
         return 0;
 }

@@ -313,6 +313,14 @@ void status_update(Service *s)
         holding = net_leading(s) && s->net_confirmed;
 
         if (!holding) {
+                /* Not known yet whether this node holds it: kvelectd has
+                 * not answered the campaign (kvpd just started), or this
+                 * node leads and kvnetd's answer is still to come (or
+                 * kvnetd is reconnecting). After a restart the status is
+                 * most likely ours and about to be confirmed: do not clear
+                 * it only to write it back a moment later. */
+                if (elect_pending(s->lease) || (net_leading(s) && !s->net_failed))
+                        return;
                 if (s->active_reported) {
                         s->active_reported = false;
                         status_event(s, "Normal", "EgressReleased", "node %s released the egress VIP",
