@@ -14,6 +14,7 @@
  * leadership is "not known yet" and nothing is torn down on its account
  * (kvnetd's stale-state clean-up, status clears). After the first sync,
  * campaigns kvelectd still runs for leases no Service wants are withdrawn. */
+#include <strings.h>
 #include <time.h>
 
 #include "kvelectd-bus.h"
@@ -57,6 +58,14 @@ bool elect_any_pending(Manager *m)
                 if (elect_pending(m->leases[i]))
                         return true;
         return false;
+}
+
+bool elect_may_lead(const Lease *l)
+{
+        if (!l)
+                return false;
+        return elect_pending(l) || l->leading || isempty(l->holder) ||
+               strcasecmp(l->holder, l->manager->config.node_name) == 0; /* kvelectd lowercases it */
 }
 
 static void services_of_lease_changed(Manager *m, Lease *l)

@@ -176,6 +176,9 @@ Lease *elect_find(Manager *m, const char *namespace, const char *name);
  * whether this node leads it is not known yet. */
 bool elect_pending(const Lease *l);
 bool elect_any_pending(Manager *m);
+/* The lease is wanted and nobody else is known to hold it: this node may
+ * lead it (not known yet, a restarted kvelectd renewing our own Lease). */
+bool elect_may_lead(const Lease *l);
 /* After the first sync and kvnetd's clean-up: withdraw the campaigns kvelectd
  * has that kvpd does not want (a Service deleted while kvpd was down). */
 void elect_cleanup_stale(Manager *m);

@@ -474,8 +474,16 @@ static int remove_stale(Manager *m, sd_bus_message *reply, const char *entry_sig
                 r = sd_bus_message_exit_container(reply);
                 if (r < 0)
                         return r;
+                /* An adopted VIP no client claimed yet: kvnetd removes it
+                 * at the end of its grace period, or with its service. */
+                if (isempty(key))
+                        continue;
+                /* A service this node wants and may lead is left to its
+                 * leadership: the replay claims it, or kvnetd's grant
+                 * deadline removes it (all three daemons restarted: a
+                 * fresh kvelectd answers Campaign before it has renewed). */
                 s = manager_get_service(m, key);
-                if (s && (s->programmed || s->net_inflight > 0))
+                if (s && (s->programmed || s->net_inflight > 0 || elect_may_lead(s->lease)))
                         continue;
                 log_notice("kvnetd holds %s for %s, which this node does not serve: removing it", what, key);
                 r = sd_bus_call_method_async(bus_client_get(m->kvnetd), NULL, NULL, KVNETD_BUS_PATH,
