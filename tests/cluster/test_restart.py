@@ -6,6 +6,7 @@ later, as systemd does with RestartSec=1s) leaves the VIPs and rules as they wer
   - the leader's `inet kvegress` table (rules, sets, map elements; handles and counters aside) unchanged;
   - the Lease holder, acquireTime and leaseTransitions unchanged, and the Service not written at all
     (its resourceVersion unchanged: no status cleared and set again);
+  - the same for all three killed at once, except that the status may be written again (see test_4).
   - the external host never sees another source than the VIP from the leader's pod, which streams TCP, UDP and
     ICMP over IPv4 and IPv6 throughout.
 
@@ -161,8 +162,10 @@ class RestartTest(kvc_test.ClusterTestCase):
 
     # ------------------------------------------------------------------------------------------- restarts
     def _restart(self, which, index):
+        """which: one daemon, or "all" (the three at once, as a crash of the whole unit set would)."""
         c = self.c
         name = "rs-%s" % which
+        daemons = ("kvnetd", "kvelectd", "kvpd") if which == "all" else (which,)
         vip4, vip6 = VIPS4[index], VIPS6[index]
         self._service(name, vip4, vip6, stream_from=1)
         n1 = c.node(1)
@@ -178,16 +181,20 @@ class RestartTest(kvc_test.ClusterTestCase):
         # (after its own restart, or on reconnecting to kvnetd), kvelectd leading the Lease again.
         mark_log, mark = {"kvpd": ("kvpd", r"egress via %s on " % re.escape(vip4)),
                           "kvnetd": ("kvpd", r"egress via %s on " % re.escape(vip4)),
+                          "all": ("kvpd", r"egress via %s on " % re.escape(vip4)),
                           "kvelectd": ("kvelectd", r"default/kubevip-%s: leading" % re.escape(name))}[which]
         log_offset = self._log_size(n1, mark_log)
 
         # The crash, and systemd's restart RestartSec=1s later.
         t0 = time.time()
-        n1.procs[which].send(signal.SIGKILL)
-        n1.procs[which].p.wait(5)
+        for d in daemons:
+            n1.procs[d].send(signal.SIGKILL)
+        for d in daemons:
+            n1.procs[d].p.wait(5)
         time.sleep(RESTART_SEC)
         t_restart = time.time()
-        n1.start_daemon(which)
+        for d in daemons:
+            n1.start_daemon(d)
         t_started = time.time()
 
         t_back = self.wait(lambda: re.search(mark, self._log_since(n1, mark_log, log_offset)) and time.time(),
@@ -213,10 +220,15 @@ class RestartTest(kvc_test.ClusterTestCase):
             self.assertEqual(lease_after.get(k), lease_before.get(k), "%s restart: Lease %s changed" % (which, k))
         self.assertEqual(poller.holders(t0), ["node1"], "%s restart: another Lease holder was seen" % which)
         svc_after = c.service(name)
-        self.assertEqual(svc_after["metadata"]["resourceVersion"], svc_before["metadata"]["resourceVersion"],
-                         "%s restart: the Service was written (status cleared and set again?): %s -> %s"
-                         % (which, svc_before["metadata"].get("annotations"),
-                            svc_after["metadata"].get("annotations")))
+        svc_written = svc_after["metadata"]["resourceVersion"] != svc_before["metadata"]["resourceVersion"]
+        self.assertEqual(svc_after["metadata"]["annotations"].get("kube-vip.io/vipHost"), "node1")
+        if which != "all":
+            self.assertFalse(svc_written, "%s restart: the Service was written (status cleared and set again?): "
+                             "%s -> %s" % (which, svc_before["metadata"].get("annotations"),
+                                           svc_after["metadata"].get("annotations")))
+        # All three at once: a fresh kvelectd answers the replayed Campaign before it has renewed the Lease, so
+        # kvpd cannot tell "not yet" from "not leading" and may clear the status before writing it back (a
+        # known limit; the VIP and the rules stay).
 
         # What the external host saw from the leader's pod: the VIP only, and without an outage.
         recs = self._recs(name, since=t0)
@@ -233,11 +245,11 @@ class RestartTest(kvc_test.ClusterTestCase):
         renew_gap, _ = poller.max_renew_gap(t0, t_end)
         for vip in (vip4, vip6):
             self.assertEqual(c.addr_watch.max_concurrent(vip)[0], 1)
-        kvc_test.note_timing("%s SIGKILL + restart after %.0fs: %s taking the service up again (from its start)"
-                             % (which, RESTART_SEC, which), t_back - t_started,
-                             since_kill=round(t_back - t0, 3), restart_at=round(t_restart - t0, 3),
+        kvc_test.note_timing("%s SIGKILLed, restarted %.0f s later: the service taken up again (since the kill)"
+                             % ("all three" if which == "all" else which, RESTART_SEC), t_back - t0,
+                             since_restart=round(t_back - t_started, 3), restart_at=round(t_restart - t0, 3),
                              longest_stream_gap=gaps, longest_lease_renewal_gap=renew_gap,
-                             vip_events_since_kill=len(events))
+                             vip_events_since_kill=len(events), service_written=svc_written)
 
     def test_1_kvnetd_restart(self):
         self._restart("kvnetd", 0)
@@ -248,7 +260,10 @@ class RestartTest(kvc_test.ClusterTestCase):
     def test_3_kvpd_restart(self):
         self._restart("kvpd", 2)
 
-    def test_6_kvpd_restart_after_its_pod_left(self):
+    def test_4_all_three_restart(self):
+        self._restart("all", 6)
+
+    def test_5_kvpd_restart_after_its_pod_left(self):
         """While kvpd is down, node1's pod goes away. The restarted kvpd does not want the Lease any more, but
         kvelectd still campaigns for it (and, kvpd being connected, no orphan timer runs): after its first sync
         kvpd removes the VIP through kvnetd, then withdraws the campaign it does not want, so node2 takes over."""
@@ -295,7 +310,7 @@ class RestartTest(kvc_test.ClusterTestCase):
                   10, "node2's pod seen from the VIPs")
         return t_del, t_add
 
-    def test_4_kvpd_dies_for_good(self):
+    def test_6_kvpd_dies_for_good(self):
         """kvelectd's orphan timer: renewDeadline after its last client went, it withdraws every campaign."""
         c = self.c
         name = "rs-kvpd-dead"
@@ -321,7 +336,7 @@ class RestartTest(kvc_test.ClusterTestCase):
         kvc_test.note_timing("kvpd SIGKILLed, not restarted: VIP bound on node2", t_add - t0,
                              vip_removed_from_node1=round(t_del - t0, 3), lease=self.LEASE)
 
-    def test_5_kvelectd_dies_for_good(self):
+    def test_7_kvelectd_dies_for_good(self):
         """kvpd keeps leadership past kvelectd's death only until its deadline; kvnetd fences before that."""
         c = self.c
         name = "rs-kvelectd-dead"
