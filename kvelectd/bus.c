@@ -4,6 +4,7 @@
  * before a byte was read; here every argument is still checked. */
 #include "kvelectd-bus.h"
 #include "lease-record.h"
+#include "netaddr.h"
 #include "log.h"
 #include "manager.h"
 
@@ -16,10 +17,10 @@ static int read_lease_args(sd_bus_message *msg, const char **ret_ns, const char 
         r = sd_bus_message_read(msg, "ss", &ns, &name);
         if (r < 0)
                 return r;
-        if (!lease_namespace_is_valid(ns))
+        if (!k8s_dns_label_valid(ns))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "Invalid namespace (not a DNS-1123 label): %.64s", ns);
-        if (!lease_name_is_valid(name))
+        if (!k8s_dns_subdomain_valid(name))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "Invalid Lease name (not a DNS-1123 subdomain): %.64s", name);
         *ret_ns = ns;

@@ -44,7 +44,5 @@ int lease_body_new(json_t *base, const char *namespace, const char *name, const 
  * "2006-01-02T15:04:05.000000Z", UTC, exactly 6 fractional digits. */
 int lease_microtime_format(uint64_t realtime_usec, char buf[static LEASE_MICROTIME_MAX]);
 
-/* Kubernetes object names: namespace a DNS-1123 label, Lease name a DNS-1123
- * subdomain. */
-bool lease_namespace_is_valid(const char *s);
-bool lease_name_is_valid(const char *s);
+/* Names are checked with k8s_dns_label_valid()/k8s_dns_subdomain_valid()
+ * (shared/netaddr.h), as the apiserver checks them. */

@@ -13,6 +13,7 @@
 #include "kube-config.h"
 #include "kvelectd-bus.h"
 #include "lease-record.h"
+#include "netaddr.h"
 #include "log.h"
 #include "manager.h"
 
@@ -215,7 +216,7 @@ static int load_node_name(void)
         /* kube-vip lowercases the identity; Node names are lowercase anyway. */
         for (char *p = arg_node_name; *p; p++)
                 *p = (char)tolower((unsigned char)*p);
-        if (!lease_name_is_valid(arg_node_name))
+        if (!k8s_dns_subdomain_valid(arg_node_name))
                 return log_error_errno(EINVAL, "%s=%s: not a valid Kubernetes node name",
                                        arg_node_name_source, arg_node_name);
         return 0;

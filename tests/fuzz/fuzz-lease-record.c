@@ -95,7 +95,6 @@ static void run_json(const uint8_t *data, size_t size)
 
 static void run_misc(const uint8_t *data, size_t size)
 {
-        _cleanup_free_ char *s = NULL;
         char a[LEASE_MICROTIME_MAX], b[32];
         uint64_t t = 0, back;
         int ra, rb;
@@ -111,16 +110,6 @@ static void run_misc(const uint8_t *data, size_t size)
                 fuzz_assert(kube_microtime_parse(b, &back) == 0 && back == t);
         if (ra == 0 && kube_microtime_parse(a, &back) == 0)
                 fuzz_assert(back == t);
-
-        if (size <= 8)
-                return;
-        s = fuzz_strdup(data + 8, size - 8);
-        if (!s)
-                return;
-        fuzz_assert(lease_namespace_is_valid(s) == k8s_dns_label_valid(s));
-        /* A Lease name is a subdomain whose labels are <= 63 each. */
-        if (lease_name_is_valid(s))
-                fuzz_assert(k8s_dns_subdomain_valid(s));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -8,6 +8,7 @@
 
 #include "election.h"
 #include "lease-record.h"
+#include "netaddr.h"
 
 #define S USEC_PER_SEC
 #define MS USEC_PER_MSEC
@@ -962,8 +963,9 @@ static const struct {
 
 START_TEST(test_names)
 {
-        ck_assert_int_eq(lease_namespace_is_valid(names[_i].s), names[_i].ns);
-        ck_assert_int_eq(lease_name_is_valid(names[_i].s), names[_i].name);
+        /* The rules kvelectd applies to Campaign/Withdraw arguments. */
+        ck_assert_int_eq(k8s_dns_label_valid(names[_i].s), names[_i].ns);
+        ck_assert_int_eq(k8s_dns_subdomain_valid(names[_i].s), names[_i].name);
 }
 END_TEST
 
