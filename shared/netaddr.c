@@ -238,10 +238,15 @@ int split_comma_list(const char *s, size_t max, char ***ret, ParseError *err)
         return 0;
 }
 
-int ip_prefix_list_parse(const char *s, int family, size_t max, IpPrefix **ret, size_t *ret_n, ParseError *err)
+/* Splits s and parses each entry into an array of elements of elem_size
+ * bytes; an error names the entry. */
+typedef int (*ParseOneFn)(const char *s, int family, void *ret, ParseError *err);
+
+static int parse_list(const char *s, int family, size_t max, size_t elem_size, ParseOneFn parse_one,
+                      void **ret, size_t *ret_n, ParseError *err)
 {
         _cleanup_strv_free_ char **l = NULL;
-        _cleanup_free_ IpPrefix *v = NULL;
+        _cleanup_free_ uint8_t *v = NULL;
         size_t n = 0;
         int r;
 
@@ -250,12 +255,12 @@ int ip_prefix_list_parse(const char *s, int family, size_t max, IpPrefix **ret, 
                 return r;
         for (char **i = l; *i; i++)
                 n++;
-        v = calloc(n ? n : 1, sizeof(IpPrefix));
+        v = calloc(n ? n : 1, elem_size);
         if (!v)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
                 ParseError e;
-                r = ip_prefix_parse(l[i], family, false, &v[i], &e);
+                r = parse_one(l[i], family, v + i * elem_size, &e);
                 if (r < 0) {
                         parse_error_set(err, "entry %zu: %s", i + 1, e.message);
                         return r;
@@ -266,32 +271,24 @@ int ip_prefix_list_parse(const char *s, int family, size_t max, IpPrefix **ret, 
         return 0;
 }
 
+static int parse_one_prefix(const char *s, int family, void *ret, ParseError *err)
+{
+        return ip_prefix_parse(s, family, false, ret, err);
+}
+
+static int parse_one_addr(const char *s, int family, void *ret, ParseError *err)
+{
+        return ip_addr_parse(s, family, ret, err);
+}
+
+int ip_prefix_list_parse(const char *s, int family, size_t max, IpPrefix **ret, size_t *ret_n, ParseError *err)
+{
+        return parse_list(s, family, max, sizeof(IpPrefix), parse_one_prefix, (void **)ret, ret_n, err);
+}
+
 int ip_addr_list_parse(const char *s, int family, size_t max, IpAddr **ret, size_t *ret_n, ParseError *err)
 {
-        _cleanup_strv_free_ char **l = NULL;
-        _cleanup_free_ IpAddr *v = NULL;
-        size_t n = 0;
-        int r;
-
-        r = split_comma_list(s, max, &l, err);
-        if (r < 0)
-                return r;
-        for (char **i = l; *i; i++)
-                n++;
-        v = calloc(n ? n : 1, sizeof(IpAddr));
-        if (!v)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                ParseError e;
-                r = ip_addr_parse(l[i], family, &v[i], &e);
-                if (r < 0) {
-                        parse_error_set(err, "entry %zu: %s", i + 1, e.message);
-                        return r;
-                }
-        }
-        *ret = TAKE_PTR(v);
-        *ret_n = n;
-        return 0;
+        return parse_list(s, family, max, sizeof(IpAddr), parse_one_addr, (void **)ret, ret_n, err);
 }
 
 int port_list_parse(const char *s, size_t max, PortSpec **ret, size_t *ret_n, ParseError *err)
