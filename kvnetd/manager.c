@@ -515,7 +515,10 @@ void manager_schedule_save(Manager *m, bool now)
         }
 }
 
-/* Rebuilds our table from memory when someone removed it. */
+/* Rebuilds our table from memory when someone removed or changed it. One
+ * transaction: "add table; delete table" removes whatever is there (and is
+ * harmless when nothing is), then everything is created again, so the
+ * kernel switches from the old table to the rebuilt one atomically. */
 static int nft_rebuild(Manager *m)
 {
         _cleanup_free_ char *batch = NULL, *err = NULL;
@@ -527,6 +530,7 @@ static int nft_rebuild(Manager *m)
         f = open_memstream(&batch, &bsize);
         if (!f)
                 return -ENOMEM;
+        fprintf(f, "add table inet %s\ndelete table inet %s\n", m->config->table, m->config->table);
         nft_batch_skeleton(f, m->config->table);
         for (Service *s = m->services; s; s = s->next)
                 if (s->policy) {
@@ -553,15 +557,74 @@ static int nft_rebuild(Manager *m)
         return 0;
 }
 
+/* Whether the kernel holds what we last programmed: the skeleton, for each
+ * service with a chain that chain with our fingerprint and exactly our pods
+ * in the maps, and no other chain of ours. Returns 1 if so, 0 if not (with
+ * a reason), negative errno if the table could not be read. */
+static int nft_table_matches(Manager *m, const char **ret_reason)
+{
+        _cleanup_(nft_table_info_done) NftTableInfo t = {};
+        size_t expected = 0;
+        int r;
+
+        r = nft_read_table(m->nft, m->config->table, &t);
+        if (r < 0)
+                return r;
+        if (!t.exists) {
+                *ret_reason = "the table was removed";
+                return 0;
+        }
+        if (!t.skeleton_ok) {
+                *ret_reason = "its maps or base chain changed";
+                return 0;
+        }
+        for (Service *s = m->services; s; s = s->next) {
+                const NftChainInfo *c = NULL;
+
+                if (!s->has_chain)
+                        continue;
+                expected++;
+                for (size_t i = 0; i < t.n_chains && !c; i++)
+                        if (streq(t.chains[i].chain, s->chain))
+                                c = &t.chains[i];
+                if (!c || c->fingerprint != s->fingerprint) {
+                        *ret_reason = "a service chain or its rules changed";
+                        return 0;
+                }
+                if (c->n_pods != s->n_pods) {
+                        *ret_reason = "pod mappings changed";
+                        return 0;
+                }
+                /* Both sorted with ip_addr_compare(). */
+                for (size_t i = 0; i < s->n_pods; i++)
+                        if (!ip_addr_equal(&c->pods[i], &s->pods[i])) {
+                                *ret_reason = "pod mappings changed";
+                                return 0;
+                        }
+        }
+        if (t.n_chains != expected) {
+                *ret_reason = "a chain we did not make appeared, or pods map to one";
+                return 0;
+        }
+        return 1;
+}
+
 static int on_reconcile_timer(sd_event_source *source, uint64_t usec, void *userdata)
 {
         Manager *m = userdata;
+        const char *reason = NULL;
         int r;
 
         (void)addr_reconcile(m);
-        r = nft_table_present(m->nft, m->config->table);
-        if (r == 0) {
-                log_notice("table inet %s was removed by someone else: rebuilding it", m->config->table);
+        /* Someone else's nft command (a firewall manager's flush, an
+         * operator's typo) must not leave pods SNATed wrongly, or not at all,
+         * until the next change: compare, and rebuild on any difference. */
+        r = nft_table_matches(m, &reason);
+        if (r < 0)
+                log_warning_errno(r, "cannot read table inet %s: %m", m->config->table);
+        else if (r == 0) {
+                log_notice("table inet %s differs from what kvnetd programmed (%s): rebuilding it",
+                           m->config->table, reason);
                 (void)nft_rebuild(m);
         }
         (void)sd_event_source_set_time(source, usec + m->config->reconcile_usec);

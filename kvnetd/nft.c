@@ -297,19 +297,6 @@ static int list_json(struct nft_ctx *ctx, const char *cmd, json_t **ret)
         return *ret ? 0 : -EBADMSG;
 }
 
-int nft_table_present(struct nft_ctx *ctx, const char *table)
-{
-        _cleanup_free_ char *cmd = NULL;
-        json_t *j = NULL;
-        int r;
-
-        if (asprintf(&cmd, "list chain inet %s postrouting", table) < 0)
-                return -ENOMEM;
-        r = list_json(ctx, cmd, &j);
-        json_decref(j);
-        return r == 0 ? 1 : r == -ENOENT ? 0 : r;
-}
-
 static int read_map(NftTableInfo *t, json_t *map, int family)
 {
         json_t *elems = json_object_get(map, "elem"), *e;

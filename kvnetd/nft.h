@@ -71,5 +71,3 @@ typedef struct NftTableInfo {
 
 int nft_read_table(struct nft_ctx *ctx, const char *table, NftTableInfo *ret);
 void nft_table_info_done(NftTableInfo *t);
-/* Cheap check that the base chain is still there. */
-int nft_table_present(struct nft_ctx *ctx, const char *table);

@@ -232,6 +232,52 @@ class VipTest(KvnetdCase):
         self.c.release_vip(SVC, VIP4)  # idempotent
 
 
+class TableTamperTest(KvnetdCase):
+    """Someone else's nft commands on our table are undone at the next
+    reconcile (every 2 s in these tests), and the pod leaves from the VIP
+    again."""
+
+    def listing(self):
+        """Without handles: a rebuild makes new handles, not new content."""
+        out = self.net.node.run("nft", "list", "table", "inet", "kvegress", check=False).stdout
+        return re.sub(r"packets \d+ bytes \d+", "", out)
+
+    def wait_restored(self, want, timeout=8):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and self.listing() != want:
+            time.sleep(0.1)
+        self.assertEqual(self.listing(), want)
+
+    def tamper(self, *cmd):
+        want = self.listing()
+        self.net.node.run("nft", *cmd)
+        self.assertNotEqual(self.listing(), want, "the tampering changed nothing")
+        return want
+
+    def test_flushed_pod_map_is_restored(self):
+        self.egress()
+        self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
+        self.wait_restored(self.tamper("flush", "map", "inet", "kvegress", "pod4"))
+        self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
+        self.assertIn("differs from what kvnetd programmed (pod mappings changed)", self.kvnetd.read_log())
+
+    def test_flushed_service_chain_is_restored(self):
+        self.egress()
+        chain = re.search(r"chain (svc_[0-9a-f]+)", self.listing()).group(1)
+        self.wait_restored(self.tamper("flush", "chain", "inet", "kvegress", chain))
+        self.assertEqual(self.src("udp", EXT4, 5060), VIP4)
+
+    def test_foreign_chain_and_mapping_are_removed(self):
+        self.egress()
+        want = self.listing()
+        self.net.node.run("nft", "add", "chain", "inet", "kvegress", "svc_0000000000000000")
+        self.net.node.run("nft", "add", "element", "inet", "kvegress", "pod4",
+                          "{ %s : goto svc_0000000000000000 }" % POD4_B)
+        self.assertIn("svc_0000000000000000", self.listing())
+        self.wait_restored(want)
+        self.assertEqual(self.src("tcp", EXT4, 8080, src=POD4_B), NODE_SVC4)
+
+
 class FencingTest(KvnetdCase):
     def test_expired_grant_removes_vip_and_egress_and_signals(self):
         self.c.grant_vip("default/fence", VIP4, "eth1", ttl=2)
