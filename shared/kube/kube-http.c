@@ -7,6 +7,7 @@
  * callbacks only buffer, and a defer source delivers data and completions
  * afterwards. That also keeps user code from calling curl_multi_* while curl
  * is on the stack, which curl forbids. */
+#include <assert.h>
 #include <curl/curl.h>
 #include <inttypes.h>
 #include <errno.h>
@@ -292,18 +293,20 @@ static void http_detach(KubeHttp *h)
 static void queue_remove(KubeHttp *h)
 {
         KubeClient *c = h->client;
-        KubeHttp **p;
+        KubeHttp *prev = NULL, *i;
 
         if (!h->queued)
                 return;
-        for (p = &c->queue_head; *p; p = &(*p)->queue_next)
-                if (*p == h) {
-                        *p = h->queue_next;
-                        break;
-                }
-        c->queue_tail = NULL;
-        for (KubeHttp *i = c->queue_head; i; i = i->queue_next)
-                c->queue_tail = i;
+        /* Almost always the head (the dispatcher pops in order): O(1) then. */
+        for (i = c->queue_head; i && i != h; i = i->queue_next)
+                prev = i;
+        assert(i == h); /* queued means on the list */
+        if (prev)
+                prev->queue_next = h->queue_next;
+        else
+                c->queue_head = h->queue_next;
+        if (c->queue_tail == h)
+                c->queue_tail = prev;
         h->queued = false;
         h->queue_next = NULL;
 }
