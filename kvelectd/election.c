@@ -3,6 +3,8 @@
 
 #include <stdio.h>
 
+#include "kube-objects.h"
+
 /* Which request is in flight; at most one per campaign. */
 typedef enum ElectionStep {
         STEP_IDLE,
@@ -262,11 +264,11 @@ static int issue(Election *e, uint64_t now, ElectionStep step, ElectionRequestTy
  * holder counts one more transition). */
 static int make_record(Election *e, ElectionTime now, LeaseRecord *ret)
 {
-        char t[LEASE_MICROTIME_MAX];
+        char t[32];
         LeaseRecord rec = {};
         int r;
 
-        r = lease_microtime_format(now.real, t);
+        r = kube_microtime_format(now.real, t);
         if (r < 0)
                 return r;
         rec.holder = strdup(e->identity);
@@ -295,11 +297,11 @@ static int issue_write(Election *e, ElectionTime now, ElectionStep step, Electio
         int r;
 
         if (step == STEP_RELEASE) {
-                char t[LEASE_MICROTIME_MAX];
+                char t[32];
 
                 /* ReleaseOnCancel: empty holder, duration 1 (0 is invalid),
                  * acquire = renew = now, transitions unchanged. */
-                r = lease_microtime_format(now.real, t);
+                r = kube_microtime_format(now.real, t);
                 if (r < 0)
                         return r;
                 rec.holder = strdup("");

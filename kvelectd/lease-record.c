@@ -180,19 +180,3 @@ oom:
         json_decref(body);
         return -ENOMEM;
 }
-
-int lease_microtime_format(uint64_t realtime_usec, char buf[static LEASE_MICROTIME_MAX])
-{
-        time_t sec = (time_t)(realtime_usec / USEC_PER_SEC);
-        struct tm tm;
-        int n;
-
-        if (!gmtime_r(&sec, &tm))
-                return -EOVERFLOW;
-        n = snprintf(buf, LEASE_MICROTIME_MAX, "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (unsigned)(realtime_usec % USEC_PER_SEC));
-        if (n < 0 || n >= LEASE_MICROTIME_MAX)
-                return -EOVERFLOW;
-        return 0;
-}

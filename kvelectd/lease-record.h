@@ -4,7 +4,7 @@
 /* The part of a coordination.k8s.io/v1 Lease that leader election reads and
  * writes (client-go's LeaderElectionRecord), and the request bodies built
  * from it. Kept apart from shared/kube so the election core builds and is
- * tested on its own; it needs nothing but jansson. */
+ * tested on its own; of shared/kube it uses only the MicroTime formatter. */
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -12,7 +12,6 @@
 
 #include "macros.h"
 
-#define LEASE_MICROTIME_MAX 32
 
 typedef struct LeaseRecord {
         char *holder; /* "" when absent, null or released */
@@ -40,9 +39,8 @@ int lease_record_from_json(json_t *lease, LeaseRecord *ret, char **ret_resource_
 int lease_body_new(json_t *base, const char *namespace, const char *name, const LeaseRecord *rec,
                    const char *resource_version, json_t **ret);
 
-/* MicroTime as the apiserver requires for Lease times:
+/* Lease times are written with kube_microtime_format() (shared/kube):
  * "2006-01-02T15:04:05.000000Z", UTC, exactly 6 fractional digits. */
-int lease_microtime_format(uint64_t realtime_usec, char buf[static LEASE_MICROTIME_MAX]);
 
 /* Names are checked with k8s_dns_label_valid()/k8s_dns_subdomain_valid()
  * (shared/netaddr.h), as the apiserver checks them. */

@@ -95,21 +95,13 @@ static void run_json(const uint8_t *data, size_t size)
 
 static void run_misc(const uint8_t *data, size_t size)
 {
-        char a[LEASE_MICROTIME_MAX], b[32];
+        char b[32];
         uint64_t t = 0, back;
-        int ra, rb;
 
         memcpy(&t, data, MIN(size, sizeof(t)));
-        ra = lease_microtime_format(t, a);
-        rb = kube_microtime_format(t, b);
-        /* kube-time refuses years past 9999 (RFC 3339); lease-record may
-         * print them, but never something the other prints differently. */
-        if (ra == 0 && rb == 0)
-                fuzz_assert(streq(a, b));
-        if (rb == 0)
+        /* What kvelectd writes into Leases parses back to the same time. */
+        if (kube_microtime_format(t, b) == 0)
                 fuzz_assert(kube_microtime_parse(b, &back) == 0 && back == t);
-        if (ra == 0 && kube_microtime_parse(a, &back) == 0)
-                fuzz_assert(back == t);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "election.h"
+#include "kube-objects.h"
 #include "lease-record.h"
 #include "netaddr.h"
 
@@ -261,7 +262,7 @@ static void acquire_fresh(Fixture *f)
 START_TEST(test_acquire_absent)
 {
         Fixture f;
-        char t[LEASE_MICROTIME_MAX];
+        char t[32];
         json_t *b;
         uint64_t sent;
 
@@ -281,7 +282,7 @@ START_TEST(test_acquire_absent)
         ck_assert_str_eq(holder_of(b), "worker-1");
         ck_assert_int_eq(int_of(b, "leaseDurationSeconds"), 15);
         ck_assert_int_eq(int_of(b, "leaseTransitions"), 0);
-        ck_assert_int_eq(lease_microtime_format(f.now.real, t), 0);
+        ck_assert_int_eq(kube_microtime_format(f.now.real, t), 0);
         ck_assert_str_eq(str_of(b, "acquireTime"), t);
         ck_assert_str_eq(str_of(b, "renewTime"), t);
         ck_assert_int_eq(strlen(t), 27); /* exactly 6 fractional digits */
@@ -556,7 +557,7 @@ END_TEST
 START_TEST(test_release_body)
 {
         Fixture f;
-        char t[LEASE_MICROTIME_MAX];
+        char t[32];
         json_t *b;
 
         fixture_init(&f, "worker-1");
@@ -577,7 +578,7 @@ START_TEST(test_release_body)
         ck_assert_str_eq(holder_of(b), "");
         ck_assert_int_eq(int_of(b, "leaseDurationSeconds"), 1);
         ck_assert_int_eq(int_of(b, "leaseTransitions"), 4);
-        ck_assert_int_eq(lease_microtime_format(f.now.real, t), 0);
+        ck_assert_int_eq(kube_microtime_format(f.now.real, t), 0);
         ck_assert_str_eq(str_of(b, "acquireTime"), t);
         ck_assert_str_eq(str_of(b, "renewTime"), t);
         ck_assert_str_eq(rv_of(b), rv_of(f.srv.lease));
@@ -942,11 +943,11 @@ END_TEST
 
 START_TEST(test_microtime)
 {
-        char t[LEASE_MICROTIME_MAX];
+        char t[32];
 
-        ck_assert_int_eq(lease_microtime_format(REAL0, t), 0);
+        ck_assert_int_eq(kube_microtime_format(REAL0, t), 0);
         ck_assert_str_eq(t, "2025-05-12T08:14:05.512334Z");
-        ck_assert_int_eq(lease_microtime_format(1000000, t), 0);
+        ck_assert_int_eq(kube_microtime_format(1000000, t), 0);
         ck_assert_str_eq(t, "1970-01-01T00:00:01.000000Z");
 }
 END_TEST
