@@ -4,7 +4,7 @@
 # told to, with the VIP. Builds the topology of tests/lib/kvnet.py, runs the
 # real kvnetd as user kvnetd with only CAP_NET_ADMIN and CAP_NET_RAW, and
 # removes everything at the end (also on failure or Ctrl-C).
-#   sudo tools/demo-kvnetd.sh [BUILD_DIR]     (default: build)
+#   tools/demo-kvnetd.sh [BUILD_DIR]     (default: build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${1:-build}

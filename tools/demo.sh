@@ -2,7 +2,7 @@
 # The main job: sets up the machine, builds, and runs the demonstration in
 # network namespaces, saying in plain words what an external host sees as the
 # source address of a pod's traffic. Leaves nothing behind.
-#   sudo tools/demo.sh
+#   tools/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -2,7 +2,7 @@
 # Sets up and runs every test: unit tests (Check), the test API server's own
 # tests, and the integration tests in network namespaces, all built with
 # AddressSanitizer and UndefinedBehaviorSanitizer.
-#   sudo tools/test.sh [meson test arguments, e.g. --suite unit]
+#   tools/test.sh [meson test arguments, e.g. --suite unit]
 # The last line is the total: "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")/.."
