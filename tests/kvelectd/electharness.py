@@ -122,17 +122,19 @@ class Node:
         self.cond = threading.Condition()
         self.client = subprocess.Popen([CLIENT, self.sock], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=self.log, bufsize=0)
-        self.reader = threading.Thread(target=self._read, daemon=True)
+        # The reader is bound to this client and this queue: after a restart,
+        # a late reply from the previous client must not reach the new queue.
+        self.reader = threading.Thread(target=self._read, args=(self.client, self.replies), daemon=True)
         self.reader.start()
 
-    def _read(self):
-        for line in self.client.stdout:
+    def _read(self, client, replies):
+        for line in client.stdout:
             try:
                 ev = json.loads(line)
             except ValueError:
                 continue
             if "reply" in ev:
-                self.replies.put(ev)
+                replies.put(ev)
             elif "signal" in ev:
                 with self.cond:
                     self.signals.append(ev)
@@ -140,7 +142,14 @@ class Node:
 
     def _call(self, line, timeout=10):
         self.client.stdin.write((line + "\n").encode())
-        ev = self.replies.get(timeout=timeout)
+        want = line.split()[0]
+        end = time.monotonic() + timeout
+        while True:
+            ev = self.replies.get(timeout=max(end - time.monotonic(), 0.001))
+            # Replies come in order; one for another command is the late
+            # answer to a call that timed out earlier: skip it.
+            if ev.get("reply") == want:
+                break
         if not ev.get("ok"):
             raise RuntimeError("%s: %s failed: %s" % (self.name, line, ev))
         return ev
