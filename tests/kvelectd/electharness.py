@@ -119,6 +119,7 @@ class Node:
             time.sleep(0.01)
         self.signals = []
         self.replies = queue.Queue()
+        self.call_lock = threading.Lock()
         self.cond = threading.Condition()
         self.client = subprocess.Popen([CLIENT, self.sock], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=self.log, bufsize=0)
@@ -141,15 +142,18 @@ class Node:
                     self.cond.notify_all()
 
     def _call(self, line, timeout=10):
-        self.client.stdin.write((line + "\n").encode())
-        want = line.split()[0]
-        end = time.monotonic() + timeout
-        while True:
-            ev = self.replies.get(timeout=max(end - time.monotonic(), 0.001))
-            # Replies come in order; one for another command is the late
-            # answer to a call that timed out earlier: skip it.
-            if ev.get("reply") == want:
-                break
+        # One call at a time per node: the test and its Sampler thread both
+        # call, and replies are matched to calls only by their order.
+        with self.call_lock:
+            self.client.stdin.write((line + "\n").encode())
+            want = line.split()[0]
+            end = time.monotonic() + timeout
+            while True:
+                ev = self.replies.get(timeout=max(end - time.monotonic(), 0.001))
+                # Replies come in order; one for another command is the late
+                # answer to a call that timed out earlier: skip it.
+                if ev.get("reply") == want:
+                    break
         if not ev.get("ok"):
             raise RuntimeError("%s: %s failed: %s" % (self.name, line, ev))
         return ev
@@ -163,11 +167,12 @@ class Node:
     def campaign_many(self, leases):
         """Pipelined: all commands first, then all replies."""
         data = "".join("campaign %s %s\n" % l for l in leases).encode()
-        self.client.stdin.write(data)
-        for _ in leases:
-            ev = self.replies.get(timeout=60)
-            if not ev.get("ok"):
-                raise RuntimeError("%s: campaign failed: %s" % (self.name, ev))
+        with self.call_lock:
+            self.client.stdin.write(data)
+            for _ in leases:
+                ev = self.replies.get(timeout=60)
+                if not ev.get("ok"):
+                    raise RuntimeError("%s: campaign failed: %s" % (self.name, ev))
 
     def list(self, timeout=10):
         ev = self._call("list", timeout)
