@@ -9,6 +9,7 @@
 #include <netlink/route/addr.h>
 #include <sys/socket.h>
 
+#include "array.h"
 #include "announce.h"
 #include "log.h"
 
@@ -124,7 +125,7 @@ int addr_list_vips(Manager *m, AddrInfo **ret, size_t *ret_n)
 {
         struct nl_cache *cache = NULL;
         _cleanup_free_ AddrInfo *v = NULL;
-        size_t n = 0;
+        size_t n = 0, cap = 0;
         int r;
 
         r = rtnl_addr_alloc_cache(m->nl, &cache);
@@ -135,7 +136,6 @@ int addr_list_vips(Manager *m, AddrInfo **ret, size_t *ret_n)
                 struct nl_addr *local = rtnl_addr_get_local(ra);
                 int family = rtnl_addr_get_family(ra);
                 AddrInfo ai = {};
-                AddrInfo *nv;
 
                 if (!local || (family != AF_INET && family != AF_INET6) ||
                     rtnl_addr_get_prefixlen(ra) != (int)family_max_prefixlen(family) ||
@@ -147,12 +147,10 @@ int addr_list_vips(Manager *m, AddrInfo **ret, size_t *ret_n)
                         continue;
                 if (!interface_allowed(m->config, ai.ifname) || !in_ranges(m->config, &ai.addr))
                         continue;
-                nv = realloc(v, (n + 1) * sizeof(AddrInfo));
-                if (!nv) {
+                if (ARRAY_RESERVE(v, cap, n + 1) < 0) {
                         nl_cache_free(cache);
                         return -ENOMEM;
                 }
-                v = nv;
                 v[n++] = ai;
         }
         nl_cache_free(cache);

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 
+#include "array.h"
 #include "kvnetd-bus.h"
 #include "log.h"
 #include "validate.h"
@@ -63,13 +64,8 @@ static int read_strings(sd_bus_message *msg, const char *field, size_t limit, co
                         snprintf(buf, sizeof(buf), "%s: more than %zu entries (the limit)", field, limit);
                         return reply_error(error, -E2BIG, buf);
                 }
-                if (n == cap) {
-                        const char **nv = reallocarray(v, cap ? cap * 2 : 16, sizeof(char *));
-                        if (!nv)
-                                return -ENOMEM;
-                        v = nv;
-                        cap = cap ? cap * 2 : 16;
-                }
+                if (ARRAY_RESERVE(v, cap, n + 1) < 0)
+                        return -ENOMEM;
                 v[n++] = s;
         }
         if (r < 0)
@@ -257,7 +253,7 @@ static int method_set_egress(sd_bus_message *msg, void *userdata, sd_bus_error *
         _cleanup_free_ char *kerr = NULL;
         EgressRequest req = {};
         const char *key;
-        size_t n_ports = 0, cap = 0;
+        size_t n_ports = 0, cap_protos = 0, cap_ports = 0;
         ParseError e;
         Service *s = NULL;
         int r;
@@ -291,19 +287,9 @@ static int method_set_egress(sd_bus_message *msg, void *userdata, sd_bus_error *
                 if (n_ports >= KVNETD_MAX_PORTS)
                         return reply_error(error, -E2BIG,
                                            "ports: more than " STRINGIFY(KVNETD_MAX_PORTS) " entries (the limit)");
-                if (n_ports == cap) {
-                        size_t nc = cap ? cap * 2 : 8;
-                        const char **np = reallocarray(protos, nc, sizeof(char *));
-                        uint16_t *nn;
-                        if (!np)
-                                return -ENOMEM;
-                        protos = np;
-                        nn = reallocarray(ports, nc, sizeof(uint16_t));
-                        if (!nn)
-                                return -ENOMEM;
-                        ports = nn;
-                        cap = nc;
-                }
+                if (ARRAY_RESERVE(protos, cap_protos, n_ports + 1) < 0 ||
+                    ARRAY_RESERVE(ports, cap_ports, n_ports + 1) < 0)
+                        return -ENOMEM;
                 protos[n_ports] = proto;
                 ports[n_ports++] = port;
         }

@@ -11,6 +11,7 @@
 
 #include "addr.h"
 #include "announce.h"
+#include "array.h"
 #include "conntrack.h"
 #include "daemon.h"
 #include "kvnetd-bus.h"
@@ -201,14 +202,11 @@ int manager_release_vip(Manager *m, Service *s, Vip *v)
         return 0;
 }
 
-static int addrs_append(IpAddr **v, size_t *n, const IpAddr *a)
+static int addrs_append(IpAddr **v, size_t *n, size_t *cap, const IpAddr *a)
 {
-        IpAddr *nv = reallocarray(*v, *n + 1, sizeof(IpAddr));
-
-        if (!nv)
+        if (array_reserve((void **)v, cap, *n + 1, sizeof(IpAddr)) < 0)
                 return -ENOMEM;
-        nv[(*n)++] = *a;
-        *v = nv;
+        (*v)[(*n)++] = *a;
         return 0;
 }
 
@@ -226,7 +224,9 @@ int manager_set_egress(Manager *m, Service *s, EgressPolicy *policy, char **ret_
 {
         _cleanup_(egress_policy_freep) EgressPolicy *p = policy;
         _cleanup_free_ IpAddr *added = NULL, *removed = NULL, *stolen = NULL, *flush = NULL, *new_pods = NULL;
-        size_t n_added = 0, n_removed = 0, n_stolen = 0, n_flush = 0, n_new = p ? p->n_pods : 0;
+        size_t n_added = 0, n_removed = 0, n_stolen = 0, n_flush = 0;
+        size_t cap_added = 0, cap_removed = 0, cap_stolen = 0, cap_flush = 0;
+        size_t n_new = p ? p->n_pods : 0;
         _cleanup_free_ char *batch = NULL;
         const char *table = m->config->table;
         uint64_t fp = 0;
@@ -248,7 +248,7 @@ int manager_set_egress(Manager *m, Service *s, EgressPolicy *policy, char **ret_
                                                owner->key);
                         return -EBUSY;
                 }
-                if (addrs_append(&stolen, &n_stolen, &p->pods[j]) < 0)
+                if (addrs_append(&stolen, &n_stolen, &cap_stolen, &p->pods[j]) < 0)
                         return -ENOMEM;
         }
         if (m->pods.n - s->n_pods - n_stolen + n_new > KVNETD_MAX_PODS_TOTAL) {
@@ -262,9 +262,9 @@ int manager_set_egress(Manager *m, Service *s, EgressPolicy *policy, char **ret_
         while (i < s->n_pods || k < n_new) {
                 int c = i >= s->n_pods ? 1 : k >= n_new ? -1 : ip_addr_compare(&s->pods[i], &p->pods[k]);
                 if (c < 0)
-                        r = addrs_append(&removed, &n_removed, &s->pods[i++]);
+                        r = addrs_append(&removed, &n_removed, &cap_removed, &s->pods[i++]);
                 else if (c > 0)
-                        r = addrs_append(&added, &n_added, &p->pods[k++]);
+                        r = addrs_append(&added, &n_added, &cap_added, &p->pods[k++]);
                 else {
                         i++;
                         k++;
@@ -324,14 +324,14 @@ int manager_set_egress(Manager *m, Service *s, EgressPolicy *policy, char **ret_
          * of them when the rules (VIP, ports, networks) changed. */
         if (!p || (rules_change && s->has_chain)) {
                 for (size_t j = 0; j < s->n_pods; j++)
-                        (void)addrs_append(&flush, &n_flush, &s->pods[j]);
+                        (void)addrs_append(&flush, &n_flush, &cap_flush, &s->pods[j]);
                 for (size_t j = 0; j < n_added; j++)
-                        (void)addrs_append(&flush, &n_flush, &added[j]);
+                        (void)addrs_append(&flush, &n_flush, &cap_flush, &added[j]);
         } else {
                 for (size_t j = 0; j < n_removed; j++)
-                        (void)addrs_append(&flush, &n_flush, &removed[j]);
+                        (void)addrs_append(&flush, &n_flush, &cap_flush, &removed[j]);
                 for (size_t j = 0; j < n_added; j++)
-                        (void)addrs_append(&flush, &n_flush, &added[j]);
+                        (void)addrs_append(&flush, &n_flush, &cap_flush, &added[j]);
         }
 
         free(s->pods);
@@ -523,7 +523,7 @@ static int nft_rebuild(Manager *m)
 {
         _cleanup_free_ char *batch = NULL, *err = NULL;
         _cleanup_free_ IpAddr *all = NULL;
-        size_t bsize = 0, n_all = 0;
+        size_t bsize = 0, n_all = 0, cap_all = 0;
         FILE *f;
         int r;
 
@@ -537,7 +537,7 @@ static int nft_rebuild(Manager *m)
                         nft_batch_service(f, m->config->table, s->chain, s->key, s->policy, false);
                         nft_batch_pods(f, m->config->table, s->pods, s->n_pods, s->chain);
                         for (size_t i = 0; i < s->n_pods; i++)
-                                (void)addrs_append(&all, &n_all, &s->pods[i]);
+                                (void)addrs_append(&all, &n_all, &cap_all, &s->pods[i]);
                 }
         if (fclose(f) != 0)
                 return -ENOMEM;

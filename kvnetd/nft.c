@@ -5,6 +5,7 @@
 #include <nftables/libnftables.h>
 #include <sys/socket.h>
 
+#include "array.h"
 #include "log.h"
 #include "validate.h"
 
@@ -265,10 +266,8 @@ static NftChainInfo *table_chain(NftTableInfo *t, const char *name, bool create)
                         return &t->chains[i];
         if (!create || strlen(name) >= sizeof(t->chains[0].chain))
                 return NULL;
-        n = realloc(t->chains, (t->n_chains + 1) * sizeof(NftChainInfo));
-        if (!n)
+        if (ARRAY_RESERVE(t->chains, t->cap_chains, t->n_chains + 1) < 0)
                 return NULL;
-        t->chains = n;
         n = &t->chains[t->n_chains++];
         *n = (NftChainInfo){};
         strcpy(n->chain, name);
@@ -307,17 +306,15 @@ static int read_map(NftTableInfo *t, json_t *map, int family)
                 const char *target =
                         json_string_value(json_object_get(json_object_get(json_array_get(e, 1), "goto"), "target"));
                 NftChainInfo *c;
-                IpAddr a, *n;
+                IpAddr a;
 
                 if (!addr || !target || ip_addr_parse(addr, family, &a, NULL) < 0)
                         continue; /* not ours: reconciled away when the service is */
                 c = table_chain(t, target, true);
                 if (!c)
                         return -ENOMEM;
-                n = realloc(c->pods, (c->n_pods + 1) * sizeof(IpAddr));
-                if (!n)
+                if (ARRAY_RESERVE(c->pods, c->cap_pods, c->n_pods + 1) < 0)
                         return -ENOMEM;
-                c->pods = n;
                 c->pods[c->n_pods++] = a;
         }
         return 0;

@@ -59,14 +59,14 @@ typedef struct NftChainInfo {
         char *key;
         uint64_t fingerprint;
         IpAddr *pods;
-        size_t n_pods;
+        size_t n_pods, cap_pods;
 } NftChainInfo;
 
 typedef struct NftTableInfo {
         bool exists;
         bool skeleton_ok; /* maps and base chain as we make them */
         NftChainInfo *chains;
-        size_t n_chains;
+        size_t n_chains, cap_chains;
 } NftTableInfo;
 
 int nft_read_table(struct nft_ctx *ctx, const char *table, NftTableInfo *ret);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "array.h"
 #include "log.h"
 #include "kvnetd-bus.h"
 #include "validate.h"
@@ -95,14 +96,7 @@ int state_load(const Config *c, StateEntry **ret, size_t *ret_n)
                 memcpy(e.ifname, ifname, strlen(ifname) + 1); /* ifname_valid(): < IFNAMSIZ */
                 e.deadline = deadline;
                 e.key = strdup(key);
-                if (e.key && n == cap) {
-                        StateEntry *nv = reallocarray(v, cap ? cap * 2 : 16, sizeof(*v));
-                        if (nv) {
-                                v = nv;
-                                cap = cap ? cap * 2 : 16;
-                        }
-                }
-                if (!e.key || n == cap) {
+                if (!e.key || ARRAY_RESERVE(v, cap, n + 1) < 0) {
                         free(e.key);
                         fclose(f);
                         state_entries_free(v, n);

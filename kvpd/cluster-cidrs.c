@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <stdio.h>
 
+#include "array.h"
 #include "log.h"
 
 typedef struct PrefixSet {
@@ -13,14 +14,8 @@ typedef struct PrefixSet {
 
 static int prefix_set_add(PrefixSet *s, const IpPrefix *p)
 {
-        if (s->n >= s->allocated) {
-                size_t na = s->allocated ? s->allocated * 2 : 16;
-                IpPrefix *nv = reallocarray(s->v, na, sizeof(IpPrefix));
-                if (!nv)
-                        return -ENOMEM;
-                s->v = nv;
-                s->allocated = na;
-        }
+        if (ARRAY_RESERVE(s->v, s->allocated, s->n + 1) < 0)
+                return -ENOMEM;
         s->v[s->n++] = *p;
         return 0;
 }

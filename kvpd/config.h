@@ -28,7 +28,7 @@ typedef struct Config {
         /* KUBERNETES_SERVICE_HOST (and the kubeconfig's server, added by the
          * manager), denied when egress-detect-api-server is "true". */
         IpAddr *api_servers;
-        size_t n_api_servers;
+        size_t n_api_servers, cap_api_servers;
 
         char *kubeconfig; /* KVEGRESS_KUBECONFIG, else $CREDENTIALS_DIRECTORY/kubeconfig, else auto */
         char *kube_context;

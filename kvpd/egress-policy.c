@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "array.h"
+
 static const char *const state_table[_EGRESS_STATE_MAX] = {
         [EGRESS_NONE] = "none",
         [EGRESS_INVALID] = "invalid",
@@ -226,14 +228,8 @@ static int collect_local(const EgressInput *in, LocalEndpoints *ret)
                                         continue;
                                 if (n >= EGRESS_MAX_PODS)
                                         return -E2BIG;
-                                if (n >= allocated) {
-                                        size_t na = allocated ? allocated * 2 : 8;
-                                        IpAddr *nv = reallocarray(v, na, sizeof(IpAddr));
-                                        if (!nv)
-                                                return -ENOMEM;
-                                        v = nv;
-                                        allocated = na;
-                                }
+                                if (ARRAY_RESERVE(v, allocated, n + 1) < 0)
+                                        return -ENOMEM;
                                 v[n++] = ip;
                         }
                 }

@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "array.h"
 #include "kvelectd-bus.h"
 #include "log.h"
 #include "manager.h"
@@ -197,7 +198,6 @@ static int on_lease_deadline(sd_event_source *es, uint64_t usec, void *userdata)
 static Lease *lease_want(Manager *m, const char *namespace, const char *name)
 {
         Lease *l = elect_find(m, namespace, name);
-        Lease **nv;
 
         if (!l) {
                 l = calloc(1, sizeof(*l));
@@ -206,13 +206,8 @@ static Lease *lease_want(Manager *m, const char *namespace, const char *name)
                 l->manager = m;
                 l->namespace = strdup(namespace);
                 l->name = strdup(name);
-                nv = reallocarray(m->leases, m->n_leases + 1, sizeof(Lease *));
-                if (!l->namespace || !l->name || !nv) {
-                        if (nv)
-                                m->leases = nv;
+                if (!l->namespace || !l->name || ARRAY_RESERVE(m->leases, m->cap_leases, m->n_leases + 1) < 0)
                         return lease_free(l);
-                }
-                m->leases = nv;
                 m->leases[m->n_leases++] = l;
         }
         l->n_wanted++;

@@ -3,6 +3,7 @@
  * keeps the table of Services, and runs the bounded clean-up at SIGTERM. */
 #include <stdio.h>
 
+#include "array.h"
 #include "kvelectd-bus.h"
 #include "kvnetd-bus.h"
 #include "log.h"
@@ -44,7 +45,7 @@ Service *manager_get_service(Manager *m, const char *key)
 int manager_ensure_service(Manager *m, const char *namespace, const char *name, Service **ret)
 {
         _cleanup_free_ char *key = NULL;
-        Service *s, **nv;
+        Service *s;
 
         if (asprintf(&key, "%s/%s", namespace, name) < 0)
                 return -ENOMEM;
@@ -60,14 +61,10 @@ int manager_ensure_service(Manager *m, const char *namespace, const char *name, 
         s->key = TAKE_PTR(key);
         s->namespace = strdup(namespace);
         s->name = strdup(name);
-        nv = reallocarray(m->services, m->n_services + 1, sizeof(Service *));
-        if (!s->namespace || !s->name || !nv) {
-                if (nv)
-                        m->services = nv;
+        if (!s->namespace || !s->name || ARRAY_RESERVE(m->services, m->cap_services, m->n_services + 1) < 0) {
                 service_free(s);
                 return -ENOMEM;
         }
-        m->services = nv;
         m->services[m->n_services++] = s;
         *ret = s;
         return 0;
@@ -140,7 +137,7 @@ static void add_kubeconfig_server(Manager *m)
 {
         const char *s = m->kube_config ? m->kube_config->server : NULL, *b, *e;
         char host[INET6_ADDRSTRLEN + 2];
-        IpAddr a, *nv;
+        IpAddr a;
 
         if (!s || !(b = strstr(s, "://")))
                 return;
@@ -163,10 +160,8 @@ static void add_kubeconfig_server(Manager *m)
         for (size_t i = 0; i < m->config.n_api_servers; i++)
                 if (ip_addr_equal(&m->config.api_servers[i], &a))
                         return;
-        nv = reallocarray(m->config.api_servers, m->config.n_api_servers + 1, sizeof(IpAddr));
-        if (!nv)
+        if (ARRAY_RESERVE(m->config.api_servers, m->config.cap_api_servers, m->config.n_api_servers + 1) < 0)
                 return;
-        m->config.api_servers = nv;
         m->config.api_servers[m->config.n_api_servers++] = a;
 }
 

@@ -112,9 +112,9 @@ struct Manager {
         bool cidrs_valid;
 
         Service **services;
-        size_t n_services;
+        size_t n_services, cap_services;
         Lease **leases;
-        size_t n_leases;
+        size_t n_leases, cap_leases;
 
         sd_event_source *debounce_source;
         sd_event_source *resync_source;

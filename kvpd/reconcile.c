@@ -8,6 +8,7 @@
  * objects, never an event's partial view. */
 #include <stdio.h>
 
+#include "array.h"
 #include "log.h"
 #include "manager.h"
 
@@ -143,15 +144,9 @@ static int collect_one(json_t *o, void *userdata)
         x = c->parse(o);
         if (!x)
                 return 0;
-        if (c->n >= c->allocated) {
-                size_t na = c->allocated ? c->allocated * 2 : 8;
-                void **nv = reallocarray(c->v, na, sizeof(void *));
-                if (!nv) {
-                        c->error = -ENOMEM;
-                        return -ENOMEM;
-                }
-                c->v = nv;
-                c->allocated = na;
+        if (ARRAY_RESERVE(c->v, c->allocated, c->n + 1) < 0) {
+                c->error = -ENOMEM;
+                return -ENOMEM;
         }
         c->v[c->n++] = x;
         return 0;

@@ -11,6 +11,7 @@
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-id128.h>
 
+#include "array.h"
 #include "log.h"
 
 typedef struct BusConnection BusConnection;
@@ -335,7 +336,7 @@ static int parse_id_list(const char *s, bool group, unsigned **ret, size_t *ret_
 {
         _cleanup_free_ unsigned *v = NULL;
         _cleanup_free_ char *copy = NULL;
-        size_t n = 0;
+        size_t n = 0, cap = 0;
         char *save = NULL;
 
         copy = strdup(s ? s : "");
@@ -344,7 +345,6 @@ static int parse_id_list(const char *s, bool group, unsigned **ret, size_t *ret_
         for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
                 unsigned id;
                 char *end;
-                unsigned *nv;
 
                 errno = 0;
                 id = (unsigned)strtoul(t, &end, 10);
@@ -361,10 +361,8 @@ static int parse_id_list(const char *s, bool group, unsigned **ret, size_t *ret_
                                 id = p->pw_uid;
                         }
                 }
-                nv = realloc(v, (n + 1) * sizeof(unsigned));
-                if (!nv)
+                if (ARRAY_RESERVE(v, cap, n + 1) < 0)
                         return -ENOMEM;
-                v = nv;
                 v[n++] = id;
         }
         *ret = TAKE_PTR(v);

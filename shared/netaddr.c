@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "array.h"
+
 void parse_error_set(ParseError *err, const char *fmt, ...)
 {
         va_list ap;
@@ -193,7 +195,7 @@ L4Proto l4_proto_from_string(const char *s)
 int split_comma_list(const char *s, size_t max, char ***ret, ParseError *err)
 {
         _cleanup_strv_free_ char **l = NULL;
-        size_t n = 0, idx = 0;
+        size_t n = 0, cap = 1, idx = 0;
         const char *p = s;
 
         if (!s) {
@@ -207,7 +209,6 @@ int split_comma_list(const char *s, size_t max, char ***ret, ParseError *err)
         for (;;) {
                 const char *comma = strchr(p, ',');
                 const char *b = p, *e = comma ? comma : p + strlen(p);
-                char **nl;
 
                 idx++;
                 while (b < e && isspace((unsigned char)*b))
@@ -222,10 +223,8 @@ int split_comma_list(const char *s, size_t max, char ***ret, ParseError *err)
                         parse_error_set(err, "more than %zu entries", max);
                         return -E2BIG;
                 }
-                nl = realloc(l, (n + 2) * sizeof(char *));
-                if (!nl)
+                if (ARRAY_RESERVE(l, cap, n + 2) < 0)
                         return -ENOMEM;
-                l = nl;
                 l[n] = strndup(b, (size_t)(e - b));
                 if (!l[n])
                         return -ENOMEM;

@@ -229,9 +229,7 @@ def lease_body(name, ns="default", holder="node-a", dur=5, rv=None):
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
 SVCS = "/api/v1/namespaces/default/services"
-FIXTURES = os.path.join(HERE, "..", "..", "..", "shared", "fixtures", "k8s-api")
-if not os.path.isdir(FIXTURES):
-    FIXTURES = "/work/shared/fixtures/k8s-api"
+FIXTURES = os.path.join(HERE, "..", "fixtures", "k8s-api")
 
 
 class ServerTestCase(unittest.TestCase):

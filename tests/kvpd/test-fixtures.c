@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The desired-state computation over the real API objects in
- * ../shared/fixtures/k8s-api/realistic (parsed by libkvkube as kvpd does). */
+ * tests/fixtures/k8s-api/realistic (parsed by libkvkube as kvpd does). */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +8,7 @@
 #include "egress-policy.h"
 
 #ifndef KVPD_FIXTURES
-#error "KVPD_FIXTURES must name shared/fixtures/k8s-api"
+#error "KVPD_FIXTURES must name tests/fixtures/k8s-api"
 #endif
 
 static json_t *load(const char *name)
