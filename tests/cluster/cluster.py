@@ -46,6 +46,8 @@ sys.path.insert(0, HERE)
 from netns_util import AddrWatcher, CmdError, ip, ip_batch, kill_netns, ns_socket, run, sweep_stale  # noqa: E402
 
 APISERVER = os.path.join(ROOT, "tests", "apiserver", "kvtest-apiserver")
+RBAC_MANIFEST = os.path.join(ROOT, "deploy", "kubernetes", "rbac.yaml")
+SERVICE_ACCOUNT = ("kube-system", "kvegress")  # the one deploy/kubernetes/rbac.yaml creates and binds
 RECORDER = os.path.join(HERE, "agents", "recorder.py")
 PROBE = os.path.join(HERE, "agents", "probe.py")
 PY = sys.executable or "python3"
@@ -653,14 +655,10 @@ table inet kvc_kubeproxy {
     def _start_apiserver(self):
         self.api_dir = os.path.join(self.dir, "api")
         os.makedirs(self.api_dir)
-        tokens = []
-        for node in self.nodes:
-            for user in ("kvelectd", "kvpd"):
-                tok = base64.b32encode(os.urandom(15)).decode().lower()
-                self._tokens["%s-%s" % (user, node.name)] = tok
-                tokens += ["--token", "%s=system:serviceaccount:kube-system:%s-%s" % (tok, user, node.name)]
+        # every request, with who made it: tests/cluster/test_rbac.py checks the daemons' against the manifest
+        self.audit_log = os.path.join(self.dir, "audit.log")
         cmd = [PY, APISERVER, "--state-dir", self.api_dir, "--bind", API_IP, "--port", str(API_PORT),
-               "--san", API_IP, "--reset"] + tokens
+               "--san", API_IP, "--reset", "--audit-log", self.audit_log]
         if self.endpointslice_controller:
             cmd.append("--endpointslice-controller")
         self.apiserver = Proc("apiserver", cmd, os.path.join(self.dir, "apiserver.log"), ns=self.api_ns)
@@ -674,6 +672,22 @@ table inet kvc_kubeproxy {
         self.kubeconfig = os.path.join(self.api_dir, "kubeconfig")
         self.kube_cache = os.path.join(self.dir, "kube-cache")
         self.ssl_ctx = ssl.create_default_context(cafile=os.path.join(self.api_dir, "ca.crt"))
+        # The daemons get what an installation gives them: the shipped RBAC manifest, and a TokenRequest token
+        # of its ServiceAccount (one per daemon and node, as `kubectl create token` mints them).
+        self.kubectl("apply", "-f", RBAC_MANIFEST)
+        for node in self.nodes:
+            for user in ("kvelectd", "kvpd"):
+                self._tokens["%s-%s" % (user, node.name)] = self.create_token()
+
+    def create_token(self, seconds=86400):
+        """A new token of the kvegress ServiceAccount (TokenRequest)."""
+        ns, sa = SERVICE_ACCOUNT
+        status, obj = self.api("POST", "/api/v1/namespaces/%s/serviceaccounts/%s/token" % (ns, sa),
+                               {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                "spec": {"expirationSeconds": seconds}})
+        if status != 201:
+            raise RuntimeError("TokenRequest for %s/%s: HTTP %s %s" % (ns, sa, status, obj))
+        return obj["status"]["token"]
 
     def write_kubeconfig(self, path, user):
         with open(os.path.join(self.api_dir, "ca.crt"), "rb") as f:

@@ -47,7 +47,7 @@ def resource_list(g, v):
     out = []
     for r in rs:
         e = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
-             "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]}
+             "verbs": list(r.verbs)}
         if r.short:
             e["shortNames"] = r.short
         if r.categories:
@@ -56,6 +56,9 @@ def resource_list(g, v):
         if r.status:
             out.append({"name": r.plural + "/status", "singularName": "", "namespaced": r.namespaced,
                         "kind": r.kind, "verbs": ["get", "patch", "update"]})
+        for sub, (sg, sv, skind, sverbs) in sorted(r.subresources.items()):
+            out.append({"name": r.plural + "/" + sub, "singularName": "", "namespaced": r.namespaced,
+                        "group": sg, "version": sv, "kind": skind, "verbs": list(sverbs)})
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": (g + "/" + v) if g else v,
             "resources": out}
 
@@ -84,7 +87,7 @@ def openapi_v3_doc(gvpath):
         params = [{"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
                   for n in ("dryRun", "fieldManager", "fieldValidation", "force")]
         for r in RESOURCES:
-            if r.gv != (g, v):
+            if r.gv != (g, v) or r.virtual:
                 continue
             base = "/" + gvpath + ("/namespaces/{namespace}/" if r.namespaced else "/") + r.plural + "/{name}"
             gvk = {"group": g, "version": v, "kind": r.kind}

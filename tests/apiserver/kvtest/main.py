@@ -10,7 +10,11 @@ import threading
 import time
 
 from . import certs
+from .audit import AuditLog
 from .auth import Authenticator
+from .rbac import RBAC_GROUP, Policy
+from .resources import BY_KEY
+from .tokens import TokenIssuer
 from .faults import Faults, Stats
 from .registry import Registry
 from .server import KVHTTPServer
@@ -39,6 +43,11 @@ def parse_args(argv):
     p.add_argument("--endpoints-warning", action="store_true", help="send the v1 Endpoints deprecation Warning")
     p.add_argument("--endpointslice-controller", action="store_true")
     p.add_argument("--no-tables", action="store_true", help="never answer as=Table")
+    p.add_argument("--api-audiences", default="https://kubernetes.default.svc.cluster.local",
+                   help="comma-separated audiences a ServiceAccount token must name one of")
+    p.add_argument("--service-account-max-token-expiration", type=int, default=0,
+                   help="seconds; longer TokenRequests are cut to this (0: no limit)")
+    p.add_argument("--audit-log", help="append one audit.k8s.io/v1 Event per request to this file")
     p.add_argument("--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -60,6 +69,28 @@ def _kubeconfig(url, ca, user_block):
 
 class App:
     pass
+
+
+class PolicyCache:
+    """The RBAC objects of the store as a Policy, rebuilt only when one of them changed."""
+
+    def __init__(self, store):
+        self.store = store
+        self.kinds = [BY_KEY[RBAC_GROUP + "/" + p] for p in ("roles", "clusterroles", "rolebindings",
+                                                            "clusterrolebindings")]
+        self.key = None
+        self.policy = None
+
+    def __call__(self):
+        st = self.store
+        with st.lock:
+            objs = [st.objs[r.key()] for r in self.kinds]
+            key = tuple((len(d), max((o["metadata"].get("resourceVersion", "") for o in d.values()),
+                                     key=lambda v: int(v or 0), default="")) for d in objs)
+            if key != self.key or self.policy is None:
+                self.policy = Policy(*[list(d.values()) for d in objs])
+                self.key = key
+            return self.policy
 
 
 def main(argv=None):
@@ -87,7 +118,10 @@ def main(argv=None):
     app.endpoints_warning = a.endpoints_warning
     app.stopping = False
     app.verifier = certs.ClientCertVerifier(os.path.join(sd, "ca.crt"))
-    app.auth = Authenticator(app.verifier)
+    app.issuer = TokenIssuer(sd, [x for x in a.api_audiences.split(",") if x])
+    app.max_token_seconds = a.service_account_max_token_expiration
+    app.auth = Authenticator(app.verifier, app.issuer)
+    app.audit = AuditLog(a.audit_log) if a.audit_log else None
     app.auth.add_token(admin_token, "kvtest-admin", ["system:masters"])
     for t in a.token:
         if "=" not in t:
@@ -111,6 +145,9 @@ def main(argv=None):
         sys.stderr.write("kvtest-apiserver: ignoring unreadable state (%s)\n" % e)
         app.store = Store(state_path, history_size=a.history_size)
     app.registry = Registry(app.store, a.pod_kill_seconds)
+    sa_res = BY_KEY["/serviceaccounts"]
+    app.auth.sa_lookup = lambda ns, name: app.store.get(sa_res, ns, name)
+    app.auth.policy_source = PolicyCache(app.store)
     app.registry.ensure_default_namespaces()
     app.store.reset_windows()
     app.tables = None

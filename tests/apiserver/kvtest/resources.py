@@ -7,6 +7,7 @@ import time
 from . import errors
 from .util import now_rfc3339
 
+RBAC = "rbac.authorization.k8s.io"
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 META_FIELDS = {"metadata.name", "metadata.namespace"}
 
@@ -14,7 +15,8 @@ META_FIELDS = {"metadata.name", "metadata.namespace"}
 class Resource:
     def __init__(self, group, version, plural, kind, namespaced, short=(), status=False, singular=None,
                  fields=(), uncond_update=True, create_on_update=False, return_deleted=False,
-                 generation=False, reset_status_on_create=False, bookmark=None, categories=()):
+                 generation=False, reset_status_on_create=False, bookmark=None, categories=(), verbs=None,
+                 virtual=False, subresources=None):
         self.group, self.version, self.plural, self.kind = group, version, plural, kind
         self.namespaced = namespaced
         self.short = list(short)
@@ -28,6 +30,11 @@ class Resource:
         self.reset_status_on_create = reset_status_on_create
         self.bookmark_extra = bookmark or {}
         self.categories = list(categories)
+        self.verbs = list(verbs or ALL_VERBS)
+        # virtual: create-only, computed per request, never stored (access and token reviews)
+        self.virtual = virtual
+        # other subresources than status: name -> (group, version, kind, verbs)
+        self.subresources = dict(subresources or {})
 
     @property
     def api_version(self):
@@ -70,7 +77,8 @@ RESOURCES = [
              bookmark={"spec": {"containers": None}, "status": {}}, categories=["all"]),
     Resource("", "v1", "configmaps", "ConfigMap", True, ["cm"]),
     Resource("", "v1", "secrets", "Secret", True, [], fields=["type"]),
-    Resource("", "v1", "serviceaccounts", "ServiceAccount", True, ["sa"]),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", True, ["sa"],
+             subresources={"token": ("authentication.k8s.io", "v1", "TokenRequest", ["create"])}),
     Resource("", "v1", "events", "Event", True, ["ev"], create_on_update=True,
              fields=["involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
                      "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
@@ -88,6 +96,24 @@ RESOURCES = [
              fields=["reason", "type", "reportingController", "regarding.kind", "regarding.name",
                      "regarding.namespace", "regarding.uid"],
              bookmark={"eventTime": None, "reportingController": "", "reportingInstance": ""}),
+    Resource(RBAC, "v1", "clusterroles", "ClusterRole", False, [], bookmark={"rules": None}),
+    Resource(RBAC, "v1", "clusterrolebindings", "ClusterRoleBinding", False, [],
+             bookmark={"roleRef": {"apiGroup": "", "kind": "", "name": ""}}),
+    Resource(RBAC, "v1", "roles", "Role", True, [], bookmark={"rules": None}),
+    Resource(RBAC, "v1", "rolebindings", "RoleBinding", True, [],
+             bookmark={"roleRef": {"apiGroup": "", "kind": "", "name": ""}}),
+    Resource("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False, [],
+             verbs=["create"], virtual=True),
+    Resource("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False, [], verbs=["create"],
+             virtual=True),
+    Resource("authorization.k8s.io", "v1", "localsubjectaccessreviews", "LocalSubjectAccessReview", True, [],
+             verbs=["create"], virtual=True),
+    Resource("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False, [],
+             verbs=["create"], virtual=True),
+    Resource("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False, [],
+             verbs=["create"], virtual=True),
+    Resource("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False, [],
+             verbs=["create"], virtual=True),
 ]
 
 BY_GV = {}
@@ -228,6 +254,10 @@ def validate_meta(res, obj, causes, is_create):
     elif res.plural == "services":
         if not DNS1035_LABEL.match(name) or len(name) > 63:
             causes.append(("metadata.name", 'Invalid value: "%s": %s' % (name, DNS1035_MSG), "FieldValueInvalid"))
+    elif res.group == RBAC:  # path segment names: "system:basic-user" is fine
+        if name in (".", "..") or "/" in name or "%" in name:
+            causes.append(("metadata.name", 'Invalid value: "%s": may not contain \'/\'' % name,
+                           "FieldValueInvalid"))
     elif not (DNS1123_SUB.match(name) and len(name) <= 253) and res.plural not in ("events",):
         causes.append(("metadata.name", 'Invalid value: "%s": %s' % (name, SUB_MSG), "FieldValueInvalid"))
 
@@ -315,7 +345,67 @@ def _v_configmap(obj, old, causes):
             causes.append(("data[%s]" % k, "Invalid value: must be a string", "FieldValueInvalid"))
 
 
-_VALIDATORS = {"coordination.k8s.io/leases": _v_lease, "discovery.k8s.io/endpointslices": _v_eps,
+def _go_strings(v):
+    return "[]string{%s}" % ", ".join('"%s"' % x for x in v)
+
+
+def _v_rules(obj, old, causes, namespaced):
+    for i, r in enumerate(obj.get("rules") or []):
+        f = "rules[%d]" % i
+        if not isinstance(r, dict):
+            causes.append((f, "Invalid value: must be an object", "FieldValueInvalid"))
+            continue
+        if not r.get("verbs"):
+            causes.append((f + ".verbs", "Required value: verbs must contain at least one value",
+                           "FieldValueRequired"))
+        urls = r.get("nonResourceURLs") or []
+        if urls and namespaced:
+            causes.append((f + ".nonResourceURLs", "Invalid value: %s: namespaced rules cannot apply to "
+                           "non-resource URLs" % _go_strings(urls), "FieldValueInvalid"))
+        elif urls and (r.get("apiGroups") or r.get("resources")):
+            causes.append((f + ".nonResourceURLs", "Invalid value: %s: rules cannot apply to both regular "
+                           "resources and non-resource URLs" % _go_strings(urls), "FieldValueInvalid"))
+        elif not urls:
+            if not r.get("apiGroups"):
+                causes.append((f + ".apiGroups", "Required value: resource rules must supply at least one api "
+                               "group", "FieldValueRequired"))
+            if not r.get("resources"):
+                causes.append((f + ".resources", "Required value: resource rules must supply at least one "
+                               "resource", "FieldValueRequired"))
+
+
+def _v_binding(obj, old, causes, cluster):
+    ref = obj.get("roleRef") or {}
+    kinds = ["ClusterRole"] if cluster else ["Role", "ClusterRole"]
+    if ref.get("apiGroup", RBAC) != RBAC:
+        causes.append(("roleRef.apiGroup", 'Unsupported value: "%s": supported values: "%s"' % (
+            ref.get("apiGroup"), RBAC), "FieldValueNotSupported"))
+    if ref.get("kind") not in kinds:
+        causes.append(("roleRef.kind", 'Unsupported value: "%s": supported values: %s' % (
+            ref.get("kind") or "", ", ".join('"%s"' % k for k in kinds)), "FieldValueNotSupported"))
+    if not ref.get("name"):
+        causes.append(("roleRef.name", "Required value", "FieldValueRequired"))
+    if old is not None and (old.get("roleRef") or {}) != ref:
+        causes.append(("roleRef", 'Invalid value: rbac.RoleRef{APIGroup:"%s", Kind:"%s", Name:"%s"}: cannot '
+                       'change roleRef' % (ref.get("apiGroup", ""), ref.get("kind", ""), ref.get("name", "")),
+                       "FieldValueInvalid"))
+    for i, sj in enumerate(obj.get("subjects") or []):
+        f = "subjects[%d]" % i
+        k = sj.get("kind")
+        if k not in ("ServiceAccount", "User", "Group"):
+            causes.append((f + ".kind", 'Unsupported value: "%s": supported values: "ServiceAccount", "User", '
+                           '"Group"' % (k or ""), "FieldValueNotSupported"))
+        if not sj.get("name"):
+            causes.append((f + ".name", "Required value", "FieldValueRequired"))
+        if k == "ServiceAccount" and cluster and not sj.get("namespace"):
+            causes.append((f + ".namespace", "Required value", "FieldValueRequired"))
+
+
+_VALIDATORS = {"coordination.k8s.io/leases": _v_lease,
+               RBAC + "/roles": lambda o, old, c: _v_rules(o, old, c, True),
+               RBAC + "/clusterroles": lambda o, old, c: _v_rules(o, old, c, False),
+               RBAC + "/rolebindings": lambda o, old, c: _v_binding(o, old, c, False),
+               RBAC + "/clusterrolebindings": lambda o, old, c: _v_binding(o, old, c, True), "discovery.k8s.io/endpointslices": _v_eps,
                "/services": _v_service, "/configmaps": _v_configmap}
 
 
@@ -594,6 +684,10 @@ def default_object(res, obj, old, store):
             obj["status"] = obj.get("status") or {}
     elif k == "/nodes":
         obj.setdefault("spec", {})
+    elif k in (RBAC + "/rolebindings", RBAC + "/clusterrolebindings"):
+        for sj in obj.get("subjects") or []:
+            if isinstance(sj, dict) and "apiGroup" not in sj:
+                sj["apiGroup"] = "" if sj.get("kind") == "ServiceAccount" else RBAC
     elif k == "/events":
         obj.setdefault("involvedObject", {})
         obj.setdefault("source", {})

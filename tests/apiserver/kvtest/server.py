@@ -13,12 +13,14 @@ import sys
 import threading
 import time
 import traceback
+import types
 import urllib.parse
 import uuid
 
 from . import discovery, errors
-from .auth import ANONYMOUS, PUBLIC_PATHS
-from .resources import BY_GV, bookmark_object, fields_of, lookup
+from .auth import ANONYMOUS, Authenticator
+from .rbac import SA_PREFIX, Attrs
+from .resources import BY_GV, BY_KEY, bookmark_object, fields_of, lookup
 from .selectors import parse_field_selector, parse_label_selector
 from .store import TooOld, Watcher, encode_event, with_header
 from .util import dumpb, http_date
@@ -27,6 +29,16 @@ GZIP_MIN = 128 * 1024
 FLOWSCHEMA_UID = str(uuid.uuid4())
 PRIORITY_UID = str(uuid.uuid4())
 PLAIN_429 = "Too many requests, please try again later.\n"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+# what an impersonation check names in its 403 (they are not served resources)
+_PSEUDO = {n: types.SimpleNamespace(plural=n, group=g) for n, g in
+           (("users", ""), ("groups", ""), ("uids", "authentication.k8s.io"),
+            ("userextras", "authentication.k8s.io"))}
+
+
+def _micro_now():
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".%06dZ" % int((t % 1) * 1e6)
 
 
 def _bool(q, name):
@@ -207,6 +219,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.verb = "-"
         self.res_name = "-"
         self.user = None
+        self.attrs = None
+        self.audited = False
+        self.impersonator = None
+        self.received = _micro_now()
         u = urllib.parse.urlsplit(self.path)
         self.upath = urllib.parse.unquote(u.path)
         self.q = {}
@@ -234,6 +250,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if not self.upath.startswith("/_kvtest/"):
                 self.app.stats.record(self.verb, self.res_name, self.headers.get("User-Agent", ""),
                                       self.user.name if self.user else "", self.resp_code)
+                if self.app.audit is not None and not self.audited:
+                    self.app.audit.log(self, "ResponseComplete")
 
     def _read_body(self):
         te = self.headers.get("Transfer-Encoding", "")
@@ -273,20 +291,73 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.admin(path[len("/_kvtest/"):])
         if path == "/_kvtest/whoami" or path == "/_kvtest/whoami/":
             return self.send_json(200, {"username": user.name, "groups": user.groups})
+        user = self.user = self._impersonate(user)
         route = self.route(path)
         if route is None:
             self.verb = self.command.lower()
-            if user is ANONYMOUS and path not in PUBLIC_PATHS:
-                raise errors.forbidden(user.name, self.command.lower(), path=path)
+            self.attrs = Attrs(self.verb, False, path=path)
+            if not app.auth.authorize(user, self.attrs)[0]:
+                raise errors.forbidden(user.name, self.verb, path=path)
             self._faults(path)
             return self.nonresource(path)
         res, ns, name, sub, watch_prefix = route
         verb = self._verb(name, watch_prefix)
         self.verb, self.res_name = verb, res.plural + ("/" + sub if sub else "")
-        if not app.auth.allowed(user, verb, self.res_name):
-            raise errors.forbidden(user.name, verb, res, name, ns, sub)
+        # list and watch of one object by field selector are authorized for that name, as RequestInfo does
+        aname = name or (self._selector_name() if verb in ("list", "watch") else None)
+        self.attrs = Attrs(verb, True, res.group, res.version, res.plural, sub or "", ns or "", aname or "")
+        if not app.auth.authorize(user, self.attrs)[0]:
+            raise errors.forbidden(user.name, verb, res, aname, ns, sub)
         self._faults(path)
         return self.resource(res, ns, name, sub, verb)
+
+    def _selector_name(self):
+        fs = self.q.get("fieldSelector") or ""
+        for term in fs.split(","):
+            for op in ("==", "="):
+                k, sep, v = term.partition(op)
+                if sep and k.strip() == "metadata.name" and not k.endswith("!"):
+                    return v.strip()
+        return None
+
+    def _impersonate(self, user):
+        """Impersonate-User/-Group/-Uid/-Extra-*: each needs the `impersonate` verb on what it names."""
+        h = self.headers
+        name = h.get("Impersonate-User")
+        groups = h.get_all("Impersonate-Group") or []
+        uid = h.get("Impersonate-Uid")
+        extra = {}
+        for k, v in h.items():
+            if k.lower().startswith("impersonate-extra-"):
+                key = urllib.parse.unquote(k[len("impersonate-extra-"):]).lower()
+                extra.setdefault(key, []).extend(x.strip() for x in v.split(","))
+        if not name:
+            if groups or uid or extra:
+                raise errors.internal("requested %s without impersonating a user" % (groups or uid or extra))
+            return user
+        checks = []
+        if name.startswith(SA_PREFIX) and name.count(":") == 3:
+            sa_ns, sa_name = name[len(SA_PREFIX):].split(":", 1)
+            checks.append((Attrs("impersonate", True, "", "v1", "serviceaccounts", "", sa_ns, sa_name),
+                           BY_KEY["/serviceaccounts"], sa_name, sa_ns, None))
+        else:
+            checks.append((Attrs("impersonate", True, "", "", "users", name=name), _PSEUDO["users"], name, None,
+                           None))
+        for g in groups:
+            checks.append((Attrs("impersonate", True, "", "", "groups", name=g), _PSEUDO["groups"], g, None, None))
+        if uid:
+            checks.append((Attrs("impersonate", True, "authentication.k8s.io", "", "uids", name=uid),
+                           _PSEUDO["uids"], uid, None, None))
+        for k, vs in extra.items():
+            for v in vs:
+                checks.append((Attrs("impersonate", True, "authentication.k8s.io", "", "userextras", k, name=v),
+                               _PSEUDO["userextras"], v, None, k))
+        for a, res, n, ns, sub in checks:
+            if not self.app.auth.authorize(user, a)[0]:
+                self.verb = "impersonate"
+                raise errors.forbidden(user.name, "impersonate", res, n, ns, sub)
+        self.impersonator = user
+        return Authenticator.impersonated(name, groups, uid, extra)
 
     def _faults(self, path):
         f = self.app.faults
@@ -370,7 +441,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             name = tail[0]
         if len(tail) == 2:
             sub = tail[1]
-            if sub != "status" or not res.status:
+            if not ((sub == "status" and res.status) or sub in res.subresources):
                 raise errors.ApiError(404, "", plain="404 page not found\n")
         if res.namespaced and ns is None and name is not None:
             raise errors.ApiError(404, "", plain="404 page not found\n")
@@ -385,11 +456,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send_json(200, discovery.VERSION)
         if path in ("/healthz", "/livez", "/readyz"):
             return self.send_raw(200, b"ok", "text/plain; charset=utf-8")
-        if path in ("/api", "/api/"):
+        # discovery answers with or without a trailing slash, as go-restful routes them
+        dpath = path.rstrip("/") if path.startswith(("/api", "/apis")) else path
+        if dpath == "/api":
             return self.send_json(200, discovery.api_versions(app.server_addr))
-        if path == "/api/v1":
+        if dpath == "/api/v1":
             return self.send_json(200, discovery.resource_list("", "v1"))
-        if path in ("/apis", "/apis/"):
+        if dpath == "/apis":
             return self.send_json(200, discovery.api_group_list())
         if path == "/openapi/v3":
             return self.send_json(200, discovery.openapi_v3_index())
@@ -398,7 +471,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if d:
                 return self.send_json(200, d)
             return self.not_found_plain()
-        parts = [p for p in path.split("/") if p]
+        parts = [p for p in dpath.split("/") if p]
         if len(parts) == 2 and parts[0] == "apis":
             d = discovery.api_group_doc(parts[1])
             if d:
@@ -417,6 +490,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         app = self.app
         reg = app.registry
         dry = self.q.get("dryRun") == "All"
+        if res.virtual or sub in res.subresources:
+            if verb != "create":
+                raise errors.method_not_allowed(verb)
+            from . import reviews
+            return reviews.handle(self, res, ns, name, sub)
         if verb == "watch":
             return self.watch(res, ns, name)
         if verb == "list":
@@ -431,6 +509,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if ct in ("application/yaml", "application/x-yaml", "text/yaml"):
                 from .patch import parse_apply_body
                 self.body = parse_apply_body(self.body)
+            elif ct == PROTOBUF:
+                self.body = self.body_object()
             elif ct not in ("application/json", "*/*", ""):
                 raise errors.ApiError(415, "the body of the request was in an unknown format - accepted media "
                                       "types include: application/json, application/yaml", "UnsupportedMediaType")
@@ -460,6 +540,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
             code, o = reg.delete_collection(res, ns or "", lsel, fsel, self._delete_opts(), dry)
             return self.send_json(code, o)
         raise errors.method_not_allowed(verb)
+
+    def body_object(self):
+        """The request body as a JSON object, whatever the Content-Type (JSON, YAML or protobuf)."""
+        ct = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip().lower()
+        try:
+            if ct == PROTOBUF:
+                from . import proto
+                return proto.decode(self.body)
+            if ct in ("application/yaml", "application/x-yaml", "text/yaml"):
+                from .patch import parse_apply_body
+                return parse_apply_body(self.body)
+            return json.loads(self.body.decode("utf-8") or "null")
+        except KeyError as e:
+            raise errors.ApiError(415, "the body of the request was in an unknown format - accepted media types "
+                                  "include: application/json, application/yaml (protobuf: %s is not "
+                                  "understood by kvtest)" % e.args[0], "UnsupportedMediaType")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise errors.bad_request("the body of the request could not be decoded: %s" % e)
 
     def send_obj(self, code, res, obj):
         hdrs = None
@@ -682,6 +780,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             self.wfile.flush()
+            if app.audit is not None:
+                app.audit.log(self, "ResponseStarted")
+                self.audited = True
             if fault and fault.get("mode") == "close-after-headers":
                 self.conn.cut()
                 self.close_connection = True
@@ -862,6 +963,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 fp = spec.get("fingerprint") or fingerprint_pem(spec["cert"])
                 app.verifier.revoked.add(fp.lower())
                 out["fingerprint"] = fp.lower()
+            elif op == "revoke-token":
+                out["jti"] = app.issuer.revoke(token=spec.get("token"), jti=spec.get("jti"))
             elif op == "deny":
                 app.auth.set_deny(spec.get("rules") or [])
             elif op == "stats-reset":

@@ -66,8 +66,14 @@ def _pod(o):
     phase = st.get("phase", "")
     if (o.get("metadata") or {}).get("deletionTimestamp"):
         phase = "Terminating"
-    return ["%d/%d" % (ready, n), phase, restarts, _age(o), st.get("podIP") or "<none>",
-            (o.get("spec") or {}).get("nodeName") or "<none>"]
+    gates = (o.get("spec") or {}).get("readinessGates") or []
+    if gates:
+        conds = {c.get("type"): c.get("status") for c in st.get("conditions") or []}
+        gates_s = "%d/%d" % (sum(1 for g in gates if conds.get(g.get("conditionType")) == "True"), len(gates))
+    else:
+        gates_s = "<none>"
+    return ["%d/%d" % (ready, n), phase, str(restarts), _age(o), st.get("podIP") or "<none>",
+            (o.get("spec") or {}).get("nodeName") or "<none>", st.get("nominatedNodeName") or "<none>", gates_s]
 
 
 def _node(o):
@@ -78,8 +84,25 @@ def _node(o):
         status += ",SchedulingDisabled"
     labels = (o.get("metadata") or {}).get("labels") or {}
     roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
-    ver = ((o.get("status") or {}).get("nodeInfo") or {}).get("kubeletVersion", "")
-    return [status, ",".join(roles) or "<none>", _age(o), ver]
+    info = (o.get("status") or {}).get("nodeInfo") or {}
+    addrs = (o.get("status") or {}).get("addresses") or []
+
+    def addr(typ):
+        return next((a.get("address") for a in addrs if a.get("type") == typ and a.get("address")), "<none>")
+    return [status, ",".join(roles) or "<none>", _age(o), info.get("kubeletVersion", ""), addr("InternalIP"),
+            addr("ExternalIP"), info.get("osImage") or "<unknown>", info.get("kernelVersion") or "<unknown>",
+            info.get("containerRuntimeVersion") or "<unknown>"]
+
+
+def _binding(o):
+    ref = o.get("roleRef") or {}
+    subj = o.get("subjects") or []
+
+    def names(kind):
+        return ",".join(("%s/%s" % (s.get("namespace", ""), s.get("name")) if kind == "ServiceAccount"
+                         else s.get("name", "")) for s in subj if s.get("kind") == kind)
+    return ["%s/%s" % (ref.get("kind", ""), ref.get("name", "")), _age(o), names("User"), names("Group"),
+            names("ServiceAccount")]
 
 
 def _eps(o):
@@ -109,9 +132,22 @@ def _event(o):
 TABLES = {
     "/services": ([_col("Type"), _col("Cluster-IP"), _col("External-IP"), _col("Port(s)"), _col("Age"),
                    _col("Selector", prio=1)], _svc),
-    "/pods": ([_col("Ready"), _col("Status"), _col("Restarts", "integer"), _col("Age"), _col("IP", prio=1),
-               _col("Node", prio=1)], _pod),
-    "/nodes": ([_col("Status"), _col("Roles"), _col("Age"), _col("Version")], _node),
+    "/pods": ([_col("Ready"), _col("Status"), _col("Restarts"), _col("Age"), _col("IP", prio=1),
+               _col("Node", prio=1), _col("Nominated Node", prio=1), _col("Readiness Gates", prio=1)], _pod),
+    "/nodes": ([_col("Status"), _col("Roles"), _col("Age"), _col("Version"), _col("Internal-IP", prio=1),
+                _col("External-IP", prio=1), _col("OS-Image", prio=1), _col("Kernel-Version", prio=1),
+                _col("Container-Runtime", prio=1)], _node),
+    "/serviceaccounts": ([_col("Secrets", "integer"), _col("Age")],
+                         lambda o: [len(o.get("secrets") or []), _age(o)]),
+    "rbac.authorization.k8s.io/roles": ([_col("Created At", fmt="date")],
+                                        lambda o: [(o.get("metadata") or {}).get("creationTimestamp", "")]),
+    "rbac.authorization.k8s.io/clusterroles": ([_col("Created At", fmt="date")],
+                                               lambda o: [(o.get("metadata") or {}).get("creationTimestamp", "")]),
+    "rbac.authorization.k8s.io/rolebindings": ([_col("Role"), _col("Age"), _col("Users", prio=1),
+                                                _col("Groups", prio=1), _col("ServiceAccounts", prio=1)], _binding),
+    "rbac.authorization.k8s.io/clusterrolebindings": ([_col("Role"), _col("Age"), _col("Users", prio=1),
+                                                       _col("Groups", prio=1), _col("ServiceAccounts", prio=1)],
+                                                      _binding),
     "/namespaces": ([_col("Status"), _col("Age")], lambda o: [(o.get("status") or {}).get("phase", ""), _age(o)]),
     "coordination.k8s.io/leases": ([_col("Holder"), _col("Age")],
                                    lambda o: [(o.get("spec") or {}).get("holderIdentity") or "", _age(o)]),
