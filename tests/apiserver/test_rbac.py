@@ -288,8 +288,8 @@ class RbacServerTest(ServerTestCase):
         st, e = self.s.json("POST", base + "/namespaces/default/roles",
                             {"metadata": {"name": "r"}, "rules": [{"verbs": ["get"], "nonResourceURLs": ["/x"]}]})
         self.assertEqual((st, e["message"]), (422, 'Role.rbac.authorization.k8s.io "r" is invalid: '
-                                                   'rules[0].nonResourceURLs: Invalid value: []string{"/x"}: namespaced '
-                                                   'rules cannot apply to non-resource URLs'))
+                                                   'rules[0].nonResourceURLs: Invalid value: []string{"/x"}: '
+                                                   'namespaced rules cannot apply to non-resource URLs'))
         self.create(base + "/clusterrolebindings", {"metadata": {"name": "b"}, "roleRef": {
             "apiGroup": RBAC, "kind": "ClusterRole", "name": "view"}, "subjects": [{"kind": "User", "name": "u"}]})
         st, d = self.s.json("GET", base + "/clusterrolebindings/b")
@@ -400,7 +400,8 @@ class RbacKubectlTest(unittest.TestCase):
     def test_wide_columns(self):
         node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "w1"}, "status": {
             "addresses": [{"type": "Hostname", "address": "w1"}, {"type": "InternalIP", "address": "10.0.0.5"},
-                          {"type": "InternalIP", "address": "fd00::5"}, {"type": "ExternalIP", "address": "203.0.113.5"}],
+                          {"type": "InternalIP", "address": "fd00::5"},
+                          {"type": "ExternalIP", "address": "203.0.113.5"}],
             "nodeInfo": {"osImage": "Debian GNU/Linux 12 (bookworm)", "kernelVersion": "6.1.0-28-amd64",
                          "containerRuntimeVersion": "containerd://1.7.24", "kubeletVersion": "v1.32.4"}}}
         self.assertEqual(self.s.json("POST", "/api/v1/nodes", {"metadata": {"name": "w1"}})[0], 201)

@@ -405,7 +405,8 @@ _VALIDATORS = {"coordination.k8s.io/leases": _v_lease,
                RBAC + "/roles": lambda o, old, c: _v_rules(o, old, c, True),
                RBAC + "/clusterroles": lambda o, old, c: _v_rules(o, old, c, False),
                RBAC + "/rolebindings": lambda o, old, c: _v_binding(o, old, c, False),
-               RBAC + "/clusterrolebindings": lambda o, old, c: _v_binding(o, old, c, True), "discovery.k8s.io/endpointslices": _v_eps,
+               RBAC + "/clusterrolebindings": lambda o, old, c: _v_binding(o, old, c, True),
+               "discovery.k8s.io/endpointslices": _v_eps,
                "/services": _v_service, "/configmaps": _v_configmap}
 
 
