@@ -1,0 +1,223 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What the benchmark parts share: paths, tables printed as they fill and
+written as Markdown, process figures from /proc, a pipelined kvnetd client
+and time limits.
+
+A benchmark prints figures; it never passes or fails on them. A point that
+exceeds its time limit is printed as "> LIMIT" and the larger sizes of that
+series are skipped, so a slow build still finishes."""
+
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+
+from dbus_p2p import ERROR, METHOD_CALL, METHOD_RETURN, SIGNAL, marshal, unmarshal  # noqa: E402
+
+BUILD = os.path.abspath(os.environ.get("KVB_BUILD", os.path.join(ROOT, "build-release")))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def tool(name):
+    """A binary of the build: a daemon ("kvnetd") or a bench tool ("flowgen")."""
+    for p in (os.path.join(BUILD, name, name), os.path.join(BUILD, "tools", "bench", name)):
+        if os.access(p, os.X_OK):
+            return p
+    raise RuntimeError(f"{name} not built in {BUILD} (tools/bench.sh builds it)")
+
+
+def caps():
+    """kvnetd's limits, read from the interface header of this checkout."""
+    out = {}
+    with open(os.path.join(ROOT, "shared", "kvnetd-bus.h")) as f:
+        for m in re.finditer(r"#define KVNETD_MAX_(\w+)\s+(\d+)", f.read()):
+            out[m.group(1)] = int(m.group(2))
+    return out
+
+
+class OverLimit(Exception):
+    """A point took longer than its time limit."""
+
+    def __init__(self, limit):
+        super().__init__(f"> {limit:g} s")
+        self.limit = limit
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+# ---- figures --------------------------------------------------------------
+
+
+def ms(seconds):
+    if seconds is None:
+        return "-"
+    v = seconds * 1000
+    return f"{v:.1f} ms" if v < 100 else f"{v:,.0f} ms" if v < 10000 else f"{seconds:,.1f} s"
+
+
+def secs(seconds):
+    return "-" if seconds is None else f"{seconds:.2f} s" if seconds < 100 else f"{seconds:,.0f} s"
+
+
+def mib(kib):
+    return "-" if kib is None else f"{kib / 1024:.1f} MiB"
+
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of pid so far."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+# ---- tables ---------------------------------------------------------------
+
+
+class Table:
+    """Rows printed to stdout as they come, and kept for the Markdown file."""
+
+    def __init__(self, title, columns, notes=()):
+        self.title, self.columns, self.rows, self.notes = title, list(columns), [], list(notes)
+        print(f"\n{title}", flush=True)
+        print(" | ".join(self.columns), flush=True)
+
+    def add(self, *cells):
+        cells = [str(c) for c in cells]
+        self.rows.append(cells)
+        print(" | ".join(cells), flush=True)
+
+    def note(self, text):
+        self.notes.append(text)
+        print(f"  note: {text}", flush=True)
+
+    def markdown(self):
+        out = [f"### {self.title}", ""]
+        out.append("| " + " | ".join(self.columns) + " |")
+        out.append("|" + "---|" * len(self.columns))
+        for r in self.rows:
+            out.append("| " + " | ".join(r) + " |")
+        out.append("")
+        for n in self.notes:
+            out.append(f"- {n}")
+        if self.notes:
+            out.append("")
+        return "\n".join(out)
+
+
+def write_markdown(path, tables, preface=()):
+    if not path:
+        return
+    with open(path, "w") as f:
+        for p in preface:
+            f.write(p + "\n\n")
+        for t in tables:
+            f.write(t.markdown() + "\n")
+
+
+def common_args(ap):
+    ap.add_argument("--out", help="write the tables here as Markdown")
+    ap.add_argument("--quick", action="store_true", help="small sizes only")
+    return ap
+
+
+# ---- kvnetd over its socket, many calls in flight -------------------------
+
+NET_PATH, NET_IFACE = "/io/kvegress/Net1", "io.kvegress.Net1"
+
+
+def pipeline(conn, calls, deadline, window=64):
+    """Sends calls [(member, signature, args)] on conn with up to window
+    replies outstanding (kvnetd serves one connection in order, as kvpd's
+    queue does). Returns the list of errors [(index, name, message)].
+    Raises OverLimit when the monotonic deadline passes."""
+    pending, errors = {}, []
+
+    def one_reply():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise OverLimit(0)
+        conn.sock.settimeout(left)
+        try:
+            mtype, fields, data = conn.receive()
+        except socket.timeout:
+            raise OverLimit(0)
+        if mtype == SIGNAL:
+            return
+        idx = pending.pop(fields.get(5), None)
+        if idx is not None and mtype == ERROR:
+            sig = fields.get(8, "")
+            vals = unmarshal(sig, data) if sig else []
+            errors.append((idx, fields.get(4), vals[0] if vals else ""))
+
+    for i, (member, sig, args) in enumerate(calls):
+        serial = conn.send(METHOD_CALL, NET_PATH, NET_IFACE, member, sig, marshal(sig, args))
+        pending[serial] = i
+        while len(pending) >= window:
+            one_reply()
+    while pending:
+        one_reply()
+    return errors
+
+
+def call_timed(conn, member, sig, args, limit):
+    """One call; returns (seconds, error name or None). OverLimit past limit."""
+    t0 = time.monotonic()
+    errs = pipeline(conn, [(member, sig, args)], t0 + limit, window=1)
+    return time.monotonic() - t0, (errs[0][1] + ": " + errs[0][2]) if errs else None
+
+
+_ = METHOD_RETURN  # re-exported for parts that read replies themselves
+
+
+class NftMonitor:
+    """`nft monitor` inside a namespace, counting committed transactions
+    ("# new generation" lines) between start() and stop()."""
+
+    def __init__(self, ns):
+        self.ns = ns
+
+    def start(self):
+        self.p = subprocess.Popen(self.ns.cmd("nft", "monitor"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  text=True)
+        time.sleep(0.3)  # subscribed well before the change
+        return self
+
+    def stop(self, settle=0.3):
+        time.sleep(settle)
+        self.p.terminate()
+        out, _ = self.p.communicate(timeout=10)
+        return sum(1 for line in out.splitlines() if line.startswith("# new generation"))
+
+
+def nft_json(ns, *argv):
+    return json.loads(ns.run("nft", "-j", *argv).stdout)
