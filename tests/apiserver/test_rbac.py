@@ -400,6 +400,20 @@ class RbacKubectlTest(unittest.TestCase):
         out = self.k("get", "rolebinding", "svc", "-n", "team", "-o", "wide")
         self.assertRegex(out, r"\nsvc\s+Role/svc\s+\S+\s+team/robot")
 
+    def test_apply_manifest(self):
+        """The shipped manifest applies, and applies again as unchanged (the stored objects equal what kubectl
+        computes, defaults included)."""
+        manifest = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "kubernetes",
+                                "rbac.yaml")
+        first = self.k("apply", "-f", manifest).splitlines()
+        self.assertEqual(len(first), 5, first)
+        again = self.k("apply", "-f", manifest).splitlines()
+        self.assertEqual([ln for ln in again if not ln.endswith(" unchanged")], [])
+        sa = "--as=system:serviceaccount:kube-system:kvegress"
+        self.assertEqual(self.k("auth", "can-i", "patch", "services", "--subresource=status", "-A", sa).strip(),
+                         "yes")
+        self.assertEqual(self.k("auth", "can-i", "delete", "services", "-A", sa, check=False).stdout.strip(), "no")
+
     def test_wide_columns(self):
         node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "w1"}, "status": {
             "addresses": [{"type": "Hostname", "address": "w1"}, {"type": "InternalIP", "address": "10.0.0.5"},

@@ -686,9 +686,11 @@ def default_object(res, obj, old, store):
     elif k == "/nodes":
         obj.setdefault("spec", {})
     elif k in (RBAC + "/rolebindings", RBAC + "/clusterrolebindings"):
-        for sj in obj.get("subjects") or []:
-            if isinstance(sj, dict) and "apiGroup" not in sj:
-                sj["apiGroup"] = "" if sj.get("kind") == "ServiceAccount" else RBAC
+        for sj in obj.get("subjects") or []:  # SetDefaults_Subject; an empty apiGroup is omitted
+            if isinstance(sj, dict) and not sj.get("apiGroup") and sj.get("kind") in ("User", "Group"):
+                sj["apiGroup"] = RBAC
+            elif isinstance(sj, dict) and sj.get("apiGroup") == "":
+                del sj["apiGroup"]
     elif k == "/events":
         obj.setdefault("involvedObject", {})
         obj.setdefault("source", {})
