@@ -685,6 +685,11 @@ def default_object(res, obj, old, store):
             obj["status"] = obj.get("status") or {}
     elif k == "/nodes":
         obj.setdefault("spec", {})
+    elif k in (RBAC + "/roles", RBAC + "/clusterroles"):
+        for r in obj.get("rules") or []:  # omitempty lists: [] is not stored
+            for f in ("apiGroups", "resources", "resourceNames", "nonResourceURLs"):
+                if isinstance(r, dict) and r.get(f) == []:
+                    del r[f]
     elif k in (RBAC + "/rolebindings", RBAC + "/clusterrolebindings"):
         for sj in obj.get("subjects") or []:  # SetDefaults_Subject; an empty apiGroup is omitted
             if isinstance(sj, dict) and not sj.get("apiGroup") and sj.get("kind") in ("User", "Group"):
