@@ -27,7 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import kvc_test  # noqa: E402
-from cluster import EXT4, VIPS4, VIPS6, run  # noqa: E402
+from cluster import EXT4, VIPS4, VIPS6  # noqa: E402
+from asuser import call_as  # noqa: E402
 from dbus_p2p import Connection  # noqa: E402
 
 NET_PATH, NET_IF = "/io/kvegress/Net1", "io.kvegress.Net1"
@@ -37,15 +38,11 @@ ANN = "kube-vip.io/"
 def kvnetd_admits_kvpd(sock):
     """kvnetd must serve kvpd's uid (it checks peers itself); an sd-bus vtable without
     SD_BUS_VTABLE_UNPRIVILEGED answers AccessDenied to every non-root caller instead."""
-    code = ("import sys; sys.path.insert(0, %r)\n"
-            "from dbus_p2p import Connection, DBusError\n"
-            "try:\n"
-            "    with Connection(%r, timeout=5) as c: c.call(%r, %r, 'ListVips')\n"
-            "except DBusError as e:\n"
-            "    print(e.name)\n" % (os.path.join(ROOT, "tests", "lib"), sock, NET_PATH, NET_IF))
-    p = run(["setpriv", "--reuid", "kvpd", "--regid", "kvpd", "--init-groups", sys.executable, "-c", code],
-            check=False)
-    return "AccessDenied" not in (p.stdout or ""), (p.stdout or "").strip()
+    def list_vips():
+        with Connection(sock, timeout=5) as c:
+            return c.call(NET_PATH, NET_IF, "ListVips")
+    ok, answer = call_as("kvpd", list_vips)
+    return ok, "" if ok else answer
 
 
 class KvpdTest(kvc_test.ClusterTestCase):
