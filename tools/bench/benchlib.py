@@ -180,7 +180,11 @@ def pipeline(conn, calls, deadline, window=64):
             errors.append((idx, fields.get(4), vals[0] if vals else ""))
 
     for i, (member, sig, args) in enumerate(calls):
-        serial = conn.send(METHOD_CALL, NET_PATH, NET_IFACE, member, sig, marshal(sig, args))
+        conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
+        try:
+            serial = conn.send(METHOD_CALL, NET_PATH, NET_IFACE, member, sig, marshal(sig, args))
+        except (socket.timeout, TimeoutError):
+            raise OverLimit(0)
         pending[serial] = i
         while len(pending) >= window:
             one_reply()

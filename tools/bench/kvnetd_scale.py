@@ -39,7 +39,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 from benchlib import OverLimit, Table, median, mib, ms  # noqa: E402
-from flows import FlowTopology, fmt_rate, references  # noqa: E402
+from flows import FlowTopology, Reference, fmt_rate, interleaved, references  # noqa: E402
 
 import netns  # noqa: E402
 from kvnet import KvnetClient, Kvnetd, mono_usec  # noqa: E402
@@ -81,7 +81,7 @@ class Point:
         return self.f.get(k)
 
 
-def kvnetd_point(n, args, flows_ref, kube_tbl_row):
+def kvnetd_point(n, args):
     p = Point(n)
     lim = args.limit
     with netns.Topology("kvbk") as t:
@@ -147,7 +147,8 @@ def kvnetd_point(n, args, flows_ref, kube_tbl_row):
             srcs = sorted({pod(i) for i in range(0, n, max(1, n // 16))} - {pod(i) for i in {n // 2, n - 1, 0}})
             if not srcs:
                 srcs = [pod(i, POD_NEW) for i in {0}]
-            p.f["flows"], p.f["snat_share"] = ft.measure(srcs, args.flows, args.reps)
+            (p.f["flows"], p.f["snat_share"]), (p.f["flows_ref"], _) = interleaved(
+                [(ft, srcs), args.ref.run()], args.flows, args.reps)
 
             removals = []
             for i in sorted({n // 2, n - 1, 0}):
@@ -240,14 +241,22 @@ def main():
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([1, 100] if args.quick else
                                                                           [1, 100, 1000, 10000, 65536])
     args.flows = 50000 if args.quick else 200000
+    args.reps = 5
+    args.ref = Reference()
+    try:
+        run_sizes(args, sizes)
+    finally:
+        args.ref.close()
+
+
+def run_sizes(args, sizes):
     cap = benchlib.caps()
     cap_n = min(cap.get("SERVICES", 1 << 30), cap.get("VIPS", 1 << 30), cap.get("PODS_TOTAL", 1 << 30))
-
-    args.reps = 3
-    bare, one, share = references(args.flows, args.reps)
-    flows_t = Table("New UDP flows per second through the router (median of 3 runs of "
-                    f"{args.flows:,} flows; one core forwards)",
-                    ["router ruleset", "new flows/s", "vs one SNAT rule (measured just after)", "SNATed at the sink"])
+    bare, one, share = references(args.ref, args.flows, args.reps)
+    flows_t = Table(f"New UDP flows per second through the router (median of {args.reps} runs of "
+                    f"{args.flows:,} flows, each ruleset measured in turn with a one-rule router; one core "
+                    "forwards)",
+                    ["router ruleset", "new flows/s", "vs one SNAT rule (runs interleaved)", "SNATed at the sink"])
     flows_t.add("none (no NAT, no conntrack)", fmt_rate(bare), f"{bare / one:.2f}" if one else "-", "0 %")
     flows_t.add("one SNAT rule", fmt_rate(one), "1.00", f"{share:.0%}")
 
@@ -262,11 +271,11 @@ def main():
         kv = kubevip_point(n, args.limit)
         kvs = (lambda k: ms(kv[k])) if isinstance(kv, dict) else (lambda k: kv)
         if skip:
-            prog.add(f"{n:,}", *([skip if skip == "over cap" else "skipped (" + skip + ")"] + ["-"] * 2), kvs("cold"), "-", kvs("change"), "-", "-",
-                     kvs("remove"), "-")
+            why = skip if skip == "over cap" else f"skipped ({skip})"
+            prog.add(f"{n:,}", why, "-", "-", kvs("cold"), "-", kvs("change"), "-", "-", kvs("remove"), "-")
             flows_t.add(f"kvnetd, {n:,} Services", "skipped", "-", "-")
             continue
-        p = kvnetd_point(n, args, (bare, one), None)
+        p = kvnetd_point(n, args)
         points.append(p)
         cells = [ms(p["grant"]), ms(p["cold"]), ms(p["nft_same"]), kvs("cold"), ms(p["change"]),
                  kvs("change"), "-" if p["tx"] is None else str(p["tx"]), ms(p["remove"]), kvs("remove"),
@@ -283,9 +292,7 @@ def main():
             skip = "over cap" if p.over == "over cap" else f"N={n:,}: {p.over}"
         prog.add(f"{n:,}", *cells)
         if p["flows"] is not None:
-            # The reference again, right after: the machine is shared, and
-            # the ratio to a figure taken minutes earlier would carry drift.
-            _, one_now, _ = references(args.flows, args.reps, bare=False)
+            one_now = p["flows_ref"]
             p.f["flows_ratio"] = p["flows"] / one_now if one_now else None
             flows_t.add(f"kvnetd, {n:,} Services", fmt_rate(p["flows"]),
                         f"{p['flows'] / one_now:.2f} (rule: {fmt_rate(one_now)})" if one_now else "-",
