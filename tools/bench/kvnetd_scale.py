@@ -33,6 +33,7 @@ include the client round trip.
 import argparse
 import ipaddress
 import os
+import subprocess
 import sys
 import time
 
@@ -83,6 +84,15 @@ class Point:
 
 def kvnetd_point(n, args):
     p = Point(n)
+    try:
+        return _kvnetd_point(p, n, args)
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        # kvnetd died or a command failed: say so in the table, go on.
+        p.over = f"failed: {str(e).splitlines()[0][:200]}"
+        return p
+
+
+def _kvnetd_point(p, n, args):
     lim = args.limit
     with netns.Topology("kvbk") as t:
         ft = FlowTopology(t)
@@ -179,6 +189,13 @@ def kubevip_point(n, limit):
     """Returns {cold, change, remove} in seconds, or a string."""
     if n > KUBEVIP_MAX:
         return "n/a (1,024 base chains per hook)"
+    try:
+        return _kubevip_point(n, limit)
+    except subprocess.TimeoutExpired:
+        return f"> {limit:g} s"
+
+
+def _kubevip_point(n, limit):
     out = {}
     hook = "{ type nat hook postrouting priority srcnat; policy accept; }"
     with netns.Topology("kvbv") as t:
