@@ -110,7 +110,7 @@ static int method_grant_vip(sd_bus_message *msg, void *userdata, sd_bus_error *e
         int r;
 
         /* Validated: peer, signature "ssst". Next: fields, then state. */
-        r = sd_bus_message_read(msg, "ssst", &key, &address, &ifname, &deadline);
+        r = sd_bus_message_read(msg, KVNETD_SIG_GRANT_VIP, &key, &address, &ifname, &deadline);
         if (r < 0)
                 return r;
         r = parse_service(m, msg, key, false, &s, error);
@@ -137,11 +137,13 @@ static int method_grant_vip(sd_bus_message *msg, void *userdata, sd_bus_error *e
         }
         if (!s) {
                 r = manager_add_service(m, key, &s);
+                if (r == -E2BIG)
+                        snprintf(buf, sizeof(buf), "service: the limit of %zu services is reached", m->max_services);
                 if (r < 0)
                         return reply_error(error, r,
-                                           r == -E2BIG ? "service: the limit of "
-                                                         STRINGIFY(KVNETD_MAX_SERVICES) " services is reached"
-                                                       : "service: its chain name collides with another service");
+                                           r == -E2BIG  ? buf
+                                           : r == -EEXIST ? "service: its chain name collides with another service"
+                                                          : "service: out of memory");
                 created = true;
         }
         r = manager_grant_vip(m, s, &a, ifname, deadline);
@@ -149,8 +151,8 @@ static int method_grant_vip(sd_bus_message *msg, void *userdata, sd_bus_error *e
                 if (created && s->n_vips == 0 && !s->has_chain)
                         (void)manager_remove_service(m, s);
                 if (r == -E2BIG)
-                        snprintf(buf, sizeof(buf), "address: the limit of %d VIPs per service or %d VIPs is reached",
-                                 KVNETD_MAX_VIPS_PER_SERVICE, KVNETD_MAX_VIPS);
+                        snprintf(buf, sizeof(buf), "address: the limit of %d VIPs per service or %zu VIPs is reached",
+                                 KVNETD_MAX_VIPS_PER_SERVICE, m->max_vips);
                 else
                         snprintf(buf, sizeof(buf), "address: binding %s on %s failed: %s", address, ifname,
                                  strerror(-r));
@@ -170,7 +172,7 @@ static int method_renew_grant(sd_bus_message *msg, void *userdata, sd_bus_error 
         int r;
 
         /* Validated: peer, signature "st". Next: fields, then state. */
-        r = sd_bus_message_read(msg, "st", &key, &deadline);
+        r = sd_bus_message_read(msg, KVNETD_SIG_RENEW_GRANT, &key, &deadline);
         if (r < 0)
                 return r;
         r = parse_service(m, msg, key, true, &s, error);
@@ -186,7 +188,7 @@ static int method_renew_grant(sd_bus_message *msg, void *userdata, sd_bus_error 
                 snprintf(buf, sizeof(buf), "service: %s holds no granted VIP (GrantVip first)", key);
                 return reply_error(error, -ENOENT, buf);
         }
-        s->deadline = deadline;
+        service_set_deadline(m, s, deadline);
         manager_update_fence(m);
         manager_schedule_save(m, false);
         return sd_bus_reply_method_return(msg, NULL);
@@ -205,7 +207,7 @@ static int method_release_vip(sd_bus_message *msg, void *userdata, sd_bus_error 
 
         /* Validated: peer, signature "ss". Next: fields, then state. A VIP
          * that is not bound at all is already released (idempotent). */
-        r = sd_bus_message_read(msg, "ss", &key, &address);
+        r = sd_bus_message_read(msg, KVNETD_SIG_RELEASE_VIP, &key, &address);
         if (r < 0)
                 return r;
         r = parse_service(m, msg, key, false, &s, error);
@@ -351,7 +353,7 @@ static int method_remove_service(sd_bus_message *msg, void *userdata, sd_bus_err
 
         /* Validated: peer, signature "s". Next: the key. Removing a service
          * we do not know is a success (idempotent). */
-        r = sd_bus_message_read(msg, "s", &key);
+        r = sd_bus_message_read(msg, KVNETD_SIG_REMOVE_SERVICE, &key);
         if (r < 0)
                 return r;
         r = parse_service(m, msg, key, false, &s, error);
@@ -495,5 +497,11 @@ static const sd_bus_vtable net_vtable[] = {
 
 int bus_setup_connection(sd_bus *bus, void *userdata)
 {
-        return sd_bus_add_object_vtable(bus, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE, net_vtable, userdata);
+        int r;
+
+        r = sd_bus_add_object_vtable(bus, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE, net_vtable, userdata);
+        if (r < 0)
+                return r;
+        /* The fence drains every connection before it fires. */
+        return manager_add_connection(userdata, bus);
 }

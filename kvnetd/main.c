@@ -47,6 +47,8 @@ static void help(void)
                "                             CAP_NET_ADMIN and CAP_NET_RAW [KVNETD_USER]\n"
                "     --allow-extra-caps      Run even with more capabilities than those two\n"
                "     --flush                 Remove everything a previous run left, and exit\n"
+               "     --lower-limits=S,V,P    Lower the limits on services, VIPs and pod\n"
+               "                             mappings (tests; never above the built-in ones)\n"
                "     --log-level=LEVEL       debug, info, notice, warning, err\n");
 }
 
@@ -237,6 +239,7 @@ static int parse_argv(Config *c, int argc, char *argv[])
                 ARG_EXTRA_CAPS,
                 ARG_FLUSH,
                 ARG_LOG_LEVEL,
+                ARG_LOWER_LIMITS,
         };
         static const struct option options[] = {
                 {"help", no_argument, NULL, 'h'},
@@ -257,6 +260,7 @@ static int parse_argv(Config *c, int argc, char *argv[])
                 {"allow-extra-caps", no_argument, NULL, ARG_EXTRA_CAPS},
                 {"flush", no_argument, NULL, ARG_FLUSH},
                 {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
+                {"lower-limits", required_argument, NULL, ARG_LOWER_LIMITS},
                 {},
         };
         bool cli_ranges = false, cli_interfaces = false;
@@ -326,6 +330,20 @@ static int parse_argv(Config *c, int argc, char *argv[])
                 case ARG_FLUSH:
                         c->flush_and_exit = true;
                         break;
+                case ARG_LOWER_LIMITS: {
+                        unsigned long sv, vv, pv;
+                        char end;
+                        if (sscanf(optarg, "%lu,%lu,%lu%c", &sv, &vv, &pv, &end) != 3 || sv == 0 || vv == 0 ||
+                            pv == 0 || sv > KVNETD_MAX_SERVICES || vv > KVNETD_MAX_VIPS || pv > KVNETD_MAX_PODS_TOTAL)
+                                return log_error_errno(EINVAL,
+                                                       "--lower-limits=%s: want SERVICES,VIPS,PODS, each 1 up to "
+                                                       "the built-in limit",
+                                                       optarg);
+                        c->max_services = sv;
+                        c->max_vips = vv;
+                        c->max_pods = pv;
+                        break;
+                }
                 case ARG_LOG_LEVEL:
                         r = log_level_from_string(optarg);
                         if (r < 0)

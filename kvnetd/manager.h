@@ -12,8 +12,7 @@
 #include "bus-server.h"
 #include "netaddr.h"
 #include "podmap.h"
-
-typedef uint64_t usec_t;
+#include "service.h"
 
 typedef struct Config {
         char *socket_path;
@@ -34,50 +33,11 @@ typedef struct Config {
         bool ipv6_nodad;
         bool allow_extra_caps;
         bool flush_and_exit;
+        /* 0: the built-in KVNETD_MAX_* (lowered only, by tests) */
+        size_t max_services, max_vips, max_pods;
 } Config;
 
-/* The egress policy of one service, validated and normalised (sorted,
- * de-duplicated, networks with no overlaps), exactly as installed. */
-typedef struct EgressPolicy {
-        IpAddr vip4, vip6; /* family 0: none */
-        IpAddr *pods;
-        size_t n_pods;
-        PortSpec *ports;
-        size_t n_ports;
-        IpPrefix *allowed, *denied, *excluded;
-        size_t n_allowed, n_denied, n_excluded;
-} EgressPolicy;
-
-typedef struct Service Service;
-
-typedef struct Vip {
-        IpAddr addr;
-        char ifname[IFNAMSIZ];
-        Service *service;
-        unsigned announce_left; /* gratuitous ARP / NA still to send */
-        bool adopted;           /* found in the kernel at start, not yet claimed by a client */
-} Vip;
-
-struct Service {
-        char *key; /* "namespace/name" */
-        char chain[24]; /* "svc_" + 16 hex digits of a hash of key */
-        usec_t deadline; /* CLOCK_MONOTONIC; the grant ends here unless renewed */
-        bool claimed;    /* a client named it since we started */
-        Vip *vips[8];    /* KVNETD_MAX_VIPS_PER_SERVICE */
-        size_t n_vips;
-
-        /* What the kernel holds for this service's egress. has_chain with
-         * policy == NULL means adopted at start and not yet replayed. */
-        bool has_chain;
-        uint64_t fingerprint; /* of the chain's rules and sets, stored in a rule comment */
-        IpAddr *pods;         /* sorted, as in the kernel's pod maps */
-        size_t n_pods;
-        EgressPolicy *policy;
-
-        Service *next;
-};
-
-typedef struct Manager {
+struct Manager {
         Config *config;
         sd_event *event;
         BusServer *bus;
@@ -90,15 +50,24 @@ typedef struct Manager {
         struct nl_sock *nl;       /* rtnetlink requests */
         struct nl_sock *nl_watch; /* address events */
         sd_event_source *nl_watch_source;
-        struct nl_sock *nl_ct; /* conntrack */
-        struct nft_ctx *nft;
-        int arp_fd; /* AF_PACKET: gratuitous ARP and unsolicited NA (announce.c) */
+        struct nl_sock *nl_ct;     /* conntrack */
+        struct nft_ctx *nft;       /* reading the table (JSON listing) */
+        struct mnl_socket *nft_nl; /* writing it (netlink batches, nft.c) */
+        int arp_fd;                /* AF_PACKET: gratuitous ARP and unsolicited NA (announce.c) */
 
-        Service *services;
-        size_t n_services;
-        size_t n_vips;
-        PodMap pods; /* pod address -> Service, over all services */
-} Manager;
+        /* Pods whose conntrack entries are still to be deleted: one
+         * deferred pass at idle priority, never on the renewal path. */
+        PodMap ct_pending;
+        sd_event_source *ct_source;
+        uint64_t ct_passes, ct_deleted;
+
+        /* The bus connections, drained before a fence fires. */
+        sd_bus **conns;
+        size_t n_conns, cap_conns;
+        uint64_t n_fences;
+
+        SERVICE_RECORD_FIELDS;
+};
 
 int manager_new(Config *config, Manager **ret);
 Manager *manager_free(Manager *m);
@@ -111,10 +80,6 @@ int manager_start(Manager *m);
 void manager_stop(Manager *m);
 
 usec_t now_usec(void);
-
-Service *manager_find_service(Manager *m, const char *key);
-int manager_add_service(Manager *m, const char *key, Service **ret);
-Vip *manager_find_vip(Manager *m, const IpAddr *a);
 
 /* Binds the VIP for s (idempotent; claims an adopted VIP). */
 int manager_grant_vip(Manager *m, Service *s, const IpAddr *a, const char *ifname, usec_t deadline);
@@ -130,5 +95,12 @@ void manager_update_fence(Manager *m);
 void manager_update_status(Manager *m);
 void manager_schedule_save(Manager *m, bool now);
 
-void egress_policy_free(EgressPolicy *p);
-DEFINE_TRIVIAL_CLEANUP_FUNC(EgressPolicy *, egress_policy_free);
+/* Deletes (later, at idle priority) the conntrack entries of addrs. */
+void manager_queue_conntrack(Manager *m, const IpAddr *addrs, size_t n);
+/* Records a bus connection, to drain it before fencing. */
+int manager_add_connection(Manager *m, sd_bus *bus);
+
+/* adopt.c: what a previous kvnetd left (read at start, kept for the grace
+ * period), and the periodic comparison of the table with the record. */
+int manager_adopt(Manager *m);
+int manager_reconcile_table(Manager *m);

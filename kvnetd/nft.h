@@ -15,49 +15,93 @@
  *                         so a new flow costs one map lookup, not one chain
  *                         per service
  *       counter comment "<service key>"
- *       ct original ip daddr @svc_<hash>-ex4 return   excluded + denied, on the
- *       ct original ip6 daddr @svc_<hash>-ex6 return  pre-DNAT destination
- *       [allowed: meta nfproto ipv4 ct original ip daddr != @..-al4 return, same for v6]
+ *       ct original ip daddr <net> return     one rule per excluded or denied
+ *       ct original ip6 daddr <net> return    network, on the pre-DNAT
+ *                                             destination
+ *       [allowed: meta nfproto ipv4 ct original ip daddr != @..-al4 return
+ *                 (or meta nfproto ipv4 return with no IPv4 network), same for v6]
  *       [ports:   meta l4proto . th dport != @..-ports return]
  *       meta nfproto ipv4 snat ip to VIP4 ; meta nfproto ipv6 snat ip6 to VIP6
  *       return comment "fp=<fingerprint>"
  *
- * Everything here composes nft commands from parsed, re-formatted values
- * only (addresses via inet_ntop, numbers, names we derive ourselves); no
- * client string is ever copied into a command except the service key, which
- * has been checked to be [a-z0-9.-/] only. */
+ * A service has named sets only for what it uses (allowed networks,
+ * ports): the kernel finds a set by walking the table's list of sets, so a
+ * set per service and per network list would make every new service cost
+ * O(services) in the kernel.
+ *
+ * Changes go to the kernel as netlink batches built here with libnftnl (one
+ * batch, one transaction): libnftables would first list the whole table
+ * (every chain, and every element of every interval set) for each command,
+ * so one change would cost O(services). The same batch is also written as
+ * nft text (nft_batch_text), for the log and the golden tests; reading the
+ * table back (adoption, reconcile) uses libnftables' JSON listing.
+ *
+ * Everything here composes requests from parsed values only (addresses,
+ * numbers, names we derive ourselves); no client string is ever copied
+ * into a request except the service key, which has been checked to be
+ * [a-z0-9.-/] only, in comments. */
 
 #include <stdio.h>
 
-#include "manager.h"
+#include "service.h"
 
 #define NFT_TABLE_DEFAULT "kvegress"
+
+/* Named sets of a service chain, as bits. EX4/EX6 are what kvnetd before
+ * this layout made (adopted chains may still have them). */
+enum {
+        NFT_SET_AL4 = 1u << 0,
+        NFT_SET_AL6 = 1u << 1,
+        NFT_SET_PORTS = 1u << 2,
+        NFT_SET_EX4 = 1u << 3,
+        NFT_SET_EX6 = 1u << 4,
+        NFT_SET_ALL = (1u << 5) - 1,
+};
 
 /* "svc_" + 16 hex digits of a hash of the service key. */
 void nft_chain_name(const char *key, char ret[static 24]);
 
-/* The table, maps and base chain, for a table that does not exist yet. */
-void nft_batch_skeleton(FILE *f, const char *table);
-/* Hash of what nft_batch_service() installs for (chain, key, policy). */
-uint64_t nft_policy_fingerprint(const char *table, const char *chain, const char *key, const EgressPolicy *p);
-/* Creates (exists=false) or replaces (exists=true) the service chain's
- * rules and sets. */
-void nft_batch_service(FILE *f, const char *table, const char *chain, const char *key, const EgressPolicy *p,
-                       bool exists);
-/* Adds pods mapped to chain, or deletes them (chain NULL). */
-void nft_batch_pods(FILE *f, const char *table, const IpAddr *pods, size_t n, const char *chain);
-/* Removes the chain and its sets; its pods must be deleted first (same batch). */
-void nft_batch_remove_service(FILE *f, const char *table, const char *chain);
+typedef struct NftBatch NftBatch;
 
-/* Runs batch as one transaction. On failure nothing was applied and
- * *ret_error (if given) holds nft's message. */
-int nft_apply(struct nft_ctx *ctx, const char *batch, char **ret_error);
+/* A batch writes netlink (for nft_commit), nft text to f, or both. */
+int nft_batch_new(bool netlink, FILE *text, NftBatch **ret);
+NftBatch *nft_batch_free(NftBatch *b);
+DEFINE_TRIVIAL_CLEANUP_FUNC(NftBatch *, nft_batch_free);
+bool nft_batch_is_empty(const NftBatch *b);
+
+/* The table, maps and base chain ("add": harmless where they exist). */
+void nft_batch_skeleton(NftBatch *b, const char *table);
+/* Removes the table with everything in it; it must exist (add it first). */
+void nft_batch_delete_table(NftBatch *b, const char *table);
+/* The named sets policy p needs (NFT_SET_*). */
+unsigned nft_policy_sets(const EgressPolicy *p);
+/* Hash of what nft_batch_service() installs for (chain, key, policy). */
+uint64_t nft_policy_fingerprint(const char *table, const char *chain, const char *key,
+                                const EgressPolicy *p);
+/* Creates (exists=false) or replaces (exists=true; old_sets: the named sets
+ * it has now) the service chain's rules and sets. */
+void nft_batch_service(NftBatch *b, const char *table, const char *chain, const char *key,
+                       const EgressPolicy *p, bool exists, unsigned old_sets);
+/* Adds pods mapped to chain, or deletes them (chain NULL). */
+void nft_batch_pods(NftBatch *b, const char *table, const IpAddr *pods, size_t n, const char *chain);
+/* Removes the chain and its sets; its pods must be deleted first (same batch). */
+void nft_batch_remove_service(NftBatch *b, const char *table, const char *chain, unsigned sets);
+
+/* Sends the batch as one transaction on a NETLINK_NETFILTER socket. On
+ * failure nothing was applied and *ret_error (if given) says why. */
+struct mnl_socket;
+int nft_socket_open(struct mnl_socket **ret);
+void nft_socket_close(struct mnl_socket *nl);
+int nft_commit(struct mnl_socket *nl, NftBatch *b, char **ret_error);
+/* Number of netlink messages in the batch (for the log and benchmarks). */
+size_t nft_batch_messages(const NftBatch *b);
 
 /* What a previous kvnetd left in the kernel. */
 typedef struct NftChainInfo {
         char chain[24];
         char *key;
         uint64_t fingerprint;
+        unsigned sets; /* NFT_SET_* found */
         IpAddr *pods;
         size_t n_pods, cap_pods;
 } NftChainInfo;
@@ -67,7 +111,10 @@ typedef struct NftTableInfo {
         bool skeleton_ok; /* maps and base chain as we make them */
         NftChainInfo *chains;
         size_t n_chains, cap_chains;
+        StrMap index; /* chain name -> index + 1 into chains */
 } NftTableInfo;
 
+struct nft_ctx;
 int nft_read_table(struct nft_ctx *ctx, const char *table, NftTableInfo *ret);
+const NftChainInfo *nft_table_info_find(const NftTableInfo *t, const char *chain);
 void nft_table_info_done(NftTableInfo *t);

@@ -24,3 +24,25 @@ void *podmap_get(const PodMap *m, const IpAddr *a);
 int podmap_put(PodMap *m, const IpAddr *a, void *value);
 void podmap_remove(PodMap *m, const IpAddr *a);
 void podmap_done(PodMap *m);
+
+/* Reserves room so that the next n podmap_put() calls of new addresses
+ * cannot fail (no resize). */
+int podmap_reserve(PodMap *m, size_t n);
+
+/* String -> pointer, the same scheme; the map keeps its own copy of each
+ * key. */
+typedef struct StrMapEntry {
+        char *key; /* NULL: empty slot */
+        void *value;
+        bool tombstone;
+} StrMapEntry;
+
+typedef struct StrMap {
+        StrMapEntry *entries;
+        size_t size, n, used;
+} StrMap;
+
+void *strmap_get(const StrMap *m, const char *key);
+int strmap_put(StrMap *m, const char *key, void *value);
+void strmap_remove(StrMap *m, const char *key);
+void strmap_done(StrMap *m);

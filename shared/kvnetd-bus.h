@@ -104,10 +104,12 @@
 #define KVNETD_ERROR_CONFLICT "io.kvegress.Net1.Error.Conflict"
 
 /* Limits: every resource a client can push on. Enforced and tested at the
- * limit and one past it. */
-#define KVNETD_MAX_SERVICES 4096
+ * limit and one past it (services, VIPs and pod mappings on a node through
+ * kvnetd's --lower-limits, plus a static check of the values here). One
+ * change costs what it changes whatever the count (kvnetd/README.md). */
+#define KVNETD_MAX_SERVICES 65536
 #define KVNETD_MAX_VIPS_PER_SERVICE 8
-#define KVNETD_MAX_VIPS 4096
+#define KVNETD_MAX_VIPS 65536
 #define KVNETD_MAX_PODS_PER_SERVICE 16384
 #define KVNETD_MAX_PODS_TOTAL 65536
 #define KVNETD_MAX_PORTS 64

@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* An in-memory stand-in for kvnetd/manager.c, so fuzz-kvnetd runs the real
- * bus handlers (kvnetd/bus.c) and validators (kvnetd/validate.c) without a
- * kernel. It keeps the same state (services, their VIPs and policies) and
- * the same limits, and checks on every call what the handlers promise to
- * have checked before they touch the kernel: that is the privileged
- * boundary, so a broken promise here is a bug even if nothing crashes. */
+/* The kernel side of kvnetd/manager.c, left out, so fuzz-kvnetd runs the
+ * real bus handlers (kvnetd/bus.c), validators (kvnetd/validate.c) and
+ * record (kvnetd/service.c: services, VIPs, the pod diff) without a
+ * kernel. Each call checks what the handlers promise to have checked
+ * before they touch the kernel: that is the privileged boundary, so a
+ * broken promise here is a bug even if nothing crashes. */
 #include <time.h>
 
 #include "fuzz-kvnetd.h"
 #include "kvnetd-bus.h"
+#include "nft.h"
 
 usec_t now_usec(void)
 {
@@ -16,47 +17,6 @@ usec_t now_usec(void)
 
         (void)clock_gettime(CLOCK_MONOTONIC, &ts);
         return (usec_t)ts.tv_sec * USEC_PER_SEC + (usec_t)ts.tv_nsec / NSEC_PER_USEC;
-}
-
-Service *manager_find_service(Manager *m, const char *key)
-{
-        for (Service *s = m->services; s; s = s->next)
-                if (streq(s->key, key))
-                        return s;
-        return NULL;
-}
-
-int manager_add_service(Manager *m, const char *key, Service **ret)
-{
-        Service *s;
-
-        /* Only validated keys become services. */
-        fuzz_assert(service_key_parse(key, NULL, NULL, NULL) == 0);
-        fuzz_assert(!manager_find_service(m, key));
-        if (m->n_services >= KVNETD_MAX_SERVICES)
-                return -E2BIG;
-        s = calloc(1, sizeof(*s));
-        if (!s)
-                return -ENOMEM;
-        s->key = strdup(key);
-        if (!s->key) {
-                free(s);
-                return -ENOMEM;
-        }
-        s->next = m->services;
-        m->services = s;
-        m->n_services++;
-        *ret = s;
-        return 0;
-}
-
-Vip *manager_find_vip(Manager *m, const IpAddr *a)
-{
-        for (Service *s = m->services; s; s = s->next)
-                for (size_t i = 0; i < s->n_vips; i++)
-                        if (ip_addr_equal(&s->vips[i]->addr, a))
-                                return s->vips[i];
-        return NULL;
 }
 
 static bool in_vip_ranges(const Config *c, const IpAddr *a)
@@ -75,30 +35,10 @@ static bool allowed_interface(const Config *c, const char *ifname)
         return false;
 }
 
-static void detach_vip(Service *s, Vip *v)
+static void maybe_free(Manager *m, Service *s)
 {
-        for (size_t i = 0; i < s->n_vips; i++)
-                if (s->vips[i] == v) {
-                        s->vips[i] = s->vips[--s->n_vips];
-                        return;
-                }
-        fuzz_assert(!"VIP not on its service");
-}
-
-static void service_free(Manager *m, Service *s)
-{
-        for (Service **p = &m->services; *p; p = &(*p)->next)
-                if (*p == s) {
-                        *p = s->next;
-                        break;
-                }
-        m->n_services--;
-        for (size_t i = 0; i < s->n_vips; i++)
-                free(s->vips[i]);
-        m->n_vips -= s->n_vips;
-        egress_policy_free(s->policy);
-        free(s->key);
-        free(s);
+        if (s->n_vips == 0 && !s->has_chain)
+                service_free(m, s);
 }
 
 int manager_grant_vip(Manager *m, Service *s, const IpAddr *a, const char *ifname, usec_t deadline)
@@ -108,6 +48,7 @@ int manager_grant_vip(Manager *m, Service *s, const IpAddr *a, const char *ifnam
 
         /* What GrantVip validated before calling. */
         fuzz_assert(s && manager_find_service(m, s->key) == s);
+        fuzz_assert(service_key_parse(s->key, NULL, NULL, NULL) == 0);
         fuzz_assert(in_vip_ranges(m->config, a));
         fuzz_assert(allowed_interface(m->config, ifname) && ifname_valid(ifname));
         fuzz_assert(deadline <= now || deadline - now <= KVNETD_MAX_GRANT_USEC);
@@ -120,38 +61,37 @@ int manager_grant_vip(Manager *m, Service *s, const IpAddr *a, const char *ifnam
                         return -EADDRINUSE;
                 if (v->service != s) {
                         Service *old = v->service;
-                        detach_vip(old, v);
-                        if (old->n_vips == 0 && !old->has_chain)
-                                service_free(m, old);
-                        v->service = s;
-                        s->vips[s->n_vips++] = v;
+                        service_detach_vip(m, v, false);
+                        maybe_free(m, old);
+                        service_attach_vip(m, s, v, false);
                 }
                 v->adopted = false;
         } else {
-                if (s->n_vips >= KVNETD_MAX_VIPS_PER_SERVICE || m->n_vips >= KVNETD_MAX_VIPS)
+                if (s->n_vips >= KVNETD_MAX_VIPS_PER_SERVICE || m->n_vips >= m->max_vips)
                         return -E2BIG;
+                if (service_reserve_vip(m) < 0)
+                        return -ENOMEM;
                 v = calloc(1, sizeof(*v));
                 if (!v)
                         return -ENOMEM;
                 v->addr = *a;
                 snprintf(v->ifname, sizeof(v->ifname), "%s", ifname);
-                v->service = s;
-                s->vips[s->n_vips++] = v;
-                m->n_vips++;
+                service_attach_vip(m, s, v, true);
         }
+        fuzz_assert(manager_find_vip(m, a) == v && v->service == s);
         s->claimed = true;
-        s->deadline = MAX(s->deadline, deadline);
+        service_set_deadline(m, s, deadline);
+        fuzz_assert(service_earliest(m)->deadline <= s->deadline);
         return 0;
 }
 
 int manager_release_vip(Manager *m, Service *s, Vip *v)
 {
         fuzz_assert(s && v && v->service == s);
-        detach_vip(s, v);
+        service_detach_vip(m, v, true);
+        fuzz_assert(!manager_find_vip(m, &v->addr));
         free(v);
-        m->n_vips--;
-        if (s->n_vips == 0 && !s->has_chain)
-                service_free(m, s);
+        maybe_free(m, s);
         return 0;
 }
 
@@ -201,15 +141,26 @@ static void check_policy(const Manager *m, const Service *s, const EgressPolicy 
 
 int manager_set_egress(Manager *m, Service *s, EgressPolicy *policy, char **ret_error)
 {
+        EgressDiff d = {};
+        uint64_t fp = 0;
+        int r;
+
         fuzz_assert(s && manager_find_service(m, s->key) == s);
-        if (policy)
+        if (policy) {
                 check_policy(m, s, policy);
-        egress_policy_free(s->policy);
-        s->policy = policy;
-        s->has_chain = policy != NULL;
-        *ret_error = NULL;
-        if (!s->has_chain && s->n_vips == 0)
-                service_free(m, s);
+                fp = nft_policy_fingerprint("kvegress", s->chain, s->key, policy);
+        }
+        /* The real diff; the "transaction" always succeeds here. */
+        r = service_egress_diff(m, s, policy, fp, &d, ret_error);
+        if (r < 0) {
+                egress_policy_free(policy);
+                return r;
+        }
+        service_egress_apply(m, s, policy, &d);
+        egress_diff_done(&d);
+        for (size_t i = 0; i < s->n_pods; i++)
+                fuzz_assert(podmap_get(&m->pods, &s->pods[i]) == s);
+        maybe_free(m, s);
         return 0;
 }
 
@@ -231,9 +182,16 @@ void manager_schedule_save(Manager *m, bool now)
         (void)now;
 }
 
+int manager_add_connection(Manager *m, sd_bus *bus)
+{
+        (void)m;
+        (void)bus;
+        return 0;
+}
+
 void fuzz_manager_reset(Manager *m)
 {
         while (m->services)
                 service_free(m, m->services);
-        fuzz_assert(m->n_services == 0 && m->n_vips == 0);
+        fuzz_assert(m->n_services == 0 && m->n_vips == 0 && m->pods.n == 0 && m->n_deadlines == 0);
 }

@@ -46,7 +46,10 @@ static int setup(void)
         fuzz_assert(ip_prefix_parse("192.168.0.224/27", AF_UNSPEC, false, &ranges[0], NULL) == 0);
         fuzz_assert(ip_prefix_parse("fd00:192::200/120", AF_UNSPEC, false, &ranges[1], NULL) == 0);
         config = (Config){.vip_ranges = ranges, .n_vip_ranges = 2, .interfaces = interfaces};
-        manager = (Manager){.config = &config};
+        manager = (Manager){.config = &config,
+                            .max_services = KVNETD_MAX_SERVICES,
+                            .max_vips = KVNETD_MAX_VIPS,
+                            .max_pods_total = KVNETD_MAX_PODS_TOTAL};
 
         fuzz_assert(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) == 0);
         fuzz_assert(sd_bus_new(&server) >= 0);

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/* kvnetd's record: services, their VIPs and egress policies, and what the
+ * kernel holds for each; the indexes over them (service by key and by chain
+ * name, VIP by address, pod address by owning service, services by grant
+ * deadline); and the pod diff of a SetEgress. No kernel call is made here:
+ * manager.c runs the transactions and brings the record in line after
+ * them, and the fuzz target links this file as it is.
+ *
+ * Every lookup is hashed and the deadlines are a binary heap, so no request
+ * walks all services. Memory per service (x86-64): the Service (~200 bytes)
+ * with its key, one slot in each of two string maps (~2 x 40 bytes incl.
+ * the key copies), one heap slot (8 bytes), and per VIP 48 bytes plus its
+ * map slot; per pod 20 bytes in the service and ~2 x 40 in the pod map
+ * (load factor <= 1/2); the policy holds its own arrays. */
+
+#include <net/if.h>
+#include <stdint.h>
+
+#include "kvnetd-bus.h"
+#include "netaddr.h"
+#include "podmap.h"
+
+typedef uint64_t usec_t;
+typedef struct Manager Manager;
+
+/* The egress policy of one service, validated and normalised (sorted,
+ * de-duplicated, networks with no overlaps), exactly as installed. */
+typedef struct EgressPolicy {
+        IpAddr vip4, vip6; /* family 0: none */
+        IpAddr *pods;
+        size_t n_pods;
+        PortSpec *ports;
+        size_t n_ports;
+        IpPrefix *allowed, *denied, *excluded;
+        size_t n_allowed, n_denied, n_excluded;
+} EgressPolicy;
+
+void egress_policy_free(EgressPolicy *p);
+DEFINE_TRIVIAL_CLEANUP_FUNC(EgressPolicy *, egress_policy_free);
+
+typedef struct Service Service;
+
+typedef struct Vip {
+        IpAddr addr;
+        char ifname[IFNAMSIZ];
+        Service *service;
+        unsigned announce_left; /* gratuitous ARP / NA still to send */
+        bool adopted;           /* found in the kernel at start, not yet claimed by a client */
+} Vip;
+
+struct Service {
+        char *key;       /* "namespace/name" */
+        char chain[24];  /* "svc_" + 16 hex digits of a hash of key */
+        usec_t deadline; /* CLOCK_MONOTONIC; the grant ends here unless renewed */
+        size_t heap_index;
+        bool claimed; /* a client named it since we started */
+        Vip *vips[KVNETD_MAX_VIPS_PER_SERVICE];
+        size_t n_vips;
+
+        /* What the kernel holds for this service's egress. has_chain with
+         * policy == NULL means adopted at start and not yet replayed. */
+        bool has_chain;
+        uint64_t fingerprint; /* of the chain's rules and sets, stored in a rule comment */
+        unsigned sets;        /* named sets the chain has (NFT_SET_*) */
+        IpAddr *pods;         /* sorted, as in the kernel's pod maps */
+        size_t n_pods;
+        EgressPolicy *policy;
+
+        Service *prev, *next;
+};
+
+/* The record's part of the Manager (manager.h embeds these fields). */
+#define SERVICE_RECORD_FIELDS                                                                               \
+        Service *services; /* a list, for iteration */                                                      \
+        size_t n_services;                                                                                  \
+        size_t n_vips;                                                                                      \
+        StrMap services_by_key;                                                                             \
+        StrMap services_by_chain;                                                                           \
+        PodMap vips_by_addr; /* VIP address -> Vip */                                                       \
+        PodMap pods;         /* pod address -> Service, over all services */                                \
+        Service **deadlines; /* a binary min-heap on Service.deadline */                                    \
+        size_t n_deadlines, cap_deadlines;                                                                  \
+        size_t max_services /* the limits in force: KVNETD_MAX_* unless a test lowers them */;              \
+        size_t max_vips;                                                                                    \
+        size_t max_pods_total
+
+Service *manager_find_service(Manager *m, const char *key);
+/* A new service with no VIP and no egress: -E2BIG past the limit, -EEXIST
+ * if its chain name collides with another service's (a 64-bit hash
+ * collision: refused rather than shared). */
+int manager_add_service(Manager *m, const char *key, Service **ret);
+/* Forgets s with its VIPs and pods (no kernel change). */
+void service_free(Manager *m, Service *s);
+Vip *manager_find_vip(Manager *m, const IpAddr *a);
+
+/* Makes room for one more VIP, so that service_attach_vip() cannot fail. */
+int service_reserve_vip(Manager *m);
+/* Adds v to s (v->service must be NULL; counted in n_vips if new). */
+void service_attach_vip(Manager *m, Service *s, Vip *v, bool is_new);
+/* Takes v off its service; with forget, also out of the index and count. */
+void service_detach_vip(Manager *m, Vip *v, bool forget);
+
+/* Sets s's deadline and keeps the heap ordered: O(log services). */
+void service_set_deadline(Manager *m, Service *s, usec_t deadline);
+/* The service with the earliest deadline, or NULL. */
+Service *service_earliest(const Manager *m);
+
+/* What a SetEgress changes, all allocated before the transaction so that
+ * service_egress_apply() cannot fail after it. */
+typedef struct EgressDiff {
+        IpAddr *added, *removed, *stolen, *flush, *new_pods;
+        size_t n_added, n_removed, n_stolen, n_flush, n_new;
+        uint64_t fingerprint; /* of the new policy's rules (0: none) */
+        bool rules_change;    /* the chain's rules and sets are rewritten */
+} EgressDiff;
+
+/* Diffs s's pods against p's (p NULL: remove the egress). fingerprint is
+ * what the kernel will hold for p's rules. A pod of another live service is
+ * a conflict (-EBUSY), one of an adopted leftover is taken over; past the
+ * node's pod limit, -E2BIG; both with *ret_error. */
+int service_egress_diff(Manager *m, Service *s, const EgressPolicy *p, uint64_t fingerprint, EgressDiff *d,
+                        char **ret_error);
+/* After the transaction: the record follows, taking p. Cannot fail. */
+void service_egress_apply(Manager *m, Service *s, EgressPolicy *p, EgressDiff *d);
+void egress_diff_done(EgressDiff *d);
+
+/* All pods of services with a policy (for a rebuild's conntrack pass). */
+int service_all_pods(Manager *m, IpAddr **ret, size_t *ret_n);
+void service_record_done(Manager *m);
