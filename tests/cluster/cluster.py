@@ -689,6 +689,12 @@ table inet kvc_kubeproxy {
             raise RuntimeError("TokenRequest for %s/%s: HTTP %s %s" % (ns, sa, status, obj))
         return obj["status"]["token"]
 
+    def revoke_token(self, token):
+        """From now on the token gets 401 (the API server's admin API; a rotation test revokes the old one)."""
+        status, obj = self.api("POST", "/_kvtest/revoke-token", {"token": token})
+        if status != 200:
+            raise RuntimeError("revoke-token: HTTP %s %s" % (status, obj))
+
     def write_kubeconfig(self, path, user):
         with open(os.path.join(self.api_dir, "ca.crt"), "rb") as f:
             ca = base64.b64encode(f.read()).decode()

@@ -113,6 +113,15 @@ class RbacManifestTest(kvc_test.ClusterTestCase):
                 disagree.append("%s: kubectl says %s" % (a.describe(), got))
         self.assertEqual(disagree, [])
 
+    def test_token_revocation(self):
+        """What a rotation test uses: a new token of the ServiceAccount works until it is revoked."""
+        tok = self.c.create_token(seconds=600)
+        self.assertIn(SA_USER, self.c.kubectl("--token", tok, "auth", "whoami"))
+        self.c.revoke_token(tok)
+        p = self.c.kubectl("--token", tok, "auth", "whoami", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("Unauthorized", p.stderr)
+
     def can_i(self, a):
         if not a.resource_request:
             args = [a.verb, a.path]

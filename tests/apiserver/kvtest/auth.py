@@ -37,7 +37,6 @@ class User:
 
 
 ANONYMOUS = User("system:anonymous", ["system:unauthenticated"], rbac=True)
-PUBLIC_PATHS = ("/version", "/version/", "/healthz", "/livez", "/readyz")
 
 
 def sa_groups(username):
@@ -139,14 +138,10 @@ class Authenticator:
             return False, ""
         return True, ""
 
-    def allowed(self, user, verb, resource):
-        """The deny list alone (kept for callers that only know verb and resource)."""
-        return user is not ANONYMOUS and not self.denied_by_list(user, verb, resource)
-
     def rules_for(self, user, namespace):
         if self.policy_source is None:
             return []
         return self.policy_source().rules_for(user.name, user.groups, namespace)
 
 
-__all__ = ["ANONYMOUS", "Attrs", "Authenticator", "Policy", "PUBLIC_PATHS", "User"]
+__all__ = ["ANONYMOUS", "Attrs", "Authenticator", "Policy", "User"]
