@@ -18,6 +18,9 @@
 # previous BENCHMARKS.md that starts with "## Notes" is kept at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# All of it in one block, read by bash before the first line runs: editing
+# this file while a run is under way does not change that run.
+{
 
 quick=()
 parts=kvnetd,conntrack,cluster
@@ -117,3 +120,5 @@ if [ ${#failed[@]} -gt 0 ]; then
     echo "parts that failed: ${failed[*]}"
     exit 1
 fi
+exit 0
+}

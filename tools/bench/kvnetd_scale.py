@@ -241,6 +241,11 @@ def goals(prog, flows_t, points, sizes):
         verdict = "met" if worst["cold"] <= worst["nft_same"] and reach >= top else "missed"
         prog.note(f"goal, N from cold no slower than `nft -f` of the same ruleset: {verdict}; worst "
                   f"{worst['cold'] / worst['nft_same']:.1f} x at N={worst.n:,}, measured up to N={reach:,}")
+    mem = [p for p in points if p["rss"] is not None]
+    if len(mem) >= 2 and mem[-1].n > mem[0].n:
+        per = (mem[-1]["rss"] - mem[0]["rss"]) * 1024 / (mem[-1].n - mem[0].n)
+        prog.note(f"kvnetd memory per Service (RSS growth from N={mem[0].n:,} to N={mem[-1].n:,}): "
+                  f"about {per:,.0f} bytes")
     fl = [p for p in points if p["flows_ratio"] is not None]
     if fl:
         last = max(fl, key=lambda p: p.n)
