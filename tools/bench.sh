@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     --parts) parts=$2; shift ;;
     --sizes) sizes=(--sizes "$2"); shift ;;
     --out) out=$2; shift ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "bench: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
