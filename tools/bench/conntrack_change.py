@@ -127,7 +127,8 @@ class LagProbe(threading.Thread):
                 pass  # fenced meanwhile (counted from the log): the wait still counts
             except OSError:
                 return
-            self.samples.append((t0, time.monotonic() - t0))
+            finally:
+                self.samples.append((t0, time.monotonic() - t0))
             self.stop_ev.wait(0.01)
 
     def worst(self, start, end):
