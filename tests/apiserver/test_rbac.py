@@ -391,6 +391,8 @@ class RbacKubectlTest(unittest.TestCase):
         self.assertEqual(can("patch", "services/y", "--subresource=status", "-n", "team", "--as", SA), "no")
         self.assertEqual(can("create", "pods", "--as", "kvtest-admin", "--as-group", "system:masters"), "yes")
         self.assertEqual(can("create", "pods", "--as", "kvtest-admin"), "no")
+        self.assertEqual(can("get", "/healthz", token=tok), "yes")  # the bootstrap policy
+        self.assertEqual(can("get", "/metrics", "--as", SA), "no")
         lst = self.k("auth", "can-i", "--list", "-n", "team", "--as", SA)
         self.assertRegex(lst, r"services/status\s+\[\]\s+\[x\]\s+\[patch\]")
         self.assertRegex(lst, r"services\s+\[\]\s+\[\]\s+\[get list watch\]")
