@@ -121,7 +121,7 @@ def _attrs(res, spec, name):
 
 
 def _status(auth, user, a):
-    ok, reason = auth.authorize(user, a)
+    ok, reason = auth.authorize(user, a, want_reason=True)
     st = {"allowed": ok}
     if reason:
         st["reason"] = reason
