@@ -14,6 +14,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -204,23 +205,50 @@ _ = METHOD_RETURN  # re-exported for parts that read replies themselves
 
 
 class NftMonitor:
-    """`nft monitor` inside a namespace, counting committed transactions
-    ("# new generation" lines) between start() and stop()."""
+    """`nft monitor` inside a namespace, counting the transactions committed
+    between start() and stop(). Each end is marked by a transaction of our
+    own (a table added and deleted at once) that the monitor must echo, so
+    a monitor slow to subscribe on a loaded machine cannot miss the change
+    (a fixed wait once made it report 0)."""
 
     def __init__(self, ns):
         self.ns = ns
+        self.lines = []
+
+    def _reader(self):
+        for line in self.p.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def _mark(self, name, timeout=20):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.ns.run("nft", f"add table inet {name}; delete table inet {name}")
+            t = time.monotonic() + 1
+            while time.monotonic() < t:
+                for i, line in enumerate(self.lines):
+                    if line.startswith(f"delete table inet {name}"):
+                        return i
+                time.sleep(0.02)
+        raise RuntimeError("nft monitor did not echo a transaction")
 
     def start(self):
         self.p = subprocess.Popen(self.ns.cmd("nft", "monitor"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                  text=True)
-        time.sleep(0.3)  # subscribed well before the change
+                                  text=True, bufsize=1)
+        self.thread = threading.Thread(target=self._reader, daemon=True)
+        self.thread.start()
+        self.first = self._mark("kvbench_mark_a")
         return self
 
     def stop(self, settle=0.3):
+        """The number of transactions since start(), ours excluded."""
         time.sleep(settle)
-        self.p.terminate()
-        out, _ = self.p.communicate(timeout=10)
-        return sum(1 for line in out.splitlines() if line.startswith("# new generation"))
+        try:
+            last = self._mark("kvbench_mark_b")
+        finally:
+            self.p.terminate()
+            self.p.wait(10)
+        gens = [line for line in self.lines[self.first:last] if line.startswith("# new generation")]
+        return max(0, len(gens) - 1)  # the first is marker a's own
 
 
 def nft_json(ns, *argv):
