@@ -262,7 +262,7 @@ def main():
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([1, 100] if args.quick else
                                                                           [1, 100, 1000, 10000, 65536])
-    args.flows = 50000 if args.quick else 200000
+    args.flows = 50000 if args.quick else 100000
     args.reps = 5
     args.ref = Reference()
     try:
