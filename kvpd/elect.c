@@ -24,10 +24,40 @@
 
 Lease *elect_find(Manager *m, const char *namespace, const char *name)
 {
-        for (size_t i = 0; i < m->n_leases; i++)
-                if (streq(m->leases[i]->namespace, namespace) && streq(m->leases[i]->name, name))
-                        return m->leases[i];
-        return NULL;
+        _cleanup_free_ char *key = NULL;
+
+        if (!namespace || !name || asprintf(&key, "%s/%s", namespace, name) < 0)
+                return NULL;
+        return hashmap_get(&m->leases_by_key, key);
+}
+
+/* The campaign in flight, counted: whether any is pending is asked after
+ * every answer, which at 1,000 leases made start-up quadratic. */
+static void lease_set_campaign_slot(Lease *l, sd_bus_slot *slot)
+{
+        if (l->campaign_slot)
+                l->manager->n_campaigns_pending--;
+        sd_bus_slot_unref(l->campaign_slot);
+        l->campaign_slot = slot;
+        if (slot)
+                l->manager->n_campaigns_pending++;
+}
+
+static int lease_add_service(Lease *l, Service *s)
+{
+        if (ARRAY_RESERVE(l->services, l->cap_services, l->n_services + 1) < 0)
+                return -ENOMEM;
+        l->services[l->n_services++] = s;
+        return 0;
+}
+
+void elect_lease_drop_service(Lease *l, Service *s)
+{
+        for (size_t i = 0; i < l->n_services; i++)
+                if (l->services[i] == s) {
+                        l->services[i] = l->services[--l->n_services];
+                        return;
+                }
 }
 
 static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
@@ -55,10 +85,7 @@ bool elect_pending(const Lease *l)
 
 bool elect_any_pending(Manager *m)
 {
-        for (size_t i = 0; i < m->n_leases; i++)
-                if (elect_pending(m->leases[i]))
-                        return true;
-        return false;
+        return m->n_campaigns_pending > 0;
 }
 
 bool elect_may_lead(const Lease *l)
@@ -71,11 +98,11 @@ bool elect_may_lead(const Lease *l)
 
 static void services_of_lease_changed(Manager *m, Lease *l)
 {
-        for (size_t i = 0; i < m->n_services; i++)
-                if (m->services[i]->lease == l) {
-                        net_update(m->services[i]);
-                        status_update(m->services[i]);
-                }
+        (void)m;
+        for (size_t i = 0; i < l->n_services; i++) {
+                net_update(l->services[i]);
+                status_update(l->services[i]);
+        }
 }
 
 /* kvelectd emits LeadershipChanged(leading=true) before it answers a
@@ -90,7 +117,7 @@ static int on_campaign_reply(sd_bus_message *reply, void *userdata, sd_bus_error
         if (sd_bus_is_open(sd_bus_message_get_bus(reply)) <= 0)
                 return 0;
         (void)on_reply(reply, NULL, ret_error);
-        l->campaign_slot = sd_bus_slot_unref(l->campaign_slot);
+        lease_set_campaign_slot(l, NULL);
         services_of_lease_changed(m, l);
         if (!elect_any_pending(m))
                 net_cleanup_stale(m);
@@ -101,18 +128,20 @@ static int send_call(Manager *m, const char *method, Lease *l, bool for_stop)
 {
         sd_bus *bus = bus_client_get(m->kvelectd);
         bool campaign = streq(method, KVELECTD_METHOD_CAMPAIGN);
+        sd_bus_slot *slot = NULL;
         int r;
 
         if (!bus)
                 return -ENOTCONN; /* replayed on connect */
         if (campaign)
-                l->campaign_slot = sd_bus_slot_unref(l->campaign_slot);
-        r = sd_bus_call_method_async(bus, campaign ? &l->campaign_slot : NULL, NULL, KVELECTD_BUS_PATH,
-                                     KVELECTD_BUS_INTERFACE, method,
-                                     campaign ? on_campaign_reply : for_stop ? on_stop_reply : on_reply,
+                lease_set_campaign_slot(l, NULL);
+        r = sd_bus_call_method_async(bus, campaign ? &slot : NULL, NULL, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE,
+                                     method, campaign ? on_campaign_reply : for_stop ? on_stop_reply : on_reply,
                                      campaign ? (void *)l : (void *)m, "ss", l->namespace, l->name);
         if (r < 0)
                 return log_warning_errno(r, "kvelectd: %s(%s/%s) not sent: %m", method, l->namespace, l->name);
+        if (campaign)
+                lease_set_campaign_slot(l, slot);
         if (for_stop)
                 m->stop_pending++;
         log_debug("kvelectd: %s(%s/%s)", method, l->namespace, l->name);
@@ -123,7 +152,9 @@ static Lease *lease_free(Lease *l)
 {
         if (!l)
                 return NULL;
-        sd_bus_slot_unref(l->campaign_slot);
+        lease_set_campaign_slot(l, NULL);
+        free(l->key);
+        free(l->services);
         free(l->namespace);
         free(l->name);
         free(l->holder);
@@ -195,9 +226,10 @@ static int on_lease_deadline(sd_event_source *es, uint64_t usec, void *userdata)
         return 0;
 }
 
-static Lease *lease_want(Manager *m, const char *namespace, const char *name)
+static Lease *lease_want(Manager *m, Service *s, const char *namespace, const char *name)
 {
         Lease *l = elect_find(m, namespace, name);
+        char *key = NULL;
 
         if (!l) {
                 l = calloc(1, sizeof(*l));
@@ -206,9 +238,24 @@ static Lease *lease_want(Manager *m, const char *namespace, const char *name)
                 l->manager = m;
                 l->namespace = strdup(namespace);
                 l->name = strdup(name);
-                if (!l->namespace || !l->name || ARRAY_RESERVE(m->leases, m->cap_leases, m->n_leases + 1) < 0)
+                if (asprintf(&key, "%s/%s", namespace, name) < 0)
+                        key = NULL;
+                l->key = TAKE_PTR(key);
+                if (!l->namespace || !l->name || !l->key ||
+                    ARRAY_RESERVE(m->leases, m->cap_leases, m->n_leases + 1) < 0 ||
+                    hashmap_put(&m->leases_by_key, l->key, l) < 0)
                         return lease_free(l);
+                l->index = m->n_leases;
                 m->leases[m->n_leases++] = l;
+        }
+        if (lease_add_service(l, s) < 0) {
+                if (l->n_wanted == 0) {
+                        (void)hashmap_remove(&m->leases_by_key, l->key);
+                        m->leases[l->index] = m->leases[--m->n_leases];
+                        m->leases[l->index]->index = l->index;
+                        lease_free(l);
+                }
+                return NULL;
         }
         l->n_wanted++;
         if (!l->campaign_sent && send_call(m, KVELECTD_METHOD_CAMPAIGN, l, false) >= 0)
@@ -216,18 +263,17 @@ static Lease *lease_want(Manager *m, const char *namespace, const char *name)
         return l;
 }
 
-static void lease_unwant(Manager *m, Lease *l, bool for_stop)
+static void lease_unwant(Manager *m, Service *s, Lease *l, bool for_stop)
 {
+        elect_lease_drop_service(l, s);
         if (--l->n_wanted > 0)
                 return;
         /* Withdraw releases the Lease at once if we hold it, so the next
          * node with a ready pod takes over without waiting for expiry. */
         (void)send_call(m, KVELECTD_METHOD_WITHDRAW, l, for_stop);
-        for (size_t i = 0; i < m->n_leases; i++)
-                if (m->leases[i] == l) {
-                        m->leases[i] = m->leases[--m->n_leases];
-                        break;
-                }
+        (void)hashmap_remove(&m->leases_by_key, l->key);
+        m->leases[l->index] = m->leases[--m->n_leases];
+        m->leases[l->index]->index = l->index;
         lease_free(l);
         arm_lease_deadline(m);
         /* Its Campaign may have been the last one unanswered. */
@@ -250,10 +296,10 @@ void elect_update(Service *s)
                         return;
                 log_info("%s: withdrawing from lease %s/%s%s", s->key, s->lease->namespace, s->lease->name,
                          want ? " (lease name changed)" : "");
-                lease_unwant(m, TAKE_PTR(s->lease), false);
+                lease_unwant(m, s, TAKE_PTR(s->lease), false);
         }
         if (want && !s->lease) {
-                s->lease = lease_want(m, p->lease_namespace, p->lease_name);
+                s->lease = lease_want(m, s, p->lease_namespace, p->lease_name);
                 if (!s->lease)
                         log_error("%s: out of memory campaigning", s->key);
                 else
@@ -267,7 +313,7 @@ void elect_release_all(Manager *m)
         for (size_t i = 0; i < m->n_services; i++) {
                 Service *s = m->services[i];
                 if (s->lease)
-                        lease_unwant(m, TAKE_PTR(s->lease), true);
+                        lease_unwant(m, s, TAKE_PTR(s->lease), true);
         }
 }
 
@@ -302,11 +348,9 @@ static int on_leadership(sd_bus_message *msg, void *userdata, sd_bus_error *ret_
         l->deadline_usec = leading ? deadline : 0;
         if (was_carried)
                 arm_lease_deadline(m);
-        for (size_t i = 0; i < m->n_services; i++) {
-                Service *s = m->services[i];
+        for (size_t i = 0; i < l->n_services; i++) {
+                Service *s = l->services[i];
 
-                if (s->lease != l)
-                        continue;
                 /* Still leading (a restarted kvelectd renewed the Lease):
                  * only the grant's deadline moves. */
                 if (was_leading && leading && s->programmed)
@@ -334,9 +378,8 @@ static int on_renewed(sd_bus_message *msg, void *userdata, sd_bus_error *ret_err
         if (!l || !l->leading)
                 return 0;
         l->deadline_usec = deadline;
-        for (size_t i = 0; i < m->n_services; i++)
-                if (m->services[i]->lease == l)
-                        net_renew(m->services[i]);
+        for (size_t i = 0; i < l->n_services; i++)
+                net_renew(l->services[i]);
         return 0;
 }
 
@@ -360,7 +403,7 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
                         Lease *l = m->leases[i];
 
                         l->campaign_sent = false;
-                        l->campaign_slot = sd_bus_slot_unref(l->campaign_slot);
+                        lease_set_campaign_slot(l, NULL);
                         if (l->leading) {
                                 l->carried = true;
                                 n++;

@@ -2,6 +2,7 @@
 /* The Manager: owns everything, starts the watches and both bus clients,
  * keeps the table of Services, and runs the bounded clean-up at SIGTERM. */
 #include <stdio.h>
+#include <time.h>
 
 #include "array.h"
 #include "kvelectd-bus.h"
@@ -32,14 +33,17 @@ static Service *service_free(Service *s)
         return NULL;
 }
 
+uint64_t manager_now_usec(void)
+{
+        struct timespec ts;
+
+        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
+}
+
 Service *manager_get_service(Manager *m, const char *key)
 {
-        /* A linear table: a node has at most a few thousand Services in
-         * view, and lookups happen per change, not per packet. */
-        for (size_t i = 0; i < m->n_services; i++)
-                if (streq(m->services[i]->key, key))
-                        return m->services[i];
-        return NULL;
+        return hashmap_get(&m->services_by_key, key);
 }
 
 int manager_ensure_service(Manager *m, const char *namespace, const char *name, Service **ret)
@@ -61,10 +65,12 @@ int manager_ensure_service(Manager *m, const char *namespace, const char *name, 
         s->key = TAKE_PTR(key);
         s->namespace = strdup(namespace);
         s->name = strdup(name);
-        if (!s->namespace || !s->name || ARRAY_RESERVE(m->services, m->cap_services, m->n_services + 1) < 0) {
+        if (!s->namespace || !s->name || ARRAY_RESERVE(m->services, m->cap_services, m->n_services + 1) < 0 ||
+            hashmap_put(&m->services_by_key, s->key, s) < 0) {
                 service_free(s);
                 return -ENOMEM;
         }
+        s->index = m->n_services;
         m->services[m->n_services++] = s;
         *ret = s;
         return 0;
@@ -72,11 +78,12 @@ int manager_ensure_service(Manager *m, const char *namespace, const char *name, 
 
 void manager_drop_service(Manager *m, Service *s)
 {
-        for (size_t i = 0; i < m->n_services; i++)
-                if (m->services[i] == s) {
-                        m->services[i] = m->services[--m->n_services];
-                        break;
-                }
+        (void)hashmap_remove(&m->services_by_key, s->key);
+        reconcile_unqueue(s);
+        if (s->lease)
+                elect_lease_drop_service(s->lease, s);
+        m->services[s->index] = m->services[--m->n_services];
+        m->services[s->index]->index = s->index;
         service_free(s);
 }
 
@@ -87,6 +94,9 @@ int manager_new(Manager **ret)
 
         m = calloc(1, sizeof(*m));
         if (!m)
+                return -ENOMEM;
+        m->empty_object = json_object();
+        if (!m->empty_object)
                 return -ENOMEM;
         r = config_load(&m->config);
         if (r < 0)
@@ -102,16 +112,23 @@ Manager *manager_free(Manager *m)
         for (size_t i = 0; i < m->n_services; i++)
                 service_free(m->services[i]);
         free(m->services);
+        hashmap_done(&m->services_by_key);
         for (size_t i = 0; i < m->n_leases; i++) {
                 sd_bus_slot_unref(m->leases[i]->campaign_slot);
+                free(m->leases[i]->key);
                 free(m->leases[i]->namespace);
                 free(m->leases[i]->name);
                 free(m->leases[i]->holder);
+                free(m->leases[i]->services);
                 free(m->leases[i]);
         }
         free(m->leases);
+        hashmap_done(&m->leases_by_key);
         for (WatchKind k = 0; k < _WATCH_KIND_MAX; k++)
                 kube_informer_free(m->informers[k]);
+        watch_done(m);
+        json_decref(m->empty_object);
+        sd_event_source_disable_unref(m->lag_source);
         kube_client_free(m->kube);
         kube_config_free(m->kube_config);
         m->kvnetd_expired_slot = sd_bus_slot_unref(m->kvnetd_expired_slot);
@@ -165,6 +182,47 @@ static void add_kubeconfig_server(Manager *m)
         m->config.api_servers[m->config.n_api_servers++] = a;
 }
 
+/* Event-loop lag: how late a 10 ms timer fires is how long the loop was
+ * busy with something else (one callback, or a batch of them). Measured only
+ * at debug level, where it is logged every 10 s: the timer wakes the daemon
+ * 100 times a second. */
+#define LAG_PERIOD_USEC (10 * USEC_PER_MSEC)
+#define LAG_REPORT_USEC (10 * USEC_PER_SEC)
+
+static int on_lag_timer(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        Manager *m = userdata;
+        uint64_t now = manager_now_usec(), late = now > usec ? now - usec : 0;
+
+        m->lag_max_usec = MAX(m->lag_max_usec, late);
+        m->lag_max_total_usec = MAX(m->lag_max_total_usec, late);
+        if (now - m->lag_window_start_usec >= LAG_REPORT_USEC) {
+                log_debug("event loop lag: max %.1f ms in the last %.0f s, max %.1f ms since start",
+                          (double)m->lag_max_usec / USEC_PER_MSEC,
+                          (double)(now - m->lag_window_start_usec) / USEC_PER_SEC,
+                          (double)m->lag_max_total_usec / USEC_PER_MSEC);
+                m->lag_max_usec = 0;
+                m->lag_window_start_usec = now;
+        }
+        (void)sd_event_source_set_time(es, now + LAG_PERIOD_USEC);
+        return 0;
+}
+
+static void lag_probe_start(Manager *m)
+{
+        int r;
+
+        if (log_get_max_level() < LOG_DEBUG)
+                return;
+        m->lag_window_start_usec = manager_now_usec();
+        r = sd_event_add_time(m->event, &m->lag_source, CLOCK_MONOTONIC, m->lag_window_start_usec + LAG_PERIOD_USEC,
+                              1, on_lag_timer, m);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(m->lag_source, SD_EVENT_ON);
+        if (r < 0)
+                log_debug_errno(r, "cannot measure the event loop's lag: %m");
+}
+
 int manager_start(Manager *m)
 {
         _cleanup_free_ char *error = NULL;
@@ -185,6 +243,7 @@ int manager_start(Manager *m)
         log_info("node %s, API %s, VIP interface %s, watching %s", m->config.node_name, m->kube_config->server,
                  m->config.service_interface, m->config.namespace ? m->config.namespace : "all namespaces");
 
+        lag_probe_start(m);
         r = net_start(m);
         if (r < 0)
                 return r;

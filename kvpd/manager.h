@@ -16,6 +16,7 @@
 #include <systemd/sd-event.h>
 
 #include "bus-client.h"
+#include "hashmap.h"
 #include "cluster-cidrs.h"
 #include "config.h"
 #include "egress-policy.h"
@@ -41,12 +42,35 @@ typedef struct WatchCtx {
         WatchKind kind;
 } WatchCtx;
 
+/* What the Services cache keeps of one Service (watch.c). A Service with
+ * neither the egress annotation nor vipHost costs only the informer's entry
+ * (key, uid, resourceVersion) and points to the shared stub; the others are
+ * parsed once per version, and keep their JSON for status.c. */
+typedef struct ServiceItem {
+        KubeService *service; /* NULL if it did not parse: error says why */
+        json_t *json;
+        char *error;
+} ServiceItem;
+extern ServiceItem service_item_stub;
+
+/* The EndpointSlices of one Service (label kubernetes.io/service-name), as
+ * cached: only their endpoints on this node are kept. */
+typedef struct SliceGroup {
+        char *key; /* "namespace/service" */
+        KubeEndpointSlice **slices;
+        size_t n, cap;
+} SliceGroup;
+
 /* A Lease kvpd campaigns for, shared by every Service naming it (the
  * leaseName annotation lets several Services share one election). */
 struct Lease {
         Manager *manager;
+        char *key; /* "namespace/name" */
         char *namespace;
         char *name;
+        size_t index; /* in Manager.leases */
+        Service **services; /* those whose s->lease is this one */
+        size_t n_services, cap_services;
         unsigned n_wanted;   /* Services that want this lease now */
         bool campaign_sent;  /* Campaign() sent on the current kvelectd connection */
         sd_bus_slot *campaign_slot; /* its reply, not in yet: leadership not known yet */
@@ -65,8 +89,10 @@ struct Service {
         char *namespace;
         char *name;
 
+        size_t index; /* in Manager.services */
         EgressPolicy *policy; /* last computed; NULL once the Service is gone */
         bool dirty;
+        Service *dirty_next, *dirty_prev; /* the reconciliation queue, while dirty */
 
         Lease *lease;     /* non-NULL while this Service wants its lease */
         bool want_lease;
@@ -111,10 +137,23 @@ struct Manager {
         ClusterCidrs cidrs;
         bool cidrs_valid;
 
+        /* The Services kvpd tracks: those with the egress annotation or
+         * vipHost, and those it still holds state for. */
         Service **services;
         size_t n_services, cap_services;
+        Hashmap services_by_key;
+        Service *dirty_head, *dirty_tail;
         Lease **leases;
         size_t n_leases, cap_leases;
+        Hashmap leases_by_key;
+        Hashmap slice_groups; /* "namespace/service" -> SliceGroup */
+        json_t *empty_object;  /* what status.c sees of a stub Service */
+        unsigned n_campaigns_pending; /* leases with a campaign_slot */
+
+        /* Event-loop lag, measured with a periodic timer at debug level. */
+        sd_event_source *lag_source;
+        uint64_t lag_max_usec, lag_window_start_usec;
+        uint64_t lag_max_total_usec;
 
         sd_event_source *debounce_source;
         sd_event_source *resync_source;
@@ -155,6 +194,13 @@ void manager_stop_done(Manager *m); /* one stop_pending call finished */
 Service *manager_get_service(Manager *m, const char *key);
 int manager_ensure_service(Manager *m, const char *namespace, const char *name, Service **ret);
 void manager_drop_service(Manager *m, Service *s);
+uint64_t manager_now_usec(void); /* CLOCK_MONOTONIC */
+
+/* The cached Service (NULL if absent; &service_item_stub if not ours). */
+ServiceItem *watch_service_item(Manager *m, const char *namespace, const char *name);
+/* The Service's EndpointSlices, or NULL. */
+SliceGroup *watch_slices(Manager *m, const char *key);
+void watch_done(Manager *m);
 
 /* watch.c */
 int watch_start(Manager *m);
@@ -162,7 +208,14 @@ const char *watch_kind_to_string(WatchKind k);
 
 /* reconcile.c */
 void reconcile_mark(Manager *m, const char *namespace, const char *name);
+/* Marks only if kvpd tracks the Service or its cached object may be an
+ * egress Service: a change to any other Service costs a hash lookup. */
+void reconcile_mark_if_relevant(Manager *m, const char *namespace, const char *name);
+void reconcile_unqueue(Service *s);
+/* Every tracked Service (a cluster-network change concerns no other). */
 void reconcile_mark_all(Manager *m);
+/* And every cached Service that may be an egress one (after the first sync). */
+void reconcile_mark_cached(Manager *m);
 void reconcile_mark_cidrs(Manager *m);
 int reconcile_service(Service *s);
 int reconcile_cidrs(Manager *m);
@@ -176,6 +229,7 @@ Lease *elect_find(Manager *m, const char *namespace, const char *name);
  * whether this node leads it is not known yet. */
 bool elect_pending(const Lease *l);
 bool elect_any_pending(Manager *m);
+void elect_lease_drop_service(Lease *l, Service *s);
 /* The lease is wanted and nobody else is known to hold it: this node may
  * lead it (not known yet, a restarted kvelectd renewing our own Lease). */
 bool elect_may_lead(const Lease *l);

@@ -5,7 +5,12 @@
  * recomputes every dirty Service from the informer caches. A burst of
  * events (a rollout touching a slice many times, a relist) thus costs one
  * computation per Service, and the computation always sees the newest
- * objects, never an event's partial view. */
+ * objects, never an event's partial view.
+ *
+ * The dirty Services wait in a queue; one round of the timer works on them
+ * for at most RECONCILE_SLICE_USEC, then yields to the event loop (renewals,
+ * replies) and carries on in the next iteration. Work is per changed
+ * Service: its cached object and its EndpointSlices are hash lookups. */
 #include <stdio.h>
 
 #include "array.h"
@@ -17,28 +22,68 @@ static const char *strempty(const char *s)
         return s ? s : "";
 }
 
+/* The longest stretch one round of reconciliation keeps the loop. */
+#define RECONCILE_SLICE_USEC (5 * USEC_PER_MSEC)
+
 static int on_debounce(sd_event_source *es, uint64_t usec, void *userdata);
 
-static void arm(Manager *m)
+static void arm_after(Manager *m, uint64_t delay)
 {
         int r;
 
         if (!m->debounce_source) {
-                r = sd_event_add_time_relative(m->event, &m->debounce_source, CLOCK_MONOTONIC,
-                                               m->config.debounce_usec, 0, on_debounce, m);
+                r = sd_event_add_time_relative(m->event, &m->debounce_source, CLOCK_MONOTONIC, delay, 0,
+                                               on_debounce, m);
                 if (r < 0) {
                         log_error_errno(r, "cannot schedule a reconciliation: %m");
                         return;
                 }
                 return;
         }
-        if (sd_event_source_get_enabled(m->debounce_source, NULL) > 0)
+        if (delay > 0 && sd_event_source_get_enabled(m->debounce_source, NULL) > 0)
                 return; /* already pending: the change joins this round */
-        r = sd_event_source_set_time_relative(m->debounce_source, m->config.debounce_usec);
+        r = sd_event_source_set_time_relative(m->debounce_source, delay);
         if (r >= 0)
                 r = sd_event_source_set_enabled(m->debounce_source, SD_EVENT_ONESHOT);
         if (r < 0)
                 log_error_errno(r, "cannot schedule a reconciliation: %m");
+}
+
+static void arm(Manager *m)
+{
+        arm_after(m, m->config.debounce_usec);
+}
+
+static void enqueue(Manager *m, Service *s)
+{
+        if (s->dirty)
+                return;
+        s->dirty = true;
+        s->dirty_next = NULL;
+        s->dirty_prev = m->dirty_tail;
+        if (m->dirty_tail)
+                m->dirty_tail->dirty_next = s;
+        else
+                m->dirty_head = s;
+        m->dirty_tail = s;
+}
+
+void reconcile_unqueue(Service *s)
+{
+        Manager *m = s->manager;
+
+        if (!s->dirty)
+                return;
+        if (s->dirty_prev)
+                s->dirty_prev->dirty_next = s->dirty_next;
+        else
+                m->dirty_head = s->dirty_next;
+        if (s->dirty_next)
+                s->dirty_next->dirty_prev = s->dirty_prev;
+        else
+                m->dirty_tail = s->dirty_prev;
+        s->dirty_next = s->dirty_prev = NULL;
+        s->dirty = false;
 }
 
 void reconcile_mark(Manager *m, const char *namespace, const char *name)
@@ -51,27 +96,52 @@ void reconcile_mark(Manager *m, const char *namespace, const char *name)
                 log_error("out of memory tracking %s/%s", namespace, name);
                 return;
         }
-        s->dirty = true;
+        enqueue(m, s);
         arm(m);
 }
 
-static int mark_one(json_t *o, void *userdata)
+void reconcile_mark_if_relevant(Manager *m, const char *namespace, const char *name)
 {
-        json_t *meta = json_object_get(o, "metadata");
+        _cleanup_free_ char *key = NULL;
+        ServiceItem *it;
 
-        reconcile_mark(userdata, json_string_value(json_object_get(meta, "namespace")),
-                       json_string_value(json_object_get(meta, "name")));
-        return 0;
+        if (isempty(namespace) || isempty(name) || m->stopping)
+                return;
+        if (asprintf(&key, "%s/%s", namespace, name) < 0)
+                return;
+        it = watch_service_item(m, namespace, name);
+        if (manager_get_service(m, key) || (it && it != &service_item_stub))
+                reconcile_mark(m, namespace, name);
 }
 
 void reconcile_mark_all(Manager *m)
 {
-        if (m->informers[WATCH_SERVICES])
-                (void)kube_informer_foreach(m->informers[WATCH_SERVICES], mark_one, m);
-        /* And those we hold state for whose object is gone. */
+        if (m->stopping)
+                return;
         for (size_t i = 0; i < m->n_services; i++)
-                m->services[i]->dirty = true;
+                enqueue(m, m->services[i]);
         arm(m);
+}
+
+static int mark_cached(const char *key, void *item, void *userdata)
+{
+        Manager *m = userdata;
+        const char *slash = strchr(key, '/');
+        _cleanup_free_ char *ns = NULL;
+
+        if (!item || item == &service_item_stub || !slash)
+                return 0;
+        ns = strndup(key, (size_t)(slash - key));
+        if (ns)
+                reconcile_mark(m, ns, slash + 1);
+        return 0;
+}
+
+void reconcile_mark_cached(Manager *m)
+{
+        if (m->informers[WATCH_SERVICES])
+                (void)kube_informer_foreach_item(m->informers[WATCH_SERVICES], mark_cached, m);
+        reconcile_mark_all(m);
 }
 
 void reconcile_mark_cidrs(Manager *m)
@@ -80,121 +150,44 @@ void reconcile_mark_cidrs(Manager *m)
         arm(m);
 }
 
-/* Parsed copies of an informer's objects. */
+/* Borrowed pointers to an informer's cached items. */
 typedef struct Collected {
-        void **v;
+        const void **v;
         size_t n, allocated;
         int error;
-        void *(*parse)(json_t *o);
-        /* Filter for slices: namespace and service. */
-        const char *namespace, *service;
 } Collected;
 
-static void *parse_node(json_t *o)
-{
-        KubeNode *n = NULL;
-        KubeParseError e = {};
-        if (kube_node_parse(o, &n, &e) < 0)
-                log_debug("skipping a Node: %s", e.message);
-        return n;
-}
-
-static void *parse_servicecidr(json_t *o)
-{
-        KubeServiceCIDR *c = NULL;
-        KubeParseError e = {};
-        if (kube_servicecidr_parse(o, &c, &e) < 0)
-                log_debug("skipping a ServiceCIDR: %s", e.message);
-        return c;
-}
-
-static void *parse_pod(json_t *o)
-{
-        KubePod *p = NULL;
-        KubeParseError e = {};
-        if (kube_pod_parse(o, &p, &e) < 0)
-                log_debug("skipping a Pod: %s", e.message);
-        return p;
-}
-
-static void *parse_slice(json_t *o)
-{
-        KubeEndpointSlice *s = NULL;
-        KubeParseError e = {};
-        if (kube_endpointslice_parse(o, &s, &e) < 0)
-                log_warning("skipping an EndpointSlice: %s", e.message);
-        return s;
-}
-
-static int collect_one(json_t *o, void *userdata)
+static int collect_one(const char *key, void *item, void *userdata)
 {
         Collected *c = userdata;
-        void *x;
+        (void)key;
 
-        if (c->service) {
-                /* Cheap filter before a full parse: most slices belong to
-                 * other services. */
-                json_t *meta = json_object_get(o, "metadata");
-                if (!streq_ptr(json_string_value(json_object_get(meta, "namespace")), c->namespace) ||
-                    !streq_ptr(json_string_value(json_object_get(json_object_get(meta, "labels"),
-                                                                 KUBE_LABEL_SERVICE_NAME)),
-                               c->service))
-                        return 0;
-        }
-        x = c->parse(o);
-        if (!x)
-                return 0;
+        if (!item)
+                return 0; /* did not parse */
         if (ARRAY_RESERVE(c->v, c->allocated, c->n + 1) < 0) {
                 c->error = -ENOMEM;
                 return -ENOMEM;
         }
-        c->v[c->n++] = x;
+        c->v[c->n++] = item;
         return 0;
-}
-
-static void collected_free(Collected *c, void *(*free_fn)(void *))
-{
-        for (size_t i = 0; i < c->n; i++)
-                free_fn(c->v[i]);
-        free(c->v);
-}
-
-static void *free_node(void *p)
-{
-        return kube_node_free(p);
-}
-static void *free_servicecidr(void *p)
-{
-        return kube_servicecidr_free(p);
-}
-static void *free_pod(void *p)
-{
-        return kube_pod_free(p);
-}
-static void *free_slice(void *p)
-{
-        return kube_endpointslice_free(p);
 }
 
 int reconcile_cidrs(Manager *m)
 {
-        Collected nodes = {.parse = parse_node}, scs = {.parse = parse_servicecidr}, kcms = {.parse = parse_pod};
-        _cleanup_(kube_configmap_freep) KubeConfigMap *kubeadm = NULL;
+        Collected nodes = {}, scs = {}, kcms = {};
+        const KubeConfigMap *kubeadm = NULL;
         ClusterCidrs c = {};
         int r;
 
         if (m->informers[WATCH_NODES])
-                (void)kube_informer_foreach(m->informers[WATCH_NODES], collect_one, &nodes);
+                (void)kube_informer_foreach_item(m->informers[WATCH_NODES], collect_one, &nodes);
         if (m->informers[WATCH_SERVICECIDRS])
-                (void)kube_informer_foreach(m->informers[WATCH_SERVICECIDRS], collect_one, &scs);
+                (void)kube_informer_foreach_item(m->informers[WATCH_SERVICECIDRS], collect_one, &scs);
         if (m->informers[WATCH_CONTROLLER_MANAGERS])
-                (void)kube_informer_foreach(m->informers[WATCH_CONTROLLER_MANAGERS], collect_one, &kcms);
-        if (m->informers[WATCH_KUBEADM_CONFIG]) {
-                json_t *o = kube_informer_get(m->informers[WATCH_KUBEADM_CONFIG], "kube-system", "kubeadm-config");
-                KubeParseError e = {};
-                if (o && kube_configmap_parse(o, &kubeadm, &e) < 0)
-                        log_debug("skipping kubeadm-config: %s", e.message);
-        }
+                (void)kube_informer_foreach_item(m->informers[WATCH_CONTROLLER_MANAGERS], collect_one, &kcms);
+        if (m->informers[WATCH_KUBEADM_CONFIG])
+                kubeadm = kube_informer_get_item(m->informers[WATCH_KUBEADM_CONFIG], "kube-system",
+                                                 "kubeadm-config");
         r = nodes.error ?: scs.error ?: kcms.error;
         if (r >= 0) {
                 ClusterCidrSources src = {
@@ -212,9 +205,9 @@ int reconcile_cidrs(Manager *m)
                 };
                 r = cluster_cidrs_compute(&src, &c);
         }
-        collected_free(&nodes, free_node);
-        collected_free(&scs, free_servicecidr);
-        collected_free(&kcms, free_pod);
+        free(nodes.v);
+        free(scs.v);
+        free(kcms.v);
         if (r < 0) {
                 bool was_valid = m->cidrs_valid;
                 m->cidrs_valid = false;
@@ -257,20 +250,28 @@ int reconcile_cidrs(Manager *m)
 int reconcile_service(Service *s)
 {
         Manager *m = s->manager;
-        _cleanup_(kube_service_freep) KubeService *svc = NULL;
         _cleanup_(egress_policy_freep) EgressPolicy *p = NULL;
-        Collected slices = {.parse = parse_slice, .namespace = s->namespace, .service = s->name};
-        json_t *o;
+        ServiceItem *it;
+        const KubeService *svc = NULL;
+        KubeService stub = {};
         int r;
 
-        s->dirty = false;
-        o = kube_informer_get(m->informers[WATCH_SERVICES], s->namespace, s->name);
-        if (o) {
-                KubeParseError e = {};
-                if (kube_service_parse(o, &svc, &e) < 0)
-                        log_warning("%s: cannot read the Service, treating it as gone: %s", s->key, e.message);
+        reconcile_unqueue(s);
+        it = watch_service_item(m, s->namespace, s->name);
+        if (it == &service_item_stub) {
+                /* Not an egress Service (any more): what the policy makes of
+                 * one with no annotation, without keeping its object. */
+                stub.meta.namespace = s->namespace;
+                stub.meta.name = s->name;
+                svc = &stub;
+        } else if (it) {
+                svc = it->service;
+                if (!svc)
+                        log_warning("%s: cannot read the Service, treating it as gone: %s", s->key,
+                                    it->error ?: "out of memory");
         }
         if (svc) {
+                SliceGroup *g = watch_slices(m, s->key);
                 EgressInput in = {
                         .service = svc,
                         .cidrs = m->cidrs_valid ? &m->cidrs : NULL,
@@ -283,14 +284,11 @@ int reconcile_service(Service *s)
                         .lb_class = &m->config.lb_class,
                 };
 
-                (void)kube_informer_foreach(m->informers[WATCH_ENDPOINTSLICES], collect_one, &slices);
-                r = slices.error;
-                if (r >= 0) {
-                        in.slices = (const KubeEndpointSlice *const *)slices.v;
-                        in.n_slices = slices.n;
-                        r = egress_policy_compute(&in, &p);
+                if (g) {
+                        in.slices = (const KubeEndpointSlice *const *)g->slices;
+                        in.n_slices = g->n;
                 }
-                collected_free(&slices, free_slice);
+                r = egress_policy_compute(&in, &p);
                 if (r < 0)
                         return log_error_errno(r, "%s: cannot compute the egress state: %m", s->key);
         }
@@ -344,6 +342,8 @@ int reconcile_service(Service *s)
 static int on_debounce(sd_event_source *es, uint64_t usec, void *userdata)
 {
         Manager *m = userdata;
+        uint64_t start = manager_now_usec();
+        unsigned n = 0;
         (void)es;
         (void)usec;
 
@@ -356,11 +356,17 @@ static int on_debounce(sd_event_source *es, uint64_t usec, void *userdata)
                 m->cidrs_dirty = false;
                 (void)reconcile_cidrs(m);
         }
-        /* Walk backwards: reconcile_service() may drop the entry it works on. */
-        for (size_t i = m->n_services; i > 0; i--) {
-                Service *s = m->services[i - 1];
-                if (s->dirty)
-                        (void)reconcile_service(s);
+        while (m->dirty_head) {
+                if (n > 0 && manager_now_usec() - start >= RECONCILE_SLICE_USEC) {
+                        /* The rest in the next round, after whatever else
+                         * is waiting on the loop. */
+                        log_debug("reconciled %u Services in %" PRIu64 " us, more to come", n,
+                                  manager_now_usec() - start);
+                        arm_after(m, 0);
+                        return 0;
+                }
+                (void)reconcile_service(m->dirty_head);
+                n++;
         }
         for (size_t i = m->n_services; i > 0; i--) {
                 Service *s = m->services[i - 1];
@@ -368,6 +374,8 @@ static int on_debounce(sd_event_source *es, uint64_t usec, void *userdata)
                     s->net_inflight == 0 && !s->status_request && !s->dirty)
                         manager_drop_service(m, s);
         }
+        if (n > 0)
+                log_debug("reconciled %u Services in %" PRIu64 " us", n, manager_now_usec() - start);
         if (!m->reconciled) {
                 /* Every Service wanted now campaigns: kvnetd's stale state
                  * can be told apart once kvelectd has answered. */

@@ -38,11 +38,16 @@ void status_event(Service *s, const char *type, const char *reason, const char *
                 log_debug_errno(r, "%s: cannot send Event %s: %m", s->key, reason);
 }
 
+/* The Service as cached: its JSON, an empty object for one that is neither
+ * egress nor carries vipHost (nothing of it is kept, and nothing of it is
+ * ours to clear), NULL if absent. */
 static json_t *cached(Service *s)
 {
-        KubeInformer *inf = s->manager->informers[WATCH_SERVICES];
+        ServiceItem *it = watch_service_item(s->manager, s->namespace, s->name);
 
-        return inf ? kube_informer_get(inf, s->namespace, s->name) : NULL;
+        if (!it)
+                return NULL;
+        return it == &service_item_stub ? s->manager->empty_object : it->json;
 }
 
 static const char *cached_annotation(json_t *o, const char *key)

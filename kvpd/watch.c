@@ -6,9 +6,18 @@
  * kube-controller-manager pods, kubeadm-config) are probed first with one
  * GET: a 404 (an API without ServiceCIDRs) or a 403 (RBAC that does not grant
  * it) disables that source instead of leaving an informer that never syncs,
- * which would hold back every service. */
+ * which would hold back every service.
+ *
+ * What the caches keep. No JSON tree: each object is parsed once per
+ * version into the few fields kvpd reads (a Service with no egress
+ * annotation and no vipHost into nothing at all), and EndpointSlices are
+ * indexed by their Service, keeping only their endpoints on this node. A
+ * change then costs a hash lookup plus the work of the Service it concerns,
+ * whatever the size of the cluster. */
 #include <stdio.h>
 
+#include "annotations.h"
+#include "array.h"
 #include "log.h"
 #include "manager.h"
 
@@ -28,9 +37,256 @@ const char *watch_kind_to_string(WatchKind k)
         return k >= 0 && k < _WATCH_KIND_MAX ? watch_kind_table[k] : NULL;
 }
 
+ServiceItem service_item_stub;
+
 static const char *meta_string(json_t *o, const char *field)
 {
         return json_string_value(json_object_get(json_object_get(o, "metadata"), field));
+}
+
+/* ---- Services ---- */
+
+static void *service_transform(KubeInformer *inf, json_t *o, void *userdata)
+{
+        json_t *ann = json_object_get(json_object_get(o, "metadata"), "annotations");
+        KubeParseError e = {};
+        ServiceItem *it;
+        (void)inf;
+        (void)userdata;
+
+        /* Ours to look at: asks for egress, or carries a vipHost (written by
+         * a node of this cluster, maybe this one, to be cleared). */
+        if (!json_object_get(ann, KV_ANN_EGRESS) && !json_object_get(ann, KV_ANN_VIP_HOST))
+                return &service_item_stub;
+        it = calloc(1, sizeof(*it));
+        if (!it) {
+                log_error("out of memory caching Service %s/%s", meta_string(o, "namespace") ?: "",
+                          meta_string(o, "name") ?: "");
+                return NULL;
+        }
+        it->json = json_incref(o);
+        if (kube_service_parse(o, &it->service, &e) < 0)
+                it->error = strdup(e.message);
+        return it;
+}
+
+static void service_item_free(void *p)
+{
+        ServiceItem *it = p;
+
+        if (!it || it == &service_item_stub)
+                return;
+        kube_service_free(it->service);
+        json_decref(it->json);
+        free(it->error);
+        free(it);
+}
+
+ServiceItem *watch_service_item(Manager *m, const char *namespace, const char *name)
+{
+        return kube_informer_get_item(m->informers[WATCH_SERVICES], namespace, name);
+}
+
+/* Splits "namespace/name" and marks it. */
+static void mark_key(Manager *m, const char *key, bool relevant_only)
+{
+        const char *slash = key ? strchr(key, '/') : NULL;
+        _cleanup_free_ char *ns = NULL;
+
+        if (!slash || !(ns = strndup(key, (size_t)(slash - key))))
+                return;
+        if (relevant_only)
+                reconcile_mark_if_relevant(m, ns, slash + 1);
+        else
+                reconcile_mark(m, ns, slash + 1);
+}
+
+static void on_service_event(Manager *m, const char *key, ServiceItem *old, ServiceItem *new)
+{
+        bool ours = (old && old != &service_item_stub) || (new && new != &service_item_stub);
+
+        if (ours)
+                mark_key(m, key, false);
+        else if (manager_get_service(m, key))
+                mark_key(m, key, false); /* state held for it: see that it is gone */
+}
+
+/* ---- EndpointSlices ---- */
+
+static void *slice_transform(KubeInformer *inf, json_t *o, void *userdata)
+{
+        WatchCtx *ctx = userdata;
+        KubeEndpointSlice *sl = NULL;
+        KubeParseError e = {};
+        (void)inf;
+
+        if (kube_endpointslice_parse(o, &sl, &e) < 0) {
+                log_warning("skipping an EndpointSlice: %s", e.message);
+                return NULL;
+        }
+        kube_endpointslice_keep_node(sl, ctx->manager->config.node_name);
+        return sl;
+}
+
+static void slice_free(void *p)
+{
+        kube_endpointslice_free(p);
+}
+
+static char *slice_service_key(const KubeEndpointSlice *sl)
+{
+        char *key;
+
+        if (!sl || !sl->service_name || !sl->meta.namespace)
+                return NULL;
+        if (asprintf(&key, "%s/%s", sl->meta.namespace, sl->service_name) < 0)
+                return NULL;
+        return key;
+}
+
+SliceGroup *watch_slices(Manager *m, const char *key)
+{
+        return hashmap_get(&m->slice_groups, key);
+}
+
+static void slice_group_free(SliceGroup *g)
+{
+        if (!g)
+                return;
+        free(g->key);
+        free(g->slices);
+        free(g);
+}
+
+static int slice_index_add(Manager *m, KubeEndpointSlice *sl)
+{
+        _cleanup_free_ char *key = slice_service_key(sl);
+        SliceGroup *g;
+
+        if (!key)
+                return sl && sl->service_name ? -ENOMEM : 0;
+        g = hashmap_get(&m->slice_groups, key);
+        if (!g) {
+                g = calloc(1, sizeof(*g));
+                if (!g)
+                        return -ENOMEM;
+                g->key = TAKE_PTR(key);
+                if (hashmap_put(&m->slice_groups, g->key, g) < 0) {
+                        slice_group_free(g);
+                        return -ENOMEM;
+                }
+        }
+        if (ARRAY_RESERVE(g->slices, g->cap, g->n + 1) < 0)
+                return -ENOMEM;
+        g->slices[g->n++] = sl;
+        return 0;
+}
+
+static void slice_index_remove(Manager *m, KubeEndpointSlice *sl)
+{
+        _cleanup_free_ char *key = slice_service_key(sl);
+        SliceGroup *g = key ? hashmap_get(&m->slice_groups, key) : NULL;
+
+        if (!g)
+                return;
+        for (size_t i = 0; i < g->n; i++)
+                if (g->slices[i] == sl) {
+                        g->slices[i] = g->slices[--g->n];
+                        break;
+                }
+        if (g->n == 0) {
+                (void)hashmap_remove(&m->slice_groups, g->key);
+                slice_group_free(g);
+        }
+}
+
+static void on_slice_event(Manager *m, KubeEndpointSlice *old, KubeEndpointSlice *new)
+{
+        /* A slice that changes its service-name label marks both Services. */
+        if (old) {
+                slice_index_remove(m, old);
+                if (old->service_name)
+                        reconcile_mark_if_relevant(m, old->meta.namespace, old->service_name);
+        }
+        if (new) {
+                if (slice_index_add(m, new) < 0)
+                        log_error("out of memory indexing EndpointSlice %s/%s", new->meta.namespace ?: "",
+                                  new->meta.name ?: "");
+                if (new->service_name &&
+                    (!old || !streq_ptr(old->service_name, new->service_name) ||
+                     !streq_ptr(old->meta.namespace, new->meta.namespace)))
+                        reconcile_mark_if_relevant(m, new->meta.namespace, new->service_name);
+        }
+}
+
+/* ---- cluster networks ---- */
+
+static void *cidr_source_transform(KubeInformer *inf, json_t *o, void *userdata)
+{
+        WatchCtx *ctx = userdata;
+        KubeParseError e = {};
+        void *ret = NULL;
+        int r = -EINVAL;
+        (void)inf;
+
+        switch (ctx->kind) {
+        case WATCH_NODES:
+                r = kube_node_parse(o, (KubeNode **)&ret, &e);
+                if (r >= 0)
+                        kube_object_meta_trim(&((KubeNode *)ret)->meta);
+                break;
+        case WATCH_SERVICECIDRS:
+                r = kube_servicecidr_parse(o, (KubeServiceCIDR **)&ret, &e);
+                break;
+        case WATCH_CONTROLLER_MANAGERS:
+                r = kube_pod_parse(o, (KubePod **)&ret, &e);
+                if (r >= 0)
+                        kube_object_meta_trim(&((KubePod *)ret)->meta);
+                break;
+        case WATCH_KUBEADM_CONFIG:
+                r = kube_configmap_parse(o, (KubeConfigMap **)&ret, &e);
+                break;
+        default:
+                break;
+        }
+        if (r < 0)
+                log_debug("skipping a %s object: %s", watch_kind_to_string(ctx->kind), e.message);
+        return r < 0 ? NULL : ret;
+}
+
+static void node_free(void *p)
+{
+        kube_node_free(p);
+}
+static void servicecidr_free(void *p)
+{
+        kube_servicecidr_free(p);
+}
+static void pod_free(void *p)
+{
+        kube_pod_free(p);
+}
+static void configmap_free(void *p)
+{
+        kube_configmap_free(p);
+}
+
+static bool strv_equal(char **a, char **b)
+{
+        for (; a && *a && b && *b; a++, b++)
+                if (!streq(*a, *b))
+                        return false;
+        return (!a || !*a) && (!b || !*b);
+}
+
+void watch_done(Manager *m)
+{
+        const char *key;
+        SliceGroup *g;
+
+        HASHMAP_FOREACH(&m->slice_groups, i, key, g)
+                slice_group_free(g);
+        hashmap_done(&m->slice_groups);
 }
 
 static void check_synced(Manager *m)
@@ -46,11 +302,12 @@ static void check_synced(Manager *m)
                  kube_informer_size(m->informers[WATCH_ENDPOINTSLICES]),
                  kube_informer_size(m->informers[WATCH_NODES]));
         reconcile_mark_cidrs(m);
-        reconcile_mark_all(m);
+        reconcile_mark_cached(m);
         net_cleanup_stale(m);
 }
 
-static void on_event(KubeInformer *inf, KubeWatchEventType type, json_t *object, void *userdata)
+static void on_item_event(KubeInformer *inf, KubeWatchEventType type, const char *key, void *old, void *new,
+                          void *userdata)
 {
         WatchCtx *ctx = userdata;
         Manager *m = ctx->manager;
@@ -59,15 +316,17 @@ static void on_event(KubeInformer *inf, KubeWatchEventType type, json_t *object,
 
         switch (ctx->kind) {
         case WATCH_SERVICES:
-                reconcile_mark(m, meta_string(object, "namespace"), meta_string(object, "name"));
+                on_service_event(m, key, old, new);
                 break;
-        case WATCH_ENDPOINTSLICES: {
-                json_t *labels = json_object_get(json_object_get(object, "metadata"), "labels");
-                /* A slice that changes its service-name label arrives as
-                 * DELETED (old labels) then ADDED (new), so both services
-                 * are marked. */
-                reconcile_mark(m, meta_string(object, "namespace"),
-                               json_string_value(json_object_get(labels, KUBE_LABEL_SERVICE_NAME)));
+        case WATCH_ENDPOINTSLICES:
+                on_slice_event(m, old, new);
+                break;
+        case WATCH_NODES: {
+                KubeNode *a = old, *b = new;
+                /* Nodes change every few seconds (status); only their pod
+                 * CIDRs matter here. */
+                if (!a || !b || !strv_equal(a->pod_cidrs, b->pod_cidrs))
+                        reconcile_mark_cidrs(m);
                 break;
         }
         default:
@@ -82,8 +341,9 @@ static void on_synced(KubeInformer *inf, void *userdata)
         (void)inf;
 
         log_debug("%s synced", watch_kind_to_string(ctx->kind));
-        /* A relist may have changed anything without a per-object event
-         * reaching a service we did not track yet. */
+        /* A relist reports every change as an event (the informer diffs it
+         * against its cache); the Services kvpd tracks are looked at again
+         * anyway, which costs no more than their number. */
         if (ctx->manager->synced)
                 reconcile_mark_all(ctx->manager);
         check_synced(ctx->manager);
@@ -91,7 +351,7 @@ static void on_synced(KubeInformer *inf, void *userdata)
 
 static int informer_start(Manager *m, WatchKind k)
 {
-        static const KubeInformerOps ops = {.event = on_event, .synced = on_synced};
+        KubeInformerOps ops = {.item_event = on_item_event, .synced = on_synced, .transform = cidr_source_transform};
         const KubeResource *res;
         KubeInformerOptions opts = {};
         int r;
@@ -100,28 +360,36 @@ static int informer_start(Manager *m, WatchKind k)
         case WATCH_SERVICES:
                 res = &kube_resource_services;
                 opts.namespace = m->config.namespace;
+                ops.transform = service_transform;
+                ops.free_item = service_item_free;
                 break;
         case WATCH_ENDPOINTSLICES:
                 res = &kube_resource_endpointslices;
                 opts.namespace = m->config.namespace;
                 /* Only slices that belong to a Service. */
                 opts.label_selector = KUBE_LABEL_SERVICE_NAME;
+                ops.transform = slice_transform;
+                ops.free_item = slice_free;
                 break;
         case WATCH_NODES:
                 res = &kube_resource_nodes;
+                ops.free_item = node_free;
                 break;
         case WATCH_SERVICECIDRS:
                 res = &kube_resource_servicecidrs;
+                ops.free_item = servicecidr_free;
                 break;
         case WATCH_CONTROLLER_MANAGERS:
                 res = &kube_resource_pods;
                 opts.namespace = "kube-system";
                 opts.label_selector = "component=kube-controller-manager";
+                ops.free_item = pod_free;
                 break;
         case WATCH_KUBEADM_CONFIG:
                 res = &kube_resource_configmaps;
                 opts.namespace = "kube-system";
                 opts.field_selector = "metadata.name=kubeadm-config";
+                ops.free_item = configmap_free;
                 break;
         default:
                 return -EINVAL;

@@ -141,6 +141,19 @@ typedef struct KubeInformerOps {
         void (*event)(KubeInformer *inf, KubeWatchEventType type, json_t *object, void *userdata);
         /* The cache is complete: after the first list, and after each relist. */
         void (*synced)(KubeInformer *inf, void *userdata);
+
+        /* Added: keep the consumer's own form of each object instead of its
+         * JSON. transform is called once per new object version (ADDED,
+         * MODIFIED, and per list item); its result (NULL allowed) is the
+         * cache's item, released with free_item. Then item_event replaces
+         * event: old_item is what the cache held (DELETED, MODIFIED), valid
+         * until the callback returns; new_item what it holds now (ADDED,
+         * MODIFIED). kube_informer_get() and kube_informer_foreach() are then
+         * unavailable; use the _item variants. */
+        void *(*transform)(KubeInformer *inf, json_t *object, void *userdata);
+        void (*free_item)(void *item);
+        void (*item_event)(KubeInformer *inf, KubeWatchEventType type, const char *key, void *old_item,
+                           void *new_item, void *userdata);
 } KubeInformerOps;
 
 typedef struct KubeInformerOptions {
@@ -175,10 +188,14 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(KubeInformer *, kube_informer_free);
 bool kube_informer_synced(const KubeInformer *inf);
 /* Borrowed; NULL if absent. namespace NULL for cluster-scoped objects. */
 json_t *kube_informer_get(KubeInformer *inf, const char *namespace, const char *name);
+/* Added: the cached item (the JSON without ops.transform); NULL if absent. */
+void *kube_informer_get_item(KubeInformer *inf, const char *namespace, const char *name);
 size_t kube_informer_size(const KubeInformer *inf);
 /* Calls fn for every cached object; stops early if fn returns non-zero and
- * returns that value. */
+ * returns that value. Order is unspecified. */
 int kube_informer_foreach(KubeInformer *inf, int (*fn)(json_t *object, void *userdata), void *userdata);
+int kube_informer_foreach_item(KubeInformer *inf, int (*fn)(const char *key, void *item, void *userdata),
+                               void *userdata);
 /* The resourceVersion the informer has seen last. */
 const char *kube_informer_resource_version(const KubeInformer *inf);
 

@@ -393,6 +393,39 @@ KubeEndpointSlice *kube_endpointslice_free(KubeEndpointSlice *s)
         return mfree(s);
 }
 
+void kube_object_meta_trim(KubeObjectMeta *m)
+{
+        if (!m)
+                return;
+        string_map_done(&m->labels);
+        string_map_done(&m->annotations);
+        m->labels = (KubeStringMap){};
+        m->annotations = (KubeStringMap){};
+        m->uid = mfree(m->uid);
+        m->resource_version = mfree(m->resource_version);
+}
+
+void kube_endpointslice_keep_node(KubeEndpointSlice *s, const char *node_name)
+{
+        size_t n = 0;
+
+        if (!s)
+                return;
+        kube_object_meta_trim(&s->meta);
+        for (size_t i = 0; i < s->n_endpoints; i++) {
+                KubeEndpoint *e = &s->endpoints[i];
+
+                if (node_name && e->node_name && streq(e->node_name, node_name)) {
+                        s->endpoints[n++] = *e;
+                        continue;
+                }
+                endpoint_done(e);
+        }
+        s->n_endpoints = n;
+        if (n == 0)
+                s->endpoints = mfree(s->endpoints);
+}
+
 int kube_endpointslice_parse(json_t *j, KubeEndpointSlice **ret, KubeParseError *err)
 {
         _cleanup_(kube_endpointslice_freep) KubeEndpointSlice *s = NULL;

@@ -145,6 +145,13 @@ int kube_pod_parse(json_t *j, KubePod **ret, KubeParseError *err);
 int kube_servicecidr_parse(json_t *j, KubeServiceCIDR **ret, KubeParseError *err);
 int kube_status_parse(json_t *j, KubeStatus **ret, KubeParseError *err);
 
+/* Added, for caches that keep many objects (the informer keeps uid and
+ * resourceVersion itself): drop the labels, annotations, uid and
+ * resourceVersion (parsed fields such as service_name stay); keep only the
+ * endpoints on one node (none if node_name is NULL), after trimming. */
+void kube_object_meta_trim(KubeObjectMeta *m);
+void kube_endpointslice_keep_node(KubeEndpointSlice *s, const char *node_name);
+
 KubeService *kube_service_free(KubeService *s);
 KubeEndpointSlice *kube_endpointslice_free(KubeEndpointSlice *s);
 KubeNode *kube_node_free(KubeNode *n);
