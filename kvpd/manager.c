@@ -194,6 +194,13 @@ static int on_lag_timer(sd_event_source *es, uint64_t usec, void *userdata)
         Manager *m = userdata;
         uint64_t now = manager_now_usec(), late = now > usec ? now - usec : 0;
 
+        /* The first tick waited for the start-up (TLS set-up, connects),
+         * which runs before the loop: not a callback's doing. */
+        if (m->lag_window_start_usec == 0) {
+                m->lag_window_start_usec = now;
+                late = 0;
+        }
+
         m->lag_max_usec = MAX(m->lag_max_usec, late);
         m->lag_max_total_usec = MAX(m->lag_max_total_usec, late);
         if (now - m->lag_window_start_usec >= LAG_REPORT_USEC) {
@@ -214,9 +221,8 @@ static void lag_probe_start(Manager *m)
 
         if (log_get_max_level() < LOG_DEBUG)
                 return;
-        m->lag_window_start_usec = manager_now_usec();
-        r = sd_event_add_time(m->event, &m->lag_source, CLOCK_MONOTONIC, m->lag_window_start_usec + LAG_PERIOD_USEC,
-                              1, on_lag_timer, m);
+        r = sd_event_add_time(m->event, &m->lag_source, CLOCK_MONOTONIC, manager_now_usec() + LAG_PERIOD_USEC, 1,
+                              on_lag_timer, m);
         if (r >= 0)
                 r = sd_event_source_set_enabled(m->lag_source, SD_EVENT_ON);
         if (r < 0)

@@ -92,7 +92,8 @@ struct Service {
         size_t index; /* in Manager.services */
         EgressPolicy *policy; /* last computed; NULL once the Service is gone */
         bool dirty;
-        Service *dirty_next, *dirty_prev; /* the reconciliation queue, while dirty */
+        bool queued;                      /* in the reconciliation queue */
+        Service *dirty_next, *dirty_prev; /* the queue's links, while queued */
 
         Lease *lease;     /* non-NULL while this Service wants its lease */
         bool want_lease;

@@ -56,9 +56,10 @@ static void arm(Manager *m)
 
 static void enqueue(Manager *m, Service *s)
 {
-        if (s->dirty)
-                return;
         s->dirty = true;
+        if (s->queued)
+                return;
+        s->queued = true;
         s->dirty_next = NULL;
         s->dirty_prev = m->dirty_tail;
         if (m->dirty_tail)
@@ -72,7 +73,8 @@ void reconcile_unqueue(Service *s)
 {
         Manager *m = s->manager;
 
-        if (!s->dirty)
+        s->dirty = false;
+        if (!s->queued)
                 return;
         if (s->dirty_prev)
                 s->dirty_prev->dirty_next = s->dirty_next;
@@ -83,7 +85,7 @@ void reconcile_unqueue(Service *s)
         else
                 m->dirty_tail = s->dirty_prev;
         s->dirty_next = s->dirty_prev = NULL;
-        s->dirty = false;
+        s->queued = false;
 }
 
 void reconcile_mark(Manager *m, const char *namespace, const char *name)

@@ -51,7 +51,7 @@ struct KubeInformer {
         void *userdata;
 
         Hashmap cache;   /* key -> CacheEntry */
-        Hashmap listing; /* the list being paged in */
+        Hashmap listing; /* keys of the list being paged in (key -> itself) */
         char *list_rv, *list_continue;
         unsigned expired_in_a_row;
         char *rv;
@@ -113,12 +113,22 @@ static void entries_clear(KubeInformer *inf, Hashmap *h)
         hashmap_done(h);
 }
 
+static void keys_clear(Hashmap *h)
+{
+        const char *key;
+        char *v;
+
+        HASHMAP_FOREACH(h, i, key, v)
+                free(v);
+        hashmap_done(h);
+}
+
 static void informer_free_now(KubeInformer *inf)
 {
         kube_http_cancel(inf->http);
         (void)sd_event_source_disable_unref(inf->retry);
         entries_clear(inf, &inf->cache);
-        entries_clear(inf, &inf->listing);
+        keys_clear(&inf->listing);
         kube_json_splitter_done(&inf->splitter);
         free(inf->namespace);
         free(inf->label_selector);
@@ -347,59 +357,68 @@ static int build_path(KubeInformer *inf, bool watch, char **ret)
 
 /* ---- list ---- */
 
-/* Replaces the cache with the completed list, telling the consumer what
- * changed since the cache was last right. */
+/* One list item into the cache at once, telling the consumer what changed:
+ * a list is applied page by page, so that no callback handles more than one
+ * page of objects whatever the size of the list. The keys seen are kept in
+ * inf->listing until the last page, which removes what was not seen. */
+static int apply_listed(KubeInformer *inf, CacheEntry *n)
+{
+        CacheEntry *old = hashmap_get(&inf->cache, n->key);
+        int r;
+
+        if (!hashmap_get(&inf->listing, n->key)) {
+                char *seen = strdup(n->key);
+
+                if (!seen || hashmap_put(&inf->listing, seen, seen) < 0) {
+                        free(seen);
+                        entry_free(inf, n);
+                        return -ENOMEM;
+                }
+        }
+        if (old && streq_ptr(old->uid, n->uid) && streq_ptr(old->rv, n->rv)) {
+                entry_free(inf, n);
+                return 0;
+        }
+        if (hashmap_put(&inf->cache, n->key, n) < 0) {
+                entry_free(inf, n);
+                return -ENOMEM;
+        }
+        if (!old)
+                r = emit(inf, KUBE_WATCH_ADDED, NULL, n, NULL);
+        else if (!streq_ptr(old->uid, n->uid)) {
+                /* Deleted and recreated while we were not watching. */
+                r = emit(inf, KUBE_WATCH_DELETED, old, NULL, NULL);
+                if (r >= 0)
+                        r = emit(inf, KUBE_WATCH_ADDED, NULL, n, NULL);
+        } else
+                r = emit(inf, KUBE_WATCH_MODIFIED, old, n, NULL);
+        entry_free(inf, old);
+        return r;
+}
+
+/* The last page is in: what the list did not have is gone. */
 static int apply_list(KubeInformer *inf)
 {
-        _cleanup_free_ CacheEntry **listed = NULL, **gone = NULL;
-        size_t n_listed = 0, n_gone = 0, i = 0, j = 0;
+        _cleanup_free_ CacheEntry **gone = NULL;
+        size_t n_gone = 0;
         const char *key;
         CacheEntry *e;
         int r = 0;
 
         /* Out of the table first, so that nothing is freed twice whatever
          * the consumer does from its callbacks. */
-        listed = calloc(hashmap_size(&inf->listing) + 1, sizeof(*listed));
         gone = calloc(hashmap_size(&inf->cache) + 1, sizeof(*gone));
-        if (!listed || !gone)
+        if (!gone)
                 return -ENOMEM;
-        HASHMAP_FOREACH(&inf->listing, k, key, e)
-                listed[n_listed++] = e;
         HASHMAP_FOREACH(&inf->cache, k, key, e)
                 if (!hashmap_get(&inf->listing, e->key))
                         gone[n_gone++] = e;
-        hashmap_done(&inf->listing);
-
-        for (; r >= 0 && j < n_gone; j++) {
+        keys_clear(&inf->listing);
+        for (size_t j = 0; r >= 0 && j < n_gone; j++) {
                 (void)hashmap_remove(&inf->cache, gone[j]->key);
                 r = emit(inf, KUBE_WATCH_DELETED, gone[j], NULL, NULL);
                 entry_free(inf, gone[j]);
         }
-        for (; r >= 0 && i < n_listed; i++) {
-                CacheEntry *n = listed[i], *old = hashmap_get(&inf->cache, n->key);
-
-                if (old && streq_ptr(old->uid, n->uid) && streq_ptr(old->rv, n->rv)) {
-                        entry_free(inf, n);
-                        continue;
-                }
-                if (hashmap_put(&inf->cache, n->key, n) < 0) {
-                        r = -ENOMEM;
-                        break;
-                }
-                if (!old)
-                        r = emit(inf, KUBE_WATCH_ADDED, NULL, n, NULL);
-                else if (!streq_ptr(old->uid, n->uid)) {
-                        /* Deleted and recreated while we were not watching. */
-                        r = emit(inf, KUBE_WATCH_DELETED, old, NULL, NULL);
-                        if (r >= 0)
-                                r = emit(inf, KUBE_WATCH_ADDED, NULL, n, NULL);
-                } else
-                        r = emit(inf, KUBE_WATCH_MODIFIED, old, n, NULL);
-                entry_free(inf, old);
-        }
-        /* Stopped early: what was not handed over is ours to free. */
-        for (; i < n_listed; i++)
-                entry_free(inf, listed[i]);
         if (r < 0)
                 return r;
 
@@ -442,7 +461,7 @@ static int take_page(KubeInformer *inf, const KubeHttpResult *res)
                 return r;
 
         json_array_foreach(items, i, item) {
-                CacheEntry *e = NULL, *old;
+                CacheEntry *e = NULL;
 
                 if (!json_is_object(item))
                         return -EBADMSG;
@@ -463,12 +482,9 @@ static int take_page(KubeInformer *inf, const KubeHttpResult *res)
                 r = entry_new(inf, item, &e);
                 if (r < 0)
                         return r;
-                old = hashmap_get(&inf->listing, e->key);
-                if (hashmap_put(&inf->listing, e->key, e) < 0) {
-                        entry_free(inf, e);
-                        return -ENOMEM;
-                }
-                entry_free(inf, old);
+                r = apply_listed(inf, e);
+                if (r < 0)
+                        return r;
         }
         r = set_str(&inf->list_continue, isempty(cont) ? NULL : cont);
         if (r < 0)
@@ -495,7 +511,9 @@ static void on_list_done(KubeHttp *h, const KubeHttpResult *res, void *userdata)
                 retry_after_error(inf, res, NEXT_LIST);
         else {
                 r = take_page(inf, res);
-                if (r < 0) {
+                if (r == -ECANCELED)
+                        ; /* the consumer freed us */
+                else if (r < 0) {
                         log_debug_errno(r, "kube: %s: bad list response: %m", inf->res->plural);
                         kube_client_stats(inf->client)->errors++;
                         schedule(inf, NEXT_LIST, kube_backoff_next(&inf->backoff));
@@ -522,8 +540,9 @@ static int start_list(KubeInformer *inf)
 
         inf->next = NEXT_LIST;
         if (!inf->list_continue) {
-                /* A fresh list: whatever was paged in so far is dropped. */
-                entries_clear(inf, &inf->listing);
+                /* A fresh list: the keys seen so far are forgotten (the
+                 * objects stay cached: they were true when listed). */
+                keys_clear(&inf->listing);
                 inf->list_rv = mfree(inf->list_rv);
         }
         r = build_path(inf, false, &path);
