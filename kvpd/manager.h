@@ -155,6 +155,7 @@ struct Manager {
         sd_event_source *lag_source;
         uint64_t lag_max_usec, lag_window_start_usec;
         uint64_t lag_max_total_usec;
+        uint64_t lag_cpu_usec, busy_max_usec, busy_max_total_usec;
 
         sd_event_source *debounce_source;
         sd_event_source *resync_source;
