@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "kube-objects.h"
+#include "kvnetd-bus.h"
 #include "netaddr.h"
 
 #define KV_ANNOTATION_PREFIX "kube-vip.io/"
@@ -38,11 +39,13 @@
 #define KV_ANN_ACTIVE_ENDPOINT "kube-vip.io/active-endpoint"
 #define KV_ANN_ACTIVE_ENDPOINT_IPV6 "kube-vip.io/active-endpoint-ipv6"
 
-/* Bounds on what one annotation may hold; they match kvnetd's limits so a
- * service that parses here is never refused there for its size. */
-#define KV_MAX_LB_IPS 8
-#define KV_MAX_PORTS 64
-#define KV_MAX_NETWORKS 256
+/* Bounds on what one annotation may hold: kvnetd's limits (one source of
+ * truth), so a service that parses here is never refused there for its
+ * size. The API server addresses that egress-detect-api-server adds to the
+ * denied networks are counted against the same limit (egress-policy.c). */
+#define KV_MAX_LB_IPS KVNETD_MAX_VIPS_PER_SERVICE
+#define KV_MAX_PORTS KVNETD_MAX_PORTS
+#define KV_MAX_NETWORKS KVNETD_MAX_NETWORKS
 
 typedef struct EgressAnnotations {
         bool egress;            /* kube-vip.io/egress is exactly "true" */

@@ -409,6 +409,21 @@ int egress_policy_compute(const EgressInput *in, EgressPolicy **ret)
                 return 0;
         }
 
+        /* kvnetd takes at most KVNETD_MAX_NETWORKS denied networks, the
+         * API server addresses that egress-detect-api-server adds included:
+         * refused here, with the reason, rather than there. */
+        if (a.detect_api_server && a.n_denied + in->n_api_servers > KVNETD_MAX_NETWORKS) {
+                r = set_error(p, KV_ANN_EGRESS_DENIED_NETWORKS,
+                              "%s: %zu networks and %zu API server address%s added by %s are more than %d",
+                              KV_ANN_EGRESS_DENIED_NETWORKS, a.n_denied, in->n_api_servers,
+                              in->n_api_servers == 1 ? "" : "es", KV_ANN_EGRESS_DETECT_API_SERVER,
+                              KVNETD_MAX_NETWORKS);
+                if (r < 0)
+                        return r;
+                *ret = TAKE_PTR(p);
+                return 0;
+        }
+
         if (a.lease_name) {
                 p->lease_namespace = TAKE_PTR(a.lease_namespace);
                 p->lease_name = TAKE_PTR(a.lease_name);

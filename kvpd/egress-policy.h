@@ -41,7 +41,8 @@
 #include "kube-objects.h"
 #include "netaddr.h"
 
-#define EGRESS_MAX_PODS 16384
+#define EGRESS_MAX_PODS KVNETD_MAX_PODS_PER_SERVICE
+_Static_assert(EGRESS_MAX_PODS <= KVNETD_MAX_PODS_TOTAL, "one Service's pods must fit in kvnetd's total");
 
 typedef enum EgressState {
         EGRESS_NONE,    /* not an egress Service here: nothing wanted, nothing to report */

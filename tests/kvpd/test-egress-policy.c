@@ -517,6 +517,56 @@ START_TEST(test_filters)
 }
 END_TEST
 
+/* kvnetd's network limit counts the API server address that
+ * egress-detect-api-server adds: at the limit with it, ready; one past it,
+ * refused here with the reason (kvnetd would refuse the SetEgress). */
+START_TEST(test_denied_networks_limit)
+{
+        Ep e4[] = {READY("10.244.2.20", NODE)};
+        _cleanup_free_ char *list = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&list, &len);
+        Slice s;
+        Svc v;
+
+        ck_assert_ptr_nonnull(f);
+        for (int i = 0; i < KVNETD_MAX_NETWORKS; i++)
+                fprintf(f, "%s172.18.%d.0/24", i ? "," : "", i);
+        ck_assert_int_eq(fclose(f), 0);
+        slice_init(&s, "web-4", "web", "IPv4", e4, 1);
+        for (int with_api = 0; with_api < 2; with_api++) {
+                _cleanup_(egress_policy_freep) EgressPolicy *p = NULL;
+                /* KVNETD_MAX_NETWORKS entries; with detection one more. */
+                svc_egress(&v, "web", "192.168.10.220");
+                svc_set(&v, KV_ANN_EGRESS_DENIED_NETWORKS, list);
+                if (with_api)
+                        svc_set(&v, KV_ANN_EGRESS_DETECT_API_SERVER, "true");
+                p = compute(&v, &s, 1, NULL);
+                if (!with_api) {
+                        ck_assert_int_eq(p->state, EGRESS_READY);
+                        ck_assert_uint_eq(p->n_denied, KVNETD_MAX_NETWORKS);
+                        continue;
+                }
+                ck_assert_int_eq(p->state, EGRESS_INVALID);
+                ck_assert(streq_ptr(p->error_annotation, KV_ANN_EGRESS_DENIED_NETWORKS));
+                ck_assert_msg(strstr(p->error, "default/web: " KV_ANN_EGRESS_DENIED_NETWORKS), "%s", p->error);
+                ck_assert_msg(strstr(p->error, KV_ANN_EGRESS_DETECT_API_SERVER), "%s", p->error);
+        }
+        /* One fewer network with detection: exactly at the limit. */
+        {
+                _cleanup_(egress_policy_freep) EgressPolicy *p = NULL;
+                char *last = strrchr(list, ',');
+                *last = '\0';
+                svc_egress(&v, "web", "192.168.10.220");
+                svc_set(&v, KV_ANN_EGRESS_DENIED_NETWORKS, list);
+                svc_set(&v, KV_ANN_EGRESS_DETECT_API_SERVER, "true");
+                p = compute(&v, &s, 1, NULL);
+                ck_assert_int_eq(p->state, EGRESS_READY);
+                ck_assert_uint_eq(p->n_denied, KVNETD_MAX_NETWORKS);
+        }
+}
+END_TEST
+
 /* A live edit of an annotation changes the programming; an unrelated edit
  * does not. */
 START_TEST(test_net_equal)
@@ -561,6 +611,7 @@ int main(void)
         tcase_add_test(tc, test_ipv6_without_vip6);
         tcase_add_test(tc, test_allowed_family);
         tcase_add_test(tc, test_filters);
+        tcase_add_test(tc, test_denied_networks_limit);
         tcase_add_test(tc, test_net_equal);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
