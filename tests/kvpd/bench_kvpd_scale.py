@@ -264,6 +264,7 @@ def measure(c, api, node, name, binary, n_cluster, args):
     lag = max(lags) if lags else None
     busies = [float(x) for x in re.findall(r"longest busy stretch ([0-9.]+) ms", text)]
     busy = max(busies) if busies else None
+    proc.stop(timeout=60)  # not running while the next fill goes on
     return {"kvpd": name, "cluster services": n_cluster, "programmed s": programmed, "synced s": synced,
             "cpu s": cpu, "rss MiB": rss, "idle cpu %": idle * 100, "change ms": change_ms, "cidr ms": cidr_ms, "lag ms": lag, "busy ms": busy,
             "lost after changes": len(lost)}
