@@ -23,6 +23,8 @@ packages=(
     systemd-container debootstrap
     # the SELinux module is compiled, linked and queried (no enforcement here)
     selinux-policy-dev selinux-policy-default checkpolicy semodule-utils policycoreutils setools
+    # the Debian packages (tools/build-deb.sh: dpkg-buildpackage, debhelper with meson, lintian)
+    dpkg-dev debhelper fakeroot lintian
 )
 
 missing=()
@@ -45,14 +47,17 @@ if ! command -v kubectl >/dev/null 2>&1; then
 fi
 
 # One system user per daemon, as in production; kvpd reaches the two sockets
-# through the kvegress group (systemd/kvegress.sysusers.conf says the same).
+# through the kvegress group, and kvpd and kvelectd read the API token through
+# kvegress-api (systemd/kvegress.sysusers.conf says the same).
 getent group kvegress >/dev/null || groupadd --system kvegress
+getent group kvegress-api >/dev/null || groupadd --system kvegress-api
 for u in kvnetd kvelectd kvpd; do
     getent passwd "$u" >/dev/null ||
         useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
             --user-group "$u"
 done
-usermod -a -G kvegress kvpd
+usermod -a -G kvegress,kvegress-api kvpd
+usermod -a -G kvegress-api kvelectd
 
 if [ ! -d "$build_dir" ]; then
     meson setup "$build_dir" "$@" >/dev/null

@@ -26,7 +26,7 @@ KNOWN_CAPS = {"CAP_NET_ADMIN", "CAP_NET_RAW"}
 
 def prepared_units(tmp):
     for name in os.listdir(SRC):
-        if not name.endswith((".service", ".socket")):
+        if not name.endswith((".service", ".socket", ".target")):
             continue
         with open(os.path.join(SRC, name)) as f:
                 text = f.read()

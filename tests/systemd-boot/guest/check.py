@@ -167,6 +167,10 @@ def boot_phase():
             res["users"][u]["gid"] = grp.getgrnam(u).gr_gid
         except KeyError:
             pass
+    res["packages"] = {pkg: dpkg_status(pkg) for pkg in ("kvegress", "kvegress-selinux")}
+    res["version_n"] = deb_version(P["debs"]["current"])
+    res["conffiles"] = sh("dpkg-query", "-W", "-f=${Conffiles}", "kvegress").stdout
+    res["selinux_enabled"] = sh("selinuxenabled").returncode == 0
     res["ipc"] = {
         "kvpd->kvnetd": call_as("kvpd", "kvnetd"),
         "kvpd->kvelectd": call_as("kvpd", "kvelectd"),
@@ -248,6 +252,105 @@ def egress_phase():
     return res
 
 
+def dpkg_status(pkg):
+    p = sh("dpkg-query", "-W", "-f=${Status} ${Version}", pkg)
+    return p.stdout.strip() if p.returncode == 0 else ""
+
+
+def deb_version(names):
+    deb = [n for n in names if n.startswith("kvegress_")][0]
+    return deb.split("_")[1]
+
+
+def pids():
+    return {u: show(u + ".service", "MainPID")["MainPID"] for u in SERVICES}
+
+
+class Monitor:
+    """A command's output lines while a step runs (ip monitor, nft monitor)."""
+
+    def __init__(self, name, cmd):
+        self.path = os.path.join(R, name)
+        self.out = open(self.path, "w")
+        self.p = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT)
+
+    def stop(self):
+        self.p.terminate()
+        try:
+            self.p.wait(5)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+        self.out.close()
+        with open(self.path) as f:
+            return f.read().splitlines()
+
+
+def upgrade_phase():
+    """apt-get install of version N+1 while the VIP is held: the postinst restarts all three daemons
+    (kvegress-restart); nothing may happen to the VIP or the table."""
+    res = {"version_before": dpkg_status("kvegress").split()[-1], "version_next": deb_version(P["debs"]["next"]),
+           "pids_before": pids(), "nft_before": nft_table()}
+    ipmon = Monitor("ip-monitor-upgrade.txt", ["ip", "-o", "monitor", "address", "dev", P["service_if"]])
+    nftmon = Monitor("nft-monitor-upgrade.txt", ["nft", "monitor"])
+    try:
+        time.sleep(0.3)
+        t = time.monotonic()
+        debs = " ".join("./" + n for n in P["debs"]["next"] if not n.startswith("kvegress-dbgsym"))
+        p = sh("/bin/sh", "-c", "cd /root/debs-next && DEBIAN_FRONTEND=noninteractive apt-get install -y " + debs,
+               timeout=180)
+        res["upgrade_ms"] = round((time.monotonic() - t) * 1000, 1)
+        # Past kvnetd's grant deadline (renewDeadline): a renewal missed during the restarts would have
+        # fenced the VIP by now.
+        time.sleep(float(P.get("renew_deadline", 3)) + 1)
+    finally:
+        res["ip_monitor"] = ipmon.stop()
+        res["nft_monitor"] = nftmon.stop()
+    res["rc"], res["out"] = p.returncode, (p.stdout + p.stderr)[-4000:]
+    res["version_after"] = dpkg_status("kvegress").split()[-1]
+    res["pids_after"] = pids()
+    res["active_after"] = {u: active(u + ".service") for u in SERVICES}
+    res["exe_after"] = {}
+    for u, pid in res["pids_after"].items():
+        try:
+            res["exe_after"][u] = os.readlink("/proc/%s/exe" % pid)
+        except OSError as e:
+            res["exe_after"][u] = "(%s)" % e
+    res["nft_after"] = nft_table()
+    res["eth1_after"] = addrs(P["service_if"])
+    res["nrestarts"] = {u: show(u + ".service", "NRestarts")["NRestarts"] for u in SERVICES}
+    return res
+
+
+def purge_phase():
+    """kvpd started again (the VIP comes back), then apt-get purge: nothing of kvegress may stay."""
+    res = {}
+    sh("systemctl", "start", "kvpd.service", timeout=60)
+    res["eth1_before"] = wait(lambda: (lambda a: a if P["vip"] in a else None)(addrs(P["service_if"])), 30, 0.1) \
+        or addrs(P["service_if"])
+    t = time.monotonic()
+    p = sh("/bin/sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get purge -y kvegress kvegress-selinux", timeout=180)
+    res["purge_ms"] = round((time.monotonic() - t) * 1000, 1)
+    res["rc"], res["out"] = p.returncode, (p.stdout + p.stderr)[-4000:]
+    res["users_left"] = [n for n in ("kvnetd", "kvelectd", "kvpd") if sh("getent", "passwd", n).returncode == 0]
+    res["users_left"] += ["group " + g for g in ("kvnetd", "kvelectd", "kvpd", "kvegress", "kvegress-api")
+                          if sh("getent", "group", g).returncode == 0]
+    paths = ["/etc/kvegress", "/run/kvnetd", "/run/kvelectd", "/usr/sbin/kvnetd", "/usr/sbin/kvelectd",
+             "/usr/sbin/kvpd", "/usr/libexec/kvegress", "/usr/bin/kvegress-kubeconfig",
+             "/usr/lib/sysusers.d/kvegress.conf", "/usr/lib/tmpfiles.d/kvegress.conf",
+             "/usr/share/selinux/default/kvegress.pp", "/var/lib/systemd/deb-systemd-helper-enabled/kvegress.target.dsh-also"]
+    for u in ("kvnetd.service", "kvnetd.socket", "kvelectd.service", "kvelectd.socket", "kvpd.service",
+              "kvegress.target"):
+        paths += ["/lib/systemd/system/" + u, "/etc/systemd/system/multi-user.target.wants/" + u]
+    res["paths_left"] = [x for x in paths if os.path.lexists(x)]
+    res["nft_after"] = nft_table()
+    res["eth1_after"] = addrs(P["service_if"])
+    res["units_left"] = sh("systemctl", "list-units", "--all", "--no-legend", "--plain", "kvnetd*", "kvelectd*",
+                           "kvpd*", "kvegress*").stdout.strip()
+    res["dpkg_status"] = {pkg: sh("dpkg-query", "-W", "-f=${db:Status-Abbrev}", pkg).stdout.strip()
+                          for pkg in ("kvegress", "kvegress-selinux")}
+    return res
+
+
 def stop_phase():
     t = time.monotonic()
     p = sh("systemctl", "stop", "kvpd.service", timeout=60)
@@ -268,9 +371,15 @@ def main():
             final["error"] = "the host never said go-egress"
             return
         write("egress.json", egress_phase())
+        write("upgrade.json", upgrade_phase())
+        if not wait_file("go-upgraded", 60):
+            final["error"] = "the host never said go-upgraded"
+            return
         write("stopped.json", stop_phase())
         if not wait_file("go-stopped", 60):
             final["error"] = "the host never said go-stopped"
+            return
+        write("purge.json", purge_phase())
     except Exception:  # noqa: BLE001 - report everything to the host
         final["error"] = traceback.format_exc()
     finally:
