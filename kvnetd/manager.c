@@ -523,7 +523,12 @@ int manager_start(Manager *m)
                 }
                 if (m->ct_source)
                         (void)on_conntrack_pass(m->ct_source, m);
-                return 0;
+                /* Nothing of ours stays (the package's removal relies on
+                 * it): the table goes too, and the grant records. */
+                r = delete_table(m);
+                if (r < 0)
+                        return log_error_errno(r, "cannot delete table inet %s: %m", m->config->table);
+                return state_save(m);
         }
         manager_update_fence(m);
         r = sd_event_add_time_relative(m->event, &m->reconcile_timer, CLOCK_MONOTONIC,
