@@ -376,7 +376,7 @@ current-context: kvboot
         self._put("/usr/local/lib/kvboot/check.py", src=os.path.join(HERE, "guest", "check.py"), mode=0o755)
         self._put("/usr/local/lib/kvboot/dbus_p2p.py", src=DBUS_P2P)
         self._put("/etc/kvboot/params.json", json.dumps({"service_if": SVC_IF, "vip": VIP, "table": TABLE,
-                                                     "api": [API_IP, API_PORT], "debs": debs}))
+                                                     "api": [API_IP, API_PORT], "debs": debs, "renew_deadline": 6}))
         self._put("/etc/systemd/system/kvboot-check.service", src=os.path.join(HERE, "guest",
                                                                              "kvboot-check.service"))
         # No login prompt on the console.
@@ -387,7 +387,10 @@ current-context: kvboot
 
     def _env(self, example):
         """The shipped example, with this node's values."""
+        # Lease 10/6/1 s, as tests/cluster/test_restart.py: the upgrade's restarts must fit inside kvnetd's
+        # grant deadline (renewDeadline less retryPeriod and the margin: 4.5 s), as with kube-vip's 15/10/2.
         want = {"vip_nodename": NODE_NAME, "vip_servicesinterface": SVC_IF, "egress_podcidr": POD_CIDR,
+                "vip_leaseduration": "10", "vip_renewdeadline": "6", "vip_retryperiod": "1",
                 "egress_servicecidr": SVC_CIDR,
                 "KVNETD_OPTIONS": "--vip-range=%s --interface=%s --log-level=debug" % (VIP_RANGE, SVC_IF),
                 "KVELECTD_OPTIONS": "--log-level=debug", "KVEGRESS_LOG_LEVEL": "debug"}
