@@ -182,7 +182,13 @@ class Guide(bt.Boot):
         self.pid1 = bt.wait(self.leader, 30, 0.1)
         if not self.pid1:
             raise RuntimeError("no container PID 1 after 30 s:\n" + bt.tail(os.path.join(self.dir, "console.txt")))
-        p = self.in_node("systemctl is-system-running --wait", timeout=120)
+        # systemd's bus comes up a little after PID 1 exists.
+        end = time.monotonic() + 120
+        while True:
+            p = self.in_node("systemctl is-system-running --wait", timeout=120)
+            if p.stdout.strip() in ("running", "degraded") or time.monotonic() > end:
+                break
+            time.sleep(0.2)
         if p.stdout.strip() not in ("running", "degraded"):
             raise RuntimeError("container not up: %s %s" % (p.stdout, p.stderr))
 
@@ -231,19 +237,19 @@ class GuideTest(unittest.TestCase):
         self.assertGreater(len(steps), 5)
         g.cluster_objects()
         g.boot_empty()
-        checks = {"enable": self.after_enable, "install-token": self.after_renewal, "NEW_DEB": self.after_upgrade,
-                  "purge": self.after_purge}
+        checks = {"kube-vip.io/egress=true": self.after_annotate, "install-token": self.after_renewal,
+                  "./$NEW_DEB": self.after_upgrade, "purge": self.after_purge}
         for tag, block in steps:
-            before = self.snapshot() if "NEW_DEB" in block else None
+            before = self.snapshot() if "./$NEW_DEB" in block else None
             old_token = self.read_token() if "install-token" in block else None
             g.run_block(tag, block)
             for key, check in checks.items():
-                if key in block and (key != "enable" or "kvegress.target" in block):
-                    check(before if key == "NEW_DEB" else old_token)
+                if key in block:
+                    check(before if key == "./$NEW_DEB" else old_token)
         events = g.vip_events()
         self.assertEqual(([e for e in events if not e.startswith("Deleted")].__len__(),
                           [e for e in events if e.startswith("Deleted")].__len__()), (1, 1), "\n".join(events))
-        self.assertTrue(self.done.issuperset({"enable", "renewal", "upgrade", "purge"}), self.done)
+        self.assertTrue(self.done.issuperset({"egress", "renewal", "upgrade", "purge"}), self.done)
 
     done = set()
 
@@ -258,12 +264,12 @@ class GuideTest(unittest.TestCase):
         return {"table": GUIDE.node_table(), "events": len(GUIDE.vip_events()),
                 "pids": GUIDE.in_node("systemctl show -p MainPID --value kvnetd kvelectd kvpd").stdout.split()}
 
-    def after_enable(self, _):
+    def after_annotate(self, _):
         g = GUIDE
-        self.assertTrue(bt.wait(self.node_vip, 30, 0.2), "no VIP on the node after the guide's enable step")
+        self.assertTrue(bt.wait(self.node_vip, 30, 0.2), "no VIP on the node after the guide's annotate step")
         self.assertTrue(bt.wait(lambda: (g.lease().get("spec") or {}).get("holderIdentity") == NODE, 30, 0.2))
         self.assertIn(VIP, g.node_table() or "")
-        self.done.add("enable")
+        self.done.add("egress")
 
     def after_renewal(self, old_token):
         """The guide renewed the token; now the old one is revoked and every connection cut: both daemons
