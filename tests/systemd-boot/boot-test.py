@@ -676,6 +676,15 @@ class BootTest(unittest.TestCase):
         deleted = [e for e in events if e.startswith("Deleted")]
         self.assertEqual((len(added), len(deleted)), (2, 2), "\n".join(events))
 
+    def test_16_lintian_clean(self):
+        """lintian at its default level, on the packages this run installed: no error, no warning (the
+        overrides in debian/*.lintian-overrides each say why)."""
+        path = os.path.join(self.b.deb_dir, "lintian.txt")
+        self.assertTrue(os.path.exists(path), "tools/build-deb.sh wrote no lintian.txt")
+        with open(path) as f:
+            tags = [line.strip() for line in f if re.match(r"[EWX]: ", line)]
+        self.assertEqual(tags, [])
+
     def test_13_installed_with_apt(self):
         files = self.b.host.get("installed_files") or []
         for f in ("/usr/sbin/kvnetd", "/usr/sbin/kvelectd", "/usr/sbin/kvpd", "/lib/systemd/system/kvegress.target",
@@ -821,6 +830,12 @@ def main():
         if not ok:
             print("\n----- container console (tail)\n" + tail(os.path.join(BOOT.dir, "console.txt"), 40))
             print("\n----- container journal (tail)\n" + tail(os.path.join(BOOT.results, "journal.txt"), 150))
+            try:
+                with open(os.path.join(BOOT.results, "journal.txt")) as f:
+                    ours = [line.rstrip() for line in f if re.search(r" (kvnetd|kvelectd|kvpd)\[\d+\]: ", line)]
+                print("\n----- the daemons' own journal lines (first 200)\n" + "\n".join(ours[:200]))
+            except OSError:
+                pass
             print("\n----- API server (tail)\n" + tail(os.path.join(BOOT.dir, "apiserver.log"), 20))
         return 0 if ok else 1
     finally:

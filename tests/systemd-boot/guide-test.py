@@ -15,7 +15,9 @@ cached root of boot-test.py, nothing of kvegress installed), so the guide cannot
 Between blocks the test checks what the guide promises: the VIP and the rules after "enable", the Lease
 held by the node, the token renewal picked up while the old token is revoked (and every connection cut,
 so both daemons must authenticate again): no VIP event, the Lease still renewed, an annotation change
-still applied; the upgrade moves nothing; the purge leaves nothing. An `ip monitor` from the host over the
+still applied; the mixed fleet (a second Service whose Lease "kube-vip" on another node holds and renews,
+played by the test: never bound here; once kube-vip releases it, taken over); the upgrade moves nothing;
+the purge leaves nothing. An `ip monitor` from the host over the
 whole run must show the VIP added once and removed once.
 
 usage: guide-test.py --deb-dir DIR (tools/build-deb.sh's output)      Needs root. Standard library only.
@@ -29,11 +31,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 import unittest
-import urllib.request
-import ssl
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
@@ -46,6 +46,8 @@ _spec.loader.exec_module(bt)
 
 NODE = "kvguide-node"
 VIP = bt.VIP
+# A second Service whose Lease a kube-vip node holds when the guide starts (the mixed fleet).
+VIP2, KUBE_VIP_NODE = "192.168.0.242", "kube-vip-worker-2"
 
 
 def guide_blocks(path=README):
@@ -110,22 +112,17 @@ class Guide(bt.Boot):
         self.log = []  # (tag, block, rc, output)
 
     def admin_api(self, op, body):
-        ctx = ssl.create_default_context(cafile=os.path.join(self.dir, "api", "ca.crt"))
+        """POST /_kvtest/OP as the admin (the server is reachable only from its namespace)."""
         with open(os.path.join(self.dir, "api", "admin-token")) as f:
             tok = f.read().strip()
-        req = urllib.request.Request("%s/_kvtest/%s" % (self.api_url, op), data=json.dumps(body).encode(),
-                                     method="POST", headers={"Authorization": "Bearer " + tok,
-                                                             "Content-Type": "application/json"})
-        # The API server is only reachable from its namespace; urllib runs here, so go through kubectl's
-        # namespace with a tiny client instead.
-        p = bt.run(["ip", "netns", "exec", self.ns_api, sys.executable, "-c",
-                    "import json,ssl,sys,urllib.request as u\n"
-                    "c=ssl.create_default_context(cafile=%r)\n"
-                    "r=u.Request(%r,data=%r,method='POST',headers=%r)\n"
-                    "print(u.urlopen(r,context=c,timeout=20).read().decode())" % (
-                        os.path.join(self.dir, "api", "ca.crt"), req.full_url, req.data, dict(req.header_items()))],
-                   timeout=30)
-        del ctx
+        code = ("import json, ssl, sys, urllib.request as u\n"
+                "c = ssl.create_default_context(cafile=sys.argv[1])\n"
+                "r = u.Request(sys.argv[2], data=sys.argv[3].encode(), method='POST',\n"
+                "              headers={'Authorization': 'Bearer ' + sys.argv[4], 'Content-Type': 'application/json'})\n"
+                "print(u.urlopen(r, context=c, timeout=20).read().decode())\n")
+        p = bt.run(["ip", "netns", "exec", self.ns_api, sys.executable, "-c", code,
+                    os.path.join(self.dir, "api", "ca.crt"), "%s/_kvtest/%s" % (self.api_url, op), json.dumps(body),
+                    tok], timeout=30)
         return json.loads(p.stdout or "{}")
 
     def leader(self):
@@ -209,10 +206,48 @@ class Guide(bt.Boot):
              "endpoints": [{"addresses": [bt.POD_IP], "nodeName": NODE,
                             "conditions": {"ready": True, "serving": True, "terminating": False}}]},
         ]
+        # web2: egress already on, its pod on this node too, its Lease held and renewed by kube-vip on
+        # another node (this test plays it, renewing every 2 s as kube-vip's 15/10/2 defaults do).
+        objs += [
+            {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "web2", "namespace": "default",
+                          "annotations": {"kube-vip.io/loadbalancerIPs": VIP2, "kube-vip.io/egress": "true"}},
+             "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local", "selector": {"app": "web2"},
+                      "ports": [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}]}},
+            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+             "metadata": {"name": "web2-v4", "namespace": "default",
+                          "labels": {"kubernetes.io/service-name": "web2"}},
+             "addressType": "IPv4", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+             "endpoints": [{"addresses": ["10.244.1.11"], "nodeName": NODE,
+                            "conditions": {"ready": True, "serving": True, "terminating": False}}]},
+        ]
         self.kubectl("apply", "-f", "-", input="\n".join(json.dumps(o) for o in objs))
+        self.kube_vip_renewing = True
+        self.kube_vip_lease(KUBE_VIP_NODE, 15)
+        self.kube_vip = threading.Thread(target=self._kube_vip_loop, daemon=True)
+        self.kube_vip.start()
 
-    def lease(self):
-        p = self.kubectl("get", "lease", "kubevip-web", "-n", "default", "-o", "json", check=False)
+    def kube_vip_lease(self, holder, duration):
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                 "metadata": {"name": "kubevip-web2", "namespace": "default"},
+                 "spec": {"holderIdentity": holder, "leaseDurationSeconds": duration, "renewTime": now,
+                          "acquireTime": now, "leaseTransitions": 0}}
+        self.kubectl("apply", "-f", "-", input=json.dumps(lease), check=False)
+
+    def _kube_vip_loop(self):
+        while self.kube_vip_renewing and not self.closed:
+            self.kube_vip_lease(KUBE_VIP_NODE, 15)
+            time.sleep(2)
+
+    def kube_vip_stop(self):
+        """kube-vip stopped on its node: it releases its Lease (ReleaseOnCancel: holder cleared, 1 s)."""
+        self.kube_vip_renewing = False
+        self.kube_vip.join(30)
+        self.kube_vip_lease("", 1)
+
+    def lease(self, name="kubevip-web"):
+        p = self.kubectl("get", "lease", name, "-n", "default", "-o", "json", check=False)
         return json.loads(p.stdout) if p.returncode == 0 else {}
 
     def vip_events(self):
@@ -238,6 +273,7 @@ class GuideTest(unittest.TestCase):
         g.cluster_objects()
         g.boot_empty()
         checks = {"kube-vip.io/egress=true": self.after_annotate, "install-token": self.after_renewal,
+                  "HOLDER:": self.after_mixed_fleet,
                   "./$NEW_DEB": self.after_upgrade, "purge": self.after_purge}
         for tag, block in steps:
             before = self.snapshot() if "./$NEW_DEB" in block else None
@@ -249,7 +285,7 @@ class GuideTest(unittest.TestCase):
         events = g.vip_events()
         self.assertEqual(([e for e in events if not e.startswith("Deleted")].__len__(),
                           [e for e in events if e.startswith("Deleted")].__len__()), (1, 1), "\n".join(events))
-        self.assertTrue(self.done.issuperset({"egress", "renewal", "upgrade", "purge"}), self.done)
+        self.assertTrue(self.done.issuperset({"egress", "renewal", "mixed", "upgrade", "purge"}), self.done)
 
     done = set()
 
@@ -299,6 +335,23 @@ class GuideTest(unittest.TestCase):
                          (time.monotonic() - t0))
         self.done.add("renewal")
 
+    def after_mixed_fleet(self, _):
+        """web2's Lease is kube-vip's: this node has never bound its VIP. kube-vip stops and releases
+        it: this node takes the Lease and the VIP, and the two never overlap (one holder)."""
+        g = GUIDE
+        self.assertEqual((g.lease("kubevip-web2").get("spec") or {}).get("holderIdentity"), KUBE_VIP_NODE)
+        self.assertNotIn(VIP2, g.node_addrs(), "the node bound a VIP whose Lease kube-vip holds")
+        with open(g.monitor_path) as f:
+            self.assertEqual([x for x in f if VIP2 + "/" in x], [], "VIP of kube-vip's Service seen on the node")
+        t0 = time.monotonic()
+        g.kube_vip_stop()
+        self.assertTrue(bt.wait(lambda: VIP2 in g.node_addrs(), 30, 0.2),
+                        "the node did not take web2 after kube-vip released its Lease")
+        self.assertEqual((g.lease("kubevip-web2").get("spec") or {}).get("holderIdentity"), NODE)
+        sys.stderr.write("guide-test: mixed fleet: web2 taken over %.1f s after kube-vip released it\n" %
+                         (time.monotonic() - t0))
+        self.done.add("mixed")
+
     def after_upgrade(self, before):
         g = GUIDE
         after = self.snapshot()
@@ -313,6 +366,7 @@ class GuideTest(unittest.TestCase):
     def after_purge(self, _):
         g = GUIDE
         self.assertFalse(self.node_vip(), "VIP left after the purge")
+        self.assertNotIn(VIP2, g.node_addrs(), "VIP of web2 left after the purge")
         self.assertIsNone(g.node_table(), "table inet kvegress left after the purge")
         p = g.in_node("getent passwd kvnetd kvelectd kvpd; getent group kvegress kvegress-api; "
                       "ls -d /etc/kvegress /run/kvnetd /run/kvelectd 2>/dev/null; true")
