@@ -195,30 +195,15 @@ static int parse_argv(int argc, char *argv[])
 
 static int load_node_name(void)
 {
-        static const char *const names[] = {"vip_nodename", "KVEGRESS_NODE_NAME", NULL};
-        char host[HOST_NAME_MAX + 1] = {};
-        const char *v, *which = NULL;
+        _cleanup_free_ char *name = NULL;
+        int r;
 
-        if (!arg_node_name) {
-                v = env_first(names, &which);
-                if (isempty(v)) {
-                        if (gethostname(host, sizeof(host) - 1) < 0)
-                                return log_error_errno(errno,
-                                                       "vip_nodename is unset and gethostname() failed: %m");
-                        v = host;
-                        which = "hostname";
-                }
-                arg_node_name = strdup(v);
-                if (!arg_node_name)
-                        return log_error_errno(ENOMEM, "out of memory");
-                arg_node_name_source = which;
-        }
-        /* kube-vip lowercases the identity; Node names are lowercase anyway. */
-        for (char *p = arg_node_name; *p; p++)
-                *p = (char)tolower((unsigned char)*p);
-        if (!k8s_dns_subdomain_valid(arg_node_name))
-                return log_error_errno(EINVAL, "%s=%s: not a valid Kubernetes node name",
-                                       arg_node_name_source, arg_node_name);
+        /* shared/daemon.c: the same name kvpd uses. */
+        r = node_name_load(arg_node_name, "--node-name", &name, &arg_node_name_source);
+        if (r < 0)
+                return r;
+        free(arg_node_name);
+        arg_node_name = TAKE_PTR(name);
         return 0;
 }
 

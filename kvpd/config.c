@@ -111,29 +111,6 @@ static int cidr_env(const char *name, IpPrefix **ret, size_t *ret_n)
         return 0;
 }
 
-static int node_name_load(Config *c)
-{
-        const char *names[] = {"vip_nodename", "KVEGRESS_NODE_NAME", NULL};
-        const char *which = NULL, *v = env_first(names, &which);
-        char host[HOST_NAME_MAX + 1] = {};
-
-        if (isempty(v)) {
-                if (gethostname(host, sizeof(host) - 1) < 0)
-                        return log_error_errno(errno, "vip_nodename is unset and gethostname() failed: %m");
-                v = host;
-                which = "hostname";
-        }
-        c->node_name = strdup(v);
-        if (!c->node_name)
-                return -ENOMEM;
-        /* kube-vip lowercases; Node names are lowercase RFC 1123 anyway. */
-        for (char *p = c->node_name; *p; p++)
-                *p = (char)tolower((unsigned char)*p);
-        if (!k8s_dns_subdomain_valid(c->node_name))
-                return log_error_errno(EINVAL, "%s=%s: not a valid Kubernetes node name", which, v);
-        return 0;
-}
-
 static int interface_load(Config *c)
 {
         const char *names[] = {"vip_servicesinterface", "vip_interface", NULL};
@@ -178,7 +155,7 @@ int config_load(Config *ret)
         bool b;
         int r;
 
-        r = node_name_load(&c);
+        r = node_name_load(NULL, NULL, &c.node_name, NULL);
         if (r < 0)
                 return r;
         r = interface_load(&c);

@@ -2,13 +2,18 @@
 #include "daemon.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include "log.h"
+#include "netaddr.h"
 
 #ifndef PROJECT_VERSION
 #define PROJECT_VERSION "unknown"
@@ -192,4 +197,35 @@ const char *env_first(const char *const *names, const char **ret_name)
                 }
         }
         return NULL;
+}
+
+int node_name_load(const char *option, const char *option_name, char **ret, const char **ret_source)
+{
+        static const char *const names[] = {"vip_nodename", "KVEGRESS_NODE_NAME", NULL};
+        char host[HOST_NAME_MAX + 1] = {};
+        const char *v = option, *which = option_name ? option_name : "option";
+        char *name;
+
+        if (!v) {
+                v = env_first(names, &which);
+                if (isempty(v)) {
+                        if (gethostname(host, sizeof(host) - 1) < 0)
+                                return log_error_errno(errno, "vip_nodename is unset and gethostname() failed: %m");
+                        v = host;
+                        which = "hostname";
+                }
+        }
+        name = strdup(v);
+        if (!name)
+                return log_error_errno(ENOMEM, "out of memory");
+        for (char *p = name; *p; p++)
+                *p = (char)tolower((unsigned char)*p);
+        if (!k8s_dns_subdomain_valid(name)) {
+                free(name);
+                return log_error_errno(EINVAL, "%s=%s: not a valid Kubernetes node name", which, v);
+        }
+        *ret = name;
+        if (ret_source)
+                *ret_source = which;
+        return 0;
 }

@@ -37,5 +37,13 @@ int env_get_duration_usec(const char *name, uint64_t min_usec, uint64_t max_usec
 /* First variable of names[] that is set wins (e.g. {"KVEGRESS_NODE_NAME", "vip_nodename"}). */
 const char *env_first(const char *const *names, const char **ret_name);
 
+/* This node's name, the one kvpd and kvelectd must agree on (it matches
+ * EndpointSlice nodeName and is the Lease identity): option if set (named
+ * option_name in errors), else vip_nodename, else KVEGRESS_NODE_NAME, else
+ * the hostname; lowercased as kube-vip does (Node names are lowercase RFC
+ * 1123 subdomains anyway) and checked. Logs and returns a negative errno on
+ * failure. */
+int node_name_load(const char *option, const char *option_name, char **ret, const char **ret_source);
+
 /* Parses "15", "15s", "1500ms", "2m", "1h". */
 int parse_duration_usec(const char *s, uint64_t *ret);
