@@ -7,6 +7,7 @@
 #include <netlink/msg.h>
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "array.h"
@@ -77,6 +78,7 @@ static struct rtnl_addr *vip_to_rtnl(const Vip *v, bool for_add, int *ret_error)
 int addr_add(Manager *m, const Vip *v)
 {
         struct rtnl_addr *ra;
+        struct nl_msg *msg = NULL;
         int r = 0;
 
         ra = vip_to_rtnl(v, true, &r);
@@ -84,9 +86,20 @@ int addr_add(Manager *m, const Vip *v)
                 return r;
         if (v->addr.family == AF_INET6 && m->config->ipv6_nodad)
                 rtnl_addr_set_flags(ra, IFA_F_NODAD);
-        /* NLM_F_REPLACE: an existing address gets our lifetimes back. */
-        r = rtnl_addr_add(m->nl, ra, NLM_F_REPLACE);
+        /* Create only (NLM_F_EXCL, never NLM_F_REPLACE): an address that is
+         * already there is someone else's, and replacing it would rewrite
+         * its prefix length's lifetimes (IPv6 matches on the address
+         * alone). The marker makes it ours across restarts. */
+        r = rtnl_addr_build_add_request(ra, NLM_F_EXCL, &msg);
         rtnl_addr_put(ra);
+        if (r < 0)
+                return nl_to_errno(r);
+        r = nla_put_u8(msg, IFA_PROTO, KVNETD_ADDR_PROTO);
+        if (r < 0) {
+                nlmsg_free(msg);
+                return -ENOMEM;
+        }
+        r = nl_send_sync(m->nl, msg); /* frees msg */
         return r < 0 ? nl_to_errno(r) : 0;
 }
 
@@ -121,42 +134,159 @@ static bool in_ranges(const Config *c, const IpAddr *a)
         return false;
 }
 
-int addr_list_vips(Manager *m, AddrInfo **ret, size_t *ret_n)
+/* One address of a dump, as the kernel reports it. */
+typedef struct KernelAddr {
+        IpAddr addr;
+        int ifindex;
+        unsigned prefixlen;
+        uint8_t proto; /* IFA_PROTO, 0 if absent */
+} KernelAddr;
+
+typedef int (*addr_dump_fn)(const KernelAddr *ka, void *userdata);
+
+typedef struct DumpContext {
+        addr_dump_fn fn;
+        void *userdata;
+        int error;
+} DumpContext;
+
+static int on_dump_message(struct nl_msg *msg, void *userdata)
 {
-        struct nl_cache *cache = NULL;
-        _cleanup_free_ AddrInfo *v = NULL;
-        size_t n = 0, cap = 0;
+        DumpContext *ctx = userdata;
+        struct nlmsghdr *h = nlmsg_hdr(msg);
+        struct nlattr *tb[IFA_MAX + 1];
+        struct ifaddrmsg *ifa;
+        struct nlattr *a;
+        KernelAddr ka = {};
         int r;
 
-        r = rtnl_addr_alloc_cache(m->nl, &cache);
+        if (h->nlmsg_type != RTM_NEWADDR || ctx->error < 0)
+                return NL_OK;
+        if (nlmsg_parse(h, sizeof(struct ifaddrmsg), tb, IFA_MAX, NULL) < 0)
+                return NL_OK;
+        ifa = nlmsg_data(h);
+        if (ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6)
+                return NL_OK;
+        /* IPv4: IFA_LOCAL (IFA_ADDRESS is the peer on point-to-point links);
+         * IPv6: IFA_ADDRESS only. */
+        a = tb[IFA_LOCAL] ? tb[IFA_LOCAL] : tb[IFA_ADDRESS];
+        if (!a || nla_len(a) != (ifa->ifa_family == AF_INET6 ? 16 : 4))
+                return NL_OK;
+        ka.addr.family = ifa->ifa_family;
+        memcpy(&ka.addr.addr, nla_data(a), (size_t)nla_len(a));
+        ka.ifindex = (int)ifa->ifa_index;
+        ka.prefixlen = ifa->ifa_prefixlen;
+        if (tb[IFA_PROTO] && nla_len(tb[IFA_PROTO]) >= 1)
+                ka.proto = nla_get_u8(tb[IFA_PROTO]);
+        r = ctx->fn(&ka, ctx->userdata);
+        if (r < 0)
+                ctx->error = r;
+        return NL_OK;
+}
+
+/* Every address of one family on the node, any interface, any prefix. */
+static int addr_dump(Manager *m, int family, addr_dump_fn fn, void *userdata)
+{
+        struct ifaddrmsg req = {.ifa_family = (unsigned char)family};
+        DumpContext ctx = {.fn = fn, .userdata = userdata};
+        struct nl_cb *cb;
+        int r;
+
+        cb = nl_cb_alloc(NL_CB_DEFAULT);
+        if (!cb)
+                return -ENOMEM;
+        (void)nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, on_dump_message, &ctx);
+        r = nl_send_simple(m->nl, RTM_GETADDR, NLM_F_DUMP, &req, sizeof(req));
+        if (r >= 0)
+                r = nl_recvmsgs(m->nl, cb);
+        nl_cb_put(cb);
         if (r < 0)
                 return nl_to_errno(r);
-        for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
-                struct rtnl_addr *ra = (struct rtnl_addr *)o;
-                struct nl_addr *local = rtnl_addr_get_local(ra);
-                int family = rtnl_addr_get_family(ra);
-                AddrInfo ai = {};
+        return ctx.error;
+}
 
-                if (!local || (family != AF_INET && family != AF_INET6) ||
-                    rtnl_addr_get_prefixlen(ra) != (int)family_max_prefixlen(family) ||
-                    nl_addr_get_len(local) != (family == AF_INET6 ? 16u : 4u))
-                        continue;
-                ai.addr.family = family;
-                memcpy(&ai.addr.addr, nl_addr_get_binary_addr(local), nl_addr_get_len(local));
-                if (!if_indextoname((unsigned)rtnl_addr_get_ifindex(ra), ai.ifname))
-                        continue;
-                if (!interface_allowed(m->config, ai.ifname) || !in_ranges(m->config, &ai.addr))
-                        continue;
-                if (ARRAY_RESERVE(v, cap, n + 1) < 0) {
-                        nl_cache_free(cache);
-                        return -ENOMEM;
-                }
-                v[n++] = ai;
-        }
-        nl_cache_free(cache);
-        *ret = TAKE_PTR(v);
-        *ret_n = n;
+typedef struct ListContext {
+        Manager *m;
+        AddrInfo *v;
+        size_t n, cap;
+} ListContext;
+
+static int on_list_vip(const KernelAddr *ka, void *userdata)
+{
+        ListContext *ctx = userdata;
+        AddrInfo ai = {.addr = ka->addr};
+
+        /* Ours: our marker, host prefix, in our ranges, on our interfaces.
+         * Anything else, even a /32 in a VIP range, is not kvnetd's. */
+        if (ka->proto != KVNETD_ADDR_PROTO || ka->prefixlen != family_max_prefixlen(ka->addr.family))
+                return 0;
+        if (!if_indextoname((unsigned)ka->ifindex, ai.ifname))
+                return 0;
+        if (!interface_allowed(ctx->m->config, ai.ifname) || !in_ranges(ctx->m->config, &ai.addr))
+                return 0;
+        if (ARRAY_RESERVE(ctx->v, ctx->cap, ctx->n + 1) < 0)
+                return -ENOMEM;
+        ctx->v[ctx->n++] = ai;
         return 0;
+}
+
+int addr_list_vips(Manager *m, AddrInfo **ret, size_t *ret_n)
+{
+        ListContext ctx = {.m = m};
+        int r;
+
+        r = addr_dump(m, AF_INET, on_list_vip, &ctx);
+        if (r >= 0)
+                r = addr_dump(m, AF_INET6, on_list_vip, &ctx);
+        if (r < 0) {
+                free(ctx.v);
+                return r;
+        }
+        *ret = ctx.v;
+        *ret_n = ctx.n;
+        return 0;
+}
+
+typedef struct FindContext {
+        const IpAddr *addr;
+        KernelAddr found;
+        bool any;
+} FindContext;
+
+static int on_find(const KernelAddr *ka, void *userdata)
+{
+        FindContext *ctx = userdata;
+
+        if (!ctx->any && ip_addr_equal(&ka->addr, ctx->addr)) {
+                ctx->found = *ka;
+                ctx->any = true;
+        }
+        return 0;
+}
+
+int addr_check_unused(Manager *m, const IpAddr *a, char *ret_message, size_t size)
+{
+        FindContext ctx = {.addr = a};
+        char ifname[IFNAMSIZ] = "?", buf[INET6_ADDRSTRLEN];
+        int r;
+
+        r = addr_dump(m, a->family, on_find, &ctx);
+        if (r < 0) {
+                snprintf(ret_message, size, "address: cannot list the node's addresses: %s", strerror(-r));
+                return r;
+        }
+        if (!ctx.any)
+                return 0;
+        (void)if_indextoname((unsigned)ctx.found.ifindex, ifname);
+        snprintf(ret_message, size,
+                 "address: %s is already on this node as %s/%u on %s, %s; kvnetd never changes "
+                 "an address it did not add",
+                 ip_addr_to_string(a, buf), buf, ctx.found.prefixlen, ifname,
+                 ctx.found.proto == KVNETD_ADDR_PROTO
+                         ? "left by an earlier kvnetd outside its current ranges or "
+                           "interfaces"
+                         : "not kvnetd's");
+        return -EADDRINUSE;
 }
 
 int addr_reconcile(Manager *m)

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 
+#include "addr.h"
 #include "array.h"
 #include "kvnetd-bus.h"
 #include "log.h"
@@ -134,6 +135,13 @@ static int method_grant_vip(sd_bus_message *msg, void *userdata, sd_bus_error *e
         if (v && !streq(v->ifname, ifname)) {
                 snprintf(buf, sizeof(buf), "address: %s is bound on %s; release it first", address, v->ifname);
                 return reply_error(error, -EADDRINUSE, buf);
+        }
+        if (!v) {
+                /* Not ours: it must not be on the node at all (the node's
+                 * own address, another daemon's), whatever its prefix. */
+                r = addr_check_unused(m, &a, buf, sizeof(buf));
+                if (r < 0)
+                        return reply_error(error, r, buf);
         }
         if (!s) {
                 r = manager_add_service(m, key, &s);

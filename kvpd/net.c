@@ -56,6 +56,7 @@ bool net_leading(const Service *s)
 }
 
 static int on_resync(sd_event_source *es, uint64_t usec, void *userdata);
+static void net_remove(Service *s, bool for_stop);
 
 static void schedule_resync(Manager *m)
 {
@@ -119,6 +120,15 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
                                      e->message ? e->message : e->name);
                 s->net_failed = true;
                 schedule_resync(m);
+                if (streq(c->method, KVNETD_METHOD_GRANT_VIP) ||
+                    streq(c->method, KVNETD_METHOD_SET_EGRESS)) {
+                        /* A refused Service (its pod mapped by another
+                         * Service, its VIP the node's own address) must
+                         * not keep a VIP bound with no SNAT: drop the whole
+                         * batch; the resync tries it again. */
+                        net_remove(s, false);
+                        s->net_failed = true;
+                }
         }
         if (s->net_inflight == 0 && !s->net_failed && s->programmed) {
                 s->net_confirmed = true;

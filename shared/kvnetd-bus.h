@@ -28,7 +28,11 @@
  *   address may be written bare or with /32 (/128). The deadline belongs to
  *   the service: all its VIPs share it, and each GrantVip or RenewGrant sets
  *   it to the value given (it can also move earlier). A VIP granted to
- *   another service, or bound on another interface, is a Conflict. A replay
+ *   another service, or bound on another interface, is a Conflict, and so
+ *   is an address already on the node that kvnetd did not add (any
+ *   interface, any prefix length: the node's own address inside a VIP
+ *   range), named with its interface and prefix. kvnetd never changes or
+ *   removes an address it did not add. A replay
  *   of a VIP that is already bound (e.g. after a kvnetd restart) changes
  *   nothing in the kernel. */
 #define KVNETD_METHOD_GRANT_VIP "GrantVip"

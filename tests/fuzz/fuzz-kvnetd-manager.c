@@ -85,6 +85,22 @@ int manager_grant_vip(Manager *m, Service *s, const IpAddr *a, const char *ifnam
         return 0;
 }
 
+/* kvnetd/addr.c's check that an address is not already on the node. The
+ * fuzzed node has none in the VIP ranges but the one the handler must
+ * refuse: 192.168.0.240, "the node's own address". */
+int addr_check_unused(Manager *m, const IpAddr *a, char *ret_message, size_t size)
+{
+        IpAddr own;
+
+        fuzz_assert(in_vip_ranges(m->config, a) && !manager_find_vip(m, a));
+        fuzz_assert(ip_addr_parse("192.168.0.240", AF_INET, &own, NULL) == 0);
+        if (!ip_addr_equal(a, &own))
+                return 0;
+        snprintf(ret_message, size,
+                 "address: 192.168.0.240 is already on this node as 192.168.0.240/24 on lo");
+        return -EADDRINUSE;
+}
+
 int manager_release_vip(Manager *m, Service *s, Vip *v)
 {
         fuzz_assert(s && v && v->service == s);
