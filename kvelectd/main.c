@@ -309,8 +309,11 @@ static int run(int argc, char *argv[])
         if (r < 0)
                 return log_error_errno(r, "cannot set up the event loop: %m");
         r = kube_client_new(event, config, NULL, &client);
-        if (r < 0)
-                return log_error_errno(r, "cannot set up the API client: %m");
+        if (r < 0) {
+                _cleanup_free_ char *what = kube_config_describe(config);
+                return log_error_errno(r, "cannot set up the API client from %s: %m",
+                                       what ? what : "kubeconfig");
+        }
 
         r = manager_new(event, TAKE_PTR(client),
                         &(ManagerOptions){

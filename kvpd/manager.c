@@ -262,8 +262,11 @@ int manager_start(Manager *m)
                             m->kube_config->source ? m->kube_config->source : "kubeconfig");
         add_kubeconfig_server(m);
         r = kube_client_new(m->event, m->kube_config, &opts, &m->kube);
-        if (r < 0)
-                return log_error_errno(r, "cannot set up the Kubernetes client: %m");
+        if (r < 0) {
+                _cleanup_free_ char *what = kube_config_describe(m->kube_config);
+                return log_error_errno(r, "cannot set up the Kubernetes client from %s: %m",
+                                       what ? what : "kubeconfig");
+        }
         log_info("node %s, API %s, VIP interface %s, watching %s", m->config.node_name, m->kube_config->server,
                  m->config.service_interface, m->config.namespace ? m->config.namespace : "all namespaces");
 

@@ -121,10 +121,30 @@ static void *slice_transform(KubeInformer *inf, json_t *o, void *userdata)
         (void)inf;
 
         if (kube_endpointslice_parse(o, &sl, &e) < 0) {
-                log_warning("skipping an EndpointSlice: %s", e.message);
+                /* Name it: the message alone says which field, not which
+                 * of the cluster's slices. */
+                json_t *meta = json_object_get(o, "metadata");
+                const char *ns = json_string_value(json_object_get(meta, "namespace"));
+                const char *name = json_string_value(json_object_get(meta, "name"));
+                log_warning("skipping EndpointSlice %s/%s: %s", ns ? ns : "?", name ? name : "?", e.message);
                 return NULL;
         }
         kube_endpointslice_keep_node(sl, ctx->manager->config.node_name);
+        /* egress-policy.c skips an address that is not of the slice's
+         * family (never a guess); say so, naming it. */
+        int family = streq_ptr(sl->address_type, "IPv4")   ? AF_INET
+                     : streq_ptr(sl->address_type, "IPv6") ? AF_INET6
+                                                           : 0;
+        for (size_t i = 0; family && i < sl->n_endpoints; i++) {
+                size_t k = 0;
+                for (char **a = sl->endpoints[i].addresses; a && *a; a++, k++)
+                        if (ip_addr_parse(*a, family, &(IpAddr){}, NULL) < 0)
+                                log_warning("EndpointSlice %s/%s: endpoints[%zu].addresses[%zu]: \"%.64s\" "
+                                            "is not an %s "
+                                            "address; skipped",
+                                            sl->meta.namespace ? sl->meta.namespace : "?",
+                                            sl->meta.name ? sl->meta.name : "?", i, k, *a, sl->address_type);
+        }
         return sl;
 }
 

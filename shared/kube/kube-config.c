@@ -17,6 +17,37 @@
 #define KUBECONFIG_SIZE_MAX (4U * 1024U * 1024U)
 #define SERVICEACCOUNT_DIR "var/run/secrets/kubernetes.io/serviceaccount"
 
+static void describe_field(FILE *f, const char *name, const char *value)
+{
+        if (!value)
+                return;
+        fprintf(f, ", %s \"", name);
+        for (const char *p = value; *p && p - value < 256; p++)
+                fputc((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p, f);
+        fputc('"', f);
+}
+
+char *kube_config_describe(const KubeConfig *c)
+{
+        char *buf = NULL;
+        size_t size = 0;
+        FILE *f = open_memstream(&buf, &size);
+
+        if (!f)
+                return NULL;
+        fprintf(f, "%s", c->source ? c->source : "kubeconfig");
+        describe_field(f, "server", c->server);
+        describe_field(f, "certificate-authority", c->ca_file);
+        describe_field(f, "tokenFile", c->token_file);
+        describe_field(f, "client-certificate", c->client_cert_file);
+        describe_field(f, "client-key", c->client_key_file);
+        if (fclose(f) != 0) {
+                free(buf);
+                return NULL;
+        }
+        return buf;
+}
+
 KubeConfig *kube_config_free(KubeConfig *c)
 {
         if (!c)

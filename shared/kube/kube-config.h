@@ -48,5 +48,11 @@ int kube_config_in_cluster(const char *root, KubeConfig **ret, char **ret_error)
  * then ~/.kube/config, then in-cluster. */
 int kube_config_auto(const char *explicit_path, const char *context, KubeConfig **ret, char **ret_error);
 
+/* For a kube_client_new() failure, which cannot say which field it was: the
+ * file and every field naming what the client parses or reads (server,
+ * certificate-authority, tokenFile, client-certificate, client-key), control
+ * characters shown as '?'. NULL on allocation failure (caller frees). */
+char *kube_config_describe(const KubeConfig *c);
+
 KubeConfig *kube_config_free(KubeConfig *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(KubeConfig *, kube_config_free);

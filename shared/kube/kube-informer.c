@@ -447,7 +447,7 @@ static int take_page(KubeInformer *inf, const KubeHttpResult *res)
         size_t i;
         int r;
 
-        list = json_loadb(res->body, res->body_size, 0, &jerr);
+        list = json_loadb(res->body, res->body_size, JSON_ALLOW_NUL, &jerr);
         if (!json_is_object(list))
                 return -EBADMSG;
         meta = json_object_get(list, "metadata");

@@ -56,8 +56,8 @@ static int get_array(json_t *obj, const char *key, const char *path, json_t **re
         return 0;
 }
 
-/* jansson keeps "\u0000" only with JSON_ALLOW_NUL, which the client does
- * not use; the parsers are total whoever built the value. */
+/* The client reads with JSON_ALLOW_NUL (a NUL in one annotation must not
+ * stall a watch), so a string may hold one: it is refused here, per field. */
 static bool has_nul(json_t *v)
 {
         return strlen(json_string_value(v)) != json_string_length(v);

@@ -61,7 +61,7 @@ static void on_done(KubeHttp *h, const KubeHttpResult *res, void *userdata)
         if (res->body_size > 0) {
                 json_error_t jerr;
 
-                body = json_loadb(res->body, res->body_size, 0, &jerr);
+                body = json_loadb(res->body, res->body_size, JSON_ALLOW_NUL, &jerr);
                 if (!body) {
                         /* Plain-text errors (a 429 from priority and fairness,
                          * "404 page not found") still say something useful. */

@@ -77,7 +77,12 @@ int kube_json_splitter_feed(KubeJsonSplitter *s, const void *p, size_t n, KubeJs
                                 json_t *v = NULL;
 
                                 s->scan = s->start = end;
-                                v = json_loadb(s->buf.data + begin, end - begin, 0, &jerr);
+                                /* "\u0000" is valid JSON, and the API server
+                                 * stores it in annotation values: refusing the
+                                 * event would stall the watch at it, for every
+                                 * object. The object parsers refuse a NUL in
+                                 * the field that holds it, naming the field. */
+                                v = json_loadb(s->buf.data + begin, end - begin, JSON_ALLOW_NUL, &jerr);
                                 if (!v)
                                         return -EBADMSG;
                                 r = fn(v, userdata);
