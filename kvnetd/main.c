@@ -40,7 +40,7 @@ static void help(void)
                "                             [KVNETD_RECONCILE_INTERVAL]\n"
                "     --clean-on-stop         Remove every VIP and rule on SIGTERM\n"
                "                             [KVNETD_CLEAN_ON_STOP]\n"
-               "     --ipv6-nodad            Bind IPv6 VIPs without DAD [KVNETD_IPV6_NODAD]\n"
+               "     --ipv6-nodad            Bind IPv6 VIPs without DAD [KVNETD_IPV6_NODAD, vip_skipdad]\n"
                "     --state-dir=DIR         Grant records (/run/kvnetd) [KVNETD_STATE_DIR]\n"
                "     --table=NAME            nft table, family inet (" NFT_TABLE_DEFAULT ") [KVNETD_TABLE]\n"
                "     --user=USER             Started as root: switch to USER, keeping\n"
@@ -198,6 +198,12 @@ static int parse_env(Config *c)
                 return r;
         if (r > 0)
                 c->clean_on_stop = b;
+        /* kube-vip's name first, so an operator's environment file keeps
+         * working; KVNETD_IPV6_NODAD, read after it, wins. */
+        if ((r = env_get_bool("vip_skipdad", &b)) < 0)
+                return r;
+        if (r > 0)
+                c->ipv6_nodad = b;
         if ((r = env_get_bool("KVNETD_IPV6_NODAD", &b)) < 0)
                 return r;
         if (r > 0)

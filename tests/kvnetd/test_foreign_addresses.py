@@ -233,6 +233,49 @@ class ForeignAddressTest(unittest.TestCase):
         time.sleep(2.5)
         self.assertEqual(self.addresses(), before)
 
+class SkipDadTest(unittest.TestCase):
+    """kube-vip's vip_skipdad=true binds IPv6 VIPs with IFA_F_NODAD, as --ipv6-nodad does; without either,
+    a new IPv6 VIP goes through DAD (tentative at first)."""
+
+    def setUp(self):
+        self.topo = netns.Topology("kvsd")
+        self.addCleanup(self.topo.cleanup)
+        self.net = EgressTopology(self.topo)
+        # netns.Topology turns DAD off everywhere; this test is about it.
+        self.net.node.sysctl("net.ipv6.conf.eth1.accept_dad", 1)
+
+    def flags_of_new_vip(self, env):
+        k = Kvnetd(self.net.node, grace="1s")
+        k.args.remove("--ipv6-nodad")
+        old = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        try:
+            k.start()
+        finally:
+            for key, v in old.items():
+                if v is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = v
+        try:
+            with k.client() as c:
+                c.grant_vip(SVC, VIP6, "eth1")
+                for link in self.net.node.ip_json("addr", "show", "dev", "eth1"):
+                    for a in link.get("addr_info", []):
+                        if a["local"] == VIP6:
+                            return {f for f in ("nodad", "tentative") if a.get(f)}
+                c.remove_service(SVC)
+        finally:
+            self.assertEqual(k.stop(), 0)
+        return None
+
+    def test_vip_skipdad(self):
+        self.assertEqual(self.flags_of_new_vip({"vip_skipdad": "true"}), {"nodad"})
+
+    def test_dad_by_default(self):
+        self.assertEqual(self.flags_of_new_vip({}), {"tentative"})
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--dump"]:
         print(json.dumps(_dump_here()))
