@@ -2,6 +2,7 @@
 /* kvelectd: per-service leader election on Kubernetes Leases. */
 #include <ctype.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -51,18 +52,23 @@ static void help(void)
                "kube-vip's lease names), served to kvpd over %s.\n\n"
                "  -h --help                Show this help\n"
                "     --version             Show the version\n"
-               "     --socket PATH         Listen here unless socket-activated (default %s)\n"
+               "     --socket PATH         Listen here unless socket-activated [KVELECTD_SOCKET]\n"
+               "                           (default %s)\n"
                "     --socket-mode MODE    Mode of that socket (default 0666: peers are admitted by "
                "uid/gid)\n"
-               "     --allow-uid LIST      Peers admitted by uid (names or numbers, comma-separated)\n"
+               "     --allow-uid LIST      Peers admitted by uid (names or numbers, comma-separated);\n"
+               "                           root and group kvegress may only read (kvctl), unless\n"
+               "                           no peer is named: then root may do everything\n"
                "     --allow-gid LIST      Peers admitted by gid\n"
-               "     --kubeconfig PATH     Kubeconfig (default: admin.conf, ~/.kube/config, in-cluster)\n"
+               "     --kubeconfig PATH     Kubeconfig (default: $CREDENTIALS_DIRECTORY/kubeconfig, as\n"
+               "                           kvelectd.service passes it, else admin.conf,\n"
+               "                           ~/.kube/config, in-cluster)\n"
                "     --node-name NAME      Lease identity (default: $vip_nodename, else the hostname)\n"
                "     --lease-duration DUR  (default: $vip_leaseduration, else 15s)\n"
                "     --renew-deadline DUR  (default: $vip_renewdeadline, else 10s)\n"
                "     --retry-period DUR    (default: $vip_retryperiod, else 2s)\n"
                "     --no-watch            Poll every retryPeriod like client-go instead of watching\n"
-               "     --log-level LEVEL     debug, info, notice, warning, err\n\n"
+               "     --log-level LEVEL     debug, info, notice, warning, err [KVEGRESS_LOG_LEVEL]\n\n"
                "Durations are seconds (\"15\", as kube-vip takes them) or carry a unit (\"500ms\").\n"
                "LeaseDuration > RenewDeadline > 1.2 * RetryPeriod must hold.\n",
                KVELECTD_BUS_INTERFACE, KVELECTD_SOCKET_PATH_DEFAULT);
@@ -112,6 +118,9 @@ static int parse_argv(int argc, char *argv[])
         };
         int c, r;
 
+        /* As kvnetd's KVNETD_SOCKET: the environment file can move it. */
+        if (!isempty(getenv("KVELECTD_SOCKET")))
+                arg_socket = getenv("KVELECTD_SOCKET");
         while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
@@ -336,12 +345,25 @@ static int run(int argc, char *argv[])
                 .n_uids = arg_n_uids,
                 .gids = arg_gids,
                 .n_gids = arg_n_gids,
-                .allow_root = true,
+                /* root may campaign only when no client is named */
+                .allow_root = arg_n_uids == 0 && arg_n_gids == 0,
         };
         r = bus_server_new(event, arg_socket, arg_socket_mode, &policy, KVELECTD_MAX_CONNECTIONS,
                            manager_bus_setup, m, &m->bus);
         if (r < 0)
                 return log_error_errno(r, "cannot listen on %s: %m", arg_socket);
+        {
+                static const char *const read_only_methods[] = KVELECTD_READ_ONLY_METHODS;
+                struct group *g = getgrnam("kvegress");
+                gid_t gid = g ? g->gr_gid : 0;
+
+                r = bus_server_set_read_only(
+                        m->bus,
+                        &(BusPeerPolicy){.gids = g ? &gid : NULL, .n_gids = g ? 1 : 0, .allow_root = true},
+                        read_only_methods);
+                if (r < 0)
+                        return log_error_errno(r, "cannot set up read-only introspection: %m");
+        }
         bus_server_set_connections_callback(m->bus, manager_connections_changed, m);
 
         log_info("identity \"%s\" (from %s), lease %llums / renew %llums / retry %llums, API %s%s",

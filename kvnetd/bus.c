@@ -10,6 +10,7 @@
 
 #include "addr.h"
 #include "array.h"
+#include "introspect.h"
 #include "kvnetd-bus.h"
 #include "log.h"
 #include "validate.h"
@@ -499,6 +500,9 @@ static const sd_bus_vtable net_vtable[] = {
                                  method_list_vips, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_LIST_EGRESS, "", , KVNETD_SIG_LIST_EGRESS_REPLY,
                                  SD_BUS_PARAM(services), method_list_egress, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_DESCRIBE_SERVICE, KVNETD_SIG_DESCRIBE_SERVICE, SD_BUS_PARAM(service),
+                                 "s", SD_BUS_PARAM(rules), introspect_method_describe_service,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES(KVNETD_SIGNAL_GRANT_EXPIRED, KVNETD_SIG_GRANT_EXPIRED, SD_BUS_PARAM(service), 0),
         SD_BUS_VTABLE_END,
 };

@@ -9,6 +9,7 @@
 #include "bus.h"
 #include "caps.h"
 #include "daemon.h"
+#include "introspect.h"
 #include "kvnetd-bus.h"
 #include "log.h"
 #include "manager.h"
@@ -27,8 +28,9 @@ static void help(void)
                "     --socket-mode=MODE      Mode of that socket (0666: admission is by the\n"
                "                             peer's uid/gid, checked on every connection)\n"
                "                             [KVNETD_SOCKET_MODE]\n"
-               "     --allow-uid=USERS       Peers admitted by uid, names or numbers; root always\n"
-               "                             [KVNETD_ALLOW_UID]\n"
+               "     --allow-uid=USERS       Peers admitted by uid, names or numbers [KVNETD_ALLOW_UID];\n"
+               "                             root and group " KVEGRESS_READ_ONLY_GROUP " may only read (kvctl)\n"
+               "                             unless none is given, then root may do everything\n"
                "     --allow-gid=GROUPS      Peers admitted by primary gid [KVNETD_ALLOW_GID]\n"
                "     --vip-range=CIDR        VIPs must lie in one of these (repeatable)\n"
                "                             [KVNETD_VIP_RANGES, comma-separated]\n"
@@ -430,10 +432,16 @@ int main(int argc, char *argv[])
                                             .n_uids = config.n_allow_uids,
                                             .gids = config.allow_gids,
                                             .n_gids = config.n_allow_gids,
-                                            .allow_root = true},
+                                            /* root may change state only when no client is named */
+                                            .allow_root = config.n_allow_uids == 0 && config.n_allow_gids == 0},
                            KVNETD_MAX_CONNECTIONS, bus_setup_connection, m, &m->bus);
         if (r < 0) {
                 log_error_errno(r, "--socket=%s: cannot listen: %m", config.socket_path);
+                goto finish;
+        }
+        r = introspect_setup(m);
+        if (r < 0) {
+                log_error_errno(r, "cannot set up read-only introspection: %m");
                 goto finish;
         }
 

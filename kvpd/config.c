@@ -46,6 +46,8 @@ static const struct {
         {"KVEGRESS_KUBE_CONTEXT", VAR_USED, "kubeconfig context (default: current-context)"},
         {"KVEGRESS_KVNETD_SOCKET", VAR_USED, "kvnetd's socket (default " KVNETD_SOCKET_PATH_DEFAULT ")"},
         {"KVEGRESS_KVELECTD_SOCKET", VAR_USED, "kvelectd's socket (default " KVELECTD_SOCKET_PATH_DEFAULT ")"},
+        {"KVEGRESS_KVPD_SOCKET", VAR_USED,
+         "kvpd's own read-only socket for kvctl, unless socket-activated (default: none)"},
         {"KVEGRESS_GRANT_MARGIN", VAR_USED, "VIP grants end this long before leadership may (default 500ms)"},
         {"KVEGRESS_DEBOUNCE", VAR_USED, "changes to one service gathered this long (default 5ms)"},
         {"KVEGRESS_STOP_TIMEOUT", VAR_USED, "bound on the clean-up at SIGTERM (default 5s)"},
@@ -75,6 +77,7 @@ void config_done(Config *c)
         free(c->kube_context);
         free(c->kvnetd_socket);
         free(c->kvelectd_socket);
+        free(c->kvpd_socket);
         free(c->lb_class_name);
         *c = (Config){};
 }
@@ -215,6 +218,9 @@ int config_load(Config *ret)
         if (r < 0)
                 return r;
         r = dup_env("KVEGRESS_KVELECTD_SOCKET", KVELECTD_SOCKET_PATH_DEFAULT, &c.kvelectd_socket);
+        if (r < 0)
+                return r;
+        r = dup_env("KVEGRESS_KVPD_SOCKET", NULL, &c.kvpd_socket);
         if (r < 0)
                 return r;
 

@@ -34,6 +34,7 @@ typedef struct Config {
         char *kube_context;
         char *kvnetd_socket;
         char *kvelectd_socket;
+        char *kvpd_socket; /* kvctl's read-only socket when not socket-activated; NULL: none */
 
         uint64_t grant_margin_usec; /* subtracted from kvelectd's deadline before it goes to kvnetd */
         uint64_t debounce_usec;     /* how long changes to one service are gathered */

@@ -105,6 +105,62 @@ static void services_of_lease_changed(Manager *m, Lease *l)
         }
 }
 
+static int send_call(Manager *m, const char *method, Lease *l, bool for_stop);
+
+#define CAMPAIGN_RETRY_USEC (5 * USEC_PER_SEC)
+
+static int on_campaign_retry(sd_event_source *es, uint64_t usec, void *userdata)
+{
+        Manager *m = userdata;
+        (void)es;
+        (void)usec;
+
+        for (size_t i = 0; i < m->n_leases; i++) {
+                Lease *l = m->leases[i];
+
+                if (l->refused && l->n_wanted > 0 && !l->campaign_slot && !m->stopping)
+                        (void)send_call(m, KVELECTD_METHOD_CAMPAIGN, l, false);
+        }
+        return 0;
+}
+
+/* A refusal blocks egress of every Service of the lease: one Warning Event
+ * naming the cause, when it is news. Limits and a stopping kvelectd can go
+ * away, so those campaigns are retried; bad names cannot (kvpd checked
+ * them), so those are not. */
+static void campaign_refused(Manager *m, Lease *l, const sd_bus_error *e)
+{
+        char why[512];
+        bool retry = sd_bus_error_has_name(e, SD_BUS_ERROR_LIMITS_EXCEEDED) ||
+                     sd_bus_error_has_name(e, SD_BUS_ERROR_FAILED) || sd_bus_error_has_name(e, SD_BUS_ERROR_NO_MEMORY);
+        int r;
+
+        (void)snprintf(why, sizeof(why), "kvelectd refused Campaign for lease %s/%s: %s", l->namespace, l->name,
+                       e->message ? e->message : e->name);
+        for (size_t i = 0; i < m->n_services; i++) {
+                Service *s = m->services[i];
+
+                if (s->lease != l || !service_error_set(s, "kvelectd", why))
+                        continue;
+                log_warning("%s: %s%s", s->key, why, retry ? "; retrying" : "");
+                if (s->policy)
+                        status_event(s, "Warning", "EgressFailed", "%s", why);
+        }
+        l->refused = retry;
+        if (!retry)
+                return;
+        if (!m->campaign_retry_source)
+                r = sd_event_add_time_relative(m->event, &m->campaign_retry_source, CLOCK_MONOTONIC,
+                                               CAMPAIGN_RETRY_USEC, 0, on_campaign_retry, m);
+        else {
+                r = sd_event_source_set_time_relative(m->campaign_retry_source, CAMPAIGN_RETRY_USEC);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(m->campaign_retry_source, SD_EVENT_ONESHOT);
+        }
+        if (r < 0)
+                log_error_errno(r, "cannot schedule a Campaign retry: %m");
+}
+
 /* kvelectd emits LeadershipChanged(leading=true) before it answers a
  * Campaign it already leads, so once the answer is in, leadership is known. */
 static int on_campaign_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
@@ -116,7 +172,14 @@ static int on_campaign_reply(sd_bus_message *reply, void *userdata, sd_bus_error
          * closes; that is no answer, and the disconnect handler follows. */
         if (sd_bus_is_open(sd_bus_message_get_bus(reply)) <= 0)
                 return 0;
-        (void)on_reply(reply, NULL, ret_error);
+        if (sd_bus_message_is_method_error(reply, NULL))
+                campaign_refused(m, l, sd_bus_message_get_error(reply));
+        else {
+                l->refused = false;
+                for (size_t i = 0; i < m->n_services; i++)
+                        if (m->services[i]->lease == l)
+                                service_error_clear(m->services[i], "kvelectd");
+        }
         lease_set_campaign_slot(l, NULL);
         services_of_lease_changed(m, l);
         if (!elect_any_pending(m))

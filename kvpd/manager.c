@@ -26,6 +26,7 @@ static Service *service_free(Service *s)
         free(s->last_error_logged);
         free(s->last_error_event);
         free(s->last_warning_event);
+        free(s->error);
         free(s->key);
         free(s->namespace);
         free(s->name);
@@ -109,6 +110,8 @@ Manager *manager_free(Manager *m)
 {
         if (!m)
                 return NULL;
+        /* First: no kvctl call may see a half-freed manager. */
+        m->introspect = bus_server_free(m->introspect);
         for (size_t i = 0; i < m->n_services; i++)
                 service_free(m->services[i]);
         free(m->services);
@@ -139,6 +142,7 @@ Manager *manager_free(Manager *m)
         sd_event_source_disable_unref(m->debounce_source);
         sd_event_source_disable_unref(m->resync_source);
         sd_event_source_disable_unref(m->lease_deadline_source);
+        sd_event_source_disable_unref(m->campaign_retry_source);
         sd_event_source_disable_unref(m->stop_timeout_source);
         cluster_cidrs_done(&m->cidrs);
         config_done(&m->config);
@@ -274,6 +278,7 @@ int manager_start(Manager *m)
         r = net_start(m);
         if (r < 0)
                 return r;
+        (void)introspect_start(m);
         r = elect_start(m);
         if (r < 0)
                 return r;

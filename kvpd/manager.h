@@ -16,6 +16,7 @@
 #include <systemd/sd-event.h>
 
 #include "bus-client.h"
+#include "bus-server.h"
 #include "hashmap.h"
 #include "cluster-cidrs.h"
 #include "config.h"
@@ -81,6 +82,7 @@ struct Lease {
         bool carried;
         uint64_t deadline_usec; /* CLOCK_MONOTONIC, from kvelectd */
         char *holder;
+        bool refused; /* kvelectd refused the Campaign for a cause that can go away: retried */
 };
 
 struct Service {
@@ -121,6 +123,13 @@ struct Service {
 
         IpAddr prev_active4, prev_active6;
         bool has_prev_active4, has_prev_active6;
+
+        /* The last error, for kvctl (introspect.c): from "kvpd", "kvnetd" or
+         * "kvelectd", when (CLOCK_REALTIME), and whether it still stands. */
+        char *error;
+        const char *error_from;
+        uint64_t error_usec;
+        bool error_failing;
 };
 
 struct Manager {
@@ -177,6 +186,9 @@ struct Manager {
         sd_bus_slot *kvelectd_renewed_slot;
         bool kvelectd_cleaned; /* unwanted campaigns withdrawn on this connection */
         sd_event_source *lease_deadline_source; /* ends carried leadership at its deadline */
+        sd_event_source *campaign_retry_source; /* re-sends refused campaigns */
+
+        BusServer *introspect; /* read-only, for kvctl; NULL when not configured */
 
         bool stopping;
         unsigned stop_phase;   /* 1: RemoveService + clear status; 2: Withdraw */
@@ -248,6 +260,15 @@ void net_renew(Service *s);
 void net_cleanup_stale(Manager *m);
 void net_release_all(Manager *m);
 bool net_leading(const Service *s);
+
+/* introspect.c */
+int introspect_start(Manager *m);
+/* Records msg as s's standing error from the daemon named from. Returns true
+ * when it is news (no error stood, or another one did): the caller reports
+ * news once (an Event), not every retry. */
+bool service_error_set(Service *s, const char *from, const char *msg);
+/* The error from that daemon no longer stands (kept as "last error"). */
+void service_error_clear(Service *s, const char *from);
 
 /* status.c */
 void status_update(Service *s);

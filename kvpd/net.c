@@ -113,11 +113,17 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
         if (s->net_inflight > 0)
                 s->net_inflight--;
         if (e) {
-                log_warning("kvnetd: %s(%s) refused: %s: %s", c->method, c->key, e->name,
-                            e->message ? e->message : "");
-                if (!s->net_failed && s->policy)
-                        status_event(s, "Warning", "EgressFailed", "kvnetd refused %s: %s", c->method,
-                                     e->message ? e->message : e->name);
+                char why[512];
+
+                (void)snprintf(why, sizeof(why), "kvnetd refused %s: %s", c->method, e->message ? e->message : e->name);
+                /* Retried every resync; said (log, Event) only when it is news. */
+                if (service_error_set(s, "kvnetd", why)) {
+                        log_warning("%s: %s (%s); retrying every %us", c->key, why, e->name,
+                                    (unsigned)(NET_RETRY_USEC / USEC_PER_SEC));
+                        if (s->policy)
+                                status_event(s, "Warning", "EgressFailed", "%s", why);
+                } else
+                        log_debug("%s: %s (still)", c->key, why);
                 s->net_failed = true;
                 schedule_resync(m);
                 if (streq(c->method, KVNETD_METHOD_GRANT_VIP) ||
@@ -131,6 +137,7 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
                 }
         }
         if (s->net_inflight == 0 && !s->net_failed && s->programmed) {
+                service_error_clear(s, "kvnetd");
                 s->net_confirmed = true;
                 status_update(s);
         }
@@ -316,6 +323,10 @@ static void net_remove(Service *s, bool for_stop)
         s->net_confirmed = false;
         s->programmed = egress_policy_free(s->programmed);
         s->programmed_ifname = mfree(s->programmed_ifname);
+        /* Not leading (or nothing to program): what kvnetd refused no
+         * longer stands. */
+        service_error_clear(s, "kvnetd");
+        service_error_clear(s, "kvpd");
         if (send_simple(s, KVNETD_METHOD_REMOVE_SERVICE, for_stop, KVNETD_SIG_REMOVE_SERVICE, s->key) < 0)
                 log_debug("%s: RemoveService not sent (kvnetd not connected); replayed clean-up will do it",
                           s->key);
@@ -361,13 +372,17 @@ void net_update(Service *s)
         }
         r = resolve_ifname(p, &ifname);
         if (r < 0) {
-                log_warning_errno(r, "%s: no interface for the VIP (%s is \"auto\" and no subnet holds it): %m",
-                                  s->key, KV_ANN_SERVICE_INTERFACE);
-                if (!s->net_failed)
-                        status_event(s, "Warning", "EgressFailed",
-                                     "no interface on %s has a subnet holding the VIP; set "
-                                     "vip_servicesinterface or " KV_ANN_SERVICE_INTERFACE,
-                                     m->config.node_name);
+                char why[256];
+
+                (void)snprintf(why, sizeof(why),
+                               "no interface on %s has a subnet holding the VIP; set "
+                               "vip_servicesinterface or " KV_ANN_SERVICE_INTERFACE,
+                               m->config.node_name);
+                if (service_error_set(s, "kvpd", why)) {
+                        log_warning_errno(r, "%s: no interface for the VIP (%s is \"auto\" and no subnet holds it): %m",
+                                          s->key, KV_ANN_SERVICE_INTERFACE);
+                        status_event(s, "Warning", "EgressFailed", "%s", why);
+                }
                 s->net_failed = true;
                 schedule_resync(m);
                 return;

@@ -299,6 +299,7 @@ int reconcile_service(Service *s)
                 /* Logged on every node; reported as an Event by nodes that
                  * have a ready pod of the service (see egress_policy_compute),
                  * once per distinct error, even if the pod shows up later. */
+                (void)service_error_set(s, "kvpd", p->error);
                 if (!streq_ptr(s->last_error_logged, p->error)) {
                         log_warning("%s", p->error);
                         free(s->last_error_logged);
@@ -310,6 +311,7 @@ int reconcile_service(Service *s)
                         s->last_error_event = strdup(p->error);
                 }
         } else if (s->last_error_logged) {
+                service_error_clear(s, "kvpd");
                 s->last_error_logged = mfree(s->last_error_logged);
                 s->last_error_event = mfree(s->last_error_event);
                 if (p && p->state != EGRESS_NONE)

@@ -38,6 +38,11 @@ struct BusServer {
         BusServerConnectionsFn connections_fn;
         void *connections_userdata;
         BusConnection *connections;
+        /* Read-only introspection peers (bus_server_set_read_only). */
+        BusPeerPolicy ro_policy;
+        uid_t *ro_uids;
+        gid_t *ro_gids;
+        const char *const *ro_methods;
 };
 
 static void connections_changed(BusServer *s)
@@ -79,17 +84,65 @@ static int on_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *erro
         return 0;
 }
 
-static bool peer_admitted(const BusServer *s, const struct ucred *cred)
+static bool peer_admitted(const BusPeerPolicy *p, const struct ucred *cred)
 {
-        if (cred->uid == 0 && s->policy.allow_root)
+        if (p->allow_any || (cred->uid == 0 && p->allow_root))
                 return true;
-        for (size_t i = 0; i < s->policy.n_uids; i++)
-                if (s->policy.uids[i] == cred->uid)
+        for (size_t i = 0; i < p->n_uids; i++)
+                if (p->uids[i] == cred->uid)
                         return true;
-        for (size_t i = 0; i < s->policy.n_gids; i++)
-                if (s->policy.gids[i] == cred->gid)
+        for (size_t i = 0; i < p->n_gids; i++)
+                if (p->gids[i] == cred->gid)
                         return true;
         return false;
+}
+
+/* The read-only policy also matches supplementary groups, read from the
+ * kernel (SO_PEERGROUPS: the groups at connect() time), never from anything
+ * the peer sends. */
+static bool peer_admitted_read_only(const BusServer *s, int fd, const struct ucred *cred)
+{
+        gid_t groups[256];
+        socklen_t len = sizeof(groups);
+
+        if (!s->ro_methods)
+                return false;
+        if (peer_admitted(&s->ro_policy, cred))
+                return true;
+        if (s->ro_policy.n_gids == 0 || getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+                return false;
+        for (size_t i = 0; i < len / sizeof(gid_t); i++)
+                for (size_t j = 0; j < s->ro_policy.n_gids; j++)
+                        if (groups[i] == s->ro_policy.gids[j])
+                                return true;
+        return false;
+}
+
+/* Installed first on a read-only connection: whatever is not on the list
+ * never reaches a handler. */
+static int read_only_filter(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+#define NA(x) ((x) ? (x) : "n/a")
+        const BusServer *s = userdata;
+        const char *iface, *member;
+        (void)error;
+
+        if (!sd_bus_message_is_method_call(m, NULL, NULL))
+                return 0;
+        iface = sd_bus_message_get_interface(m);
+        member = sd_bus_message_get_member(m);
+        if (streq_ptr(iface, "org.freedesktop.DBus.Introspectable") ||
+            streq_ptr(iface, "org.freedesktop.DBus.Peer"))
+                return 0;
+        for (const char *const *i = s->ro_methods; member && *i; i++)
+                if (streq(member, *i) && iface && strncmp(iface, "org.freedesktop.", 16) != 0)
+                        return 0;
+        log_debug("refused %s.%s on a read-only connection", NA(iface), NA(member));
+        (void)sd_bus_reply_method_errorf(m, SD_BUS_ERROR_ACCESS_DENIED,
+                                         "%s is not allowed to this peer (read-only introspection only)",
+                                         NA(member));
+        return 1;
+#undef NA
 }
 
 static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *userdata)
@@ -101,6 +154,7 @@ static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *us
         socklen_t len = sizeof(cred);
         BusConnection *c;
         sd_id128_t id;
+        bool read_only;
         int r;
 
         (void)source;
@@ -118,7 +172,11 @@ static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *us
                 log_warning_errno(errno, "SO_PEERCRED failed, dropping connection: %m");
                 return 0;
         }
-        if (!peer_admitted(s, &cred)) {
+        if (peer_admitted(&s->policy, &cred))
+                read_only = false;
+        else if (peer_admitted_read_only(s, cfd, &cred))
+                read_only = true;
+        else {
                 log_warning("refused bus connection from uid %u gid %u pid %d: not in the allowed uids/gids",
                             (unsigned)cred.uid, (unsigned)cred.gid, (int)cred.pid);
                 return 0;
@@ -152,6 +210,13 @@ static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *us
         if (!c)
                 return log_error_errno(ENOMEM, "out of memory"), 0;
 
+        if (read_only) {
+                r = sd_bus_add_filter(bus, NULL, read_only_filter, s);
+                if (r < 0) {
+                        free(c);
+                        return log_error_errno(r, "bus filter failed: %m"), 0;
+                }
+        }
         r = s->setup(bus, s->userdata);
         if (r < 0) {
                 free(c);
@@ -184,7 +249,8 @@ static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *us
                 c->next->prev = c;
         s->connections = c;
         s->n_connections++;
-        log_debug("bus client connected: pid %d uid %u", (int)cred.pid, (unsigned)cred.uid);
+        log_debug("bus client connected: pid %d uid %u%s", (int)cred.pid, (unsigned)cred.uid,
+                  read_only ? " (read-only)" : "");
         connections_changed(s);
         return 0;
 }
@@ -231,6 +297,7 @@ int bus_server_new(sd_event *event, const char *socket_path, mode_t socket_mode,
         s->userdata = userdata;
         s->max_connections = max_connections;
         s->policy.allow_root = policy->allow_root;
+        s->policy.allow_any = policy->allow_any;
         if (policy->n_uids > 0) {
                 s->uids = calloc(policy->n_uids, sizeof(uid_t));
                 if (!s->uids)
@@ -292,6 +359,8 @@ BusServer *bus_server_free(BusServer *s)
         free(s->socket_path);
         free(s->uids);
         free(s->gids);
+        free(s->ro_uids);
+        free(s->ro_gids);
         sd_event_unref(s->event);
         free(s);
         return NULL;
@@ -319,6 +388,37 @@ int bus_server_emit_signal(BusServer *s, const char *path, const char *interface
                         ret = r;
         }
         return ret;
+}
+
+int bus_server_set_read_only(BusServer *s, const BusPeerPolicy *policy, const char *const *read_only_methods)
+{
+        _cleanup_free_ uid_t *uids = NULL;
+        _cleanup_free_ gid_t *gids = NULL;
+
+        if (policy->n_uids > 0) {
+                uids = calloc(policy->n_uids, sizeof(uid_t));
+                if (!uids)
+                        return -ENOMEM;
+                memcpy(uids, policy->uids, policy->n_uids * sizeof(uid_t));
+        }
+        if (policy->n_gids > 0) {
+                gids = calloc(policy->n_gids, sizeof(gid_t));
+                if (!gids)
+                        return -ENOMEM;
+                memcpy(gids, policy->gids, policy->n_gids * sizeof(gid_t));
+        }
+        free(s->ro_uids);
+        free(s->ro_gids);
+        s->ro_uids = TAKE_PTR(uids);
+        s->ro_gids = TAKE_PTR(gids);
+        s->ro_policy = (BusPeerPolicy){.uids = s->ro_uids,
+                                       .n_uids = policy->n_uids,
+                                       .gids = s->ro_gids,
+                                       .n_gids = policy->n_gids,
+                                       .allow_root = policy->allow_root,
+                                       .allow_any = policy->allow_any};
+        s->ro_methods = read_only_methods;
+        return 0;
 }
 
 void bus_server_set_connections_callback(BusServer *s, BusServerConnectionsFn fn, void *userdata)

@@ -23,6 +23,9 @@ typedef struct BusPeerPolicy {
         const gid_t *gids;
         size_t n_gids;
         bool allow_root;
+        /* Every peer that could open the socket: the file's mode is the
+         * check (kvpd under PrivateUsers= sees other peers as nobody). */
+        bool allow_any;
 } BusPeerPolicy;
 
 /* Called for each admitted connection, before it is started: add the object
@@ -35,6 +38,17 @@ int bus_server_new(sd_event *event, const char *socket_path, mode_t socket_mode,
                    unsigned max_connections, BusServerSetupFn setup, void *userdata, BusServer **ret);
 BusServer *bus_server_free(BusServer *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(BusServer *, bus_server_free);
+
+/* Read-only introspection (kvctl, the metrics exporter): a peer that the
+ * policy of bus_server_new() does not admit but this one does gets a
+ * connection on which only the methods named in read_only_methods (members of
+ * the daemon's interface) and org.freedesktop.DBus.Introspectable/Peer are
+ * dispatched; every other call is answered AccessDenied before any handler
+ * runs. Groups are matched against the peer's primary and supplementary
+ * groups (SO_PEERGROUPS), since operators are added to kvegress as a
+ * supplementary group. read_only_methods is NULL-terminated and must outlive
+ * the server. */
+int bus_server_set_read_only(BusServer *s, const BusPeerPolicy *policy, const char *const *read_only_methods);
 
 /* Called whenever a client connects or disconnects (not while the server is
  * freed), with the number of connections now. */

@@ -52,5 +52,10 @@
 #define KVELECTD_SIGNAL_RENEWED "Renewed"
 #define KVELECTD_SIG_RENEWED "sst"
 
+/* Read-only introspection (kvctl): root, unless it is the configured client,
+ * and the kvegress group may call these only; anything else on their
+ * connection is answered org.freedesktop.DBus.Error.AccessDenied. */
+#define KVELECTD_READ_ONLY_METHODS {KVELECTD_METHOD_LIST, NULL}
+
 #define KVELECTD_MAX_CAMPAIGNS 4096
 #define KVELECTD_MAX_CONNECTIONS 8

@@ -91,6 +91,25 @@
 #define KVNETD_METHOD_LIST_EGRESS "ListEgress"
 #define KVNETD_SIG_LIST_EGRESS_REPLY "a(sssasa(sq)asasas)"
 
+/* DescribeService(s service) -> s rules
+ *   The nft objects kvnetd programmed for service (its chain, then each of
+ *   its sets), as `nft list` prints them, for `kvctl rules`. Read-only;
+ *   the key is validated as for every other method, and the text is cut at
+ *   KVNETD_MAX_DESCRIBE bytes (a line says so). A service without egress
+ *   here is NotGranted. */
+#define KVNETD_METHOD_DESCRIBE_SERVICE "DescribeService"
+#define KVNETD_SIG_DESCRIBE_SERVICE "s"
+#define KVNETD_MAX_DESCRIBE (256 * 1024)
+
+/* Read-only introspection: peers admitted by the read-only policy (root when
+ * it is not the configured client, and the kvegress group: kvctl and the
+ * metrics exporter) may call these methods only; any other call on their
+ * connection is answered org.freedesktop.DBus.Error.AccessDenied. */
+#define KVNETD_READ_ONLY_METHODS                                                                              \
+        {KVNETD_METHOD_LIST_VIPS, KVNETD_METHOD_LIST_EGRESS, KVNETD_METHOD_DESCRIBE_SERVICE, NULL}
+/* The group admitted read-only by default (if it exists). */
+#define KVEGRESS_READ_ONLY_GROUP "kvegress"
+
 /* Signal GrantExpired(s service): kvnetd fenced the service itself because its
  * deadline passed. */
 #define KVNETD_SIGNAL_GRANT_EXPIRED "GrantExpired"

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* `nft list` of one service's chain and sets, for DescribeService. Apart
+ * from introspect.c so the fuzz target runs the handler without a kernel. */
+#include <nftables/libnftables.h>
+#include <stdio.h>
+
+#include "introspect.h"
+
+/* Appends `nft list <what>` to f; a missing object is skipped (a service
+ * without ports has no ports set). */
+static void list_object(struct nft_ctx *ctx, const char *what, FILE *f)
+{
+        const char *out;
+
+        if (nft_run_cmd_from_buffer(ctx, what) != 0)
+                return;
+        out = nft_ctx_get_output_buffer(ctx);
+        if (out)
+                fputs(out, f);
+}
+
+int introspect_list_nft(Manager *m, const Service *s, char **ret, size_t *ret_size)
+{
+        static const char *const set_suffixes[] = {"ex4", "ex6", "al4", "al6", "ports"};
+        struct nft_ctx *ctx;
+        char cmd[128];
+        FILE *f;
+
+        /* A context of its own: the manager's prints JSON for its own reads.
+         * The names are ours (the table from the command line, the chain a
+         * hash of the key), never client text. */
+        ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+        if (!ctx)
+                return -ENOMEM;
+        if (nft_ctx_buffer_output(ctx) < 0 || nft_ctx_buffer_error(ctx) < 0) {
+                nft_ctx_free(ctx);
+                return -ENOMEM;
+        }
+        f = open_memstream(ret, ret_size);
+        if (!f) {
+                nft_ctx_free(ctx);
+                return -ENOMEM;
+        }
+        (void)snprintf(cmd, sizeof(cmd), "list chain inet %s %s", m->config->table, s->chain);
+        list_object(ctx, cmd, f);
+        for (size_t i = 0; i < ELEMENTSOF(set_suffixes); i++) {
+                (void)snprintf(cmd, sizeof(cmd), "list set inet %s %s-%s", m->config->table, s->chain,
+                               set_suffixes[i]);
+                list_object(ctx, cmd, f);
+        }
+        nft_ctx_free(ctx);
+        return fclose(f) == 0 ? 0 : -ENOMEM;
+}

@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* io.kvegress.Controller1 (shared/kvpd-bus.h): kvctl's view of what kvpd
+ * wants for each Service and the last error on its way, with the daemon it
+ * came from. Read-only: every method only copies kvpd's memory into the
+ * reply, and the connection filter (bus-server.c) refuses anything else. No
+ * credential or kubeconfig content is ever part of a reply. */
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include "kvpd-bus.h"
+#include "log.h"
+#include "manager.h"
+
+#define strempty(s) ((s) ? (s) : "")
+
+static const char *const read_only_methods[] = {KVPD_METHOD_GET_NODE, KVPD_METHOD_LIST_SERVICES, NULL};
+
+static uint64_t realtime_usec(void)
+{
+        struct timespec ts;
+
+        (void)clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
+}
+
+bool service_error_set(Service *s, const char *from, const char *msg)
+{
+        bool news = !s->error_failing || !streq_ptr(s->error_from, from) || !streq_ptr(s->error, msg);
+        char *copy = strdup(msg ? msg : "");
+
+        if (!copy)
+                return news;
+        free(s->error);
+        s->error = copy;
+        s->error_from = from;
+        s->error_usec = realtime_usec();
+        s->error_failing = true;
+        return news;
+}
+
+void service_error_clear(Service *s, const char *from)
+{
+        if (s->error_failing && streq_ptr(s->error_from, from))
+                s->error_failing = false;
+}
+
+static const char *state_to_string(const EgressPolicy *p)
+{
+        static const char *const table[_EGRESS_STATE_MAX] = {
+                [EGRESS_NONE] = "none",
+                [EGRESS_INVALID] = "invalid",
+                [EGRESS_IDLE] = "idle",
+                [EGRESS_READY] = "ready",
+        };
+
+        if (!p || p->state < 0 || p->state >= _EGRESS_STATE_MAX)
+                return "none";
+        return table[p->state];
+}
+
+static int append_addrs(sd_bus_message *reply, const IpAddr *v, size_t n)
+{
+        char buf[INET6_ADDRSTRLEN];
+        int r = sd_bus_message_open_container(reply, 'a', "s");
+
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = sd_bus_message_append_basic(reply, 's', ip_addr_to_string(&v[i], buf));
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
+static int append_prefixes(sd_bus_message *reply, const IpPrefix *v, size_t n)
+{
+        char buf[IP_PREFIX_STRING_MAX];
+        int r = sd_bus_message_open_container(reply, 'a', "s");
+
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = sd_bus_message_append_basic(reply, 's', ip_prefix_to_string(&v[i], buf));
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
+static int append_service(sd_bus_message *reply, const Service *s)
+{
+        const EgressPolicy *p = s->policy;
+        const Lease *l = s->lease;
+        _cleanup_free_ char *lease = NULL;
+        int r;
+
+        if (l && asprintf(&lease, "%s/%s", l->namespace, l->name) < 0)
+                return -ENOMEM;
+        r = sd_bus_message_open_container(reply, 'r', "sssbstsasasa(sq)asasbsstb");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "sssbsts", s->key, state_to_string(p), strempty(lease),
+                                          (int)(l && l->leading), l ? strempty(l->holder) : "",
+                                          (uint64_t)(l && l->leading ? l->deadline_usec : 0),
+                                          p ? strempty(p->ifname) : "");
+        if (r >= 0)
+                r = append_addrs(reply, p ? p->vips : NULL, p ? p->n_vips : 0);
+        if (r >= 0)
+                r = append_addrs(reply, p ? p->pods : NULL, p ? p->n_pods : 0);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(sq)");
+        for (size_t i = 0; r >= 0 && p && i < p->n_ports; i++)
+                r = sd_bus_message_append(reply, "(sq)", l4_proto_to_string(p->ports[i].proto),
+                                          p->ports[i].port);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = append_prefixes(reply, p ? p->allowed : NULL, p ? p->n_allowed : 0);
+        if (r >= 0)
+                r = append_prefixes(reply, p ? p->denied : NULL, p ? p->n_denied : 0);
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "bsstb", (int)(s->programmed && s->net_confirmed),
+                                          strempty(s->error), strempty(s->error_from),
+                                          (uint64_t)s->error_usec, (int)s->error_failing);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r;
+}
+
+static int method_list_services(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        int r;
+
+        (void)error;
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', KVPD_SIG_SERVICE);
+        for (size_t i = 0; r >= 0 && i < m->n_services; i++) {
+                const Service *s = m->services[i];
+
+                /* Services that never asked for egress are not ours to show. */
+                if ((!s->policy || s->policy->state == EGRESS_NONE) && !s->programmed && !s->error)
+                        continue;
+                r = append_service(reply, s);
+        }
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int method_get_node(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+
+        (void)error;
+        return sd_bus_reply_method_return(msg, KVPD_SIG_GET_NODE_REPLY, m->config.node_name, PROJECT_VERSION,
+                                          (int)m->synced, (int)!!bus_client_get(m->kvnetd),
+                                          (int)!!bus_client_get(m->kvelectd));
+}
+
+static const sd_bus_vtable controller_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD_WITH_NAMES(KVPD_METHOD_GET_NODE, "", , KVPD_SIG_GET_NODE_REPLY,
+                                 SD_BUS_PARAM(node) SD_BUS_PARAM(version) SD_BUS_PARAM(synced)
+                                         SD_BUS_PARAM(kvnetd) SD_BUS_PARAM(kvelectd),
+                                 method_get_node, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES(KVPD_METHOD_LIST_SERVICES, "", , KVPD_SIG_LIST_SERVICES_REPLY,
+                                 SD_BUS_PARAM(services), method_list_services, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END,
+};
+
+static int setup_connection(sd_bus *bus, void *userdata)
+{
+        return sd_bus_add_object_vtable(bus, NULL, KVPD_BUS_PATH, KVPD_BUS_INTERFACE, controller_vtable,
+                                        userdata);
+}
+
+int introspect_start(Manager *m)
+{
+        int r;
+
+        /* kvpd.socket passes one socket; otherwise only a configured path. */
+        if (sd_listen_fds(false) <= 0 && !m->config.kvpd_socket)
+                return 0;
+        /* Nobody gets the full policy (there is nothing to change); every
+         * peer that can open the socket reads. */
+        r = bus_server_new(m->event,
+                           m->config.kvpd_socket ? m->config.kvpd_socket : KVPD_SOCKET_PATH_DEFAULT, 0660,
+                           &(BusPeerPolicy){}, KVPD_MAX_CONNECTIONS, setup_connection, m, &m->introspect);
+        if (r >= 0)
+                r = bus_server_set_read_only(m->introspect, &(BusPeerPolicy){.allow_any = true},
+                                             read_only_methods);
+        if (r < 0) {
+                /* Introspection is for operators: kvpd runs on without it. */
+                log_warning_errno(r, "kvctl's socket (%s): cannot listen, kvctl will not reach kvpd: %m",
+                                  m->config.kvpd_socket ? m->config.kvpd_socket : "socket activation");
+                m->introspect = bus_server_free(m->introspect);
+        }
+        return 0;
+}
