@@ -2,8 +2,29 @@
 /* Turns the election's request intents into API calls: GET, POST to the
  * collection, PUT conditional on the body's resourceVersion, each with the
  * timeout the state machine chose, and hands the outcome back. */
+#include "catalog.h"
 #include "log.h"
 #include "manager.h"
+
+static void api_reachability(Campaign *c, const KubeResponse *kr)
+{
+        Manager *m = c->manager;
+        bool down = kr->error < 0 || kr->http_status >= 500;
+
+        if (down == m->api_unreachable)
+                return;
+        m->api_unreachable = down;
+        if (down && kr->error < 0)
+                log_event(LOG_WARNING, kr->error, KVEGRESS_MESSAGE_API_UNREACHABLE, LOG_OBJECT(.lease = c->key),
+                          "Kubernetes API unreachable (a request for Lease %s failed): %m", c->key);
+        else if (down)
+                log_event(LOG_WARNING, 0, KVEGRESS_MESSAGE_API_UNREACHABLE, LOG_OBJECT(.lease = c->key),
+                          "Kubernetes API unreachable (HTTP %ld %s for Lease %s)", kr->http_status,
+                          kr->reason ?: "", c->key);
+        else
+                log_event(LOG_NOTICE, 0, KVEGRESS_MESSAGE_API_REACHABLE, LOG_OBJECT(.lease = c->key),
+                          "Kubernetes API reachable again");
+}
 
 static void on_response(KubeClient *client, const KubeResponse *kr, void *userdata)
 {
@@ -16,10 +37,16 @@ static void on_response(KubeClient *client, const KubeResponse *kr, void *userda
         };
 
         c->request = NULL;
+        api_reachability(c, kr);
         if (kr->error == 0 && kr->http_status >= 200 && kr->http_status < 300 && json_is_object(kr->body))
                 resp.object = kr->body;
         if (kr->error < 0)
                 log_debug_errno(kr->error, "%s: request failed: %m", c->key);
+        else if (kr->http_status == 409)
+                /* An ordinary race: another node (or our own earlier write)
+                 * changed the Lease first; the election re-reads it. */
+                log_debug("%s: the Lease changed under this write (another node wrote first); re-reading it",
+                          c->key);
         else if (kr->http_status >= 300)
                 log_debug("%s: HTTP %ld %s: %s", c->key, kr->http_status, kr->reason ?: "",
                           kr->message ?: "");

@@ -3,9 +3,11 @@
 
 #include <search.h>
 #include <stdio.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
+#include "catalog.h"
 #include "kvelectd-bus.h"
 #include "log.h"
 
@@ -127,10 +129,24 @@ static void log_events(Campaign *c, unsigned events)
                 if (election_is_leading(e)) {
                         uint64_t now = clock_usec(CLOCK_MONOTONIC), d = election_deadline(e);
 
-                        log_info("%s: leading (valid for %llums unless renewed)", c->key,
-                                 (unsigned long long)((d > now ? d - now : 0) / USEC_PER_MSEC));
-                } else
-                        log_info("%s: not leading (holder \"%s\")", c->key, election_holder(e));
+                        log_event(LOG_INFO, 0, KVEGRESS_MESSAGE_LEADERSHIP_GAINED,
+                                  LOG_OBJECT(.lease = c->key, .node = c->manager->identity),
+                                  "%s: leading (valid for %llums unless renewed)", c->key,
+                                  (unsigned long long)((d > now ? d - now : 0) / USEC_PER_MSEC));
+                } else if (strcasecmp(election_holder(e), c->manager->identity) == 0)
+                        /* Still named in the Lease: withdrawn or stopping,
+                         * the release is on its way. */
+                        log_event(LOG_INFO, 0, KVEGRESS_MESSAGE_LEADERSHIP_LOST,
+                                  LOG_OBJECT(.lease = c->key, .node = c->manager->identity),
+                                  "%s: no longer leading (withdrawn); releasing the Lease", c->key);
+                else if (isempty(election_holder(e)))
+                        log_event(LOG_INFO, 0, KVEGRESS_MESSAGE_LEADERSHIP_LOST,
+                                  LOG_OBJECT(.lease = c->key, .node = c->manager->identity),
+                                  "%s: not leading (no holder yet)", c->key);
+                else
+                        log_event(LOG_INFO, 0, KVEGRESS_MESSAGE_LEADERSHIP_LOST,
+                                  LOG_OBJECT(.lease = c->key, .node = c->manager->identity),
+                                  "%s: not leading (held by \"%s\")", c->key, election_holder(e));
         } else if (events & ELECTION_EVENT_HOLDER)
                 log_debug("%s: holder is now \"%s\"", c->key, election_holder(e));
 }

@@ -66,6 +66,9 @@ struct Manager {
         sd_event_source *stop_timer;
         /* Armed while no client is connected and campaigns remain. */
         sd_event_source *orphan_timer;
+        /* The last Lease request failed without an HTTP answer (or with a
+         * 5xx): said once, and once more when the API answers again. */
+        bool api_unreachable;
 };
 
 /* Takes ownership of client (freed with the manager). */

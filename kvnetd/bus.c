@@ -10,6 +10,7 @@
 
 #include "addr.h"
 #include "array.h"
+#include "catalog.h"
 #include "introspect.h"
 #include "kvnetd-bus.h"
 #include "log.h"
@@ -476,6 +477,44 @@ static int method_list_egress(sd_bus_message *msg, void *userdata, sd_bus_error 
         return sd_bus_send(NULL, reply, NULL);
 }
 
+/* The client's requests that kvnetd refused, logged where the operator can
+ * act on them: once per distinct refusal (kvpd retries a refused request
+ * every few seconds), naming the method, the service and the field. */
+static void log_refusal(Manager *m, sd_bus_message *msg, const sd_bus_error *error)
+{
+        _cleanup_free_ char *line = NULL;
+        const char *key = NULL;
+        bool input = sd_bus_error_has_name(error, KVNETD_ERROR_INVALID_ARGS);
+
+        if (sd_bus_message_rewind(msg, true) >= 0)
+                (void)sd_bus_message_read_basic(msg, 's', &key);
+        if (asprintf(&line, "refused %s(%.128s): %s", sd_bus_message_get_member(msg), key ? key : "",
+                     error->message ? error->message : error->name) < 0)
+                return;
+        if (streq_ptr(m->last_refusal, line)) {
+                log_debug("%s (again)", line);
+                return;
+        }
+        log_event(LOG_WARNING, 0, input ? KVEGRESS_MESSAGE_INPUT_REJECTED : KVEGRESS_MESSAGE_EGRESS_REFUSED,
+                  LOG_OBJECT(.service = key, .daemon = "kvnetd"), "%s", line);
+        free(m->last_refusal);
+        m->last_refusal = TAKE_PTR(line);
+}
+
+#define LOGGED(handler)                                                                                       \
+        static int handler##_logged(sd_bus_message *msg, void *userdata, sd_bus_error *error)                 \
+        {                                                                                                     \
+                int r = handler(msg, userdata, error);                                                        \
+                if (sd_bus_error_is_set(error))                                                               \
+                        log_refusal(userdata, msg, error);                                                    \
+                return r;                                                                                     \
+        }
+LOGGED(method_grant_vip)
+LOGGED(method_renew_grant)
+LOGGED(method_release_vip)
+LOGGED(method_set_egress)
+LOGGED(method_remove_service)
+
 /* Every method is UNPRIVILEGED in sd-bus's sense: without the flag sd-bus
  * demands CAP_SYS_ADMIN of the caller, which kvpd (rightly) lacks. Who may
  * call is decided once per connection, from SO_PEERCRED, in bus-server.c. */
@@ -484,18 +523,18 @@ static const sd_bus_vtable net_vtable[] = {
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_GRANT_VIP, KVNETD_SIG_GRANT_VIP,
                                  SD_BUS_PARAM(service) SD_BUS_PARAM(address) SD_BUS_PARAM(ifname)
                                          SD_BUS_PARAM(deadline_usec),
-                                 "", , method_grant_vip, SD_BUS_VTABLE_UNPRIVILEGED),
+                                 "", , method_grant_vip_logged, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_RENEW_GRANT, KVNETD_SIG_RENEW_GRANT,
-                                 SD_BUS_PARAM(service) SD_BUS_PARAM(deadline_usec), "", , method_renew_grant, SD_BUS_VTABLE_UNPRIVILEGED),
+                                 SD_BUS_PARAM(service) SD_BUS_PARAM(deadline_usec), "", , method_renew_grant_logged, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_RELEASE_VIP, KVNETD_SIG_RELEASE_VIP,
-                                 SD_BUS_PARAM(service) SD_BUS_PARAM(address), "", , method_release_vip, SD_BUS_VTABLE_UNPRIVILEGED),
+                                 SD_BUS_PARAM(service) SD_BUS_PARAM(address), "", , method_release_vip_logged, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_SET_EGRESS, KVNETD_SIG_SET_EGRESS,
                                  SD_BUS_PARAM(service) SD_BUS_PARAM(vip4) SD_BUS_PARAM(vip6) SD_BUS_PARAM(pods)
                                          SD_BUS_PARAM(ports) SD_BUS_PARAM(allowed) SD_BUS_PARAM(denied)
                                                  SD_BUS_PARAM(excluded),
-                                 "", , method_set_egress, SD_BUS_VTABLE_UNPRIVILEGED),
+                                 "", , method_set_egress_logged, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_REMOVE_SERVICE, KVNETD_SIG_REMOVE_SERVICE, SD_BUS_PARAM(service),
-                                 "", , method_remove_service, SD_BUS_VTABLE_UNPRIVILEGED),
+                                 "", , method_remove_service_logged, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_LIST_VIPS, "", , KVNETD_SIG_LIST_VIPS_REPLY, SD_BUS_PARAM(vips),
                                  method_list_vips, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_LIST_EGRESS, "", , KVNETD_SIG_LIST_EGRESS_REPLY,

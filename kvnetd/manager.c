@@ -19,6 +19,7 @@
 #include "conntrack.h"
 #include "daemon.h"
 #include "kvnetd-bus.h"
+#include "catalog.h"
 #include "log.h"
 #include "nft.h"
 #include "state.h"
@@ -82,8 +83,10 @@ int manager_grant_vip(Manager *m, Service *s, const IpAddr *a, const char *ifnam
                 }
                 service_attach_vip(m, s, v, true);
                 added = true;
-                log_info("bound VIP %s on %s for %s", ip_addr_to_string(a, (char[INET6_ADDRSTRLEN]){}),
-                         ifname, s->key);
+                log_event(LOG_INFO, 0, KVEGRESS_MESSAGE_VIP_BOUND,
+                          LOG_OBJECT(.service = s->key, .vip = ip_addr_to_string(a, (char[INET6_ADDRSTRLEN]){})),
+                          "bound VIP %s on %s for %s", ip_addr_to_string(a, (char[INET6_ADDRSTRLEN]){}), ifname,
+                          s->key);
                 announce_start(m, v);
         }
         service_set_deadline(m, s, deadline);
@@ -115,8 +118,10 @@ int manager_release_vip(Manager *m, Service *s, Vip *v)
         if (r < 0)
                 return log_warning_errno(r, "removing VIP %s from %s failed: %m",
                                          ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), v->ifname);
-        log_info("released VIP %s on %s of %s", ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}),
-                 v->ifname, s->key);
+        log_event(LOG_INFO, 0, KVEGRESS_MESSAGE_VIP_RELEASED,
+                  LOG_OBJECT(.service = s->key, .vip = ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){})),
+                  "released VIP %s on %s of %s", ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), v->ifname,
+                  s->key);
         service_detach_vip(m, v, true);
         free(v);
         service_maybe_free(m, s);
@@ -160,12 +165,19 @@ int manager_set_egress(Manager *m, Service *s, EgressPolicy *policy, char **ret_
         r = nft_commit(m->nft_nl, b, ret_error);
         if (r < 0)
                 return log_warning_errno(r, "egress transaction for %s failed, nothing changed", s->key);
-        if (!nft_batch_is_empty(b))
-                log_info("egress of %s: %s%zu pods added, %zu removed (%zu netlink messages)", s->key,
-                         !p               ? "removed, "
-                         : d.rules_change ? "rules set, "
-                                          : "",
-                         d.n_added, d.n_removed, nft_batch_messages(b));
+        if (!nft_batch_is_empty(b)) {
+                char vip[INET6_ADDRSTRLEN] = "";
+
+                if (p)
+                        (void)ip_addr_to_string(p->vip4.family ? &p->vip4 : &p->vip6, vip);
+                log_event(LOG_INFO, 0, p ? KVEGRESS_MESSAGE_EGRESS_APPLIED : KVEGRESS_MESSAGE_EGRESS_REMOVED,
+                          LOG_OBJECT(.service = s->key, .vip = vip),
+                          "egress of %s: %s%zu pods added, %zu removed (%zu netlink messages)", s->key,
+                          !p               ? "removed, "
+                          : d.rules_change ? "rules set, "
+                                           : "",
+                          d.n_added, d.n_removed, nft_batch_messages(b));
+        }
 
         /* Applied: the record follows (cannot fail), then conntrack. */
         manager_queue_conntrack(m, d.flush, d.n_flush);
@@ -276,16 +288,31 @@ static void drain_connections(Manager *m)
                                 break;
 }
 
-static void fence_service(Manager *m, Service *s)
+/* deadline: the grant's deadline passed (else the grace period ended with
+ * nobody claiming s). */
+static void fence_service(Manager *m, Service *s, bool deadline)
 {
         _cleanup_free_ char *key = strdup(s->key);
         bool claimed = s->claimed;
         int r;
 
         m->n_fences++;
-        log_struct(LOG_NOTICE, 0, LOG_FIELDS("KVEGRESS_EVENT=fence"), "%s %s: removing its VIPs and egress",
-                   s->key,
-                   claimed ? "grant expired without renewal" : "was not claimed in the grace period");
+        for (size_t i = 0; i < s->n_vips; i++)
+                log_event(LOG_NOTICE, 0, KVEGRESS_MESSAGE_VIP_FENCED,
+                          LOG_OBJECT(.service = s->key,
+                                     .vip = ip_addr_to_string(&s->vips[i]->addr, (char[INET6_ADDRSTRLEN]){})),
+                          "%s: fencing VIP %s: %s", s->key,
+                          ip_addr_to_string(&s->vips[i]->addr, (char[INET6_ADDRSTRLEN]){}),
+                          !deadline ? "not claimed again in the grace period after a restart"
+                          : claimed ? "its grant expired without renewal"
+                                    : "its grant deadline, saved before the restart, passed before a client "
+                                      "claimed it again");
+        if (s->n_vips == 0)
+                log_event(LOG_NOTICE, 0, KVEGRESS_MESSAGE_VIP_FENCED, LOG_OBJECT(.service = s->key),
+                  "%s %s: removing its egress", s->key,
+                  !deadline ? "was not claimed in the grace period"
+                  : claimed ? "grant expired without renewal"
+                            : "grant deadline (saved before the restart) passed before it was claimed again");
         r = manager_remove_service(m, s);
         if (r < 0) {
                 /* Try again soon; the VIP must not outlive its grant. */
@@ -307,7 +334,7 @@ static void grace_end(Manager *m)
         for (Service *s = m->services; s; s = next) {
                 next = s->next;
                 if (!s->claimed) {
-                        fence_service(m, s);
+                        fence_service(m, s, false);
                         continue;
                 }
                 if (s->has_chain && !s->policy) {
@@ -341,7 +368,7 @@ static int on_fence_timer(sd_event_source *source, uint64_t usec, void *userdata
                 grace_end(m);
         /* Earliest first; a fence that fails moves its deadline on. */
         for (unsigned guard = 0; (s = service_earliest(m)) && s->deadline <= now && guard < 1000000; guard++)
-                fence_service(m, s);
+                fence_service(m, s, true);
         manager_update_fence(m);
         return 0;
 }
@@ -478,6 +505,7 @@ Manager *manager_free(Manager *m)
                 sd_bus_unref(m->conns[i]);
         free(m->conns);
         service_record_done(m);
+        free(m->last_refusal);
         sd_event_source_disable_unref(m->fence_timer);
         sd_event_source_disable_unref(m->announce_timer);
         sd_event_source_disable_unref(m->reconcile_timer);

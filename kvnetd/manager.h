@@ -66,6 +66,8 @@ struct Manager {
         size_t n_conns, cap_conns;
         uint64_t n_fences;
 
+        char *last_refusal; /* bus.c: a refusal repeated by a retrying client is logged once */
+
         SERVICE_RECORD_FIELDS;
 };
 

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "array.h"
+#include "catalog.h"
 #include "kvelectd-bus.h"
 #include "log.h"
 #include "manager.h"
@@ -142,7 +143,10 @@ static void campaign_refused(Manager *m, Lease *l, const sd_bus_error *e)
 
                 if (s->lease != l || !service_error_set(s, "kvelectd", why))
                         continue;
-                log_warning("%s: %s%s", s->key, why, retry ? "; retrying" : "");
+                log_event(LOG_WARNING, 0, KVEGRESS_MESSAGE_EGRESS_REFUSED,
+                          LOG_OBJECT(.service = s->key, .lease = s->lease->name, .daemon = "kvelectd",
+                                     .node = m->config.node_name),
+                          "%s: %s%s", s->key, why, retry ? "; retrying every 5s" : "");
                 if (s->policy)
                         status_event(s, "Warning", "EgressFailed", "%s", why);
         }

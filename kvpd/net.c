@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "catalog.h"
 #include "kvnetd-bus.h"
 #include "log.h"
 #include "manager.h"
@@ -118,8 +119,10 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
                 (void)snprintf(why, sizeof(why), "kvnetd refused %s: %s", c->method, e->message ? e->message : e->name);
                 /* Retried every resync; said (log, Event) only when it is news. */
                 if (service_error_set(s, "kvnetd", why)) {
-                        log_warning("%s: %s (%s); retrying every %us", c->key, why, e->name,
-                                    (unsigned)(NET_RETRY_USEC / USEC_PER_SEC));
+                        log_event(LOG_WARNING, 0, KVEGRESS_MESSAGE_EGRESS_REFUSED,
+                                  LOG_OBJECT(.service = c->key, .daemon = "kvnetd", .node = m->config.node_name),
+                                  "%s: %s (%s); retrying every %us", c->key, why, e->name,
+                                  (unsigned)(NET_RETRY_USEC / USEC_PER_SEC));
                         if (s->policy)
                                 status_event(s, "Warning", "EgressFailed", "%s", why);
                 } else

@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "array.h"
+#include "catalog.h"
 #include "log.h"
 #include "manager.h"
 
@@ -301,7 +302,9 @@ int reconcile_service(Service *s)
                  * once per distinct error, even if the pod shows up later. */
                 (void)service_error_set(s, "kvpd", p->error);
                 if (!streq_ptr(s->last_error_logged, p->error)) {
-                        log_warning("%s", p->error);
+                        log_event(LOG_WARNING, 0, KVEGRESS_MESSAGE_INPUT_REJECTED,
+                                  LOG_OBJECT(.service = s->key, .daemon = "kvpd", .node = m->config.node_name), "%s",
+                                  p->error);
                         free(s->last_error_logged);
                         s->last_error_logged = strdup(p->error);
                 }

@@ -167,6 +167,33 @@ int log_struct_internal(int level, int error, const char *file, int line, const 
         return r;
 }
 
+int log_event_internal(int level, int error, const char *file, int line, const char *func, const char *message_id,
+                       const LogObject *o, const char *fmt, ...)
+{
+        static const char *const names[] = {"KVEGRESS_SERVICE", "KVEGRESS_VIP",   "KVEGRESS_POD",
+                                            "KVEGRESS_NODE",    "KVEGRESS_LEASE", "KVEGRESS_DAEMON"};
+        const char *values[] = {o->service, o->vip, o->pod, o->node, o->lease, o->daemon};
+        char buf[ELEMENTSOF(names)][384];
+        const char *fields[ELEMENTSOF(names) + 2];
+        size_t n = 0;
+        va_list ap;
+        int r;
+
+        if (level > log_max_level)
+                return error < 0 ? error : -error;
+        fields[n++] = message_id;
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (values[i] && *values[i]) {
+                        (void)snprintf(buf[i], sizeof(buf[i]), "%s=%s", names[i], values[i]);
+                        fields[n++] = buf[i];
+                }
+        fields[n] = NULL;
+        va_start(ap, fmt);
+        r = log_dispatch(level, error, file, line, func, fields, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
 void log_fatal_internal(int error, const char *file, int line, const char *func, const char *fmt, ...)
 {
         va_list ap;

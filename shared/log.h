@@ -48,6 +48,20 @@ int log_struct_internal(int level, int error, const char *file, int line, const 
 #define log_struct(level, error, fields, ...)                                                                 \
         log_struct_internal(level, error, __FILE__, __LINE__, __func__, fields, __VA_ARGS__)
 
+/* The catalogue's events (shared/catalog.h): the MESSAGE_ID and the object
+ * fields that are set, as KVEGRESS_SERVICE=, KVEGRESS_VIP=, KVEGRESS_POD=,
+ * KVEGRESS_NODE=, KVEGRESS_LEASE=, KVEGRESS_DAEMON=. Only names and
+ * addresses go here, never a credential. */
+typedef struct LogObject {
+        const char *service, *vip, *pod, *node, *lease, *daemon;
+} LogObject;
+int log_event_internal(int level, int error, const char *file, int line, const char *func, const char *message_id,
+                       const LogObject *o, const char *fmt, ...) _printf_(8, 9);
+/* log_event(LOG_INFO, 0, KVEGRESS_MESSAGE_VIP_BOUND, LOG_OBJECT(.service = key, .vip = addr), "bound %s", addr); */
+#define LOG_OBJECT(...) (&(const LogObject){__VA_ARGS__})
+#define log_event(level, error, message_id, object, ...)                                                      \
+        log_event_internal(level, error, __FILE__, __LINE__, __func__, message_id, object, __VA_ARGS__)
+
 /* A fatal error in setup: logs and exits with EXIT_FAILURE. */
 _noreturn_ void log_fatal_internal(int error, const char *file, int line, const char *func, const char *fmt, ...)
         _printf_(5, 6);
