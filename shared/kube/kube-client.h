@@ -120,7 +120,19 @@ int kube_request_merge_patch_annotations(KubeClient *c, const KubeResource *res,
 int kube_client_reload_credentials(KubeClient *c);
 
 /* Creates a core/v1 Event about an object (reason "EgressActive" etc.),
- * type "Normal" or "Warning". Fire and forget: failures are logged at debug. */
+ * type "Normal" or "Warning". Fire and forget: failures are logged at debug.
+ * Repeats are aggregated as client-go's EventCorrelator does (kube-events.c):
+ * the same Event again bumps count and lastTimestamp of the one written
+ * (PATCH), and a token bucket per object (burst 25, +1 per 5 min) drops the
+ * rest. */
+typedef struct KubeEventStats {
+        uint64_t posted;     /* new Event objects */
+        uint64_t patched;    /* count/lastTimestamp updates */
+        uint64_t aggregated; /* repeats folded into an existing Event */
+        uint64_t dropped;    /* over the per-object rate limit */
+        uint64_t failed;     /* writes the API refused or that did not reach it */
+} KubeEventStats;
+void kube_client_get_event_stats(KubeClient *c, KubeEventStats *ret);
 int kube_event_emit(KubeClient *c, const char *component, const char *host, const char *involved_kind,
                     const char *namespace, const char *name, const char *uid, const char *type,
                     const char *reason, const char *message);

@@ -94,6 +94,7 @@ struct KubeClient {
         bool dispatching, free_pending;
 
         KubeClientStats stats;
+        KubeEvents *events; /* kube-events.c */
 };
 
 static uint64_t now_usec(void)
@@ -107,6 +108,18 @@ static uint64_t now_usec(void)
 KubeClientStats *kube_client_stats(KubeClient *c)
 {
         return &c->stats;
+}
+
+KubeEvents *kube_client_events(KubeClient *c)
+{
+        if (!c->events)
+                c->events = kube_events_new(c);
+        return c->events;
+}
+
+void kube_client_get_event_stats(KubeClient *c, KubeEventStats *ret)
+{
+        kube_events_get_stats(c->events, ret);
 }
 
 sd_event *kube_client_event(KubeClient *c)
@@ -949,6 +962,7 @@ static void client_free_now(KubeClient *c)
                 http_free(c->transfers);
         }
         c->ready_head = c->ready_tail = NULL;
+        c->events = kube_events_free(c->events); /* after the transfers: none will answer now */
         if (c->multi)
                 (void)curl_multi_cleanup(c->multi);
         (void)sd_event_source_disable_unref(c->timer);

@@ -137,3 +137,14 @@ int kube_client_refresh_credentials(KubeClient *c, bool force);
 KubeClientStats *kube_client_stats(KubeClient *c);
 sd_event *kube_client_event(KubeClient *c);
 uint64_t kube_client_request_timeout(KubeClient *c);
+
+/* kube-events.c: the Event correlator of one client. */
+typedef struct KubeEvents KubeEvents;
+KubeEvents *kube_events_new(KubeClient *c);
+KubeEvents *kube_events_free(KubeEvents *e);
+void kube_events_get_stats(const KubeEvents *e, KubeEventStats *ret);
+int kube_events_emit(KubeEvents *e, const char *component, const char *host, const char *involved_kind,
+                     const char *namespace, const char *name, const char *uid, const char *type, const char *reason,
+                     const char *message);
+/* The client's correlator, created on first use (NULL: out of memory). */
+KubeEvents *kube_client_events(KubeClient *c);

@@ -161,56 +161,14 @@ void kube_request_cancel(KubeRequest *r)
         request_free(r);
 }
 
-static void on_event_done(KubeClient *c, const KubeResponse *resp, void *userdata)
-{
-        if (resp->error < 0)
-                log_debug_errno(resp->error, "kube: event not recorded: %m");
-        else if (resp->http_status != 201 && resp->http_status != 200)
-                log_debug("kube: event not recorded: HTTP %ld %s", resp->http_status, resp->message ?: "");
-}
-
 int kube_event_emit(KubeClient *c, const char *component, const char *host, const char *involved_kind,
                     const char *namespace, const char *name, const char *uid, const char *type, const char *reason,
                     const char *message)
 {
-        _cleanup_free_ char *path = NULL, *gen = NULL;
-        json_t *ev = NULL, *involved = NULL;
-        char now[32];
-        struct timespec ts;
-        const char *ns = namespace ?: "default";
-        int r;
-
-        if (!c || !involved_kind || !name || !reason)
+        if (!c)
                 return -EINVAL;
-        (void)clock_gettime(CLOCK_REALTIME, &ts);
-        r = kube_time_format((uint64_t)ts.tv_sec * USEC_PER_SEC, now);
-        if (r < 0)
-                return r;
-        /* Event names are "<object>.<unique suffix>"; generateName gives the suffix. */
-        if (asprintf(&gen, "%s.", name) < 0)
-                return -ENOMEM;
-        r = kube_resource_path(&kube_resource_events, ns, NULL, NULL, &path);
-        if (r < 0)
-                return r;
-
-        involved = json_pack("{s:s, s:s}", "kind", involved_kind, "name", name);
-        if (!involved)
-                return -ENOMEM;
-        if (namespace)
-                (void)json_object_set_new(involved, "namespace", json_string(namespace));
-        if (uid)
-                (void)json_object_set_new(involved, "uid", json_string(uid));
-        ev = json_pack("{s:s, s:s, s:{s:s, s:s}, s:o, s:s, s:s, s:s, s:{s:s?, s:s?}, s:s, s:s, s:i, s:s?, s:s?}",
-                       "apiVersion", "v1", "kind", "Event", "metadata", "generateName", gen, "namespace", ns,
-                       "involvedObject", involved, "reason", reason, "message", message ?: "", "type",
-                       type ?: "Normal", "source", "component", component, "host", host, "firstTimestamp", now,
-                       "lastTimestamp", now, "count", 1, "reportingComponent", component, "reportingInstance",
-                       host);
-        if (!ev)
-                return -ENOMEM;
-        r = kube_request(c, "POST", path, ev, NULL, on_event_done, NULL, NULL);
-        json_decref(ev);
-        return r;
+        return kube_events_emit(kube_client_events(c), component, host, involved_kind, namespace, name, uid, type,
+                                reason, message);
 }
 
 int kube_request_merge_patch_annotations(KubeClient *c, const KubeResource *res, const char *namespace,

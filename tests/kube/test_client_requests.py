@@ -150,6 +150,39 @@ class RequestTest(unittest.TestCase):
         self.assertEqual(e["source"]["component"], "kvegress-test")
         self.assertTrue(e["metadata"]["name"].startswith("rq-ev."))
 
+    def test_event_aggregation(self):
+        """The same Event 40 times: one object whose count says how many were written, the rest dropped by
+        the per-object rate limit (burst 25); another message is another object."""
+        c = self.call("POST", SVCS, svc("rq-agg"))
+        uid = c["body"]["metadata"]["uid"]
+
+        def emit(message):
+            q = self.r.call({"op": "event", "namespace": "default", "kind": "Service", "name": "rq-agg",
+                             "uid": uid, "type": "Warning", "reason": "EgressFailed", "message": message})
+            self.assertEqual(q["queued"], 0)
+
+        def mine():
+            items, _ = self.s.list_all("/api/v1/namespaces/default/events")
+            return sorted((e for e in items if e["involvedObject"]["name"] == "rq-agg"), key=lambda e: e["message"])
+
+        for _ in range(20):
+            emit("kvnetd refused SetEgress: vip4: not in --vip-range")
+        emit("kvelectd refused Campaign: more than 4096 campaigns")
+        for _ in range(20):
+            emit("kvnetd refused SetEgress: vip4: not in --vip-range")
+        deadline = time.time() + 10
+        got = []
+        while time.time() < deadline:
+            self.call("GET", "/version")  # a request behind them flushes the loop
+            got = mine()
+            if len(got) == 2 and got[1]["count"] == 24:
+                break
+            time.sleep(0.1)
+        self.assertEqual([(e["message"][:16], e["count"]) for e in got],
+                         [("kvelectd refused", 1), ("kvnetd refused S", 24)], got)
+        self.assertEqual(got[1]["type"], "Warning")
+        self.assertGreaterEqual(got[1]["lastTimestamp"], got[1]["firstTimestamp"])
+
     def test_unknown_path_plain_404(self):
         r = self.call("GET", "/nope/really")
         self.assertEqual(r["status"], 404)
