@@ -12,11 +12,13 @@
  * usage. */
 #include <getopt.h>
 #include <jansson.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kvelectd-bus.h"
 #include "kvnetd-bus.h"
@@ -52,6 +54,7 @@ typedef struct Ctl {
 static const char *arg_socket[_D_MAX];
 static uint64_t arg_timeout_usec = 2 * USEC_PER_SEC;
 static bool arg_json;
+static bool arg_http;
 
 static uint64_t monotonic_usec(void)
 {
@@ -681,6 +684,175 @@ static int cmd_rules(Ctl *c, const char *service)
         return EXIT_HEALTHY;
 }
 
+/* ---------------------------------------------------------------- metrics */
+
+/* One metric family: its HELP and TYPE lines and its samples, gathered from
+ * every daemon so each family appears once, as the format requires. */
+typedef struct Family {
+        char *name, *header;
+        char *samples;
+        size_t size;
+        FILE *f;
+} Family;
+
+/* Families are allocated one by one: each holds a memstream that points
+ * into it, so they must not move. */
+static Family *family_get(Family ***v, size_t *n, const char *name)
+{
+        Family **nv, *fam;
+
+        for (size_t i = 0; i < *n; i++)
+                if (streq((*v)[i]->name, name))
+                        return (*v)[i];
+        nv = reallocarray(*v, *n + 1, sizeof(Family *));
+        if (!nv)
+                return NULL;
+        *v = nv;
+        fam = calloc(1, sizeof(Family));
+        if (!fam)
+                return NULL;
+        fam->name = strdup(name);
+        fam->f = open_memstream(&fam->samples, &fam->size);
+        nv[(*n)++] = fam;
+        return fam->name && fam->f ? fam : NULL;
+}
+
+/* Adds one daemon's exposition. Samples follow their family's TYPE line. */
+static void families_add(Family ***v, size_t *n, const char *text)
+{
+        _cleanup_free_ char *copy = strdup(text);
+        char *save = NULL;
+        Family *cur = NULL;
+
+        for (char *line = copy ? strtok_r(copy, "\n", &save) : NULL; line;
+             line = strtok_r(NULL, "\n", &save)) {
+                char name[256];
+
+                if (strncmp(line, "# HELP ", 7) == 0 && sscanf(line + 7, "%255s", name) == 1) {
+                        /* A family another daemon described already keeps that text. */
+                        cur = family_get(v, n, name);
+                        if (cur && !cur->header)
+                                cur->header = strdup(line);
+                        continue;
+                }
+                if (strncmp(line, "# TYPE ", 7) == 0 && sscanf(line + 7, "%255s", name) == 1) {
+                        cur = family_get(v, n, name);
+                        if (cur && cur->header && !strstr(cur->header, "\n# TYPE")) {
+                                char *h = NULL;
+                                if (asprintf(&h, "%s\n%s", cur->header, line) >= 0) {
+                                        free(cur->header);
+                                        cur->header = h;
+                                }
+                        }
+                        continue;
+                }
+                if (cur && cur->f && line[0] != '#')
+                        fprintf(cur->f, "%s\n", line);
+        }
+}
+
+static int collect_metrics(Ctl *c, char **ret)
+{
+        static const char *const members[_D_MAX] = {KVPD_METHOD_GET_METRICS, KVNETD_METHOD_GET_METRICS,
+                                                    KVELECTD_METHOD_GET_METRICS};
+        Call *calls[_D_MAX];
+        Family **v = NULL;
+        size_t n = 0, size = 0;
+        char *out = NULL;
+        FILE *f;
+
+        for (int d = 0; d < _D_MAX; d++)
+                calls[d] = ctl_call(c, d, members[d], NULL);
+        (void)ctl_run(c);
+        f = open_memstream(&out, &size);
+        if (!f)
+                return -ENOMEM;
+        fprintf(f,
+                "# HELP kube_vip_build_info kvegress's version (kube-vip's metric name)\n"
+                "# TYPE kube_vip_build_info gauge\n"
+                "kube_vip_build_info{version=\"%s\",implementation=\"kvegress\"} 1\n",
+                PROJECT_VERSION);
+        fprintf(f, "# HELP kvegress_daemon_up 1 if the daemon answered kvctl within its timeout\n"
+                   "# TYPE kvegress_daemon_up gauge\n");
+        for (int d = 0; d < _D_MAX; d++) {
+                const char *text = NULL;
+                bool up = calls[d]->reply && sd_bus_message_read(calls[d]->reply, "s", &text) >= 0;
+
+                fprintf(f, "kvegress_daemon_up{daemon=\"%s\"} %d\n", daemon_names[d], up ? 1 : 0);
+                if (up)
+                        families_add(&v, &n, text);
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (v[i]->f)
+                        (void)fclose(v[i]->f);
+                if (v[i]->header)
+                        fprintf(f, "%s\n", v[i]->header);
+                if (v[i]->samples)
+                        fputs(v[i]->samples, f);
+                free(v[i]->name);
+                free(v[i]->header);
+                free(v[i]->samples);
+                free(v[i]);
+        }
+        free(v);
+        if (fclose(f) != 0)
+                return -ENOMEM;
+        *ret = out;
+        return 0;
+}
+
+/* Under kvegress-metrics.socket (Accept=yes) stdin and stdout are one HTTP
+ * connection: one GET /metrics, one answer, done. The request is read with a
+ * bound on its size and on the time it takes. */
+static int serve_http(const char *body)
+{
+        char req[4096];
+        size_t n = 0;
+        const char *status = "200 OK";
+        struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+        uint64_t deadline = monotonic_usec() + arg_timeout_usec;
+
+        while (n < sizeof(req) - 1 && !memmem(req, n, "\r\n\r\n", 4) && !memmem(req, n, "\n\n", 2)) {
+                uint64_t now = monotonic_usec();
+                ssize_t k;
+
+                if (now >= deadline || poll(&p, 1, (int)((deadline - now) / USEC_PER_MSEC) + 1) <= 0)
+                        break;
+                k = read(STDIN_FILENO, req + n, sizeof(req) - 1 - n);
+                if (k <= 0)
+                        break;
+                n += (size_t)k;
+                req[n] = '\0';
+        }
+        req[n] = '\0';
+        if (strncmp(req, "GET ", 4) != 0)
+                status = "405 Method Not Allowed";
+        else if (strncmp(req + 4, "/metrics ", 9) != 0 && strncmp(req + 4, "/ ", 2) != 0 &&
+                 strncmp(req + 4, "/metrics?", 9) != 0)
+                status = "404 Not Found";
+        if (!streq(status, "200 OK"))
+                body = "";
+        printf("HTTP/1.1 %s\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+               "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+               status, strlen(body), body);
+        return fflush(stdout) == 0 ? 0 : -EIO;
+}
+
+static int cmd_metrics(Ctl *c, bool http)
+{
+        _cleanup_free_ char *text = NULL;
+        int r = collect_metrics(c, &text);
+
+        if (r < 0) {
+                fprintf(stderr, "kvctl: metrics: %s\n", strerror(-r));
+                return EXIT_DOWN;
+        }
+        if (http)
+                return serve_http(text) < 0 ? EXIT_DOWN : EXIT_HEALTHY;
+        fputs(text, stdout);
+        return EXIT_HEALTHY;
+}
+
 static void help(void)
 {
         printf("Usage: kvctl [OPTIONS] COMMAND\n\n"
@@ -691,7 +863,9 @@ static void help(void)
                "                   daemon; and which daemon does not answer\n"
                "  vips             The VIPs kvnetd holds\n"
                "  leases           The leases kvelectd campaigns for\n"
-               "  rules SERVICE    The nft chain and sets kvnetd programmed for SERVICE (namespace/name)\n\n"
+               "  rules SERVICE    The nft chain and sets kvnetd programmed for SERVICE (namespace/name)\n"
+               "  metrics [--http] The three daemons' metrics in Prometheus's text format; with --http,\n"
+               "                   answer one HTTP GET on stdin/stdout (kvegress-metrics.socket)\n\n"
                "Options:\n"
                "  -h --help        Show this help\n"
                "     --version     Show the version\n"
@@ -713,7 +887,7 @@ static const char *env_or(const char *name, const char *def)
 
 int main(int argc, char *argv[])
 {
-        enum { ARG_VERSION = 0x100, ARG_TIMEOUT, ARG_KVPD, ARG_KVNETD, ARG_KVELECTD };
+        enum { ARG_VERSION = 0x100, ARG_TIMEOUT, ARG_KVPD, ARG_KVNETD, ARG_KVELECTD, ARG_HTTP };
         static const struct option options[] = {
                 {"help", no_argument, NULL, 'h'},
                 {"version", no_argument, NULL, ARG_VERSION},
@@ -722,6 +896,7 @@ int main(int argc, char *argv[])
                 {"kvpd-socket", required_argument, NULL, ARG_KVPD},
                 {"kvnetd-socket", required_argument, NULL, ARG_KVNETD},
                 {"kvelectd-socket", required_argument, NULL, ARG_KVELECTD},
+                {"http", no_argument, NULL, ARG_HTTP},
                 {},
         };
         Ctl ctl = {};
@@ -761,6 +936,9 @@ int main(int argc, char *argv[])
                 case ARG_KVELECTD:
                         arg_socket[D_KVELECTD] = optarg;
                         break;
+                case ARG_HTTP:
+                        arg_http = true;
+                        break;
                 default:
                         return EXIT_USAGE;
                 }
@@ -779,6 +957,8 @@ int main(int argc, char *argv[])
                 r = cmd_leases(&ctl);
         else if (streq(cmd, "rules") && optind + 2 == argc)
                 r = cmd_rules(&ctl, argv[optind + 1]);
+        else if (streq(cmd, "metrics") && optind + 1 >= argc)
+                r = cmd_metrics(&ctl, arg_http);
         else {
                 fprintf(stderr, "kvctl: unknown command or arguments: %s (see kvctl --help)\n", cmd);
                 r = EXIT_USAGE;

@@ -102,6 +102,8 @@ static const sd_bus_vtable elect_vtable[] = {
                                  method_withdraw, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVELECTD_METHOD_LIST, "", SD_BUS_PARAM(), KVELECTD_SIG_LIST_REPLY,
                                  SD_BUS_PARAM(campaigns), method_list, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES(KVELECTD_METHOD_GET_METRICS, "", SD_BUS_PARAM(), "s", SD_BUS_PARAM(metrics),
+                                 introspect_method_get_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES(KVELECTD_SIGNAL_LEADERSHIP, KVELECTD_SIG_LEADERSHIP,
                                  SD_BUS_PARAM(namespace) SD_BUS_PARAM(name) SD_BUS_PARAM(leading)
                                          SD_BUS_PARAM(deadline_usec) SD_BUS_PARAM(holder),

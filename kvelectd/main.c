@@ -363,6 +363,8 @@ static int run(int argc, char *argv[])
                         read_only_methods);
                 if (r < 0)
                         return log_error_errno(r, "cannot set up read-only introspection: %m");
+                if (introspect_setup(m) < 0)
+                        log_warning("cannot measure the event loop's lag; the metric stays empty");
         }
         bus_server_set_connections_callback(m->bus, manager_connections_changed, m);
 

@@ -125,6 +125,7 @@ static void log_events(Campaign *c, unsigned events)
 {
         Election *e = c->election;
 
+        introspect_note_campaign(c, events);
         if (events & ELECTION_EVENT_LEADING) {
                 if (election_is_leading(e)) {
                         uint64_t now = clock_usec(CLOCK_MONOTONIC), d = election_deadline(e);
@@ -477,6 +478,7 @@ Manager *manager_free(Manager *m)
         /* The last campaign of a namespace took its watch along. */
         sd_event_source_disable_unref(m->stop_timer);
         sd_event_source_disable_unref(m->orphan_timer);
+        loop_lag_stop(&m->metrics.loop_lag);
         bus_server_free(m->bus);
         kube_client_free(m->client);
         sd_event_unref(m->event);

@@ -14,6 +14,7 @@
 #include "election.h"
 #include "kube-client.h"
 #include "macros.h"
+#include "metrics.h"
 
 typedef struct Manager Manager;
 typedef struct Campaign Campaign;
@@ -27,6 +28,10 @@ struct Campaign {
         uint64_t request_id;
         sd_event_source *timer;
         LeaseWatch *watch; /* NULL with --no-watch */
+        /* Another node held the Lease, and its last renewTime (or release)
+         * seen, CLOCK_REALTIME: the failover metric's start. */
+        bool other_holder;
+        uint64_t other_renew_real_usec;
         Campaign *next, *prev;
 };
 
@@ -69,7 +74,17 @@ struct Manager {
         /* The last Lease request failed without an HTTP answer (or with a
          * 5xx): said once, and once more when the API answers again. */
         bool api_unreachable;
+        struct { /* introspect.c renders them (GetMetrics) */
+                uint64_t transitions;
+                MetricHistogram failover_seconds;
+                LoopLag loop_lag;
+        } metrics;
 };
+
+/* introspect.c */
+int introspect_setup(Manager *m);
+int introspect_method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+void introspect_note_campaign(Campaign *c, unsigned events);
 
 /* Takes ownership of client (freed with the manager). */
 int manager_new(sd_event *event, KubeClient *client, const ManagerOptions *opts, Manager **ret);

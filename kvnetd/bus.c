@@ -478,8 +478,50 @@ static int method_list_egress(sd_bus_message *msg, void *userdata, sd_bus_error 
 }
 
 /* The client's requests that kvnetd refused, logged where the operator can
- * act on them: once per distinct refusal (kvpd retries a refused request
- * every few seconds), naming the method, the service and the field. */
+ * act on them: each distinct refusal once per REFUSAL_QUIET_USEC (kvpd
+ * retries a refused batch every 2 s), naming the method, service and field. */
+#define REFUSAL_SLOTS 32
+#define REFUSAL_QUIET_USEC (600 * USEC_PER_SEC)
+
+struct RefusalLog {
+        char *line[REFUSAL_SLOTS];
+        usec_t at[REFUSAL_SLOTS];
+};
+
+struct RefusalLog *refusal_log_free(struct RefusalLog *l)
+{
+        if (!l)
+                return NULL;
+        for (size_t i = 0; i < REFUSAL_SLOTS; i++)
+                free(l->line[i]);
+        free(l);
+        return NULL;
+}
+
+/* True if line was not logged in the quiet period; remembers it. */
+static bool refusal_is_news(Manager *m, char **line)
+{
+        usec_t now = now_usec();
+        size_t oldest = 0;
+
+        if (!m->refusals && !(m->refusals = calloc(1, sizeof(struct RefusalLog))))
+                return true;
+        for (size_t i = 0; i < REFUSAL_SLOTS; i++) {
+                if (m->refusals->line[i] && streq(m->refusals->line[i], *line)) {
+                        if (now - m->refusals->at[i] < REFUSAL_QUIET_USEC)
+                                return false;
+                        m->refusals->at[i] = now;
+                        return true;
+                }
+                if (m->refusals->at[i] < m->refusals->at[oldest])
+                        oldest = i;
+        }
+        free(m->refusals->line[oldest]);
+        m->refusals->line[oldest] = TAKE_PTR(*line);
+        m->refusals->at[oldest] = now;
+        return true;
+}
+
 static void log_refusal(Manager *m, sd_bus_message *msg, const sd_bus_error *error)
 {
         _cleanup_free_ char *line = NULL;
@@ -491,14 +533,12 @@ static void log_refusal(Manager *m, sd_bus_message *msg, const sd_bus_error *err
         if (asprintf(&line, "refused %s(%.128s): %s", sd_bus_message_get_member(msg), key ? key : "",
                      error->message ? error->message : error->name) < 0)
                 return;
-        if (streq_ptr(m->last_refusal, line)) {
-                log_debug("%s (again)", line);
+        log_debug("%s", line);
+        if (!refusal_is_news(m, &line))
                 return;
-        }
         log_event(LOG_WARNING, 0, input ? KVEGRESS_MESSAGE_INPUT_REJECTED : KVEGRESS_MESSAGE_EGRESS_REFUSED,
-                  LOG_OBJECT(.service = key, .daemon = "kvnetd"), "%s", line);
-        free(m->last_refusal);
-        m->last_refusal = TAKE_PTR(line);
+                  LOG_OBJECT(.service = key, .daemon = "kvnetd"), "refused %s(%.128s): %s",
+                  sd_bus_message_get_member(msg), key ? key : "", error->message ? error->message : error->name);
 }
 
 #define LOGGED(handler)                                                                                       \
@@ -539,6 +579,8 @@ static const sd_bus_vtable net_vtable[] = {
                                  method_list_vips, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_LIST_EGRESS, "", , KVNETD_SIG_LIST_EGRESS_REPLY,
                                  SD_BUS_PARAM(services), method_list_egress, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_GET_METRICS, "", , "s", SD_BUS_PARAM(metrics),
+                                 introspect_method_get_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_DESCRIBE_SERVICE, KVNETD_SIG_DESCRIBE_SERVICE, SD_BUS_PARAM(service),
                                  "s", SD_BUS_PARAM(rules), introspect_method_describe_service,
                                  SD_BUS_VTABLE_UNPRIVILEGED),

@@ -7,3 +7,6 @@
 #include "manager.h"
 
 int bus_setup_connection(sd_bus *bus, void *userdata);
+
+/* The refusals logged recently (each distinct one once per REFUSAL_QUIET_USEC). */
+struct RefusalLog *refusal_log_free(struct RefusalLog *l);

@@ -21,6 +21,10 @@ int introspect_setup(Manager *m)
         struct group *g = getgrnam(KVEGRESS_READ_ONLY_GROUP);
         gid_t gid = g ? g->gr_gid : 0;
 
+        m->metrics.nft_seconds = (MetricHistogram)METRIC_HISTOGRAM_SECONDS;
+        if (loop_lag_start(m->event, &m->metrics.loop_lag) < 0)
+                log_warning("cannot measure the event loop's lag (out of memory); the metric stays empty");
+
         /* Root is admitted read-only unless it is the configured client
          * (then the full policy admitted it already). */
         return bus_server_set_read_only(
@@ -59,5 +63,50 @@ int introspect_method_describe_service(sd_bus_message *msg, void *userdata, sd_b
                 static const char cut[] = "\n# ... cut at " STRINGIFY(KVNETD_MAX_DESCRIBE) " bytes\n";
                 memcpy(text + KVNETD_MAX_DESCRIBE - sizeof(cut), cut, sizeof(cut));
         }
+        return sd_bus_reply_method_return(msg, "s", text ? text : "");
+}
+
+int introspect_method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        _cleanup_free_ char *text = NULL;
+        size_t size = 0, n_pods = 0, n_chains = 0;
+        FILE *f;
+
+        /* Validated: peer (full or read-only), no arguments. Only counters
+         * and sizes; no address or name of any client object. */
+        (void)error;
+        for (Service *s = m->services; s; s = s->next) {
+                n_pods += s->n_pods;
+                n_chains += s->has_chain;
+        }
+        f = open_memstream(&text, &size);
+        if (!f)
+                return -ENOMEM;
+        metrics_family(f, "kvegress_vips_bound", "gauge", "VIPs kvnetd holds on this node");
+        metrics_sample(f, "kvegress_vips_bound", "", (double)m->n_vips);
+        metrics_family(f, "kvegress_egress_services", "gauge", "Services with an egress chain on this node");
+        metrics_sample(f, "kvegress_egress_services", "", (double)n_chains);
+        metrics_family(f, "kvegress_egress_pods", "gauge", "Pod addresses SNATed on this node");
+        metrics_sample(f, "kvegress_egress_pods", "", (double)n_pods);
+        metrics_family(
+                f, "kvegress_fences_total", "counter",
+                "Services kvnetd fenced by itself (grant deadline passed, or unclaimed after a restart)");
+        metrics_sample(f, "kvegress_fences_total", "", (double)m->n_fences);
+        metrics_family(f, "kvegress_nft_transactions_total", "counter",
+                       "Egress nft transactions, by result");
+        metrics_sample(f, "kvegress_nft_transactions_total", "result=\"ok\"", (double)m->metrics.nft_ok);
+        metrics_sample(f, "kvegress_nft_transactions_total", "result=\"failed\"",
+                       (double)m->metrics.nft_failed);
+        metrics_family(f, "kvegress_nft_transaction_duration_seconds", "histogram",
+                       "Time of one egress nft transaction (libnftables, in kvnetd)");
+        metrics_histogram(f, "kvegress_nft_transaction_duration_seconds", "", &m->metrics.nft_seconds);
+        metrics_family(f, "kvegress_conntrack_entries_deleted_total", "counter",
+                       "Conntrack entries deleted because a pod's SNAT changed");
+        metrics_sample(f, "kvegress_conntrack_entries_deleted_total", "",
+                       (double)m->ct_deleted);
+        loop_lag_write(f, &m->metrics.loop_lag, "kvnetd");
+        if (fclose(f) != 0)
+                return -ENOMEM;
         return sd_bus_reply_method_return(msg, "s", text ? text : "");
 }

@@ -13,6 +13,9 @@
  * if it exists, to KVNETD_READ_ONLY_METHODS. */
 int introspect_setup(Manager *m);
 
+/* GetMetrics() -> s */
+int introspect_method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+
 /* DescribeService(s) -> s */
 int introspect_method_describe_service(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 

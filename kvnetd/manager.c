@@ -19,6 +19,7 @@
 #include "conntrack.h"
 #include "daemon.h"
 #include "kvnetd-bus.h"
+#include "bus.h"
 #include "catalog.h"
 #include "log.h"
 #include "nft.h"
@@ -137,7 +138,7 @@ int manager_set_egress(Manager *m, Service *s, EgressPolicy *policy, char **ret_
         _cleanup_(nft_batch_freep) NftBatch *b = NULL;
         _cleanup_(egress_diff_done) EgressDiff d = {};
         const char *table = m->config->table;
-        uint64_t fp = 0;
+        uint64_t fp = 0, t;
         int r;
 
         if (p) {
@@ -162,7 +163,13 @@ int manager_set_egress(Manager *m, Service *s, EgressPolicy *policy, char **ret_
                 nft_batch_pods(b, table, s->pods, s->n_pods, NULL);
                 nft_batch_remove_service(b, table, s->chain, s->sets);
         }
+        t = now_usec();
         r = nft_commit(m->nft_nl, b, ret_error);
+        metric_histogram_observe(&m->metrics.nft_seconds, (double)(now_usec() - t) / USEC_PER_SEC);
+        if (r < 0)
+                m->metrics.nft_failed++;
+        else
+                m->metrics.nft_ok++;
         if (r < 0)
                 return log_warning_errno(r, "egress transaction for %s failed, nothing changed", s->key);
         if (!nft_batch_is_empty(b)) {
@@ -505,7 +512,8 @@ Manager *manager_free(Manager *m)
                 sd_bus_unref(m->conns[i]);
         free(m->conns);
         service_record_done(m);
-        free(m->last_refusal);
+        m->refusals = refusal_log_free(m->refusals);
+        loop_lag_stop(&m->metrics.loop_lag);
         sd_event_source_disable_unref(m->fence_timer);
         sd_event_source_disable_unref(m->announce_timer);
         sd_event_source_disable_unref(m->reconcile_timer);

@@ -11,6 +11,7 @@
 
 #include "bus-server.h"
 #include "netaddr.h"
+#include "metrics.h"
 #include "podmap.h"
 #include "service.h"
 
@@ -66,7 +67,12 @@ struct Manager {
         size_t n_conns, cap_conns;
         uint64_t n_fences;
 
-        char *last_refusal; /* bus.c: a refusal repeated by a retrying client is logged once */
+        struct RefusalLog *refusals; /* bus.c: a refusal repeated by a retrying client is logged once */
+        struct {                     /* introspect.c renders them (GetMetrics) */
+                uint64_t nft_ok, nft_failed;
+                MetricHistogram nft_seconds;
+                LoopLag loop_lag;
+        } metrics;
 
         SERVICE_RECORD_FIELDS;
 };

@@ -38,6 +38,8 @@
 #define KV_ANN_VIP_HOST "kube-vip.io/vipHost"
 #define KV_ANN_ACTIVE_ENDPOINT "kube-vip.io/active-endpoint"
 #define KV_ANN_ACTIVE_ENDPOINT_IPV6 "kube-vip.io/active-endpoint-ipv6"
+/* Ours, not kube-vip's: which node programmed what, and when (status.c). */
+#define KV_ANN_EGRESS_PROGRAMMED "kvegress.io/egress-programmed"
 
 /* Bounds on what one annotation may hold: kvnetd's limits (one source of
  * truth), so a service that parses here is never refused there for its

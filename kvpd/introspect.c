@@ -13,7 +13,8 @@
 
 #define strempty(s) ((s) ? (s) : "")
 
-static const char *const read_only_methods[] = {KVPD_METHOD_GET_NODE, KVPD_METHOD_LIST_SERVICES, NULL};
+static const char *const read_only_methods[] = {KVPD_METHOD_GET_NODE, KVPD_METHOD_LIST_SERVICES,
+                                                KVPD_METHOD_GET_METRICS, NULL};
 
 static uint64_t realtime_usec(void)
 {
@@ -28,6 +29,7 @@ bool service_error_set(Service *s, const char *from, const char *msg)
         bool news = !s->error_failing || !streq_ptr(s->error_from, from) || !streq_ptr(s->error, msg);
         char *copy = strdup(msg ? msg : "");
 
+        s->manager->metrics.reconcile_errors++;
         if (!copy)
                 return news;
         free(s->error);
@@ -153,6 +155,83 @@ static int method_get_node(sd_bus_message *msg, void *userdata, sd_bus_error *er
                                           (int)!!bus_client_get(m->kvelectd));
 }
 
+void introspect_note_confirmed(Service *s)
+{
+        uint64_t now = 0;
+
+        if (s->batch_change_usec == 0)
+                return;
+        (void)sd_event_now(s->manager->event, CLOCK_MONOTONIC, &now);
+        if (now > s->batch_change_usec)
+                metric_histogram_observe(&s->manager->metrics.change_to_snat_seconds,
+                                         (double)(now - s->batch_change_usec) / USEC_PER_SEC);
+        s->batch_change_usec = 0;
+}
+
+static int method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_error *error)
+{
+        Manager *m = userdata;
+        _cleanup_free_ char *text = NULL;
+        KubeClientStats ks = {};
+        KubeEventStats es = {};
+        size_t size = 0, holding = 0, failing = 0;
+        FILE *f;
+
+        (void)error;
+        if (m->kube) {
+                kube_client_get_stats(m->kube, &ks);
+                kube_client_get_event_stats(m->kube, &es);
+        }
+        for (size_t i = 0; i < m->n_services; i++) {
+                holding += m->services[i]->programmed && m->services[i]->net_confirmed;
+                failing += m->services[i]->error_failing;
+        }
+        f = open_memstream(&text, &size);
+        if (!f)
+                return -ENOMEM;
+        metrics_family(f, "kube_vip_service_reconcile_errors_total", "counter",
+                       "Errors on the way from a Service to its egress (kvpd, kvnetd or kvelectd refused)");
+        metrics_sample(f, "kube_vip_service_reconcile_errors_total", "",
+                       (double)m->metrics.reconcile_errors);
+        metrics_family(f, "kube_vip_service_reconcile_duration_seconds", "histogram",
+                       "Time kvpd takes to compute and send one Service's desired state");
+        metrics_histogram(f, "kube_vip_service_reconcile_duration_seconds", "",
+                          &m->metrics.reconcile_seconds);
+        metrics_family(f, "kvegress_change_to_snat_seconds", "histogram",
+                       "A change of a Service or its EndpointSlices seen by the watch, to kvnetd confirming "
+                       "the SNAT");
+        metrics_histogram(f, "kvegress_change_to_snat_seconds", "", &m->metrics.change_to_snat_seconds);
+        metrics_family(f, "kvegress_services_programmed", "gauge", "Services whose egress this node holds");
+        metrics_sample(f, "kvegress_services_programmed", "", (double)holding);
+        metrics_family(f, "kvegress_services_failing", "gauge",
+                       "Services with a standing error (kvctl status)");
+        metrics_sample(f, "kvegress_services_failing", "", (double)failing);
+        metrics_family(f, "kvegress_api_requests_total", "counter", "Kubernetes API requests sent");
+        metrics_sample(f, "kvegress_api_requests_total", "daemon=\"kvpd\"", (double)ks.requests);
+        metrics_family(f, "kvegress_api_watch_restarts_total", "counter",
+                       "Watch requests started (the first of each and every restart)");
+        metrics_sample(f, "kvegress_api_watch_restarts_total", "daemon=\"kvpd\"", (double)ks.watches);
+        metrics_family(f, "kvegress_api_relists_total", "counter",
+                       "Lists started again after a watch ended with 410 Gone or an expired continue");
+        metrics_sample(f, "kvegress_api_relists_total", "daemon=\"kvpd\"", (double)ks.relists);
+        metrics_family(f, "kvegress_events_total", "counter",
+                       "Kubernetes Events: posted (new objects), patched (count bumped), dropped (rate "
+                       "limit), failed");
+        metrics_sample(f, "kvegress_events_total", "result=\"posted\"", (double)es.posted);
+        metrics_sample(f, "kvegress_events_total", "result=\"patched\"", (double)es.patched);
+        metrics_sample(f, "kvegress_events_total", "result=\"dropped\"", (double)es.dropped);
+        metrics_sample(f, "kvegress_events_total", "result=\"failed\"", (double)es.failed);
+        metrics_family(f, "kvegress_event_writes_dropped_total", "counter",
+                       "Event writes saved by aggregation (repeats folded into a count) or dropped by the "
+                       "rate limit");
+        metrics_sample(f, "kvegress_event_writes_dropped_total", "",
+                       (double)((es.aggregated > es.patched ? es.aggregated - es.patched : 0) + es.dropped));
+        loop_lag_write(f, &m->metrics.loop_lag, "kvpd");
+        if (fclose(f) != 0)
+                return -ENOMEM;
+        return sd_bus_reply_method_return(msg, "s", text ? text : "");
+}
+
 static const sd_bus_vtable controller_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD_WITH_NAMES(KVPD_METHOD_GET_NODE, "", , KVPD_SIG_GET_NODE_REPLY,
@@ -161,6 +240,8 @@ static const sd_bus_vtable controller_vtable[] = {
                                  method_get_node, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVPD_METHOD_LIST_SERVICES, "", , KVPD_SIG_LIST_SERVICES_REPLY,
                                  SD_BUS_PARAM(services), method_list_services, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES(KVPD_METHOD_GET_METRICS, "", , "s", SD_BUS_PARAM(metrics),
+                                 method_get_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
 
@@ -173,6 +254,11 @@ static int setup_connection(sd_bus *bus, void *userdata)
 int introspect_start(Manager *m)
 {
         int r;
+
+        m->metrics.reconcile_seconds = (MetricHistogram)METRIC_HISTOGRAM_SECONDS;
+        m->metrics.change_to_snat_seconds = (MetricHistogram)METRIC_HISTOGRAM_SECONDS;
+        if (loop_lag_start(m->event, &m->metrics.loop_lag) < 0)
+                log_warning("cannot measure the event loop's lag; the metric stays empty");
 
         /* kvpd.socket passes one socket; otherwise only a configured path. */
         if (sd_listen_fds(false) <= 0 && !m->config.kvpd_socket)

@@ -112,6 +112,7 @@ Manager *manager_free(Manager *m)
                 return NULL;
         /* First: no kvctl call may see a half-freed manager. */
         m->introspect = bus_server_free(m->introspect);
+        loop_lag_stop(&m->metrics.loop_lag);
         for (size_t i = 0; i < m->n_services; i++)
                 service_free(m->services[i]);
         free(m->services);

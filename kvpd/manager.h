@@ -22,6 +22,7 @@
 #include "config.h"
 #include "egress-policy.h"
 #include "kube-client.h"
+#include "metrics.h"
 
 typedef struct Manager Manager;
 typedef struct Service Service;
@@ -130,6 +131,10 @@ struct Service {
         const char *error_from;
         uint64_t error_usec;
         bool error_failing;
+
+        /* kvegress_change_to_snat_seconds: when the watch first showed a
+         * change not yet acted on, and the start of the batch in flight. */
+        uint64_t change_usec, batch_change_usec;
 };
 
 struct Manager {
@@ -189,6 +194,11 @@ struct Manager {
         sd_event_source *campaign_retry_source; /* re-sends refused campaigns */
 
         BusServer *introspect; /* read-only, for kvctl; NULL when not configured */
+        struct { /* introspect.c renders them (GetMetrics) */
+                uint64_t reconcile_errors;
+                MetricHistogram reconcile_seconds, change_to_snat_seconds;
+                LoopLag loop_lag;
+        } metrics;
 
         bool stopping;
         unsigned stop_phase;   /* 1: RemoveService + clear status; 2: Withdraw */
@@ -269,6 +279,8 @@ int introspect_start(Manager *m);
 bool service_error_set(Service *s, const char *from, const char *msg);
 /* The error from that daemon no longer stands (kept as "last error"). */
 void service_error_clear(Service *s, const char *from);
+/* kvnetd confirmed the batch started at s->batch_change_usec. */
+void introspect_note_confirmed(Service *s);
 
 /* status.c */
 void status_update(Service *s);

@@ -117,8 +117,12 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
                 char why[512];
 
                 (void)snprintf(why, sizeof(why), "kvnetd refused %s: %s", c->method, e->message ? e->message : e->name);
-                /* Retried every resync; said (log, Event) only when it is news. */
-                if (service_error_set(s, "kvnetd", why)) {
+                /* Retried every resync; said (log, Event) only when it is
+                 * news. The first refusal of a batch is its cause: what
+                 * follows (SetEgress after a refused GrantVip) is not. */
+                if (s->net_failed)
+                        log_debug("%s: %s (after an earlier refusal of this batch)", c->key, why);
+                else if (service_error_set(s, "kvnetd", why)) {
                         log_event(LOG_WARNING, 0, KVEGRESS_MESSAGE_EGRESS_REFUSED,
                                   LOG_OBJECT(.service = c->key, .daemon = "kvnetd", .node = m->config.node_name),
                                   "%s: %s (%s); retrying every %us", c->key, why, e->name,
@@ -141,6 +145,7 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
         }
         if (s->net_inflight == 0 && !s->net_failed && s->programmed) {
                 service_error_clear(s, "kvnetd");
+                introspect_note_confirmed(s);
                 s->net_confirmed = true;
                 status_update(s);
         }
@@ -356,9 +361,11 @@ void net_update(Service *s)
         EgressPolicy *p = s->policy;
         _cleanup_free_ char *ifname = NULL;
         char buf[INET6_ADDRSTRLEN];
-        uint64_t deadline;
+        uint64_t deadline, change = s->change_usec;
         int r;
 
+        /* A change that does not lead to a new batch below is not timed. */
+        s->change_usec = 0;
         if (!net_leading(s)) {
                 if (s->programmed || s->net_inflight > 0)
                         net_remove(s, false);
@@ -392,6 +399,7 @@ void net_update(Service *s)
         }
 
         /* A new batch: replies to the old one no longer count. */
+        s->batch_change_usec = change ? change : now_usec();
         s->removing = false;
         s->net_gen++;
         s->net_inflight = 0;
@@ -428,7 +436,10 @@ void net_renew(Service *s)
 {
         uint64_t deadline;
 
-        if (!s->programmed || !net_leading(s))
+        /* A batch kvnetd refused holds no grant to renew: the resync
+         * retries the whole batch (RenewGrant would only be refused too,
+         * with another message, and that is news again). */
+        if (!s->programmed || !net_leading(s) || s->net_failed)
                 return;
         deadline = grant_deadline(s);
         if (deadline <= now_usec())

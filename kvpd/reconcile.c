@@ -12,6 +12,7 @@
  * replies) and carries on in the next iteration. Work is per changed
  * Service: its cached object and its EndpointSlices are hash lookups. */
 #include <stdio.h>
+#include <time.h>
 
 #include "array.h"
 #include "catalog.h"
@@ -100,6 +101,8 @@ void reconcile_mark(Manager *m, const char *namespace, const char *name)
                 return;
         }
         enqueue(m, s);
+        if (s->change_usec == 0)
+                (void)sd_event_now(m->event, CLOCK_MONOTONIC, &s->change_usec);
         arm(m);
 }
 
@@ -372,7 +375,13 @@ static int on_debounce(sd_event_source *es, uint64_t usec, void *userdata)
                         arm_after(m, 0);
                         return 0;
                 }
-                (void)reconcile_service(m->dirty_head);
+                {
+                        uint64_t t = manager_now_usec();
+
+                        (void)reconcile_service(m->dirty_head);
+                        metric_histogram_observe(&m->metrics.reconcile_seconds,
+                                                 (double)(manager_now_usec() - t) / USEC_PER_SEC);
+                }
                 n++;
         }
         for (size_t i = m->n_services; i > 0; i--) {

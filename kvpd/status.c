@@ -11,6 +11,7 @@
  * go through kube_event_emit. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "log.h"
 #include "manager.h"
@@ -122,6 +123,47 @@ static json_t *ingress_desired(const EgressPolicy *p, json_t *svc)
 }
 
 static int clear(Service *s, json_t *o, bool for_stop);
+
+/* The per-node acknowledgement (README, "Operator's view"): what kvnetd
+ * accepted on this node, written by the holder after each change
+ *   kvegress.io/egress-programmed: node=NODE,vips=VIP[;VIP],pods=N,at=RFC3339
+ * The time is when this node saw kvnetd accept it; it alone does not make a
+ * new write. */
+static char *programmed_value(Service *s)
+{
+        const EgressPolicy *p = s->programmed;
+        _cleanup_free_ char *vips = NULL;
+        char buf[INET6_ADDRSTRLEN], at[32];
+        struct timespec ts;
+        size_t size = 0;
+        char *out = NULL;
+        FILE *f;
+
+        if (!p || !s->net_confirmed)
+                return NULL;
+        f = open_memstream(&vips, &size);
+        if (!f)
+                return NULL;
+        for (size_t i = 0; i < p->n_vips; i++)
+                fprintf(f, "%s%s", i ? ";" : "", ip_addr_to_string(&p->vips[i], buf));
+        if (fclose(f) != 0)
+                return NULL;
+        (void)clock_gettime(CLOCK_REALTIME, &ts);
+        if (kube_time_format((uint64_t)ts.tv_sec * USEC_PER_SEC, at) < 0)
+                return NULL;
+        if (asprintf(&out, "node=%s,vips=%s,pods=%zu,at=%s", s->manager->config.node_name, vips ? vips : "",
+                     p->n_pods, at) < 0)
+                return NULL;
+        return out;
+}
+
+/* Equal but for the time. */
+static bool programmed_same(const char *have, const char *want)
+{
+        const char *h = have ? strstr(have, ",at=") : NULL, *w = strstr(want, ",at=");
+
+        return h && w && h - have == w - want && strncmp(have, want, (size_t)(w - want)) == 0;
+}
 
 typedef struct StatusCall {
         Manager *manager;
@@ -286,7 +328,8 @@ static int clear(Service *s, json_t *o, bool for_stop)
                 if (r < 0 || !for_stop)
                         return r;
         }
-        body = json_pack("{s:n,s:n,s:n}", KV_ANN_VIP_HOST, KV_ANN_ACTIVE_ENDPOINT, KV_ANN_ACTIVE_ENDPOINT_IPV6);
+        body = json_pack("{s:n,s:n,s:n,s:n}", KV_ANN_VIP_HOST, KV_ANN_ACTIVE_ENDPOINT, KV_ANN_ACTIVE_ENDPOINT_IPV6,
+                         KV_ANN_EGRESS_PROGRAMMED);
         if (!body)
                 return -ENOMEM;
         {
@@ -311,6 +354,7 @@ void status_update(Service *s)
         const EgressPolicy *p = s->policy;
         json_t *o = cached(s);
         char a4[INET6_ADDRSTRLEN] = "", a6[INET6_ADDRSTRLEN] = "";
+        _cleanup_free_ char *programmed = NULL;
         bool holding;
 
         if (!o || !m->kube || s->status_request || m->stopping)
@@ -340,12 +384,16 @@ void status_update(Service *s)
                 (void)ip_addr_to_string(&p->active4, a4);
         if (p->has_active6)
                 (void)ip_addr_to_string(&p->active6, a6);
+        programmed = programmed_value(s);
+        /* A family without an active endpoint has no annotation (an
+         * IPv4-only Service got active-endpoint-ipv6: ""). */
         if (!streq_ptr(cached_annotation(o, KV_ANN_VIP_HOST), m->config.node_name) ||
             !streq_ptr(cached_annotation(o, KV_ANN_ACTIVE_ENDPOINT), a4) ||
-            !streq_ptr(cached_annotation(o, KV_ANN_ACTIVE_ENDPOINT_IPV6), a6)) {
-                json_t *body = json_pack("{s:{s:{s:s,s:s,s:s}}}", "metadata", "annotations", KV_ANN_VIP_HOST,
+            !streq_ptr(cached_annotation(o, KV_ANN_ACTIVE_ENDPOINT_IPV6), *a6 ? a6 : NULL) ||
+            (programmed && !programmed_same(cached_annotation(o, KV_ANN_EGRESS_PROGRAMMED), programmed))) {
+                json_t *body = json_pack("{s:{s:{s:s,s:s,s:o,s:s?}}}", "metadata", "annotations", KV_ANN_VIP_HOST,
                                          m->config.node_name, KV_ANN_ACTIVE_ENDPOINT, a4, KV_ANN_ACTIVE_ENDPOINT_IPV6,
-                                         a6);
+                                         *a6 ? json_string(a6) : json_null(), KV_ANN_EGRESS_PROGRAMMED, programmed);
                 if (body) {
                         (void)patch(s, false, body, json_string_value(json_object_get(
                                                             json_object_get(o, "metadata"), "resourceVersion")),

@@ -55,7 +55,9 @@
 /* Read-only introspection (kvctl): root, unless it is the configured client,
  * and the kvegress group may call these only; anything else on their
  * connection is answered org.freedesktop.DBus.Error.AccessDenied. */
-#define KVELECTD_READ_ONLY_METHODS {KVELECTD_METHOD_LIST, NULL}
+/* GetMetrics() -> s: kvelectd's metrics in the Prometheus text format. */
+#define KVELECTD_METHOD_GET_METRICS "GetMetrics"
+#define KVELECTD_READ_ONLY_METHODS {KVELECTD_METHOD_LIST, KVELECTD_METHOD_GET_METRICS, NULL}
 
 #define KVELECTD_MAX_CAMPAIGNS 4096
 #define KVELECTD_MAX_CONNECTIONS 8

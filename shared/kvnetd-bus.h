@@ -101,12 +101,17 @@
 #define KVNETD_SIG_DESCRIBE_SERVICE "s"
 #define KVNETD_MAX_DESCRIBE (256 * 1024)
 
+/* GetMetrics() -> s: kvnetd's metrics in the Prometheus text format
+ *   (`kvctl metrics` merges the three daemons'). Read-only, bounded. */
+#define KVNETD_METHOD_GET_METRICS "GetMetrics"
+
 /* Read-only introspection: peers admitted by the read-only policy (root when
  * it is not the configured client, and the kvegress group: kvctl and the
  * metrics exporter) may call these methods only; any other call on their
  * connection is answered org.freedesktop.DBus.Error.AccessDenied. */
 #define KVNETD_READ_ONLY_METHODS                                                                              \
-        {KVNETD_METHOD_LIST_VIPS, KVNETD_METHOD_LIST_EGRESS, KVNETD_METHOD_DESCRIBE_SERVICE, NULL}
+        {KVNETD_METHOD_LIST_VIPS, KVNETD_METHOD_LIST_EGRESS, KVNETD_METHOD_DESCRIBE_SERVICE,       \
+         KVNETD_METHOD_GET_METRICS, NULL}
 /* The group admitted read-only by default (if it exists). */
 #define KVEGRESS_READ_ONLY_GROUP "kvegress"
 

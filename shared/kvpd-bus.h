@@ -38,4 +38,7 @@
 #define KVPD_SIG_SERVICE "(sssbstsasasa(sq)asasbsstb)"
 #define KVPD_SIG_LIST_SERVICES_REPLY "a" KVPD_SIG_SERVICE
 
+/* GetMetrics() -> s: kvpd's metrics in the Prometheus text format. */
+#define KVPD_METHOD_GET_METRICS "GetMetrics"
+
 #define KVPD_MAX_CONNECTIONS 8

@@ -19,6 +19,8 @@ packages=(
     iproute2 nftables conntrack iputils-ping iputils-arping tcpdump socat
     netcat-openbsd python3 openssl util-linux procps psmisc libclang-rt-14-dev clang
     systemd dbus
+    # tests/ops scrapes kvctl's metrics with curl and parses them with Prometheus's own parser
+    curl python3-prometheus-client
     # the units booted for real (tests/systemd-boot): systemd is not PID 1 here
     systemd-container debootstrap
     # the SELinux module is compiled, linked and queried (no enforcement here)

@@ -24,11 +24,11 @@
 
 typedef struct EventRecord EventRecord;
 struct EventRecord {
-        char *key;     /* object + type + reason + message + source */
-        char *object;  /* kind/namespace/name: the spam filter's unit */
-        char *ns;      /* where the Event lives */
-        char *name;    /* metadata.name once created */
-        json_t *event; /* the body first POSTed (count and lastTimestamp updated) */
+        char *key;        /* object + type + reason + message + source */
+        char *object;     /* kind/namespace/name: the spam filter's unit */
+        char *ns;         /* where the Event lives */
+        char *name;       /* metadata.name once created */
+        json_t *event;    /* the body first POSTed (count and lastTimestamp updated) */
         unsigned count;   /* as written, or being written */
         unsigned pending; /* repeats not written yet */
         bool inflight;
@@ -209,7 +209,8 @@ static void on_written(KubeClient *c, const KubeResponse *resp, void *userdata)
                 return;
         r->inflight = false;
         if (resp->error == 0 && (resp->http_status == 200 || resp->http_status == 201)) {
-                const char *name = json_string_value(json_object_get(json_object_get(resp->body, "metadata"), "name"));
+                const char *name =
+                        json_string_value(json_object_get(json_object_get(resp->body, "metadata"), "name"));
                 if (name && !streq_ptr(r->name, name)) {
                         free(r->name);
                         r->name = strdup(name);
@@ -218,7 +219,8 @@ static void on_written(KubeClient *c, const KubeResponse *resp, void *userdata)
                 if (resp->error < 0)
                         log_debug_errno(resp->error, "kube: event not recorded: %m");
                 else
-                        log_debug("kube: event not recorded: HTTP %ld %s", resp->http_status, resp->message ?: "");
+                        log_debug("kube: event not recorded: HTTP %ld %s", resp->http_status,
+                                  resp->message ?: "");
                 /* Gone (deleted, expired): the next write creates it again. */
                 if (resp->http_status == 404)
                         r->name = mfree(r->name);
@@ -255,9 +257,10 @@ static void write_record(KubeEvents *e, EventRecord *r)
         w->events = e;
         if (r->name) {
                 body = json_pack("{s:I, s:s}", "count", (json_int_t)r->count, "lastTimestamp", now);
-                k = body ? kube_request(e->client, "PATCH", path, body,
-                                        &(KubeRequestOptions){.content_type = "application/merge-patch+json"},
-                                        on_written, w, NULL)
+                k = body ? kube_request(
+                                   e->client, "PATCH", path, body,
+                                   &(KubeRequestOptions){.content_type = "application/merge-patch+json"},
+                                   on_written, w, NULL)
                          : -ENOMEM;
                 json_decref(body);
                 e->stats.patched++;
@@ -279,8 +282,8 @@ static void write_record(KubeEvents *e, EventRecord *r)
 }
 
 int kube_events_emit(KubeEvents *e, const char *component, const char *host, const char *involved_kind,
-                     const char *namespace, const char *name, const char *uid, const char *type, const char *reason,
-                     const char *message)
+                     const char *namespace, const char *name, const char *uid, const char *type,
+                     const char *reason, const char *message)
 {
         _cleanup_free_ char *key = NULL, *object = NULL, *gen = NULL;
         const char *ns = namespace ?: "default";
@@ -293,8 +296,8 @@ int kube_events_emit(KubeEvents *e, const char *component, const char *host, con
         if (!e || !involved_kind || !name || !reason)
                 return -EINVAL;
         if (asprintf(&object, "%s/%s/%s/%s", involved_kind, ns, name, uid ?: "") < 0 ||
-            asprintf(&key, "%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s", object, type ?: "Normal", reason, message ?: "",
-                     component ?: "", host ?: "") < 0)
+            asprintf(&key, "%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s", object, type ?: "Normal", reason,
+                     message ?: "", component ?: "", host ?: "") < 0)
                 return -ENOMEM;
         if (!bucket_take(e, object, now_mono)) {
                 e->stats.dropped++;
@@ -331,14 +334,16 @@ int kube_events_emit(KubeEvents *e, const char *component, const char *host, con
                 (void)json_object_set_new(involved, "namespace", json_string(namespace));
         if (involved && uid)
                 (void)json_object_set_new(involved, "uid", json_string(uid));
-        r->event = involved ? json_pack("{s:s, s:s, s:{s:s, s:s}, s:o, s:s, s:s, s:s, s:{s:s?, s:s?}, s:s, s:s, "
-                                        "s:i, s:s?, s:s?}",
-                                        "apiVersion", "v1", "kind", "Event", "metadata", "generateName", gen,
-                                        "namespace", ns, "involvedObject", involved, "reason", reason, "message",
-                                        message ?: "", "type", type ?: "Normal", "source", "component", component,
-                                        "host", host, "firstTimestamp", now, "lastTimestamp", now, "count", 1,
-                                        "reportingComponent", component, "reportingInstance", host)
-                            : NULL;
+        r->event =
+                involved
+                        ? json_pack("{s:s, s:s, s:{s:s, s:s}, s:o, s:s, s:s, s:s, s:{s:s?, s:s?}, s:s, s:s, "
+                                    "s:i, s:s?, s:s?}",
+                                    "apiVersion", "v1", "kind", "Event", "metadata", "generateName", gen,
+                                    "namespace", ns, "involvedObject", involved, "reason", reason, "message",
+                                    message ?: "", "type", type ?: "Normal", "source", "component",
+                                    component, "host", host, "firstTimestamp", now, "lastTimestamp", now,
+                                    "count", 1, "reportingComponent", component, "reportingInstance", host)
+                        : NULL;
         if (!r->event || !r->ns) {
                 record_free(r);
                 return -ENOMEM;

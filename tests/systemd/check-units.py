@@ -20,7 +20,7 @@ import unittest
 
 SRC, BUILD = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 # Exposure budgets, score x 10 (systemd-analyze's --threshold is an integer).
-BUDGET = {"kvnetd.service": 15, "kvelectd.service": 12, "kvpd.service": 12}
+BUDGET = {"kvnetd.service": 15, "kvelectd.service": 12, "kvpd.service": 12, "kvegress-metrics@.service": 12}
 KNOWN_CAPS = {"CAP_NET_ADMIN", "CAP_NET_RAW"}
 
 
@@ -32,6 +32,7 @@ def prepared_units(tmp):
                 text = f.read()
         for d in ("kvnetd", "kvelectd", "kvpd"):
             text = text.replace(f"/usr/sbin/{d}", os.path.join(BUILD, d, d))
+        text = text.replace("/usr/bin/kvctl", os.path.join(BUILD, "kvctl", "kvctl"))
         with open(os.path.join(tmp, name), "w") as f:
             f.write(text)
     return tmp
@@ -84,7 +85,7 @@ class Units(unittest.TestCase):
                     self.assertIn(c, comments, f"{name}: {c} has no comment saying what needs it")
 
     def test_only_kvnetd_has_capabilities(self):
-        for name in ("kvelectd.service", "kvpd.service"):
+        for name in ("kvelectd.service", "kvpd.service", "kvegress-metrics@.service"):
             with open(os.path.join(SRC, name)) as f:
                 text = f.read()
             self.assertRegex(text, r"(?m)^CapabilityBoundingSet=$")
