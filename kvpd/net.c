@@ -331,10 +331,6 @@ static void net_remove(Service *s, bool for_stop)
         s->net_confirmed = false;
         s->programmed = egress_policy_free(s->programmed);
         s->programmed_ifname = mfree(s->programmed_ifname);
-        /* Not leading (or nothing to program): what kvnetd refused no
-         * longer stands. */
-        service_error_clear(s, "kvnetd");
-        service_error_clear(s, "kvpd");
         if (send_simple(s, KVNETD_METHOD_REMOVE_SERVICE, for_stop, KVNETD_SIG_REMOVE_SERVICE, s->key) < 0)
                 log_debug("%s: RemoveService not sent (kvnetd not connected); replayed clean-up will do it",
                           s->key);
@@ -367,6 +363,11 @@ void net_update(Service *s)
         /* A change that does not lead to a new batch below is not timed. */
         s->change_usec = 0;
         if (!net_leading(s)) {
+                /* Not leading (or nothing to program): what kvnetd refused
+                 * no longer stands. (A refused batch is removed too, below
+                 * in on_reply, but its error stands.) */
+                service_error_clear(s, "kvnetd");
+                service_error_clear(s, "kvpd");
                 if (s->programmed || s->net_inflight > 0)
                         net_remove(s, false);
                 return;
