@@ -272,14 +272,18 @@ int service_egress_diff(Manager *m, Service *s, const EgressPolicy *p, uint64_t 
         /* Every pod whose SNAT changes: added, removed, taken over, and all
          * of them when the rules (VIP, ports, networks) change. */
         if (!p || (d->rules_change && s->has_chain)) {
-                memcpy(d->flush, s->pods, s->n_pods * sizeof(IpAddr));
+                if (s->n_pods)
+                        memcpy(d->flush, s->pods, s->n_pods * sizeof(IpAddr));
                 d->n_flush = s->n_pods;
-                memcpy(d->flush + d->n_flush, d->added, d->n_added * sizeof(IpAddr));
+                if (d->n_added)
+                        memcpy(d->flush + d->n_flush, d->added, d->n_added * sizeof(IpAddr));
                 d->n_flush += d->n_added;
         } else {
-                memcpy(d->flush, d->removed, d->n_removed * sizeof(IpAddr));
+                if (d->n_removed)
+                        memcpy(d->flush, d->removed, d->n_removed * sizeof(IpAddr));
                 d->n_flush = d->n_removed;
-                memcpy(d->flush + d->n_flush, d->added, d->n_added * sizeof(IpAddr));
+                if (d->n_added)
+                        memcpy(d->flush + d->n_flush, d->added, d->n_added * sizeof(IpAddr));
                 d->n_flush += d->n_added;
         }
         /* The pod index must take the added pods without growing later. */
@@ -354,7 +358,8 @@ int service_all_pods(Manager *m, IpAddr **ret, size_t *ret_n)
                                 free(all);
                                 return -ENOMEM;
                         }
-                        memcpy(all + n, s->pods, s->n_pods * sizeof(IpAddr));
+                        if (s->n_pods)
+                                memcpy(all + n, s->pods, s->n_pods * sizeof(IpAddr));
                         n += s->n_pods;
                 }
         *ret = all;
