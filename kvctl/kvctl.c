@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "kvelectd-bus.h"
 #include "kvnetd-bus.h"
 #include "kvpd-bus.h"
@@ -697,28 +698,26 @@ typedef struct Family {
 
 /* Families are allocated one by one: each holds a memstream that points
  * into it, so they must not move. */
-static Family *family_get(Family ***v, size_t *n, const char *name)
+static Family *family_get(Family ***v, size_t *n, size_t *cap, const char *name)
 {
-        Family **nv, *fam;
+        Family *fam;
 
         for (size_t i = 0; i < *n; i++)
                 if (streq((*v)[i]->name, name))
                         return (*v)[i];
-        nv = reallocarray(*v, *n + 1, sizeof(Family *));
-        if (!nv)
+        if (array_reserve((void **)v, cap, *n + 1, sizeof(Family *)) < 0)
                 return NULL;
-        *v = nv;
         fam = calloc(1, sizeof(Family));
         if (!fam)
                 return NULL;
         fam->name = strdup(name);
         fam->f = open_memstream(&fam->samples, &fam->size);
-        nv[(*n)++] = fam;
+        (*v)[(*n)++] = fam;
         return fam->name && fam->f ? fam : NULL;
 }
 
 /* Adds one daemon's exposition. Samples follow their family's TYPE line. */
-static void families_add(Family ***v, size_t *n, const char *text)
+static void families_add(Family ***v, size_t *n, size_t *cap, const char *text)
 {
         _cleanup_free_ char *copy = strdup(text);
         char *save = NULL;
@@ -730,13 +729,13 @@ static void families_add(Family ***v, size_t *n, const char *text)
 
                 if (strncmp(line, "# HELP ", 7) == 0 && sscanf(line + 7, "%255s", name) == 1) {
                         /* A family another daemon described already keeps that text. */
-                        cur = family_get(v, n, name);
+                        cur = family_get(v, n, cap, name);
                         if (cur && !cur->header)
                                 cur->header = strdup(line);
                         continue;
                 }
                 if (strncmp(line, "# TYPE ", 7) == 0 && sscanf(line + 7, "%255s", name) == 1) {
-                        cur = family_get(v, n, name);
+                        cur = family_get(v, n, cap, name);
                         if (cur && cur->header && !strstr(cur->header, "\n# TYPE")) {
                                 char *h = NULL;
                                 if (asprintf(&h, "%s\n%s", cur->header, line) >= 0) {
@@ -757,7 +756,7 @@ static int collect_metrics(Ctl *c, char **ret)
                                                     KVELECTD_METHOD_GET_METRICS};
         Call *calls[_D_MAX];
         Family **v = NULL;
-        size_t n = 0, size = 0;
+        size_t n = 0, cap = 0, size = 0;
         char *out = NULL;
         FILE *f;
 
@@ -780,7 +779,7 @@ static int collect_metrics(Ctl *c, char **ret)
 
                 fprintf(f, "kvegress_daemon_up{daemon=\"%s\"} %d\n", daemon_names[d], up ? 1 : 0);
                 if (up)
-                        families_add(&v, &n, text);
+                        families_add(&v, &n, &cap, text);
         }
         for (size_t i = 0; i < n; i++) {
                 if (v[i]->f)
