@@ -10,6 +10,7 @@ static const char *const state_table[_EGRESS_STATE_MAX] = {
         [EGRESS_NONE] = "none",
         [EGRESS_INVALID] = "invalid",
         [EGRESS_IDLE] = "idle",
+        [EGRESS_YIELDING] = "yielding",
         [EGRESS_READY] = "ready",
 };
 
@@ -186,27 +187,22 @@ static int collect_vips(EgressPolicy *p, const KubeService *s, const EgressAnnot
 }
 
 typedef struct LocalEndpoints {
-        IpAddr *v; /* slice-name then endpoint order, no duplicates */
+        IpAddr *v; /* ready ones first, each in slice-name then endpoint order, no duplicates */
         size_t n;
+        size_t n_ready; /* v[0..n_ready) are ready and not terminating */
+        bool remote_ready;
 } LocalEndpoints;
 
-static int collect_local(const EgressInput *in, LocalEndpoints *ret)
+static bool endpoint_ready(const KubeEndpoint *e)
 {
-        _cleanup_free_ const KubeEndpointSlice **slices = NULL;
-        _cleanup_free_ IpAddr *v = NULL;
-        const KubeService *s = in->service;
-        size_t n = 0, ns = 0, allocated = 0;
+        /* The API's own "ready" is serving and not terminating; both are
+         * checked in case a controller writes them inconsistently. */
+        return e->ready && e->serving && !e->terminating;
+}
 
-        slices = calloc(in->n_slices ? in->n_slices : 1, sizeof(*slices));
-        if (!slices)
-                return -ENOMEM;
-        for (size_t i = 0; i < in->n_slices; i++) {
-                const KubeEndpointSlice *sl = in->slices[i];
-                if (sl && streq_ptr(sl->service_name, s->meta.name) && streq_ptr(sl->meta.namespace, s->meta.namespace))
-                        slices[ns++] = sl;
-        }
-        qsort(slices, ns, sizeof(*slices), slice_ptr_cmp);
-
+static int collect_pass(const KubeEndpointSlice *const *slices, size_t ns, const char *node_name, bool ready,
+                        LocalEndpoints *l, size_t *allocated)
+{
         for (size_t i = 0; i < ns; i++) {
                 const KubeEndpointSlice *sl = slices[i];
                 int family = streq_ptr(sl->address_type, "IPv4")   ? AF_INET
@@ -218,40 +214,85 @@ static int collect_local(const EgressInput *in, LocalEndpoints *ret)
                 for (size_t j = 0; j < sl->n_endpoints; j++) {
                         const KubeEndpoint *e = &sl->endpoints[j];
 
-                        if (!e->ready || !e->serving || e->terminating || !streq_ptr(e->node_name, in->node_name))
+                        if (!streq_ptr(e->node_name, node_name)) {
+                                if (ready && endpoint_ready(e) && e->addresses && e->addresses[0])
+                                        l->remote_ready = true;
+                                continue;
+                        }
+                        if (endpoint_ready(e) != ready)
                                 continue;
                         for (char **a = e->addresses; a && *a; a++) {
                                 IpAddr ip;
                                 if (ip_addr_parse(*a, family, &ip, NULL) < 0)
                                         continue; /* the API validates these; a bad one is not ours to guess */
-                                if (addr_in(v, n, &ip))
+                                if (addr_in(l->v, l->n, &ip))
                                         continue;
-                                if (n >= EGRESS_MAX_PODS)
+                                if (l->n >= EGRESS_MAX_PODS)
                                         return -E2BIG;
-                                if (ARRAY_RESERVE(v, allocated, n + 1) < 0)
+                                if (ARRAY_RESERVE(l->v, *allocated, l->n + 1) < 0)
                                         return -ENOMEM;
-                                v[n++] = ip;
+                                l->v[l->n++] = ip;
                         }
                 }
         }
-        ret->v = TAKE_PTR(v);
-        ret->n = n;
         return 0;
 }
 
+/* Every endpoint of this node, whatever its conditions: ready ones first
+ * (they are the better "active endpoint"), then starting and terminating
+ * ones. */
+static int collect_local(const EgressInput *in, LocalEndpoints *ret)
+{
+        _cleanup_free_ const KubeEndpointSlice **slices = NULL;
+        LocalEndpoints l = {};
+        const KubeService *s = in->service;
+        size_t ns = 0, allocated = 0;
+        int r;
+
+        slices = calloc(in->n_slices ? in->n_slices : 1, sizeof(*slices));
+        if (!slices)
+                return -ENOMEM;
+        for (size_t i = 0; i < in->n_slices; i++) {
+                const KubeEndpointSlice *sl = in->slices[i];
+                if (sl && streq_ptr(sl->service_name, s->meta.name) && streq_ptr(sl->meta.namespace, s->meta.namespace))
+                        slices[ns++] = sl;
+        }
+        qsort(slices, ns, sizeof(*slices), slice_ptr_cmp);
+
+        r = collect_pass(slices, ns, in->node_name, true, &l, &allocated);
+        if (r >= 0) {
+                l.n_ready = l.n;
+                r = collect_pass(slices, ns, in->node_name, false, &l, &allocated);
+        }
+        if (r < 0) {
+                free(l.v);
+                return r;
+        }
+        *ret = l;
+        return 0;
+}
+
+/* The previous active endpoint while it is still ready, else the first
+ * ready one, else (none ready) the previous one or the first. */
 static void pick_active(const LocalEndpoints *l, int family, const IpAddr *prev, bool *has, IpAddr *ret)
 {
-        if (prev && prev->family == family && addr_in(l->v, l->n, prev)) {
-                *ret = *prev;
-                *has = true;
-                return;
-        }
-        for (size_t i = 0; i < l->n; i++)
-                if (l->v[i].family == family) {
-                        *ret = l->v[i];
+        const struct {
+                size_t from, to;
+        } ranges[] = {{0, l->n_ready}, {l->n_ready, l->n}};
+
+        for (size_t k = 0; k < ELEMENTSOF(ranges); k++) {
+                if (prev && prev->family == family && addr_in(l->v + ranges[k].from, ranges[k].to - ranges[k].from, prev)) {
+                        *ret = *prev;
                         *has = true;
                         return;
                 }
+                for (size_t i = ranges[k].from; i < ranges[k].to; i++)
+                        if (l->v[i].family == family) {
+                                *ret = l->v[i];
+                                *has = true;
+                                return;
+                        }
+        }
         *has = false;
 }
 
@@ -378,6 +419,8 @@ int egress_policy_compute(const EgressInput *in, EgressPolicy **ret)
                 return r;
         local_v = local.v;
         p->has_local_endpoint = local.n > 0;
+        p->has_local_ready = local.n_ready > 0;
+        p->has_remote_ready = local.remote_ready;
 
         if (!in->cidrs) {
                 r = set_error(p, NULL, "the cluster networks could not be determined, see the log");
@@ -479,7 +522,15 @@ int egress_policy_compute(const EgressInput *in, EgressPolicy **ret)
         if (r < 0)
                 return r;
 
-        p->state = p->n_vips > 0 && p->has_local_endpoint ? EGRESS_READY : EGRESS_IDLE;
+        /* Leadership prefers a node with a ready pod; a node whose pods are
+         * all starting or terminating still campaigns when no other node has
+         * a ready one (a single-replica rollout, the last pod draining). */
+        if (p->n_vips == 0 || !p->has_local_endpoint)
+                p->state = EGRESS_IDLE;
+        else if (p->has_local_ready || !p->has_remote_ready)
+                p->state = EGRESS_READY;
+        else
+                p->state = EGRESS_YIELDING;
         *ret = TAKE_PTR(p);
         return 0;
 }

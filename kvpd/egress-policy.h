@@ -47,8 +47,14 @@ _Static_assert(EGRESS_MAX_PODS <= KVNETD_MAX_PODS_TOTAL, "one Service's pods mus
 typedef enum EgressState {
         EGRESS_NONE,    /* not an egress Service here: nothing wanted, nothing to report */
         EGRESS_INVALID, /* egress asked for but refused: error says why */
-        EGRESS_IDLE,    /* valid, but no VIP yet or no local ready endpoint: do not campaign */
-        EGRESS_READY,   /* valid with local ready endpoints: campaign, program when leading */
+        EGRESS_IDLE,    /* valid, but no VIP yet or no local endpoint at all: do not campaign */
+        /* Valid with local endpoints, none of them ready (starting up or
+         * terminating) while another node has a ready one: leadership goes
+         * there. Handled as IDLE by the controller (a holder releases the VIP,
+         * then withdraws, so the VIP is never on two nodes); a state of its
+         * own so that status and kvctl say why. */
+        EGRESS_YIELDING,
+        EGRESS_READY, /* valid with a local ready endpoint, or the only endpoints are here: campaign */
         _EGRESS_STATE_MAX,
         _EGRESS_STATE_INVALID = -EINVAL,
 } EgressState;
@@ -81,9 +87,14 @@ typedef struct EgressPolicy {
         bool has_vip4, has_vip6;
         IpAddr vip4, vip6; /* SNAT sources */
 
-        IpAddr *pods; /* local ready pods of a family that has a VIP, sorted */
+        /* Every local endpoint of a family that has a VIP, ready or not,
+         * terminating included: a pod is SNATed from the moment its address
+         * is in a slice until it leaves it (kube-vip #865). Sorted. */
+        IpAddr *pods;
         size_t n_pods;
-        bool has_local_endpoint; /* any family */
+        bool has_local_endpoint; /* any family, any condition */
+        bool has_local_ready;    /* ready and not terminating */
+        bool has_remote_ready;   /* a ready endpoint on another node */
         bool has_active4, has_active6;
         IpAddr active4, active6;
 

@@ -52,6 +52,7 @@ static const char *state_to_string(const EgressPolicy *p)
                 [EGRESS_NONE] = "none",
                 [EGRESS_INVALID] = "invalid",
                 [EGRESS_IDLE] = "idle",
+                [EGRESS_YIELDING] = "yielding",
                 [EGRESS_READY] = "ready",
         };
 

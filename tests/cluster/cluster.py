@@ -157,6 +157,8 @@ class Pod:
         self.host_if = "vp%d" % index
         self.recorder = None
         self.log = os.path.join(cluster.dir, "pod-%s-recorder.jsonl" % name)
+        # Its endpoint's conditions in the harness's EndpointSlices (set_endpoint_conditions).
+        self.conditions = {"ready": True, "serving": True, "terminating": False}
 
     @property
     def ips(self):
@@ -185,6 +187,17 @@ class Pod:
 
     def records(self, **match):
         return _read_records(self.log, **match)
+
+    def hold(self, dst, port, interval=0.1, tag=None):
+        """One long-lived TCP connection to dst:port (agents/probe.py hold); returns the Proc (stdout = one JSON
+        line per answer; SIGTERM closes it cleanly)."""
+        cmd = [PY, PROBE, "hold", "--dst", dst, "--port", str(port), "--interval", str(interval),
+               "--tag", tag or ("hold %s" % self.name)]
+        path = os.path.join(self.cluster.dir, "hold-%s-%d.jsonl" % (self.name, len(self.cluster.procs)))
+        p = Proc("hold-%s" % self.name, cmd, path, ns=self.netns)
+        p.path = path
+        self.cluster.procs.append(p)
+        return p
 
 
 def _read_records(path, since=None, **match):
@@ -787,13 +800,16 @@ current-context: kvc
                 return n
         raise KeyError(name_or_n)
 
-    def add_pod(self, name, node, labels=None, k8s_ns="default", dual=True, recorder=True, on_netns_ready=None):
+    def add_pod(self, name, node, labels=None, k8s_ns="default", dual=True, recorder=True, on_netns_ready=None,
+                conditions=None):
         """A pod namespace behind node (veth into cni0), registered with kubectl, status set as the kubelet
         would, and the EndpointSlices of every Service that selects it updated. on_netns_ready(pod) runs once
         the pod's network works, before the API hears of it (an application that starts talking at once)."""
         node = self.node(node) if not isinstance(node, Node) else node
         node.pod_index += 1
         pod = Pod(self, name, node, labels or {"app": name}, k8s_ns, node.pod_index, dual)
+        if conditions:
+            pod.conditions.update(conditions)
         self._netns(pod.netns)
         self._veth(node.netns, pod.host_if, pod.netns, "eth0")
         ip_batch(node.netns, ["link set %s master cni0 up" % pod.host_if])
@@ -845,6 +861,13 @@ current-context: kvc
         kill_netns(pod.netns)
         if pod.netns in self.namespaces:
             self.namespaces.remove(pod.netns)
+
+    def set_endpoint_conditions(self, name, **conditions):
+        """Changes the pod's endpoint conditions (ready, serving, terminating) in the harness's EndpointSlices, as
+        the EndpointSlice controller does when a pod starts up or shuts down."""
+        assert not self.endpointslice_controller, "the API server's controller derives the conditions itself"
+        self.pods[name].conditions.update(conditions)
+        self.sync_endpointslices()
 
     def move_pod(self, name, new_name, to_node, on_netns_ready=None):
         """A rescheduling: the pod is deleted on its node and a new one starts on to_node."""
@@ -907,7 +930,7 @@ current-context: kvc
                     addr = p.ip4 if fam == "IPv4" else p.ip6
                     if addr:
                         eps.append({"addresses": [addr], "nodeName": p.node.name,
-                                    "conditions": {"ready": True, "serving": True, "terminating": False},
+                                    "conditions": dict(p.conditions),
                                     "targetRef": {"kind": "Pod", "namespace": k8s_ns, "name": p.name}})
                 objs.append({
                     "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
@@ -919,6 +942,7 @@ current-context: kvc
                     "endpoints": eps,
                 })
         if objs:
+            self.last_slice_write = time.time()
             self.apply(*objs)
 
     # ------------------------------------------------------------------------------------------ external view

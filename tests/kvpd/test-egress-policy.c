@@ -147,19 +147,25 @@ static const char *prefixes_str(const IpPrefix *v, size_t n, char *buf, size_t s
         return buf;
 }
 
-/* Which endpoints count as local and ready: one table row per endpoint. */
+/* Which endpoints are this node's, and what state they put the Service in:
+ * one table row per endpoint, alone in its slice. A local endpoint is SNATed
+ * whatever its conditions (kube-vip #865: a starting pod's first connections,
+ * a terminating pod's draining ones); with no ready endpoint elsewhere the node
+ * still campaigns. */
 static const struct {
         Ep ep;
-        bool local_ready;
+        EgressState state;
+        bool local;
 } endpoint_cases[] = {
-        {READY("10.244.2.10", NODE), true},
-        {{"10.244.2.11", NODE, false, true, false}, false},  /* not ready */
-        {{"10.244.2.12", NODE, true, false, false}, false},  /* not serving */
-        {{"10.244.2.13", NODE, false, true, true}, false},   /* terminating, still serving (kube-vip took it) */
-        {{"10.244.2.14", NODE, true, true, true}, false},    /* terminating */
-        {READY("10.244.1.15", "worker-1"), false},          /* other node */
-        {READY("10.244.1.16", NULL), false},                /* no nodeName */
-        {READY("10.244.2.17", "WORKER-2"), false},          /* names are exact */
+        {READY("10.244.2.10", NODE), EGRESS_READY, true},
+        {{"10.244.2.11", NODE, false, true, false}, EGRESS_READY, true},  /* not ready */
+        {{"10.244.2.12", NODE, true, false, false}, EGRESS_READY, true},  /* not serving */
+        {{"10.244.2.13", NODE, false, true, true}, EGRESS_READY, true},   /* terminating, still serving */
+        {{"10.244.2.14", NODE, true, true, true}, EGRESS_READY, true},    /* terminating */
+        {{"10.244.2.15", NODE, false, false, false}, EGRESS_READY, true}, /* starting up */
+        {READY("10.244.1.15", "worker-1"), EGRESS_IDLE, false},          /* other node */
+        {READY("10.244.1.16", NULL), EGRESS_IDLE, false},                /* no nodeName */
+        {READY("10.244.2.17", "WORKER-2"), EGRESS_IDLE, false},          /* names are exact */
 };
 
 START_TEST(test_endpoint_conditions)
@@ -171,15 +177,52 @@ START_TEST(test_endpoint_conditions)
         svc_egress(&v, "web", "192.168.10.220");
         slice_init(&s, "web-abc", "web", "IPv4", &endpoint_cases[_i].ep, 1);
         p = compute(&v, &s, 1, NULL);
-        if (endpoint_cases[_i].local_ready) {
-                ck_assert_int_eq(p->state, EGRESS_READY);
-                ck_assert_uint_eq(p->n_pods, 1);
-                ck_assert(p->has_active4);
-        } else {
-                ck_assert_int_eq(p->state, EGRESS_IDLE);
-                ck_assert_uint_eq(p->n_pods, 0);
-                ck_assert(!p->has_active4);
-        }
+        ck_assert_int_eq(p->state, endpoint_cases[_i].state);
+        ck_assert_uint_eq(p->n_pods, endpoint_cases[_i].local ? 1 : 0);
+        ck_assert(p->has_active4 == endpoint_cases[_i].local);
+        ck_assert(p->has_local_endpoint == endpoint_cases[_i].local);
+}
+END_TEST
+
+/* Leadership prefers a node with a ready pod: this node's pods all starting
+ * or terminating and a ready one elsewhere make it yield; a ready local pod
+ * makes it a candidate again, and then every local pod is SNATed, the
+ * draining and the starting ones too. */
+START_TEST(test_prefers_ready_nodes)
+{
+        Ep yield[] = {{"10.244.2.20", NODE, false, true, true}, {"10.244.2.21", NODE, false, false, false},
+                      READY("10.244.1.5", "worker-1")};
+        Ep mixed[] = {{"10.244.2.20", NODE, false, true, true}, READY("10.244.2.22", NODE),
+                      READY("10.244.1.5", "worker-1")};
+        Ep remote_terminating[] = {{"10.244.2.20", NODE, false, true, true},
+                                   {"10.244.1.5", "worker-1", false, true, true}};
+        char buf[128];
+        EgressPolicy *p;
+        Slice s;
+        Svc v;
+
+        svc_egress(&v, "web", "192.168.10.220");
+        slice_init(&s, "web-a", "web", "IPv4", yield, 3);
+        p = compute(&v, &s, 1, NULL);
+        ck_assert_int_eq(p->state, EGRESS_YIELDING);
+        ck_assert_str_eq(egress_state_to_string(p->state), "yielding");
+        ck_assert(p->has_local_endpoint && !p->has_local_ready && p->has_remote_ready);
+        egress_policy_free(p);
+
+        slice_init(&s, "web-a", "web", "IPv4", mixed, 3);
+        p = compute(&v, &s, 1, NULL);
+        ck_assert_int_eq(p->state, EGRESS_READY);
+        ck_assert_str_eq(addrs_str(p->pods, p->n_pods, buf, sizeof(buf)), "10.244.2.20,10.244.2.22");
+        /* The ready pod is the active endpoint, though listed second. */
+        ck_assert_str_eq(addrs_str(&p->active4, 1, buf, sizeof(buf)), "10.244.2.22");
+        egress_policy_free(p);
+
+        /* Nobody ready anywhere: the node with the pods keeps campaigning. */
+        slice_init(&s, "web-a", "web", "IPv4", remote_terminating, 2);
+        p = compute(&v, &s, 1, NULL);
+        ck_assert_int_eq(p->state, EGRESS_READY);
+        ck_assert_uint_eq(p->n_pods, 1);
+        egress_policy_free(p);
 }
 END_TEST
 
@@ -414,7 +457,7 @@ START_TEST(test_sticky_active)
         slice_init(&s, "web-a", "web", "IPv4", gone, 2);
         p = compute(&v, &s, 1, &prev);
         ck_assert_str_eq(addrs_str(&p->active4, 1, buf, sizeof(buf)), "10.244.2.20"); /* moved on */
-        ck_assert_uint_eq(p->n_pods, 1);
+        ck_assert_uint_eq(p->n_pods, 2); /* the terminating one drains with its SNAT */
         egress_policy_free(p);
 }
 END_TEST
@@ -605,6 +648,7 @@ int main(void)
         tcase_add_test(tc, test_not_egress);
         tcase_add_loop_test(tc, test_lb_class, 0, sizeof(lb_class_cases) / sizeof(lb_class_cases[0]));
         tcase_add_test(tc, test_vip_sources);
+        tcase_add_test(tc, test_prefers_ready_nodes);
         tcase_add_test(tc, test_all_slices_all_pods);
         tcase_add_test(tc, test_sticky_active);
         tcase_add_test(tc, test_dual_stack);

@@ -109,8 +109,8 @@ START_TEST(test_cidrs)
 }
 END_TEST
 
-/* On worker-2: the ready pod is SNATed to the annotated VIP; the
- * terminating pod (on worker-1 anyway) is not. */
+/* On worker-2: the ready pod is SNATed to the annotated VIP; worker-1,
+ * with only a terminating pod, yields to it. */
 START_TEST(test_worker2)
 {
         KubeService *svc = service();
@@ -134,10 +134,11 @@ START_TEST(test_worker2)
         free(ex);
         egress_policy_free(p);
 
-        /* worker-1 has only a terminating pod: not a candidate. */
+        /* worker-1 has only a terminating pod and worker-2 a ready one:
+         * worker-1 yields (its pod keeps SNAT only while it still leads). */
         p = compute(svc, slices, 1, &c, "worker-1");
-        ck_assert_int_eq(p->state, EGRESS_IDLE);
-        ck_assert_uint_eq(p->n_pods, 0);
+        ck_assert_int_eq(p->state, EGRESS_YIELDING);
+        ck_assert_uint_eq(p->n_pods, 1);
         egress_policy_free(p);
 
         cluster_cidrs_done(&c);

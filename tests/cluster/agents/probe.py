@@ -138,6 +138,39 @@ def one(p, timeout):
     return res
 
 
+def hold(a):
+    """One TCP connection held open: a line every --interval, each answer printed as JSON; on SIGTERM the
+    connection is closed cleanly and {"closed": true} printed; on any error {"ok": false, "err": ...} and exit 1."""
+    import signal
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    s = socket.socket(family(a.dst), socket.SOCK_STREAM)
+    s.settimeout(2)
+    buf = b""
+    n = 0
+    try:
+        s.connect((a.dst, a.port))
+        while not stop:
+            line = "hold %s" % a.tag if n == 0 else "%s seq=%d" % (a.tag, n)
+            t0 = time.time()
+            s.sendall((line + "\n").encode())
+            while b"\n" not in buf:
+                chunk = s.recv(256)
+                if not chunk:
+                    raise OSError("connection closed by the peer")
+                buf += chunk
+            answer, _, buf = buf.partition(b"\n")
+            print(json.dumps({"t": t0, "seq": n, "ok": True, "seen": answer.decode().split(" ", 1)[-1]}),
+                  flush=True)
+            n += 1
+            time.sleep(a.interval)
+    except (OSError, TimeoutError) as e:
+        print(json.dumps({"t": time.time(), "seq": n, "ok": False, "err": str(e) or type(e).__name__}), flush=True)
+        sys.exit(1)
+    s.close()
+    print(json.dumps({"t": time.time(), "closed": True, "seq": n}), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -153,8 +186,16 @@ def main():
     st.add_argument("--duration", type=float, default=30)
     st.add_argument("--tag", default="stream")
     st.add_argument("--timeout", type=float, default=0.5)
+    h = sub.add_parser("hold")
+    h.add_argument("--dst", required=True)
+    h.add_argument("--port", type=int, required=True)
+    h.add_argument("--interval", type=float, default=0.1)
+    h.add_argument("--tag", default="hold")
     a = ap.parse_args()
 
+    if a.cmd == "hold":
+        hold(a)
+        return
     if a.cmd == "batch":
         for p in json.loads(a.probes):
             print(json.dumps(one(p, a.timeout)), flush=True)

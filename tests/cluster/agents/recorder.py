@@ -74,6 +74,27 @@ def main():
         with open(a.ready, "w") as f:
             f.write("%d\n" % os.getpid())
 
+    def hold_tcp(c, fam, peer, local, data):
+        # A long-lived connection (probe.py hold): every further line is recorded and answered on the same
+        # connection, until the client closes it ("tcp-held" records, tag = the line).
+        c.settimeout(30)
+        while True:
+            while b"\n" not in data:
+                try:
+                    chunk = c.recv(512)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    return
+                data += chunk
+            line, _, data = data.partition(b"\n")
+            record(proto="tcp-held", family=4 if fam == socket.AF_INET else 6, src=peer[0], sport=peer[1],
+                   dst=local[0], dport=local[1], tag=line.decode("utf-8", "replace"))
+            try:
+                c.sendall(("seen %s\n" % peer[0]).encode())
+            except OSError:
+                return
+
     def handle_tcp(c, fam):
         try:
             peer = c.getpeername()
@@ -88,13 +109,16 @@ def main():
                     data += chunk
             except OSError:
                 pass
-            tag = data.split(b"\n", 1)[0].decode("utf-8", "replace")
+            tag, _, rest = data.partition(b"\n")
+            tag = tag.decode("utf-8", "replace")
             record(proto="tcp", family=4 if fam == socket.AF_INET else 6, src=peer[0], sport=peer[1],
                    dst=local[0], dport=local[1], tag=tag)
             try:
                 c.sendall(("seen %s\n" % peer[0]).encode())
             except OSError:
                 pass
+            if tag.startswith("hold "):
+                hold_tcp(c, fam, peer, local, rest)
         finally:
             c.close()
 
