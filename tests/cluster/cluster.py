@@ -580,7 +580,10 @@ sys.exit(1 if bad else 0)
             for k, v in (("net.ipv4.ip_forward", 1), ("net.ipv6.conf.all.forwarding", 1)):
                 run(["sysctl", "-qw", "%s=%s" % (k, v)], ns=node.netns)
             ip_batch(node.netns, [
-                "link add cni0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0",
+                # A fixed MAC, as the CNI bridge plugin sets: a bridge without one takes its lowest port's,
+                # which changes when a pod's veth goes and stalls the other pods' connections.
+                "link add cni0 address 02:00:0a:f4:%02x:01 type bridge stp_state 0 forward_delay 0 "
+                "mcast_snooping 0" % node.n,
                 "addr add 10.244.%d.1/24 dev cni0" % node.n,
                 "addr add fd00:10:244:%d::1/64 dev cni0 nodad" % node.n, "link set cni0 up"])
             self._wire_node(node)
