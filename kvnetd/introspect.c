@@ -105,6 +105,9 @@ int introspect_method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_er
                        "Conntrack entries deleted because a pod's SNAT changed");
         metrics_sample(f, "kvegress_conntrack_entries_deleted_total", "",
                        (double)m->ct_deleted);
+        metrics_family(f, "kvegress_conntrack_pods_pending", "gauge",
+                       "Pod addresses whose conntrack entries are still to be deleted (by kvnetd's worker)");
+        metrics_sample(f, "kvegress_conntrack_pods_pending", "", (double)manager_conntrack_pending(m));
         loop_lag_write(f, &m->metrics.loop_lag, "kvnetd");
         if (fclose(f) != 0)
                 return -ENOMEM;

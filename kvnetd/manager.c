@@ -7,6 +7,7 @@
  * change leaves neither the kernel nor the record changed. */
 #include "manager.h"
 
+#include <inttypes.h>
 #include <libmnl/libmnl.h>
 #include <nftables/libnftables.h>
 #include <stdio.h>
@@ -16,7 +17,7 @@
 #include "addr.h"
 #include "announce.h"
 #include "array.h"
-#include "conntrack.h"
+#include "ctworker.h"
 #include "daemon.h"
 #include "kvnetd-bus.h"
 #include "bus.h"
@@ -217,55 +218,57 @@ int manager_remove_service(Manager *m, Service *s)
         return 0;
 }
 
-/* --- conntrack: one deferred pass ----------------------------------------- */
+/* --- conntrack: handed to the worker -------------------------------------- */
 
-static int on_conntrack_pass(sd_event_source *source, void *userdata)
+/* At most this long on exit for what is still queued (a pass over 10^6
+ * entries takes about a second), so that flows of changed pods do not keep
+ * their old NAT across a restart; then kvnetd exits anyway. */
+#define CONNTRACK_FINISH_USEC (10 * USEC_PER_SEC)
+
+static void conntrack_feed(Manager *m)
+{
+        if (m->ct_pending.n > 0 && m->ct_worker)
+                (void)ct_worker_take(m->ct_worker, &m->ct_pending);
+}
+
+static void on_conntrack_done(CtWorker *w, uint64_t deleted, int error, void *userdata)
 {
         Manager *m = userdata;
-        _cleanup_free_ IpAddr *addrs = NULL;
-        size_t n = 0;
-        int r;
 
-        (void)source;
-        addrs = calloc(MAX(m->ct_pending.n, (size_t)1), sizeof(IpAddr));
-        if (!addrs)
-                return 0; /* retried at the next pass */
-        for (size_t i = 0; i < m->ct_pending.size; i++)
-                if (m->ct_pending.entries[i].addr.family != 0)
-                        addrs[n++] = m->ct_pending.entries[i].addr;
-        podmap_done(&m->ct_pending);
-        (void)sd_event_source_set_enabled(m->ct_source, SD_EVENT_OFF);
-        r = conntrack_flush_sources(m, addrs, n);
-        m->ct_passes++;
-        if (r > 0) {
-                m->ct_deleted += (uint64_t)r;
-                log_debug("deleted %d conntrack entries of %zu pods", r, n);
-        }
-        return 0;
+        (void)w;
+        m->ct_deleted += deleted;
+        if (error < 0)
+                log_warning_errno(error, "deleting conntrack entries of changed pods failed: %m");
+        else if (deleted > 0)
+                log_debug("deleted %" PRIu64 " conntrack entries", deleted);
+        conntrack_feed(m);
 }
 
 void manager_queue_conntrack(Manager *m, const IpAddr *addrs, size_t n)
 {
-        int r;
-
-        if (n == 0)
-                return;
         for (size_t i = 0; i < n; i++)
                 if (podmap_put(&m->ct_pending, &addrs[i], (void *)1) < 0) {
-                        /* No memory to defer: do it now rather than never. */
-                        (void)conntrack_flush_sources(m, addrs, n);
-                        return;
+                        log_warning("out of memory: the conntrack entries of %zu pods stay", n - i);
+                        break;
                 }
-        if (!m->ct_source) {
-                r = sd_event_add_defer(m->event, &m->ct_source, on_conntrack_pass, m);
-                if (r < 0) {
-                        (void)on_conntrack_pass(NULL, m);
-                        return;
-                }
-                /* After every request and renewal already received. */
-                (void)sd_event_source_set_priority(m->ct_source, SD_EVENT_PRIORITY_IDLE);
-        }
-        (void)sd_event_source_set_enabled(m->ct_source, SD_EVENT_ONESHOT);
+        conntrack_feed(m);
+}
+
+size_t manager_conntrack_pending(Manager *m)
+{
+        return m->ct_pending.n + (m->ct_worker ? ct_worker_pending(m->ct_worker) : 0);
+}
+
+/* On exit: what is queued is done (within CONNTRACK_FINISH_USEC). */
+static void conntrack_finish(Manager *m)
+{
+        size_t left;
+
+        if (!m->ct_worker)
+                return;
+        left = ct_worker_finish(m->ct_worker, &m->ct_pending, CONNTRACK_FINISH_USEC);
+        if (left > 0)
+                log_warning("exiting with the conntrack entries of %zu pods not deleted", left);
 }
 
 /* --- the fence ------------------------------------------------------------- */
@@ -493,9 +496,9 @@ int manager_new(Config *config, Manager **ret)
         r = addr_open(m);
         if (r < 0)
                 return log_error_errno(r, "cannot open rtnetlink: %m");
-        r = conntrack_open(m);
+        r = ct_worker_new(m->event, on_conntrack_done, m, &m->ct_worker);
         if (r < 0)
-                return log_error_errno(r, "cannot open conntrack netlink: %m");
+                return log_error_errno(r, "cannot start the conntrack worker (ctnetlink): %m");
         r = announce_open(m);
         if (r < 0)
                 return log_error_errno(r, "cannot open the packet socket for ARP and NA (CAP_NET_RAW?): %m");
@@ -518,10 +521,9 @@ Manager *manager_free(Manager *m)
         sd_event_source_disable_unref(m->announce_timer);
         sd_event_source_disable_unref(m->reconcile_timer);
         sd_event_source_disable_unref(m->save_timer);
-        sd_event_source_disable_unref(m->ct_source);
+        m->ct_worker = ct_worker_free(m->ct_worker);
         podmap_done(&m->ct_pending);
         addr_close(m);
-        conntrack_close(m);
         announce_close(m);
         if (m->nft)
                 nft_ctx_free(m->nft);
@@ -557,8 +559,7 @@ int manager_start(Manager *m)
                         if (r < 0)
                                 return r;
                 }
-                if (m->ct_source)
-                        (void)on_conntrack_pass(m->ct_source, m);
+                conntrack_finish(m);
                 /* Nothing of ours stays (the package's removal relies on
                  * it): the table goes too, and the grant records. */
                 r = delete_table(m);
@@ -583,7 +584,9 @@ void manager_stop(Manager *m)
         if (!m->config->clean_on_stop) {
                 /* Leave VIPs and rules in place: a restart adopts them and
                  * nothing flaps. The state file keeps each grant's deadline,
-                 * which the next start honours. */
+                 * which the next start honours. The conntrack entries of
+                 * pods already changed still go. */
+                conntrack_finish(m);
                 r = state_save(m);
                 if (r < 0)
                         log_warning_errno(r, "cannot write the state file: %m");
@@ -597,8 +600,7 @@ void manager_stop(Manager *m)
                         break;
                 }
         }
-        if (m->ct_source)
-                (void)on_conntrack_pass(m->ct_source, m);
+        conntrack_finish(m);
         (void)delete_table(m);
         (void)state_save(m);
 }

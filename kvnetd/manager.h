@@ -51,16 +51,16 @@ struct Manager {
         struct nl_sock *nl;       /* rtnetlink requests */
         struct nl_sock *nl_watch; /* address events */
         sd_event_source *nl_watch_source;
-        struct nl_sock *nl_ct;     /* conntrack */
         struct nft_ctx *nft;       /* reading the table (JSON listing) */
         struct mnl_socket *nft_nl; /* writing it (netlink batches, nft.c) */
         int arp_fd;                /* AF_PACKET: gratuitous ARP and unsolicited NA (announce.c) */
 
-        /* Pods whose conntrack entries are still to be deleted: one
-         * deferred pass at idle priority, never on the renewal path. */
+        /* Conntrack entries of changed pods are deleted by a worker thread
+         * (ctworker.c), never on this loop; ct_pending holds the addresses
+         * its bounded queue had no room for yet. */
+        struct CtWorker *ct_worker;
         PodMap ct_pending;
-        sd_event_source *ct_source;
-        uint64_t ct_passes, ct_deleted;
+        uint64_t ct_deleted;
 
         /* The bus connections, drained before a fence fires. */
         sd_bus **conns;
@@ -103,8 +103,10 @@ void manager_update_fence(Manager *m);
 void manager_update_status(Manager *m);
 void manager_schedule_save(Manager *m, bool now);
 
-/* Deletes (later, at idle priority) the conntrack entries of addrs. */
+/* Deletes (later, on the conntrack worker) the conntrack entries of addrs. */
 void manager_queue_conntrack(Manager *m, const IpAddr *addrs, size_t n);
+/* Pod addresses whose conntrack entries are still to be deleted. */
+size_t manager_conntrack_pending(Manager *m);
 /* Records a bus connection, to drain it before fencing. */
 int manager_add_connection(Manager *m, sd_bus *bus);
 

@@ -13,7 +13,7 @@ packages=(
     # build
     gcc meson ninja-build pkg-config
     # libraries (README, "Libraries", says why each is here)
-    libsystemd-dev libnl-3-dev libnl-route-3-dev libnl-nf-3-dev libnftables-dev libnftnl-dev libmnl-dev
+    libsystemd-dev libnl-3-dev libnl-route-3-dev libnftables-dev libnftnl-dev libmnl-dev
     libcap-dev libcurl4-openssl-dev libssl-dev libjansson-dev libyaml-dev check
     # tests: network namespaces, packets, the test API server, sanitizers
     iproute2 nftables conntrack iputils-ping iputils-arping tcpdump socat

@@ -5,7 +5,8 @@
  *
  *   ctfill COUNT SRC_FIRST SRC_COUNT DST [TIMEOUT_S]
  *
- * Entry i goes from SRC_FIRST + (i % SRC_COUNT) to DST, source port
+ * IPv4 or IPv6 (SRC_FIRST and DST of the same family). Entry i goes from
+ * SRC_FIRST + (i % SRC_COUNT) (added to the last 32 bits) to DST, source port
  * 1024 + (i / SRC_COUNT) % 64512, destination port from the rest, so no
  * two entries share a tuple. Prints "inserted N failed F seconds S".
  * Benchmark tool, not part of the daemons. */
@@ -63,14 +64,25 @@ static void nest_end(struct buf *b, size_t off)
         ((struct nlattr *)(b->data + off))->nla_len = b->len - off;
 }
 
-static void tuple(struct buf *b, uint16_t type, uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport)
+typedef union {
+        struct in_addr in;
+        struct in6_addr in6;
+} addr_t;
+
+static void tuple(struct buf *b, uint16_t type, int family, const addr_t *src, const addr_t *dst, uint16_t sport,
+                  uint16_t dport)
 {
         size_t t = nest_start(b, type), n;
         uint8_t proto = IPPROTO_UDP;
 
         n = nest_start(b, CTA_TUPLE_IP);
-        attr_put(b, CTA_IP_V4_SRC, &src, 4);
-        attr_put(b, CTA_IP_V4_DST, &dst, 4);
+        if (family == AF_INET) {
+                attr_put(b, CTA_IP_V4_SRC, &src->in, 4);
+                attr_put(b, CTA_IP_V4_DST, &dst->in, 4);
+        } else {
+                attr_put(b, CTA_IP_V6_SRC, &src->in6, 16);
+                attr_put(b, CTA_IP_V6_DST, &dst->in6, 16);
+        }
         nest_end(b, n);
         n = nest_start(b, CTA_TUPLE_PROTO);
         attr_put(b, CTA_PROTO_NUM, &proto, 1);
@@ -110,7 +122,8 @@ int main(int argc, char **argv)
 {
         static struct buf b;
         struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-        struct in_addr first, dst;
+        addr_t first, dst;
+        int family;
         unsigned long long count, i;
         unsigned long failed = 0, nsrc;
         uint32_t timeout = htonl(3600), seq = 0, acked = 0;
@@ -123,8 +136,8 @@ int main(int argc, char **argv)
         }
         count = strtoull(argv[1], NULL, 10);
         nsrc = strtoul(argv[3], NULL, 10);
-        if (inet_pton(AF_INET, argv[2], &first) != 1 || inet_pton(AF_INET, argv[4], &dst) != 1 ||
-            nsrc == 0) {
+        family = strchr(argv[2], ':') ? AF_INET6 : AF_INET;
+        if (inet_pton(family, argv[2], &first) != 1 || inet_pton(family, argv[4], &dst) != 1 || nsrc == 0) {
                 fprintf(stderr, "ctfill: bad arguments\n");
                 return 2;
         }
@@ -144,15 +157,17 @@ int main(int argc, char **argv)
                         size_t start = b.len;
                         struct nlmsghdr *h = put(&b, NLMSG_HDRLEN);
                         struct nfgenmsg *g = put(&b, sizeof(*g));
-                        uint32_t src = htonl(ntohl(first.s_addr) + (uint32_t)(i % nsrc));
+                        addr_t src = first;
+                        uint32_t *low = family == AF_INET ? &src.in.s_addr : &src.in6.s6_addr32[3];
                         unsigned long long rest = i / nsrc;
                         uint16_t sport = htons(1024 + rest % 64512),
                                  dport = htons(1 + (rest / 64512) % 65535);
 
-                        g->nfgen_family = AF_INET;
+                        *low = htonl(ntohl(*low) + (uint32_t)(i % nsrc));
+                        g->nfgen_family = (uint8_t)family;
                         g->version = NFNETLINK_V0;
-                        tuple(&b, CTA_TUPLE_ORIG, src, dst.s_addr, sport, dport);
-                        tuple(&b, CTA_TUPLE_REPLY, dst.s_addr, src, dport, sport);
+                        tuple(&b, CTA_TUPLE_ORIG, family, &src, &dst, sport, dport);
+                        tuple(&b, CTA_TUPLE_REPLY, family, &dst, &src, dport, sport);
                         attr_put(&b, CTA_TIMEOUT, &timeout, 4);
                         h = (struct nlmsghdr *)(b.data + start);
                         h->nlmsg_len = b.len - start;
