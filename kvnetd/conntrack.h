@@ -27,9 +27,10 @@ void conntrack_close(Conntrack *ct);
 /* Up to this many IPv4 addresses, one kernel-filtered dump each
  * (CTA_FILTER on the original source: the kernel walks its table and sends
  * only the matching entries). Above it, one dump of the family's whole
- * table beats that many kernel walks. IPv6 is always dumped whole
- * (conntrack.c says why). */
-#define CONNTRACK_FILTERED_MAX 32
+ * table costs less: measured here, one filtered walk of 250,000 entries
+ * took 65 ms of CPU and a whole dump 330 ms (5 x); at 10^6, 0.5 s against
+ * about 1.3 s. IPv6 is always dumped whole (conntrack.c says why). */
+#define CONNTRACK_FILTERED_MAX 4
 
 /* Deletes every entry whose original source is one of the addresses in
  * want (values ignored), each by its own tuple and id: an entry created
