@@ -220,10 +220,11 @@ int manager_remove_service(Manager *m, Service *s)
 
 /* --- conntrack: handed to the worker -------------------------------------- */
 
-/* At most this long on exit for what is still queued (a pass over 10^6
- * entries takes about a second), so that flows of changed pods do not keep
- * their old NAT across a restart; then kvnetd exits anyway. */
-#define CONNTRACK_FINISH_USEC (10 * USEC_PER_SEC)
+/* At most this long on exit for what is still queued (a whole dump of 10^6
+ * entries takes 1-3 s), so that flows of changed pods do not keep their old
+ * NAT across a restart; then kvnetd exits anyway, well within the unit's
+ * TimeoutStopSec=15s after --clean-on-stop's removals. */
+#define CONNTRACK_FINISH_USEC (5 * USEC_PER_SEC)
 
 static void conntrack_feed(Manager *m)
 {
