@@ -271,10 +271,11 @@ class TableTamperTest(KvnetdCase):
     def test_foreign_chain_and_mapping_are_removed(self):
         self.egress()
         want = self.listing()
-        self.net.node.run("nft", "add", "chain", "inet", "kvegress", "svc_0000000000000000")
-        self.net.node.run("nft", "add", "element", "inet", "kvegress", "pod4",
-                          "{ %s : goto svc_0000000000000000 }" % POD4_B)
-        self.assertIn("svc_0000000000000000", self.listing())
+        # One nft transaction: kvnetd reconciles every 2 s, and under load it
+        # removed the chain between two separate commands (the element's add
+        # then failed), or before a listing could show it.
+        self.net.node.run("nft", "add chain inet kvegress svc_0000000000000000; "
+                          "add element inet kvegress pod4 { %s : goto svc_0000000000000000 }" % POD4_B)
         self.wait_restored(want)
         self.assertEqual(self.src("tcp", EXT4, 8080, src=POD4_B), NODE_SVC4)
 
