@@ -211,6 +211,11 @@ static int collect_pass(const KubeEndpointSlice *const *slices, size_t ns, const
 
                 if (family == AF_UNSPEC) /* FQDN slices name no pod address */
                         continue;
+                /* kvpd's informer keeps only this node's endpoints
+                 * (kube_endpointslice_keep_node) and notes whether it
+                 * dropped a ready one. */
+                if (ready && sl->remote_ready)
+                        l->remote_ready = true;
                 for (size_t j = 0; j < sl->n_endpoints; j++) {
                         const KubeEndpoint *e = &sl->endpoints[j];
 

@@ -419,6 +419,8 @@ void kube_endpointslice_keep_node(KubeEndpointSlice *s, const char *node_name)
                         s->endpoints[n++] = *e;
                         continue;
                 }
+                if (e->ready && e->serving && !e->terminating && e->addresses && e->addresses[0])
+                        s->remote_ready = true;
                 endpoint_done(e);
         }
         s->n_endpoints = n;

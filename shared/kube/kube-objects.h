@@ -78,6 +78,10 @@ typedef struct KubeEndpointSlice {
         KubeEndpoint *endpoints;
         size_t n_endpoints;
         char *service_name; /* label kubernetes.io/service-name, or NULL */
+        /* Set by kube_endpointslice_keep_node(): the slice had a ready (and
+         * serving, not terminating) endpoint with an address on another
+         * node, which it dropped. */
+        bool remote_ready;
 } KubeEndpointSlice;
 
 typedef struct KubeNodeAddress {

@@ -6,6 +6,8 @@
  2. a terminating pod keeps its SNAT while it drains: one TCP connection held open across the pod's
     shutdown (a replacement ready on the same node) answers every line with the VIP until the pod closes
     it, and the node keeps the pod's mapping;
+ 3. leadership prefers a node with a ready pod: a holder left with only a terminating pod hands the VIP to the
+    node with a ready one, and the VIP is never on two nodes at once.
 """
 import json
 import time
@@ -108,6 +110,21 @@ class LifecycleTest(kvc_test.ClusterTestCase):
         self.assertEqual({r["src"] for r in held}, {vip})
         kvc_test.note_timing("terminating pod: held connection kept its SNAT while draining",
                              got[-1]["t"] - t_term, answers_while_terminating=len(during))
+
+    def test_3_a_holder_with_only_terminating_pods_yields(self):
+        c, vip = self.c, VIPS4[2]
+        (old,) = self.egress("yield", 1, [vip], dual=False)
+        self.assertEqual(c.vip_holders(vip), ["node1"])
+        new = c.add_pod("yield-1", 3, labels={"app": "yield"}, dual=False)
+        time.sleep(1)
+        self.assertEqual(c.vip_holders(vip), ["node1"], "a ready holder keeps the VIP")
+        t0 = time.time()
+        c.set_endpoint_conditions(old.name, **TERMINATING)
+        self.wait(lambda: c.vip_holders(vip) == ["node3"], 20, "the VIP handed to the node with a ready pod")
+        kvc_test.note_timing("holder with only a terminating pod: VIP on the node with a ready one",
+                             time.time() - t0)
+        self.wait_source(new, vip)
+        self.assertLessEqual(c.addr_watch.max_concurrent(vip, since=t0)[0], 1, "the VIP was on two nodes")
 
 
 if __name__ == "__main__":

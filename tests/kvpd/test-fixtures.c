@@ -147,6 +147,37 @@ START_TEST(test_worker2)
 }
 END_TEST
 
+/* The same, with the slice as kvpd's informer keeps it: trimmed to the
+ * node's own endpoints (kube_endpointslice_keep_node). worker-1 still
+ * knows that a ready pod is elsewhere, and yields; worker-2 campaigns. A
+ * trimmed slice that lost that fact kept a node with only a terminating pod
+ * leading for as long as the pod drained. */
+START_TEST(test_trimmed_slices)
+{
+        KubeService *svc = service();
+        ClusterCidrs c = cidrs_from_fixtures();
+        const struct {
+                const char *node;
+                EgressState state;
+        } rows[] = {{"worker-1", EGRESS_YIELDING}, {"worker-2", EGRESS_READY}, {"worker-3", EGRESS_IDLE}};
+
+        for (size_t i = 0; i < ELEMENTSOF(rows); i++) {
+                KubeEndpointSlice *sl = slice("endpointslice-ipv4.json");
+                const KubeEndpointSlice *slices[] = {sl};
+                EgressPolicy *p;
+
+                kube_endpointslice_keep_node(sl, rows[i].node);
+                ck_assert_uint_le(sl->n_endpoints, 1);
+                p = compute(svc, slices, 1, &c, rows[i].node);
+                ck_assert_msg(p->state == rows[i].state, "%s: %s", rows[i].node, egress_state_to_string(p->state));
+                egress_policy_free(p);
+                kube_endpointslice_free(sl);
+        }
+        cluster_cidrs_done(&c);
+        kube_service_free(svc);
+}
+END_TEST
+
 /* A slice with "endpoints": null is no endpoint, not an error. */
 START_TEST(test_empty_slice)
 {
@@ -198,6 +229,7 @@ int main(void)
 
         tcase_add_test(tc, test_cidrs);
         tcase_add_test(tc, test_worker2);
+        tcase_add_test(tc, test_trimmed_slices);
         tcase_add_test(tc, test_empty_slice);
         tcase_add_test(tc, test_upstream_placeholders);
         suite_add_tcase(s, tc);
