@@ -655,7 +655,17 @@ int election_observe(Election *e, ElectionTime now, json_t *lease, ElectionOutpu
                 return 0; /* malformed: ignore, like an unparseable watch event */
         e->view_stale = false;
 
-        if (!e->campaigning || e->releasing || e->step != STEP_IDLE || !changed)
+        if (!e->campaigning || e->releasing || !changed)
+                return 0;
+        if (e->step == STEP_GET && e->view == ELECTION_VIEW_WATCHED)
+                /* A GET in flight can only bring what the watch just showed,
+                 * or an older record (read before this change was written):
+                 * adopting that would undo a release seen here and make us
+                 * wait a whole leaseDuration. Whatever was written after,
+                 * the watch brings next; every write is conditional anyway.
+                 * Decide on the watch's view now. */
+                cancel_request(e, out);
+        if (e->step != STEP_IDLE)
                 return 0;
         e->next_attempt = acquisition_schedule(e, now.mono, false);
         run_due(e, now, out, &r);

@@ -22,8 +22,14 @@
  *    the watch replaces the GET of each attempt: a non-holder sends nothing
  *    while the holder renews, attempts when the record expires by local
  *    time, and attempts at once when the watch shows a released or deleted
- *    Lease. Every write stays conditional on resourceVersion, so a stale
- *    watch costs a 409 and a GET, never safety. */
+ *    Lease, even with a GET in flight (the GET is cancelled: its answer may
+ *    have been read before the change, and would undo it). Every write
+ *    stays conditional on resourceVersion, so a stale watch costs a 409 and
+ *    a GET, never safety.
+ *
+ * Invariant (tests/kvelectd/test-election.c checks it after every input):
+ * a campaigning non-leader always has a wakeup, at most leaseDuration
+ * away, so no sequence of inputs leaves it waiting for an event. */
 
 #include <jansson.h>
 #include <stdbool.h>

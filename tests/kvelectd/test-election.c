@@ -909,6 +909,226 @@ START_TEST(test_api_down_then_back)
 }
 END_TEST
 
+/* A campaigning non-leader always has a wakeup, never further than a
+ * leaseDuration away (the longest it ever waits: a live holder's record
+ * expiring by our clock); a request in flight is bounded by its expiry. */
+static void check_wakeup(Election *e, uint64_t now)
+{
+        uint64_t t = election_next_wakeup(e);
+
+        if (!election_is_campaigning(e) || election_is_leading(e))
+                return;
+        ck_assert_msg(t != UINT64_MAX, "campaigning, not leading, and no wakeup");
+        ck_assert_msg(t <= now + LD, "wakeup %llu us away", (unsigned long long)(t - now));
+}
+
+/* One step of a campaign's life, as the manager feeds it. */
+typedef enum SeqOp {
+        SEQ_END,
+        SEQ_PENDING,        /* a campaign in a namespace whose informer has not synced: set_view(PENDING) */
+        SEQ_CAMPAIGN,       /* election_campaign() */
+        SEQ_WITHDRAW,       /* election_withdraw() */
+        SEQ_LISTED,         /* the informer's list shows the Lease (ADDED, before "synced") */
+        SEQ_SYNCED,         /* synced: set_view(WATCHED) with the cached Lease */
+        SEQ_SERVE,          /* the request in flight is answered (20 ms) */
+        SEQ_GET_READ,       /* the server reads the Lease for the GET in flight; the answer is on its way */
+        SEQ_GET_ANSWER,     /* that answer arrives (whatever the Lease is by then) */
+        SEQ_LOST,           /* the request in flight is never answered */
+        SEQ_RENEW,          /* the holder renews, the watch shows it */
+        SEQ_RELEASE,        /* the holder releases (holder "", duration 1), the watch shows it */
+        SEQ_RELEASE_UNSEEN, /* the holder released before the list */
+        SEQ_FIRE,           /* the timer, at its wakeup */
+        SEQ_WAIT_100MS,
+        SEQ_WAIT_1S,
+} SeqOp;
+
+/* After the steps the holder does nothing more (released, or dead), and the
+ * campaign must write its own record within `within` of the last step. */
+static const struct {
+        const char *name;
+        SeqOp ops[16];
+        uint64_t within;
+} seq_cases[] = {
+        /* The cluster's sequence (kvelectd log of node3): the list shows the
+         * holder before the namespace is synced, so a GET goes out; the
+         * sync is adopted while it is in flight; the holder releases a
+         * second later. */
+        {"GET answered, then the release",
+         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_SYNCED, SEQ_SERVE, SEQ_WAIT_1S, SEQ_RENEW, SEQ_WAIT_1S,
+          SEQ_RELEASE},
+         0},
+        {"release while the GET is in flight",
+         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_SYNCED, SEQ_WAIT_1S, SEQ_RELEASE, SEQ_GET_READ,
+          SEQ_GET_ANSWER},
+         0},
+        {"the GET read the Lease before the release, answered after it",
+         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_GET_READ, SEQ_SYNCED, SEQ_WAIT_1S, SEQ_RELEASE,
+          SEQ_GET_ANSWER},
+         0},
+        {"release while the GET is lost",
+         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_SYNCED, SEQ_LOST, SEQ_WAIT_1S, SEQ_RELEASE},
+         0},
+        {"release after the synced view, before the GET is read",
+         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_SYNCED, SEQ_RELEASE, SEQ_GET_READ, SEQ_GET_ANSWER},
+         0},
+        {"GET sent by the timer before the list",
+         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_FIRE, SEQ_SERVE, SEQ_LISTED, SEQ_SYNCED, SEQ_WAIT_1S, SEQ_RELEASE},
+         0},
+        {"GET sent by the timer, answered after the sync",
+         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_FIRE, SEQ_LISTED, SEQ_SYNCED, SEQ_SERVE, SEQ_WAIT_1S, SEQ_RELEASE},
+         0},
+        {"withdrawn and back while the GET is in flight",
+         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_WITHDRAW, SEQ_CAMPAIGN, SEQ_SYNCED, SEQ_SERVE, SEQ_WAIT_1S,
+          SEQ_RELEASE},
+         0},
+        /* Released before the list: the GET shows it, the write follows. */
+        {"released before the list",
+         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_RELEASE_UNSEEN, SEQ_LISTED, SEQ_SYNCED},
+         50 * MS},
+        /* The holder dies: its record expires a leaseDuration after the
+         * last change we saw, whatever was in flight. */
+        {"expiry, GET answered",
+         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_SYNCED, SEQ_SERVE, SEQ_WAIT_1S, SEQ_RENEW},
+         LD},
+        {"expiry, GET answered after a second",
+         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_SYNCED, SEQ_WAIT_1S, SEQ_SERVE},
+         LD},
+        {"expiry, GET lost",
+         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_SYNCED, SEQ_LOST},
+         LD},
+        {"expiry, never synced, GETs only",
+         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_SERVE},
+         LD + RP},
+};
+
+static void seq_put_holder(Fixture *f, const char *holder, int dur, bool watched)
+{
+        static unsigned n;
+        char renew[64];
+        json_t *l;
+
+        snprintf(renew, sizeof(renew), "2025-05-12T09:00:%02u.000000Z", n++ % 60);
+        l = server_put_foreign(f, holder, dur, renew, 2);
+        if (watched)
+                observe(f, l);
+        json_decref(l);
+}
+
+START_TEST(test_campaign_while_unsynced)
+{
+        Fixture f;
+        json_t *held = NULL;
+        long held_status = 0;
+        uint64_t held_id = 0, held_sent = 0, t_end, t_write = 0;
+
+        fixture_init(&f, "worker-1");
+        json_decref(server_put_foreign(&f, "worker-2", 15, "2025-05-12T08:59:59.000000Z", 2));
+
+        for (const SeqOp *op = seq_cases[_i].ops; *op != SEQ_END; op++) {
+                ElectionOutput out = {};
+
+                switch (*op) {
+                case SEQ_PENDING:
+                        take(&f, &out, election_set_view(f.e, f.now, ELECTION_VIEW_PENDING, NULL, &out));
+                        break;
+                case SEQ_CAMPAIGN:
+                        campaign(&f);
+                        break;
+                case SEQ_WITHDRAW:
+                        withdraw(&f);
+                        break;
+                case SEQ_LISTED:
+                        observe(&f, f.srv.lease);
+                        break;
+                case SEQ_SYNCED:
+                        set_watched(&f, f.srv.lease);
+                        break;
+                case SEQ_SERVE:
+                        ck_assert_int_ne(f.req.type, ELECTION_REQUEST_NONE);
+                        serve(&f);
+                        break;
+                case SEQ_GET_READ:
+                        held_id = 0;
+                        if (f.req.type != ELECTION_REQUEST_GET)
+                                break; /* cancelled: nothing reads it */
+                        held_status = f.srv.lease ? 200 : 404;
+                        held = f.srv.lease ? json_deep_copy(f.srv.lease) : NULL;
+                        held_sent = f.now.mono;
+                        held_id = f.req.id;
+                        break;
+                case SEQ_GET_ANSWER:
+                        /* Completed even if cancelled meanwhile, as a
+                         * transport could deliver it anyway. */
+                        if (held_id == 0)
+                                break;
+                        advance(&f, 20 * MS);
+                        {
+                                ElectionResponse resp = {.id = held_id,
+                                                         .http_status = held_status,
+                                                         .object = held,
+                                                         .sent_usec = held_sent};
+                                if (f.req.type != ELECTION_REQUEST_NONE && f.req.id == held_id) {
+                                        json_decref(f.req.body);
+                                        f.req = (ElectionRequest){};
+                                }
+                                take(&f, &out, election_complete(f.e, f.now, &resp, &out));
+                        }
+                        json_decref(held);
+                        held = NULL;
+                        break;
+                case SEQ_LOST:
+                        ck_assert_int_ne(f.req.type, ELECTION_REQUEST_NONE);
+                        json_decref(f.req.body);
+                        f.req = (ElectionRequest){};
+                        break;
+                case SEQ_RENEW:
+                        seq_put_holder(&f, "worker-2", 15, true);
+                        break;
+                case SEQ_RELEASE:
+                        seq_put_holder(&f, "", 1, true);
+                        break;
+                case SEQ_RELEASE_UNSEEN:
+                        seq_put_holder(&f, "", 1, false);
+                        break;
+                case SEQ_FIRE:
+                        fire(&f);
+                        break;
+                case SEQ_WAIT_100MS:
+                        advance(&f, 100 * MS);
+                        break;
+                case SEQ_WAIT_1S:
+                        advance(&f, 1 * S);
+                        break;
+                case SEQ_END:
+                        break;
+                }
+                check_wakeup(f.e, f.now.mono);
+                ck_assert(!election_is_leading(f.e));
+        }
+
+        /* The holder does nothing more. Answer every request at once, run
+         * the timer otherwise, until we lead. */
+        t_end = f.now.mono;
+        for (int i = 0; i < 100 && !election_is_leading(f.e); i++) {
+                check_wakeup(f.e, f.now.mono);
+                if (f.req.type == ELECTION_REQUEST_NONE) {
+                        fire(&f);
+                        continue;
+                }
+                if ((f.req.type == ELECTION_REQUEST_UPDATE || f.req.type == ELECTION_REQUEST_CREATE) &&
+                    streq(holder_of(f.req.body), "worker-1") && t_write == 0)
+                        t_write = f.now.mono;
+                serve(&f);
+        }
+        ck_assert_msg(election_is_leading(f.e), "%s: never leads", seq_cases[_i].name);
+        ck_assert_msg(t_write - t_end <= seq_cases[_i].within, "%s: wrote %llu ms after the last step (at most %llu)",
+                      seq_cases[_i].name, (unsigned long long)((t_write - t_end) / MS),
+                      (unsigned long long)(seq_cases[_i].within / MS));
+        json_decref(held);
+        fixture_done(&f);
+}
+END_TEST
+
 START_TEST(test_record_parse)
 {
         LeaseRecord r = {};
@@ -1114,6 +1334,7 @@ static void sim_take(Sim *s, int i, ElectionOutput *out, int r)
                         out->request.body ? holder_of(out->request.body) : "-");
 
         ck_assert_int_ge(r, 0);
+        check_wakeup(n->e, s->t);
         if (out->events & (ELECTION_EVENT_LEADING | ELECTION_EVENT_RENEWED)) {
                 if (election_is_leading(n->e)) {
                         if (out->events & ELECTION_EVENT_LEADING) {
@@ -1342,6 +1563,11 @@ START_TEST(test_simulation)
                         break;
                 case SIM_WATCH:
                         if (n->alive && n->incarnation == ev.incarnation) {
+                                if (ev.sync && ev.body && sim_rand(s) % 2)
+                                        /* The list's ADDED event comes before
+                                         * "synced" (kube-informer.c). */
+                                        sim_take(s, ev.node, &out,
+                                                 election_observe(n->e, sim_now(s, ev.node), ev.body, &out));
                                 if (ev.sync)
                                         sim_take(s, ev.node, &out,
                                                  election_set_view(n->e, sim_now(s, ev.node),
@@ -1398,6 +1624,7 @@ static Suite *election_suite(void)
         tcase_add_test(tc, test_watch_stale_costs_a_get);
         tcase_add_test(tc, test_leader_sees_foreign_holder);
         tcase_add_test(tc, test_api_down_then_back);
+        tcase_add_loop_test(tc, test_campaign_while_unsynced, 0, ELEMENTSOF(seq_cases));
         suite_add_tcase(s, tc);
 
         tc = tcase_create("simulation");
