@@ -264,12 +264,21 @@ static int on_find(const KernelAddr *ka, void *userdata)
         return 0;
 }
 
+static void watch_drain(Manager *m);
+static int index_rebuild(Manager *m);
+
 int addr_check_unused(Manager *m, const IpAddr *a, char *ret_message, size_t size)
 {
         FindContext ctx = {.addr = a};
         char ifname[IFNAMSIZ] = "?", buf[INET6_ADDRSTRLEN];
-        int r;
+        int r = 0;
 
+        /* The index, made current; the dump only to word a refusal. */
+        watch_drain(m);
+        if (m->node_addrs_stale)
+                r = index_rebuild(m);
+        if (r >= 0 && !podmap_get(&m->node_addrs, a))
+                return 0;
         r = addr_dump(m, a->family, on_find, &ctx);
         if (r < 0) {
                 snprintf(ret_message, size, "address: cannot list the node's addresses: %s", strerror(-r));
@@ -298,14 +307,17 @@ int addr_reconcile(Manager *m)
         r = addr_list_vips(m, &have, &n_have);
         if (r < 0)
                 return log_warning_errno(r, "cannot list addresses for reconcile: %m");
+        _cleanup_(podmap_done) PodMap by_addr = {};
+
+        for (size_t k = 0; k < n_have; k++)
+                if (podmap_put(&by_addr, &have[k].addr, &have[k]) < 0)
+                        return -ENOMEM;
         for (Service *s = m->services; s; s = s->next)
                 for (size_t i = 0; i < s->n_vips; i++) {
                         Vip *v = s->vips[i];
-                        bool found = false;
+                        const AddrInfo *found = podmap_get(&by_addr, &v->addr);
 
-                        for (size_t k = 0; k < n_have && !found; k++)
-                                found = ip_addr_equal(&have[k].addr, &v->addr) && streq(have[k].ifname, v->ifname);
-                        if (found)
+                        if (found && streq(found->ifname, v->ifname))
                                 continue;
                         r = addr_add(m, v);
                         if (r < 0) {
@@ -321,6 +333,62 @@ int addr_reconcile(Manager *m)
         return 0;
 }
 
+/* The node's addresses, all interfaces (addr_check_unused() reads it
+ * instead of dumping every address per GrantVip): address -> ifindex << 1,
+ * with bit 0 set once a second interface has shown the same address. Only
+ * then can a removal not tell whether the address is still elsewhere, and
+ * the index is rebuilt from a dump. */
+static void index_update(Manager *m, const IpAddr *a, int ifindex, bool add)
+{
+        uintptr_t v = (uintptr_t)podmap_get(&m->node_addrs, a);
+
+        if (m->node_addrs_stale)
+                return;
+        if (add) {
+                uintptr_t want = (uintptr_t)ifindex << 1;
+                if (v == 0)
+                        v = want;
+                else if ((v & ~(uintptr_t)1) != want)
+                        v |= 1;
+                if (podmap_put(&m->node_addrs, a, (void *)v) < 0)
+                        m->node_addrs_stale = true;
+        } else if (v & 1)
+                m->node_addrs_stale = true;
+        else if (v != 0)
+                podmap_remove(&m->node_addrs, a);
+}
+
+/* Each interface's IPv6 link-local address, the source of an unsolicited
+ * NA (announce.c), kept from the same events instead of listing every
+ * address of the node per announcement. */
+static void link_local_update(Manager *m, const IpAddr *a, int ifindex, bool add)
+{
+        if (a->family != AF_INET6 || !IN6_IS_ADDR_LINKLOCAL(&a->addr.in6))
+                return;
+        for (size_t i = 0; i < m->n_link_locals; i++)
+                if (m->link_locals[i].ifindex == ifindex) {
+                        if (add)
+                                m->link_locals[i].addr = a->addr.in6;
+                        else if (IN6_ARE_ADDR_EQUAL(&m->link_locals[i].addr, &a->addr.in6))
+                                m->link_locals[i] = m->link_locals[--m->n_link_locals];
+                        return;
+                }
+        if (add && ARRAY_RESERVE(m->link_locals, m->cap_link_locals, m->n_link_locals + 1) >= 0)
+                m->link_locals[m->n_link_locals++] = (LinkLocal){.ifindex = ifindex, .addr = a->addr.in6};
+}
+
+bool addr_link_local(Manager *m, int ifindex, struct in6_addr *ret)
+{
+        /* No drain here: this runs inside the watch's own callbacks too
+         * (a VIP put back is announced at once); the loop keeps it current. */
+        for (size_t i = 0; i < m->n_link_locals; i++)
+                if (m->link_locals[i].ifindex == ifindex) {
+                        *ret = m->link_locals[i].addr;
+                        return true;
+                }
+        return false;
+}
+
 static int on_addr_message(struct nl_msg *msg, void *userdata)
 {
         Manager *m = userdata;
@@ -330,8 +398,10 @@ static int on_addr_message(struct nl_msg *msg, void *userdata)
         struct nlattr *a;
         char ifname[IFNAMSIZ];
         IpAddr addr = {};
+        Vip *v;
+        int r;
 
-        if (h->nlmsg_type != RTM_DELADDR)
+        if (h->nlmsg_type != RTM_DELADDR && h->nlmsg_type != RTM_NEWADDR)
                 return NL_OK;
         if (nlmsg_parse(h, sizeof(struct ifaddrmsg), tb, IFA_MAX, NULL) < 0)
                 return NL_OK;
@@ -344,41 +414,37 @@ static int on_addr_message(struct nl_msg *msg, void *userdata)
                 return NL_OK;
         addr.family = ifa->ifa_family;
         memcpy(&addr.addr, nla_data(a), (size_t)nla_len(a));
+        index_update(m, &addr, (int)ifa->ifa_index, h->nlmsg_type == RTM_NEWADDR);
+        link_local_update(m, &addr, (int)ifa->ifa_index, h->nlmsg_type == RTM_NEWADDR);
+        if (h->nlmsg_type != RTM_DELADDR)
+                return NL_OK;
         if (!if_indextoname(ifa->ifa_index, ifname))
                 return NL_OK;
 
-        for (Service *s = m->services; s; s = s->next)
-                for (size_t i = 0; i < s->n_vips; i++) {
-                        Vip *v = s->vips[i];
-                        int r;
-
-                        if (!ip_addr_equal(&v->addr, &addr) || !streq(v->ifname, ifname))
-                                continue;
-                        /* Ours, and someone else removed it (we forget a VIP
-                         * before we delete it). */
-                        r = addr_add(m, v);
-                        if (r < 0)
-                                log_warning_errno(r, "VIP %s of %s was removed from %s and cannot be restored: %m",
-                                                  ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), s->key,
-                                                  ifname);
-                        else {
-                                log_notice("VIP %s of %s was removed from %s by someone else: restored",
-                                           ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), s->key, ifname);
-                                announce_start(m, v);
-                        }
-                }
+        /* Ours, and someone else removed it (we forget a VIP before we
+         * delete it). */
+        v = manager_find_vip(m, &addr);
+        if (!v || !v->service || !streq(v->ifname, ifname))
+                return NL_OK;
+        r = addr_add(m, v);
+        if (r < 0)
+                log_warning_errno(r, "VIP %s of %s was removed from %s and cannot be restored: %m",
+                                  ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), v->service->key, ifname);
+        else {
+                log_notice("VIP %s of %s was removed from %s by someone else: restored",
+                           ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), v->service->key, ifname);
+                announce_start(m, v);
+        }
         return NL_OK;
 }
 
-static int on_watch_readable(sd_event_source *source, int fd, uint32_t revents, void *userdata)
+/* Reads every address event already queued: the index is then as current
+ * as a dump made now would be. */
+static void watch_drain(Manager *m)
 {
-        Manager *m = userdata;
         bool overrun = false;
         int r;
 
-        (void)source;
-        (void)fd;
-        (void)revents;
         for (;;) {
                 r = nl_recvmsgs_default(m->nl_watch);
                 if (r >= 0)
@@ -395,8 +461,43 @@ static int on_watch_readable(sd_event_source *source, int fd, uint32_t revents, 
         }
         if (overrun) {
                 log_notice("address events were lost (ENOBUFS): dumping and reconciling");
+                m->node_addrs_stale = true;
                 (void)addr_reconcile(m);
         }
+}
+
+static int on_index_dump(const KernelAddr *ka, void *userdata)
+{
+        Manager *m = userdata;
+
+        index_update(m, &ka->addr, ka->ifindex, true);
+        link_local_update(m, &ka->addr, ka->ifindex, true);
+        return 0;
+}
+
+static int index_rebuild(Manager *m)
+{
+        int r;
+
+        podmap_done(&m->node_addrs);
+        m->n_link_locals = 0;
+        m->node_addrs_stale = false;
+        r = addr_dump(m, AF_INET, on_index_dump, m);
+        if (r >= 0)
+                r = addr_dump(m, AF_INET6, on_index_dump, m);
+        if (r >= 0 && m->node_addrs_stale)
+                r = -ENOMEM;
+        if (r < 0)
+                m->node_addrs_stale = true;
+        return r;
+}
+
+static int on_watch_readable(sd_event_source *source, int fd, uint32_t revents, void *userdata)
+{
+        (void)source;
+        (void)fd;
+        (void)revents;
+        watch_drain(userdata);
         return 0;
 }
 
@@ -428,6 +529,8 @@ int addr_open(Manager *m)
         fd = nl_socket_get_fd(m->nl_watch);
         if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) < 0)
                 (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+        /* Subscribed first, then dumped: no address falls between. */
+        (void)index_rebuild(m);
         return sd_event_add_io(m->event, &m->nl_watch_source, fd, EPOLLIN, on_watch_readable, m);
 }
 
@@ -439,4 +542,7 @@ void addr_close(Manager *m)
         if (m->nl)
                 nl_socket_free(m->nl);
         m->nl_watch = m->nl = NULL;
+        podmap_done(&m->node_addrs);
+        m->link_locals = mfree(m->link_locals);
+        m->n_link_locals = m->cap_link_locals = 0;
 }

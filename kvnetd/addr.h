@@ -35,5 +35,7 @@ int addr_del(Manager *m, const Vip *v);
 /* Our addresses: marked KVNETD_ADDR_PROTO, /32 or /128, inside the VIP
  * ranges, on allowed interfaces. */
 int addr_list_vips(Manager *m, AddrInfo **ret, size_t *ret_n);
+/* The IPv6 link-local address of interface ifindex, if it has one. */
+bool addr_link_local(Manager *m, int ifindex, struct in6_addr *ret);
 /* Re-adds every held VIP that the kernel lost. */
 int addr_reconcile(Manager *m);

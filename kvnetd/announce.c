@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "announce.h"
 
-#include <ifaddrs.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if_arp.h>
@@ -10,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include "addr.h"
 #include "log.h"
 
 /* One AF_PACKET socket sends both the gratuitous ARP and the unsolicited NA
@@ -81,20 +81,10 @@ static int send_garp(Manager *m, const Vip *v, unsigned ifindex, const uint8_t m
 /* The NA's source: the interface's link-local address, as the kernel would
  * pick; the VIP itself (also assigned to the interface, RFC 4861 7.2.6) when
  * there is none. */
-static void na_source(const char *ifname, const struct in6_addr *vip, struct in6_addr *ret)
+static void na_source(Manager *m, unsigned ifindex, const struct in6_addr *vip, struct in6_addr *ret)
 {
-        struct ifaddrs *list = NULL;
-
-        *ret = *vip;
-        if (getifaddrs(&list) < 0)
-                return;
-        for (struct ifaddrs *i = list; i; i = i->ifa_next)
-                if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET6 && streq(i->ifa_name, ifname) &&
-                    IN6_IS_ADDR_LINKLOCAL(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr)) {
-                        *ret = ((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
-                        break;
-                }
-        freeifaddrs(list);
+        if (!addr_link_local(m, (int)ifindex, ret))
+                *ret = *vip;
 }
 
 static uint32_t csum_add(uint32_t sum, const void *data, size_t len)
@@ -127,7 +117,7 @@ static int send_na(Manager *m, const Vip *v, unsigned ifindex, const uint8_t mac
         struct in6_addr src;
         uint32_t sum;
 
-        na_source(v->ifname, &v->addr.addr.in6, &src);
+        na_source(m, ifindex, &v->addr.addr.in6, &src);
         p.ip.ip6_flow = htonl(6U << 28);
         p.ip.ip6_plen = htons((uint16_t)icmp_len);
         p.ip.ip6_nxt = IPPROTO_ICMPV6;

@@ -348,10 +348,13 @@ static int method_set_egress(sd_bus_message *msg, void *userdata, sd_bus_error *
                 egress_policy_free(TAKE_PTR(p));
         }
 
-        r = manager_set_egress(m, s, TAKE_PTR(p), &kerr);
+        /* Answered after the transaction that carries it (egress-batch.h);
+         * a refusal the diff finds (a pod of another service, the pod
+         * limit) is answered now. */
+        r = egress_queue_set(m, s, TAKE_PTR(p), msg, &kerr);
         if (r < 0)
-                return reply_error(error, r == -EIO ? -EIO : r, kerr ? kerr : "egress transaction failed");
-        return sd_bus_reply_method_return(msg, NULL);
+                return reply_error(error, r, kerr ? kerr : "egress transaction failed");
+        return 1;
 }
 
 static int method_remove_service(sd_bus_message *msg, void *userdata, sd_bus_error *error)
@@ -459,6 +462,7 @@ static int method_list_egress(sd_bus_message *msg, void *userdata, sd_bus_error 
         int r;
 
         (void)error;
+        manager_egress_flush(m); /* as if every earlier request had been served in turn */
         r = sd_bus_message_new_method_return(msg, &reply);
         if (r < 0)
                 return r;
@@ -539,6 +543,21 @@ static void log_refusal(Manager *m, sd_bus_message *msg, const sd_bus_error *err
         log_event(LOG_WARNING, 0, input ? KVEGRESS_MESSAGE_INPUT_REJECTED : KVEGRESS_MESSAGE_EGRESS_REFUSED,
                   LOG_OBJECT(.service = key, .daemon = "kvnetd"), "refused %s(%.128s): %s",
                   sd_bus_message_get_member(msg), key ? key : "", error->message ? error->message : error->name);
+}
+
+void bus_reply_deferred(Manager *m, sd_bus_message *msg, int r, const char *message)
+{
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+
+        if (r >= 0) {
+                (void)sd_bus_reply_method_return(msg, NULL);
+                return;
+        }
+        r = reply_error(&error, r, message);
+        if (!sd_bus_error_is_set(&error))
+                (void)sd_bus_error_set_errno(&error, r);
+        log_refusal(m, msg, &error);
+        (void)sd_bus_reply_method_error(msg, &error);
 }
 
 #define LOGGED(handler)                                                                                       \

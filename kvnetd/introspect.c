@@ -51,6 +51,7 @@ int introspect_method_describe_service(sd_bus_message *msg, void *userdata, sd_b
         r = validate_service_key("service", key, &e);
         if (r < 0)
                 return sd_bus_error_set(error, KVNETD_ERROR_INVALID_ARGS, e.message);
+        manager_egress_flush(m); /* show what every earlier request made */
         s = manager_find_service(m, key);
         if (!s || !s->has_chain)
                 return sd_bus_error_setf(error, KVNETD_ERROR_NOT_GRANTED,

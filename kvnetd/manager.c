@@ -19,6 +19,7 @@
 #include "array.h"
 #include "ctworker.h"
 #include "daemon.h"
+#include "egress-batch.h"
 #include "kvnetd-bus.h"
 #include "bus.h"
 #include "catalog.h"
@@ -41,10 +42,21 @@ static void service_maybe_free(Manager *m, Service *s)
                 service_free(m, s);
 }
 
+/* A grant in the journal, O(1) (state.h). False if that failed: the
+ * caller then rewrites the whole file once the record holds the grant. */
+static bool record_grant(Manager *m, const Service *s, const Vip *v, usec_t deadline)
+{
+        int r = state_append(m, s->key, v, deadline);
+
+        if (r < 0)
+                log_debug_errno(r, "cannot append to the state journal, rewriting the state file: %m");
+        return r >= 0;
+}
+
 int manager_grant_vip(Manager *m, Service *s, const IpAddr *a, const char *ifname, usec_t deadline)
 {
         Vip *v = manager_find_vip(m, a);
-        bool added = false;
+        bool journaled = true;
         int r;
 
         if (v) {
@@ -60,9 +72,12 @@ int manager_grant_vip(Manager *m, Service *s, const IpAddr *a, const char *ifnam
                         return -EADDRINUSE;
                 if (v->service != s) {
                         Service *old = v->service;
+                        /* old may be freed: nothing of it stays queued. */
+                        manager_egress_flush(m);
                         service_detach_vip(m, v, false);
                         service_maybe_free(m, old);
                         service_attach_vip(m, s, v, false);
+                        journaled = record_grant(m, s, v, deadline);
                 }
                 /* Claimed as it is: no kernel change, so a replay after a
                  * restart does not flap the address. */
@@ -77,6 +92,9 @@ int manager_grant_vip(Manager *m, Service *s, const IpAddr *a, const char *ifnam
                         return -ENOMEM;
                 v->addr = *a;
                 snprintf(v->ifname, sizeof(v->ifname), "%s", ifname);
+                /* Recorded before it exists: a crash at any point after
+                 * leaves the files naming the VIP's owner and deadline. */
+                journaled = record_grant(m, s, v, deadline);
                 r = addr_add(m, v);
                 if (r < 0) {
                         free(v);
@@ -84,7 +102,6 @@ int manager_grant_vip(Manager *m, Service *s, const IpAddr *a, const char *ifnam
                                                  ip_addr_to_string(a, (char[INET6_ADDRSTRLEN]){}), ifname);
                 }
                 service_attach_vip(m, s, v, true);
-                added = true;
                 log_event(LOG_INFO, 0, KVEGRESS_MESSAGE_VIP_BOUND,
                           LOG_OBJECT(.service = s->key, .vip = ip_addr_to_string(a, (char[INET6_ADDRSTRLEN]){})),
                           "bound VIP %s on %s for %s", ip_addr_to_string(a, (char[INET6_ADDRSTRLEN]){}), ifname,
@@ -94,7 +111,8 @@ int manager_grant_vip(Manager *m, Service *s, const IpAddr *a, const char *ifnam
         service_set_deadline(m, s, deadline);
         s->claimed = true;
         manager_update_fence(m);
-        manager_schedule_save(m, added);
+        /* The journal holds the grant already; the snapshot follows. */
+        manager_schedule_save(m, !journaled);
         manager_update_status(m);
         return 0;
 }
@@ -107,6 +125,8 @@ static bool policy_uses(const EgressPolicy *p, const IpAddr *a)
 int manager_release_vip(Manager *m, Service *s, Vip *v)
 {
         int r;
+
+        manager_egress_flush(m); /* a queued SetEgress may SNAT to v */
 
         /* Egress that SNATs to this VIP goes first: never a rule whose
          * source address this node does not hold. An adopted chain's policy
@@ -127,7 +147,9 @@ int manager_release_vip(Manager *m, Service *s, Vip *v)
         service_detach_vip(m, v, true);
         free(v);
         service_maybe_free(m, s);
-        manager_schedule_save(m, true);
+        /* A file that still names a released VIP changes nothing: at
+         * start only addresses found on the node are looked up in it. */
+        manager_schedule_save(m, false);
         manager_update_fence(m);
         manager_update_status(m);
         return 0;
@@ -135,68 +157,15 @@ int manager_release_vip(Manager *m, Service *s, Vip *v)
 
 int manager_set_egress(Manager *m, Service *s, EgressPolicy *policy, char **ret_error)
 {
-        _cleanup_(egress_policy_freep) EgressPolicy *p = policy;
-        _cleanup_(nft_batch_freep) NftBatch *b = NULL;
-        _cleanup_(egress_diff_done) EgressDiff d = {};
-        const char *table = m->config->table;
-        uint64_t fp = 0, t;
-        int r;
-
-        if (p) {
-                fp = nft_policy_fingerprint(table, s->chain, s->key, p);
-                if (fp == 0)
-                        return -ENOMEM;
-        }
-        r = service_egress_diff(m, s, p, fp, &d, ret_error);
-        if (r < 0)
-                return r;
-
-        r = nft_batch_new(true, NULL, &b);
-        if (r < 0)
-                return r;
-        if (p) {
-                if (d.rules_change)
-                        nft_batch_service(b, table, s->chain, s->key, p, s->has_chain, s->sets);
-                nft_batch_pods(b, table, d.removed, d.n_removed, NULL);
-                nft_batch_pods(b, table, d.stolen, d.n_stolen, NULL);
-                nft_batch_pods(b, table, d.added, d.n_added, s->chain);
-        } else if (s->has_chain) {
-                nft_batch_pods(b, table, s->pods, s->n_pods, NULL);
-                nft_batch_remove_service(b, table, s->chain, s->sets);
-        }
-        t = now_usec();
-        r = nft_commit(m->nft_nl, b, ret_error);
-        metric_histogram_observe(&m->metrics.nft_seconds, (double)(now_usec() - t) / USEC_PER_SEC);
-        if (r < 0)
-                m->metrics.nft_failed++;
-        else
-                m->metrics.nft_ok++;
-        if (r < 0)
-                return log_warning_errno(r, "egress transaction for %s failed, nothing changed", s->key);
-        if (!nft_batch_is_empty(b)) {
-                char vip[INET6_ADDRSTRLEN] = "";
-
-                if (p)
-                        (void)ip_addr_to_string(p->vip4.family ? &p->vip4 : &p->vip6, vip);
-                log_event(LOG_INFO, 0, p ? KVEGRESS_MESSAGE_EGRESS_APPLIED : KVEGRESS_MESSAGE_EGRESS_REMOVED,
-                          LOG_OBJECT(.service = s->key, .vip = vip),
-                          "egress of %s: %s%zu pods added, %zu removed (%zu netlink messages)", s->key,
-                          !p               ? "removed, "
-                          : d.rules_change ? "rules set, "
-                                           : "",
-                          d.n_added, d.n_removed, nft_batch_messages(b));
-        }
-
-        /* Applied: the record follows (cannot fail), then conntrack. */
-        manager_queue_conntrack(m, d.flush, d.n_flush);
-        service_egress_apply(m, s, TAKE_PTR(p), &d);
-        manager_update_status(m);
-        return 0;
+        /* After whatever is queued, in a transaction of its own. */
+        return egress_apply_now(m, s, policy, ret_error);
 }
 
 int manager_remove_service(Manager *m, Service *s)
 {
         int r;
+
+        manager_egress_flush(m); /* s may have a change queued */
 
         if (s->has_chain) {
                 r = manager_set_egress(m, s, NULL, NULL);
@@ -374,6 +343,8 @@ static int on_fence_timer(sd_event_source *source, uint64_t usec, void *userdata
         (void)source;
         (void)usec;
         drain_connections(m);
+        /* What those requests queued goes in before anyone is fenced. */
+        manager_egress_flush(m);
         now = now_usec();
         if (m->grace_end != 0 && now >= m->grace_end)
                 grace_end(m);
@@ -437,9 +408,12 @@ void manager_schedule_save(Manager *m, bool now)
 {
         int r;
 
-        /* A new or removed VIP is written at once (a crash right after must
-         * not forget who owns it); renewals are coalesced: a stale file only
-         * holds earlier deadlines, which errs on the safe side. */
+        /* A crash must never forget who owns a VIP: a new one is in the
+         * journal before it is bound (record_grant()), so the snapshot can
+         * wait. Renewals and releases are coalesced too: a stale snapshot
+         * only holds earlier deadlines, which errs on the safe side, or
+         * names a released VIP, which is no longer on the node. "now" is
+         * for when the journal could not be written. */
         if (now) {
                 if (m->save_timer)
                         (void)sd_event_source_set_enabled(m->save_timer, SD_EVENT_OFF);
@@ -480,6 +454,7 @@ int manager_new(Config *config, Manager **ret)
                 return -ENOMEM;
         m->config = config;
         m->arp_fd = -EBADF;
+        m->journal_fd = -EBADF;
         m->max_services = config->max_services ? config->max_services : KVNETD_MAX_SERVICES;
         m->max_vips = config->max_vips ? config->max_vips : KVNETD_MAX_VIPS;
         m->max_pods_total = config->max_pods ? config->max_pods : KVNETD_MAX_PODS_TOTAL;
@@ -524,6 +499,8 @@ Manager *manager_free(Manager *m)
         sd_event_source_disable_unref(m->save_timer);
         m->ct_worker = ct_worker_free(m->ct_worker);
         podmap_done(&m->ct_pending);
+        egress_queue_done(m);
+        state_close(m);
         addr_close(m);
         announce_close(m);
         if (m->nft)
@@ -581,6 +558,9 @@ void manager_stop(Manager *m)
 {
         int r;
 
+        /* Queued requests are committed; their answers may not reach
+         * anyone any more, but the kernel and the record agree. */
+        manager_egress_flush(m);
         m->bus = bus_server_free(m->bus);
         if (!m->config->clean_on_stop) {
                 /* Leave VIPs and rules in place: a restart adopts them and

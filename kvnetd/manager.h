@@ -10,10 +10,16 @@
 #include <systemd/sd-event.h>
 
 #include "bus-server.h"
+#include "egress-batch.h"
 #include "netaddr.h"
 #include "metrics.h"
 #include "podmap.h"
 #include "service.h"
+
+typedef struct LinkLocal {
+        int ifindex;
+        struct in6_addr addr;
+} LinkLocal;
 
 typedef struct Config {
         char *socket_path;
@@ -46,10 +52,15 @@ struct Manager {
         sd_event_source *announce_timer;
         sd_event_source *reconcile_timer;
         sd_event_source *save_timer;
+        int journal_fd; /* <state-dir>/vips.journal, open for appending (state.c) */
         usec_t grace_end; /* 0 once the grace period is over */
 
         struct nl_sock *nl;       /* rtnetlink requests */
         struct nl_sock *nl_watch; /* address events */
+        PodMap node_addrs;        /* every address on the node (addr.c) */
+        bool node_addrs_stale;    /* rebuilt from a dump before its next use */
+        struct LinkLocal *link_locals; /* per interface, for NA (addr.c) */
+        size_t n_link_locals, cap_link_locals;
         sd_event_source *nl_watch_source;
         struct nft_ctx *nft;       /* reading the table (JSON listing) */
         struct mnl_socket *nft_nl; /* writing it (netlink batches, nft.c) */
@@ -61,6 +72,9 @@ struct Manager {
         struct CtWorker *ct_worker;
         PodMap ct_pending;
         uint64_t ct_deleted;
+
+        /* SetEgress requests waiting for this iteration's transaction. */
+        EgressQueue egress;
 
         /* The bus connections, drained before a fence fires. */
         sd_bus **conns;

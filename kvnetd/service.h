@@ -67,6 +67,7 @@ struct Service {
         IpAddr *pods;         /* sorted, as in the kernel's pod maps */
         size_t n_pods;
         EgressPolicy *policy;
+        bool egress_queued; /* a SetEgress waits in the queue (egress-batch.h) */
 
         Service *prev, *next;
 };

@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* SetEgress coalesced: one nft transaction per event-loop iteration
+ * (egress-batch.h says why and what stays true). */
+#include "egress-batch.h"
+
+#include <stdio.h>
+
+#include "array.h"
+#include "bus.h"
+#include "catalog.h"
+#include "log.h"
+#include "manager.h"
+#include "nft.h"
+
+struct EgressChange {
+        Service *service;
+        EgressPolicy *policy; /* NULL: remove the egress */
+        EgressDiff diff;
+        sd_bus_message *msg; /* answered after the commit; NULL for internal changes */
+};
+
+static void change_done(EgressChange *c)
+{
+        egress_policy_free(c->policy);
+        egress_diff_done(&c->diff);
+        sd_bus_message_unref(c->msg);
+        *c = (EgressChange){};
+}
+
+/* The change's part of a transaction. */
+static void change_compose(Manager *m, NftBatch *b, const EgressChange *c)
+{
+        const char *table = m->config->table;
+        const Service *s = c->service;
+        const EgressDiff *d = &c->diff;
+
+        if (c->policy) {
+                if (d->rules_change)
+                        nft_batch_service(b, table, s->chain, s->key, c->policy, s->has_chain, s->sets);
+                nft_batch_pods(b, table, d->removed, d->n_removed, NULL);
+                nft_batch_pods(b, table, d->stolen, d->n_stolen, NULL);
+                nft_batch_pods(b, table, d->added, d->n_added, s->chain);
+        } else if (s->has_chain) {
+                nft_batch_pods(b, table, s->pods, s->n_pods, NULL);
+                nft_batch_remove_service(b, table, s->chain, s->sets);
+        }
+}
+
+static bool change_is_empty(const EgressChange *c)
+{
+        const EgressDiff *d = &c->diff;
+
+        if (!c->policy)
+                return !c->service->has_chain;
+        return !d->rules_change && d->n_removed == 0 && d->n_stolen == 0 && d->n_added == 0;
+}
+
+static int commit(Manager *m, NftBatch *b, char **ret_error)
+{
+        usec_t t = now_usec();
+        int r;
+
+        r = nft_commit(m->nft_nl, b, ret_error);
+        if (nft_batch_is_empty(b))
+                return r;
+        metric_histogram_observe(&m->metrics.nft_seconds, (double)(now_usec() - t) / USEC_PER_SEC);
+        m->egress.transactions++;
+        if (r < 0)
+                m->metrics.nft_failed++;
+        else
+                m->metrics.nft_ok++;
+        return r;
+}
+
+/* After the commit that carried c: on success the record follows (cannot
+ * fail) and the conntrack entries of the changed pods are queued; then the
+ * request is answered either way. */
+static int change_finish(Manager *m, EgressChange *c, int r, const char *kerr)
+{
+        Service *s = c->service;
+        EgressDiff *d = &c->diff;
+
+        s->egress_queued = false;
+        if (r < 0) {
+                log_warning_errno(r, "egress transaction for %s failed, nothing changed", s->key);
+                if (c->msg)
+                        bus_reply_deferred(m, c->msg, r, kerr ? kerr : "egress transaction failed");
+                return r;
+        }
+        if (!change_is_empty(c)) {
+                char vip[INET6_ADDRSTRLEN] = "";
+
+                if (c->policy)
+                        (void)ip_addr_to_string(c->policy->vip4.family ? &c->policy->vip4 : &c->policy->vip6,
+                                                vip);
+                log_event(LOG_INFO, 0, c->policy ? KVEGRESS_MESSAGE_EGRESS_APPLIED : KVEGRESS_MESSAGE_EGRESS_REMOVED,
+                          LOG_OBJECT(.service = s->key, .vip = vip), "egress of %s: %s%zu pods added, %zu removed",
+                          s->key,
+                          !c->policy        ? "removed, "
+                          : d->rules_change ? "rules set, "
+                                            : "",
+                          d->n_added, d->n_removed);
+        }
+        manager_queue_conntrack(m, d->flush, d->n_flush);
+        service_egress_apply(m, s, TAKE_PTR(c->policy), d);
+        if (c->msg)
+                bus_reply_deferred(m, c->msg, 0, NULL);
+        return 0;
+}
+
+/* One change in a transaction of its own; the kernel's reason for a
+ * failure goes to *ret_error if given, else into the answer. */
+static int change_run(Manager *m, EgressChange *c, char **ret_error)
+{
+        _cleanup_(nft_batch_freep) NftBatch *b = NULL;
+        _cleanup_free_ char *kerr = NULL;
+        int r;
+
+        r = nft_batch_new(true, NULL, &b);
+        if (r >= 0) {
+                change_compose(m, b, c);
+                r = commit(m, b, &kerr);
+        }
+        r = change_finish(m, c, r, kerr);
+        if (ret_error)
+                *ret_error = TAKE_PTR(kerr);
+        return r;
+}
+
+static void queue_reset(Manager *m)
+{
+        EgressQueue *q = &m->egress;
+
+        for (size_t i = 0; i < q->n; i++)
+                change_done(&q->changes[i]);
+        q->n = 0;
+        q->pods_added = 0;
+        podmap_done(&q->pods);
+        if (q->source)
+                (void)sd_event_source_set_enabled(q->source, SD_EVENT_OFF);
+}
+
+void manager_egress_flush(Manager *m)
+{
+        EgressQueue *q = &m->egress;
+        _cleanup_(nft_batch_freep) NftBatch *b = NULL;
+        _cleanup_free_ char *kerr = NULL;
+        int r;
+
+        if (q->n == 0)
+                return;
+        if (q->n == 1) {
+                (void)change_run(m, &q->changes[0], NULL);
+                queue_reset(m);
+                manager_update_status(m);
+                return;
+        }
+        r = nft_batch_new(true, NULL, &b);
+        if (r >= 0) {
+                for (size_t i = 0; i < q->n; i++)
+                        change_compose(m, b, &q->changes[i]);
+                r = commit(m, b, &kerr);
+        }
+        if (r >= 0) {
+                log_debug("egress: %zu changes in one transaction (%zu netlink messages)", q->n,
+                          nft_batch_messages(b));
+                for (size_t i = 0; i < q->n; i++)
+                        (void)change_finish(m, &q->changes[i], 0, NULL);
+        } else {
+                /* Which one failed? Each on its own: the others still go
+                 * in, the bad one is refused with its own error. */
+                log_notice("egress: a transaction of %zu changes failed (%s); committing them one by one", q->n,
+                           kerr ? kerr : "no detail");
+                q->fallbacks++;
+                for (size_t i = 0; i < q->n; i++)
+                        (void)change_run(m, &q->changes[i], NULL);
+        }
+        queue_reset(m);
+        manager_update_status(m);
+}
+
+static int on_flush(sd_event_source *source, void *userdata)
+{
+        (void)source;
+        manager_egress_flush(userdata);
+        return 0;
+}
+
+/* Whether the diff touches a pod some queued change touches. */
+static bool overlaps(const EgressQueue *q, const EgressDiff *d)
+{
+        const struct {
+                const IpAddr *v;
+                size_t n;
+        } lists[] = {{d->new_pods, d->n_new}, {d->removed, d->n_removed}, {d->stolen, d->n_stolen}};
+
+        if (q->pods.n == 0)
+                return false;
+        for (size_t l = 0; l < ELEMENTSOF(lists); l++)
+                for (size_t i = 0; i < lists[l].n; i++)
+                        if (podmap_get(&q->pods, &lists[l].v[i]))
+                                return true;
+        return false;
+}
+
+static int remember_pods(EgressQueue *q, const EgressDiff *d)
+{
+        const struct {
+                const IpAddr *v;
+                size_t n;
+        } lists[] = {{d->new_pods, d->n_new}, {d->removed, d->n_removed}, {d->stolen, d->n_stolen}};
+
+        for (size_t l = 0; l < ELEMENTSOF(lists); l++)
+                for (size_t i = 0; i < lists[l].n; i++)
+                        if (podmap_put(&q->pods, &lists[l].v[i], (void *)1) < 0)
+                                return -ENOMEM;
+        return 0;
+}
+
+/* The diff of policy against s's record, in c. */
+static int diff(Manager *m, Service *s, EgressPolicy *p, EgressChange *c, char **ret_error)
+{
+        uint64_t fp = 0;
+
+        if (p) {
+                fp = nft_policy_fingerprint(m->config->table, s->chain, s->key, p);
+                if (fp == 0)
+                        return -ENOMEM;
+        }
+        return service_egress_diff(m, s, p, fp, &c->diff, ret_error);
+}
+
+int egress_queue_set(Manager *m, Service *s, EgressPolicy *policy, sd_bus_message *msg, char **ret_error)
+{
+        _cleanup_(egress_policy_freep) EgressPolicy *p = policy;
+        EgressQueue *q = &m->egress;
+        EgressChange c = {.service = s};
+        int r;
+
+        /* One queued change per service, a bounded batch. */
+        if (s->egress_queued || q->n >= EGRESS_BATCH_MAX)
+                manager_egress_flush(m);
+        r = diff(m, s, p, &c, ret_error);
+        if (r >= 0 && q->n > 0 &&
+            (overlaps(q, &c.diff) || m->pods.n + q->pods_added + c.diff.n_added > m->max_pods_total)) {
+                /* Its diff (a pod's owner, the pod limit) depends on what is
+                 * queued: commit that, then diff again against the record. */
+                egress_diff_done(&c.diff);
+                if (ret_error)
+                        *ret_error = mfree(*ret_error);
+                manager_egress_flush(m);
+                r = diff(m, s, p, &c, ret_error);
+        }
+        if (r < 0)
+                return r;
+        /* The record's pod index must take every queued addition without
+         * growing after the commit. */
+        if (podmap_reserve(&m->pods, q->pods_added + c.diff.n_added) < 0 || remember_pods(q, &c.diff) < 0 ||
+            ARRAY_RESERVE(q->changes, q->cap, q->n + 1) < 0) {
+                egress_diff_done(&c.diff);
+                return -ENOMEM;
+        }
+        if (!q->source) {
+                r = sd_event_add_defer(m->event, &q->source, on_flush, m);
+                if (r < 0) {
+                        egress_diff_done(&c.diff);
+                        return r;
+                }
+                /* After every request already received (the bus is at
+                 * NORMAL priority), before the conntrack pass (IDLE). */
+                (void)sd_event_source_set_priority(q->source, SD_EVENT_PRIORITY_IDLE - 1);
+        }
+        c.policy = TAKE_PTR(p);
+        c.msg = sd_bus_message_ref(msg);
+        q->pods_added += c.diff.n_added;
+        q->changes[q->n++] = c;
+        s->egress_queued = true;
+        (void)sd_event_source_set_enabled(q->source, SD_EVENT_ONESHOT);
+        return 0;
+}
+
+int egress_apply_now(Manager *m, Service *s, EgressPolicy *policy, char **ret_error)
+{
+        EgressChange c = {.service = s, .policy = policy};
+        int r;
+
+        manager_egress_flush(m);
+        r = diff(m, s, c.policy, &c, ret_error);
+        if (r < 0) {
+                change_done(&c);
+                return r;
+        }
+        r = change_run(m, &c, ret_error);
+        manager_update_status(m);
+        change_done(&c);
+        return r;
+}
+
+void egress_queue_done(Manager *m)
+{
+        queue_reset(m);
+        free(m->egress.changes);
+        m->egress.changes = NULL;
+        m->egress.cap = 0;
+        m->egress.source = sd_event_source_disable_unref(m->egress.source);
+}
