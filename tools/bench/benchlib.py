@@ -194,6 +194,30 @@ def pipeline(conn, calls, deadline, window=64):
     return errors
 
 
+def kvnetd_transactions(conn, timeout=60):
+    """kvnetd's count of egress nft transactions so far (GetMetrics), or None."""
+    try:
+        errs, vals = [], []
+        conn.sock.settimeout(timeout)
+        serial = conn.send(METHOD_CALL, NET_PATH, NET_IFACE, "GetMetrics", "", b"")
+        while True:
+            mtype, fields, data = conn.receive()
+            if fields.get(5) != serial:
+                continue
+            if mtype == ERROR:
+                errs.append(fields.get(4))
+                return None
+            vals = unmarshal(fields.get(8, ""), data)
+            break
+        total = 0.0
+        for line in vals[0].splitlines():
+            if line.startswith("kvegress_nft_transactions_total{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return int(total)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def call_timed(conn, member, sig, args, limit):
     """One call; returns (seconds, error name or None). OverLimit past limit."""
     t0 = time.monotonic()
@@ -211,16 +235,19 @@ class NftMonitor:
     a monitor slow to subscribe on a loaded machine cannot miss the change
     (a fixed wait once made it report 0)."""
 
-    def __init__(self, ns):
+    def __init__(self, ns, timeout=20):
         self.ns = ns
         self.lines = []
+        # With 10,000 chains in the namespace, nft monitor under load took
+        # longer than 20 s to echo the first marker.
+        self.timeout = timeout
 
     def _reader(self):
         for line in self.p.stdout:
             self.lines.append(line.rstrip("\n"))
 
-    def _mark(self, name, timeout=20):
-        end = time.monotonic() + timeout
+    def _mark(self, name):
+        end = time.monotonic() + self.timeout
         while time.monotonic() < end:
             self.ns.run("nft", f"add table inet {name}; delete table inet {name}")
             t = time.monotonic() + 1
