@@ -122,7 +122,10 @@ int manager_reconcile_table(Manager *m)
 
         /* Someone else's nft command (a firewall manager's flush, an
          * operator's typo) must not leave pods SNATed wrongly, or not at all,
-         * until the next change: compare, and rebuild on any difference. */
+         * until the next change: compare, and rebuild on any difference.
+         * Queued changes first: a rebuild rewrites the record they were
+         * diffed against. */
+        manager_egress_flush(m);
         r = nft_table_matches(m, &reason);
         if (r < 0)
                 return log_warning_errno(r, "cannot read table inet %s: %m", m->config->table);
