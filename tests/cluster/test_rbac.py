@@ -69,6 +69,28 @@ class RbacManifestTest(kvc_test.ClusterTestCase):
         time.sleep(2)  # node1 lists, watches and campaigns again
         self._drop(name, vips=[vip4, vip6])
         time.sleep(1)  # the holder releases and clears the status
+        self.refused_again()
+
+    def refused_again(self):
+        """The same Event twice from one kvpd: a Service refused (its VIP outside kvnetd's --vip-range), fixed,
+        then refused again for the same cause. The second EgressFailed is a PATCH of the first (count 2),
+        not a new Event object."""
+        c, name, bad, good = self.c, "rbac-refused", "192.168.0.200", VIPS4[7]
+        self.c.add_pod("%s-0" % name, 1, labels={"app": name}, dual=False)
+        self.addCleanup(self._drop, name, "default", [bad, good])
+        self.c.add_service(name, [bad])
+
+        def failed():
+            items = c.get("/api/v1/namespaces/default/events")["items"]
+            return [e for e in items if e["involvedObject"]["name"] == name and e["reason"] == "EgressFailed"]
+        self.wait(lambda: failed(), 20, "EgressFailed on %s" % name)
+        c.annotate(name, loadbalancerIPs=good)
+        self.wait(lambda: c.vip_holders(good) == ["node1"], 20, "%s bound on node1 once fixed" % good)
+        c.annotate(name, loadbalancerIPs=bad)
+        self.wait(lambda: [e.get("count") for e in failed()] == [2], 20, "one EgressFailed with count 2")
+        ev = failed()[0]
+        self.assertIn("kvnetd refused GrantVip", ev["message"])
+        self.assertEqual(ev["type"], "Warning")
 
     def test_manifest_is_exact(self):
         self.scenario()
@@ -101,7 +123,7 @@ class RbacManifestTest(kvc_test.ClusterTestCase):
                  Attrs("get", True, "", "v1", "configmaps", namespace="kube-system", name="other"),
                  Attrs("list", True, "", "v1", "pods", namespace="default"),
                  Attrs("delete", True, "coordination.k8s.io", "v1", "leases", namespace="default", name="x"),
-                 Attrs("patch", True, "", "v1", "events", namespace="default", name="x"),
+                 Attrs("update", True, "", "v1", "events", namespace="default", name="x"),
                  Attrs("patch", True, "", "v1", "nodes", name="node1")]
         disagree = []
         for a in attrs + never:
