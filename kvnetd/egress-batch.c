@@ -72,6 +72,49 @@ static int commit(Manager *m, NftBatch *b, char **ret_error)
         return r;
 }
 
+/* The journal's line for one applied change: the catalogue's MESSAGE_ID, the
+ * Service and VIP, and one KVEGRESS_POD= per pod whose SNAT it added or
+ * removed (a field repeated, as the journal allows), so `journalctl
+ * KVEGRESS_POD=10.244.1.10` finds the changes of that pod. At most
+ * LOG_PODS_MAX of them (the line says when there were more): the counts are
+ * always in the message. Addresses only. */
+#define LOG_PODS_MAX 8
+static void log_change(const EgressChange *c)
+{
+        const Service *s = c->service;
+        const EgressPolicy *p = c->policy;
+        const EgressDiff *d = &c->diff;
+        char service[KVEGRESS_FIELD_MAX], vip[sizeof("KVEGRESS_VIP=") + INET6_ADDRSTRLEN] = "",
+                pods[LOG_PODS_MAX][sizeof("KVEGRESS_POD=") + INET6_ADDRSTRLEN];
+        const char *fields[3 + LOG_PODS_MAX + 1];
+        /* Removing the egress: every pod of the record is in d->removed. */
+        size_t n = 0, named = 0;
+
+        fields[n++] = p ? KVEGRESS_MESSAGE_EGRESS_APPLIED : KVEGRESS_MESSAGE_EGRESS_REMOVED;
+        (void)snprintf(service, sizeof(service), "KVEGRESS_SERVICE=%s", s->key);
+        fields[n++] = service;
+        if (p) {
+                char a[INET6_ADDRSTRLEN];
+                (void)snprintf(vip, sizeof(vip), "KVEGRESS_VIP=%s",
+                               ip_addr_to_string(p->vip4.family ? &p->vip4 : &p->vip6, a));
+                fields[n++] = vip;
+        }
+        for (size_t i = 0; i < d->n_added + d->n_removed && named < LOG_PODS_MAX; i++, named++) {
+                char a[INET6_ADDRSTRLEN];
+                (void)snprintf(pods[named], sizeof(pods[named]), "KVEGRESS_POD=%s",
+                               ip_addr_to_string(i < d->n_added ? &d->added[i] : &d->removed[i - d->n_added], a));
+                fields[n++] = pods[named];
+        }
+        fields[n] = NULL;
+        log_struct(LOG_INFO, 0, fields, "egress of %s: %s%zu pods added, %zu removed%s", s->key,
+                   !p                ? "removed, "
+                   : d->rules_change ? "rules set, "
+                                     : "",
+                   d->n_added, d->n_removed,
+                   d->n_added + d->n_removed > named ? " (KVEGRESS_POD= names the first " STRINGIFY(LOG_PODS_MAX) ")"
+                                                     : "");
+}
+
 /* After the commit that carried c: on success the record follows (cannot
  * fail) and the conntrack entries of the changed pods are queued; then the
  * request is answered either way. */
@@ -87,20 +130,8 @@ static int change_finish(Manager *m, EgressChange *c, int r, const char *kerr)
                         bus_reply_deferred(m, c->msg, r, kerr ? kerr : "egress transaction failed");
                 return r;
         }
-        if (!change_is_empty(c)) {
-                char vip[INET6_ADDRSTRLEN] = "";
-
-                if (c->policy)
-                        (void)ip_addr_to_string(c->policy->vip4.family ? &c->policy->vip4 : &c->policy->vip6,
-                                                vip);
-                log_event(LOG_INFO, 0, c->policy ? KVEGRESS_MESSAGE_EGRESS_APPLIED : KVEGRESS_MESSAGE_EGRESS_REMOVED,
-                          LOG_OBJECT(.service = s->key, .vip = vip), "egress of %s: %s%zu pods added, %zu removed",
-                          s->key,
-                          !c->policy        ? "removed, "
-                          : d->rules_change ? "rules set, "
-                                            : "",
-                          d->n_added, d->n_removed);
-        }
+        if (!change_is_empty(c))
+                log_change(c);
         manager_queue_conntrack(m, d->flush, d->n_flush);
         service_egress_apply(m, s, TAKE_PTR(c->policy), d);
         if (c->msg)
