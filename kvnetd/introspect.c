@@ -95,12 +95,12 @@ int introspect_method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_er
                 "Services kvnetd fenced by itself (grant deadline passed, or unclaimed after a restart)");
         metrics_sample(f, "kvegress_fences_total", "", (double)m->n_fences);
         metrics_family(f, "kvegress_nft_transactions_total", "counter",
-                       "Egress nft transactions, by result");
+                       "Egress nft transactions (batches that change something), by result");
         metrics_sample(f, "kvegress_nft_transactions_total", "result=\"ok\"", (double)m->metrics.nft_ok);
         metrics_sample(f, "kvegress_nft_transactions_total", "result=\"failed\"",
                        (double)m->metrics.nft_failed);
         metrics_family(f, "kvegress_nft_transaction_duration_seconds", "histogram",
-                       "Time of one egress nft transaction (libnftables, in kvnetd)");
+                       "Time of one egress nft transaction (one netlink batch sent and acknowledged, in kvnetd)");
         metrics_histogram(f, "kvegress_nft_transaction_duration_seconds", "", &m->metrics.nft_seconds);
         metrics_family(f, "kvegress_conntrack_entries_deleted_total", "counter",
                        "Conntrack entries deleted because a pod's SNAT changed");
