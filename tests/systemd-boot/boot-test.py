@@ -14,7 +14,10 @@ started at boot) and from the host:
   - restarting kvnetd alone does not flap the VIP (ip monitor, inside and from the host, over the whole run);
   - `systemctl stop kvpd` removes VIP and rules;
   - the journal has our structured fields (SYSLOG_IDENTIFIER, CODE_FILE);
-  - online `systemd-analyze security` scores within the budgets of tests/systemd/check-units.py.
+  - online `systemd-analyze security` scores within the budgets of tests/systemd/check-units.py;
+  - the operator's view (issue 12): kvctl (status, vips, leases, rules; a daemon stuck by SIGSTOP or stopped),
+    kvegress-metrics.socket scraped with curl, and the journal filtered by MESSAGE_ID and KVEGRESS_* fields
+    with `journalctl -x` explaining the lines from the package's catalogue.
 It prints the measured figures (boot to all-ready, scores, memory) at the end.
 
 Topology (all namespaces are the test's own; the host's is never touched):
@@ -61,6 +64,8 @@ SUITE = "bookworm"
 # systemd and the tools the probe uses, and the daemons' runtime libraries (README, "Libraries").
 PACKAGES = sorted([
     "systemd", "systemd-sysv", "dbus", "iproute2", "nftables", "python3", "util-linux",
+    # the metrics scrape (kvegress-metrics.socket) is done with curl, as an operator would
+    "curl",
     "libnl-3-200", "libnl-route-3-200", "libnl-nf-3-200", "libnftables1", "libcap2", "libcurl4",
     "libjansson4", "libyaml-0-2", "libsystemd0", "libssl3",
     # kvegress-selinux's dependencies (it installs here; SELinux is not enabled, so it loads nothing)
@@ -73,10 +78,40 @@ SVC_IF, NODE_SVC_IP, EXT_IP = "eth1", "192.168.0.11", "192.168.0.250"
 VIP_RANGE, VIP = "192.168.0.240/28", "192.168.0.241"
 NODE_NAME, POD_IP, POD_CIDR, SVC_CIDR = "kvboot-node", "10.244.1.10", "10.244.0.0/16", "10.96.0.0/12"
 TABLE = "kvegress"
+SERVICE, LEASE = "default/web", "default/kubevip-web"
+METRICS_DAEMONS = ("kvpd", "kvnetd", "kvelectd")
 # Exposure budgets, as tests/systemd/check-units.py holds them offline.
 BUDGET = {"kvnetd": 1.5, "kvelectd": 1.2, "kvpd": 1.2}
 CAPS_KVNETD = "0000000000003000"  # CAP_NET_ADMIN (12) and CAP_NET_RAW (13)
 CAPS_NONE = "0000000000000000"
+
+
+def message_ids():
+    """The journal catalogue's ids, from shared/catalog.h: {"VIP_BOUND": "d5d3...", ...}."""
+    with open(os.path.join(SRC, "shared", "catalog.h")) as f:
+        return dict(re.findall(r'#define KVEGRESS_MESSAGE_(\w+) "MESSAGE_ID=([0-9a-f]{32})"', f.read()))
+
+
+def parse_metrics(text):
+    """Prometheus's text format, enough to judge a scrape (standard library only): {(name, labels): value},
+    with labels a sorted tuple of (key, value); and each family's TYPE lines, to check each appears once."""
+    samples, types = {}, {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            w = line.split()
+            types.setdefault(w[2], []).append(w[3])
+            continue
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$', line)
+        if not m:
+            raise ValueError("not a sample line: %r" % line)
+        labels = tuple(sorted(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or "")))
+        key = (m.group(1), labels)
+        if key in samples:
+            raise ValueError("sample twice: %r" % line)
+        samples[key] = float(m.group(3))
+    return samples, types
 
 
 def build_debs(script, deb_dir):
@@ -381,7 +416,9 @@ current-context: kvboot
         self._put("/usr/local/lib/kvboot/check.py", src=os.path.join(HERE, "guest", "check.py"), mode=0o755)
         self._put("/usr/local/lib/kvboot/dbus_p2p.py", src=DBUS_P2P)
         self._put("/etc/kvboot/params.json", json.dumps({"service_if": SVC_IF, "vip": VIP, "table": TABLE,
-                                                     "api": [API_IP, API_PORT], "debs": debs, "renew_deadline": 6}))
+                                                     "api": [API_IP, API_PORT], "debs": debs, "renew_deadline": 6,
+                                                     "service": SERVICE, "pod": POD_IP, "lease": LEASE,
+                                                     "message_ids": message_ids()}))
         self._put("/etc/systemd/system/kvboot-check.service", src=os.path.join(HERE, "guest",
                                                                              "kvboot-check.service"))
         # No login prompt on the console.
@@ -681,6 +718,177 @@ class BootTest(unittest.TestCase):
         deleted = [e for e in events if e.startswith("Deleted")]
         self.assertEqual((len(added), len(deleted)), (2, 2), "\n".join(events))
 
+    # ---------------------------------------------------------------- the operator's view (issue 12)
+    def ops(self):
+        o = self.b.result("ops.json")
+        self.need(o, "ops.json")
+        return o
+
+    def web(self, st):
+        web = [s for s in st["services"] if s["service"] == SERVICE]
+        self.assertEqual(len(web), 1, json.dumps(st, indent=1))
+        return web[0]
+
+    def test_17_kvctl_status_and_rules(self):
+        """kvctl, installed by the package, against the daemons systemd runs: the Service held, its VIP bound,
+        its SNAT rule as nft prints it; the same for an operator in group kvegress; exit codes."""
+        k = self.ops()["kvctl"]
+        for which in ("status_json", "status_json_operator"):
+            with self.subTest(which=which):
+                r = k[which]
+                self.assertEqual(r["rc"], 0, r)
+                st = json.loads(r["out"])
+                self.assertEqual(st["health"], "healthy")
+                self.assertEqual(st["node"], NODE_NAME)
+                self.assertEqual({d: v["reachable"] for d, v in st["daemons"].items()},
+                                 {d: True for d in METRICS_DAEMONS})
+                self.assertEqual(len(st["services"]), 1, st["services"])
+                web = self.web(st)
+                self.assertEqual((web["state"], web["role"], web["lease"]), ("ready", "holder", LEASE))
+                self.assertEqual([(v["address"], v["interface"]) for v in web["vips_bound"]], [(VIP, SVC_IF)])
+                self.assertGreater(web["vips_bound"][0]["grant_expires_in_ms"], 0)
+                self.assertEqual(web["vips_wanted"], [VIP])
+                self.assertEqual(web["pods"], [POD_IP])
+                self.assertEqual(web["snat"]["vip4"], VIP)
+                self.assertEqual(web["snat"]["pods"], [POD_IP])
+                self.assertTrue(web["programmed"])
+                self.assertIsNone(web["last_error"])
+                self.assertEqual((web["campaign"]["leading"], web["campaign"]["holder"]), (True, NODE_NAME))
+                self.assertEqual(list(st["campaigns"]), [LEASE])
+        self.assertEqual(k["status"]["rc"], 0, k["status"])
+        self.assertIn("node %s (kvegress " % NODE_NAME, k["status"]["out"])
+        self.assertIn("%s: ready, holder of lease %s" % (SERVICE, LEASE), k["status"]["out"])
+        self.assertIn("%s on %s" % (VIP, SVC_IF), k["status"]["out"])
+        self.assertEqual(k["vips_json"]["rc"], 0)
+        self.assertEqual([(v["service"], v["address"]) for v in json.loads(k["vips_json"]["out"])], [(SERVICE, VIP)])
+        self.assertRegex(k["leases"]["out"], r"(?m)^%s +yes +%s " % (re.escape(LEASE), NODE_NAME))
+        rules = k["rules"]
+        self.assertEqual(rules["rc"], 0, rules)
+        self.assertEqual(rules["out"].count("snat ip to %s" % VIP), 1, rules["out"])
+        self.assertIn('comment "%s"' % SERVICE, rules["out"])
+        self.assertEqual(k["rules_unknown"]["rc"], 1, k["rules_unknown"])
+        self.assertIn("default/nothere has no egress on this node", k["rules_unknown"]["err"])
+        # Neither root nor group kvegress: refused by the daemons, so down (2).
+        self.assertEqual(k["nobody_no_group"]["rc"], 2)
+
+    def test_18_kvctl_stuck_and_stopped_daemons(self):
+        """kvelectd stopped with SIGSTOP: kvctl gives up at its timeout (1 s) and names it (exit 1), and
+        everything is healthy once it runs again; kvpd stopped by systemctl: exit 2, kvpd down."""
+        k = self.ops()["kvctl"]
+        r = k["status_kvelectd_stopped"]
+        st = json.loads(r["out"])
+        self.assertEqual(r["rc"], 1, r)
+        self.assertEqual(st["health"], "degraded")
+        self.assertFalse(st["daemons"]["kvelectd"]["reachable"])
+        self.assertIn("no answer within 1.0s", st["daemons"]["kvelectd"]["error"])
+        self.assertTrue(st["daemons"]["kvnetd"]["reachable"] and st["daemons"]["kvpd"]["reachable"])
+        self.assertLess(r["seconds"], 2.0, "kvctl --timeout=1 took %.2f s" % r["seconds"])
+        self.assertTrue(k["healthy_again"], "kvctl status not healthy in 20 s after SIGCONT")
+        self.assertEqual({u: v["NRestarts"] for u, v in k["units_after"].items()}, {u: "0" for u in METRICS_DAEMONS})
+        self.need(self.stopped, "stopped.json")
+        r = self.stopped["kvctl"]
+        st = json.loads(r["out"])
+        self.assertEqual(r["rc"], 2, r)
+        self.assertEqual(st["health"], "down")
+        self.assertFalse(st["daemons"]["kvpd"]["reachable"])
+        self.assertTrue(st["daemons"]["kvnetd"]["reachable"])
+        self.assertEqual(st["services"], [], "kvnetd still holds something after kvpd's graceful stop")
+
+    def scraped(self, r):
+        self.assertEqual((r["rc"], r["code"]), (0, 200), r)
+        samples, types = parse_metrics(r["body"])
+        self.assertEqual({n: t for n, t in types.items() if len(t) != 1}, {}, "a family's TYPE not once")
+        return samples
+
+    def test_19_metrics_socket(self):
+        """kvegress-metrics.socket: nothing listens until it is enabled; then curl gets the three daemons'
+        metrics (kube-vip's names), one kvctl per connection; a stuck daemon is reported as down within the
+        unit's 2 s timeout; with kvpd stopped the scrape still answers for the other two."""
+        m = self.ops()["metrics"]
+        self.assertEqual(m["before_enable"]["code"], 0, "something answered on :9405 before the socket was enabled")
+        self.assertEqual(m["enable"]["rc"], 0, m["enable"])
+        s = self.scraped(m["scrape"])
+        for d in METRICS_DAEMONS:
+            self.assertEqual(s.get(("kvegress_daemon_up", (("daemon", d),))), 1.0, d)
+        self.assertEqual(s.get(("kube_vip_is_leader", (("lease", LEASE),))), 1.0)
+        self.assertEqual(s.get(("kube_vip_leader_election_transitions_total", ())), 1.0)
+        self.assertEqual(s.get(("kvegress_failover_duration_seconds_count", ())), 0.0)  # nobody held it before
+        self.assertEqual(s.get(("kvegress_vips_bound", ())), 1.0)
+        self.assertEqual(s.get(("kvegress_egress_services", ())), 1.0)
+        self.assertEqual(s.get(("kvegress_egress_pods", ())), 1.0)
+        self.assertEqual(s.get(("kvegress_fences_total", ())), 0.0)
+        # kvnetd was restarted (test_07): kvpd's replay to the new kvnetd changed nothing, so the new kvnetd
+        # has made no nft transaction at all (an empty batch is not one).
+        self.assertEqual(s.get(("kvegress_nft_transactions_total", (("result", "failed"),))), 0.0)
+        self.assertEqual(s.get(("kvegress_nft_transactions_total", (("result", "ok"),))), 0.0)
+        self.assertEqual(s.get(("kvegress_nft_transaction_duration_seconds_count", ())), 0.0)
+        self.assertGreaterEqual(s.get(("kvegress_change_to_snat_seconds_count", ())) or 0, 1.0)
+        names = {n for n, _ in s}
+        for fam in ("kube_vip_build_info", "kube_vip_service_reconcile_errors_total",
+                    "kube_vip_service_reconcile_duration_seconds_bucket", "kvegress_failover_duration_seconds_count",
+                    "kvegress_nft_transaction_duration_seconds_bucket", "kvegress_conntrack_entries_deleted_total",
+                    "kvegress_api_watch_restarts_total", "kvegress_api_relists_total",
+                    "kvegress_event_writes_dropped_total", "kvegress_event_loop_lag_seconds_bucket"):
+            self.assertIn(fam, names)
+        for d in METRICS_DAEMONS:
+            self.assertIn(("kvegress_event_loop_lag_seconds_count", (("daemon", d),)), s, d)
+        self.assertEqual(m["not_found"]["code"], 404, m["not_found"])
+        self.assertEqual(m["socket"]["ActiveState"], "active")
+        self.assertEqual(m["socket"]["Listen"], "127.0.0.1:9405 (Stream)")
+        # Two connections so far (the scrape and the 404), each its own kvctl.
+        self.assertEqual(m["socket"]["NAccepted"], "2", m["socket"])
+        st = self.scraped(m["scrape_kvelectd_stopped"])
+        self.assertEqual(st.get(("kvegress_daemon_up", (("daemon", "kvelectd"),))), 0.0)
+        self.assertEqual(st.get(("kvegress_daemon_up", (("daemon", "kvnetd"),))), 1.0)
+        self.assertIsNone(st.get(("kube_vip_is_leader", (("lease", LEASE),))), "kvelectd's metric from a stopped kvelectd")
+        self.assertLess(m["scrape_kvelectd_stopped"]["seconds"], 4.0)
+        self.assertEqual(m["socket_after"]["NAccepted"], "3", m["socket_after"])
+        self.need(self.stopped, "stopped.json")
+        st = self.scraped(self.stopped["scrape"])
+        self.assertEqual([st.get(("kvegress_daemon_up", (("daemon", d),))) for d in METRICS_DAEMONS], [0.0, 1.0, 1.0])
+        self.assertEqual(st.get(("kvegress_vips_bound", ())), 0.0)
+        # kvelectd withdrew the campaign at kvpd's stop: no lease left to report.
+        self.assertIsNone(st.get(("kube_vip_is_leader", (("lease", LEASE),))))
+
+    def test_20_journal_catalogue(self):
+        """journalctl filters by MESSAGE_ID and by KVEGRESS_SERVICE/_VIP/_POD/_LEASE and finds exactly the expected
+        lines; `journalctl -x` explains them from the catalogue the package installed (systemd's dpkg trigger
+        ran journalctl --update-catalog)."""
+        o = self.ops()
+        ids = message_ids()
+        self.assertTrue(o["catalog_file"])
+        self.assertEqual(sorted(o["catalog_listed"]), sorted(ids.values()), "journalctl --list-catalog")
+        j = o["journal"]
+        # Bound once, when the Service came: not again at the kvnetd restart (adopted, not re-added).
+        self.assertEqual(len(j["vip_bound"]), 1, j["vip_bound"])
+        self.assertEqual(j["vip_bound_any"], j["vip_bound"])
+        self.assertEqual(j["vip_bound_by_vip"], j["vip_bound"])
+        b = j["vip_bound"][0]
+        self.assertEqual((b["SYSLOG_IDENTIFIER"], b["KVEGRESS_SERVICE"], b["KVEGRESS_VIP"], b["PRIORITY"]),
+                         ("kvnetd", SERVICE, VIP, "6"))
+        self.assertEqual(b["MESSAGE"], "bound VIP %s on %s for %s" % (VIP, SVC_IF, SERVICE))
+        # Applied once, naming the pod (the replay after the kvnetd restart changed nothing).
+        self.assertEqual(len(j["egress_applied"]), 1, j["egress_applied"])
+        self.assertEqual(j["egress_applied_by_pod"], j["egress_applied"])
+        self.assertEqual(j["egress_applied"][0]["KVEGRESS_POD"], POD_IP)
+        self.assertEqual(len(j["leadership_gained"]), 1, j["leadership_gained"])
+        self.assertEqual(j["leadership_gained"][0]["KVEGRESS_NODE"], NODE_NAME)
+        for what in ("vip_released", "fenced", "refused"):
+            self.assertEqual(j[what], [], what)
+        # Every line about the Service is one of the catalogue's (bound, applied) or a plain log line of kvpd.
+        self.assertEqual(sorted(e["MESSAGE_ID"] for e in j["service_any"] if e["MESSAGE_ID"]),
+                         sorted([ids["VIP_BOUND"], ids["EGRESS_APPLIED"]]), j["service_any"])
+        x = j["explained"]
+        self.assertIn("Subject: VIP %s bound for %s" % (VIP, SERVICE), x)
+        self.assertIn("Defined-By: kvegress", x)
+        self.assertIn("kvnetd bound the VIP %s of Service %s on this" % (VIP, SERVICE), x)
+        # At kvpd's graceful stop: released once, egress removed once.
+        self.need(self.stopped, "stopped.json")
+        self.assertEqual(len(self.stopped["vip_released"]), 1, self.stopped["vip_released"])
+        self.assertEqual(self.stopped["vip_released"][0]["KVEGRESS_VIP"], VIP)
+        self.assertEqual(len(self.stopped["egress_removed"]), 1, self.stopped["egress_removed"])
+        self.assertEqual(self.stopped["egress_removed"][0]["KVEGRESS_POD"], POD_IP)
+
     def test_16_lintian_clean(self):
         """lintian at its default level, on the packages this run installed: no error, no warning (the
         overrides in debian/*.lintian-overrides each say why)."""
@@ -700,7 +908,10 @@ class BootTest(unittest.TestCase):
         files = self.b.host.get("installed_files") or []
         for f in ("/usr/sbin/kvnetd", "/usr/sbin/kvelectd", "/usr/sbin/kvpd", "/lib/systemd/system/kvegress.target",
                   "/usr/lib/sysusers.d/kvegress.conf", "/usr/lib/tmpfiles.d/kvegress.conf",
-                  "/etc/kvegress/kvegress.env", "/usr/bin/kvegress-kubeconfig"):
+                  "/etc/kvegress/kvegress.env", "/usr/bin/kvegress-kubeconfig", "/usr/bin/kvctl",
+                  "/usr/share/man/man1/kvctl.1.gz", "/lib/systemd/system/kvegress-metrics.socket",
+                  "/lib/systemd/system/kvegress-metrics@.service", "/lib/systemd/system/kvpd.socket",
+                  "/usr/lib/systemd/catalog/kvegress.catalog"):
             self.assertIn(f, files)
         self.need(self.ready, "ready.json")
         self.assertEqual(self.ready["packages"].get("kvegress"), "install ok installed " + self.ready["version_n"])
@@ -740,6 +951,7 @@ class BootTest(unittest.TestCase):
         self.assertIsNone(p["nft_after"], "table inet kvegress left")
         self.assertNotIn(VIP, p["eth1_after"])
         self.assertEqual(p["units_left"], "", "units still loaded")
+        self.assertEqual(p["catalog_left"], [], "the catalogue's entries outlived the package")
         for pkg, st in p["dpkg_status"].items():
             self.assertIn(st, ("", "un", "pn"), "%s not purged: %s" % (pkg, st))
         h = self.b.host.get("purged")

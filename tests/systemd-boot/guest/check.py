@@ -252,6 +252,108 @@ def egress_phase():
     return res
 
 
+# The journal catalogue's ids (shared/catalog.h), as the host passes them.
+MSG = P.get("message_ids", {})
+METRICS_URL = "http://127.0.0.1:9405/metrics"
+
+
+def kvctl(*args, user=None, timeout=30):
+    """kvctl as root, or as user with group kvegress only (an operator who is not root); rc, output, seconds."""
+    cmd = ["kvctl"] + list(args)
+    if user:
+        cmd = ["setpriv", "--reuid", user, "--regid", "nogroup", "--groups", "kvegress", "--"] + cmd
+    t = time.monotonic()
+    p = sh(*cmd, timeout=timeout)
+    return {"rc": p.returncode, "out": p.stdout, "err": p.stderr.strip()[-2000:],
+            "seconds": round(time.monotonic() - t, 3)}
+
+
+def curl(url=METRICS_URL):
+    """One scrape with curl, as Prometheus would: HTTP code, body, seconds."""
+    t = time.monotonic()
+    p = sh("curl", "-sS", "-m", "10", "-w", "\n%{http_code}", url, timeout=30)
+    body, _, code = p.stdout.rpartition("\n")
+    return {"rc": p.returncode, "code": int(code) if code.isdigit() else 0, "body": body,
+            "err": p.stderr.strip(), "seconds": round(time.monotonic() - t, 3)}
+
+
+def journal(*matches, extra=()):
+    """The boot's journal entries matching every FIELD=value (journalctl's own filtering), as JSON."""
+    p = sh("journalctl", "-b", "--no-pager", "-o", "json", *extra, *matches, timeout=30)
+    out = []
+    for line in p.stdout.splitlines():
+        if line.startswith("{"):
+            e = json.loads(line)
+            out.append({k: e.get(k) for k in ("MESSAGE", "MESSAGE_ID", "SYSLOG_IDENTIFIER", "PRIORITY",
+                                              "KVEGRESS_SERVICE", "KVEGRESS_VIP", "KVEGRESS_POD",
+                                              "KVEGRESS_NODE", "KVEGRESS_LEASE")})
+    return out
+
+
+def journal_explained(*matches):
+    """`journalctl -x` of the matching entries: the catalogue's text under each line."""
+    p = sh("journalctl", "-b", "--no-pager", "-x", *matches, timeout=30)
+    return p.stdout[-6000:]
+
+
+def ops_phase():
+    """The operator's view under systemd (issue 12): kvctl, the metrics socket, the journal catalogue."""
+    svc, vip, pod, lease = P["service"], P["vip"], P["pod"], P["lease"]
+    res = {"kvctl": {}, "journal": {}, "metrics": {}}
+    k = res["kvctl"]
+    k["status_json"] = kvctl("--json", "status")
+    k["status_json_operator"] = kvctl("--json", "status", user="nobody")
+    k["status"] = kvctl("status")
+    k["vips_json"] = kvctl("--json", "vips")
+    k["leases"] = kvctl("leases")
+    k["rules"] = kvctl("rules", svc)
+    k["rules_unknown"] = kvctl("rules", "default/nothere")
+    k["nobody_no_group"] = {"rc": sh("setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups", "--",
+                                     "kvctl", "--json", "status", timeout=30).returncode}
+
+    # The catalogue: the package's file, compiled by systemd's dpkg trigger (journalctl --update-catalog).
+    res["catalog_file"] = os.path.exists("/usr/lib/systemd/catalog/kvegress.catalog")
+    res["catalog_listed"] = [line.split(" ", 1)[0] for line in
+                             sh("journalctl", "--list-catalog", *MSG.values(), timeout=30).stdout.splitlines()
+                             if line.strip()]
+    j = res["journal"]
+    j["vip_bound"] = journal("MESSAGE_ID=" + MSG["VIP_BOUND"], "KVEGRESS_SERVICE=" + svc)
+    j["vip_bound_any"] = journal("MESSAGE_ID=" + MSG["VIP_BOUND"])
+    j["vip_bound_by_vip"] = journal("MESSAGE_ID=" + MSG["VIP_BOUND"], "KVEGRESS_VIP=" + vip)
+    j["egress_applied"] = journal("MESSAGE_ID=" + MSG["EGRESS_APPLIED"], "KVEGRESS_SERVICE=" + svc)
+    j["egress_applied_by_pod"] = journal("MESSAGE_ID=" + MSG["EGRESS_APPLIED"], "KVEGRESS_POD=" + pod)
+    j["leadership_gained"] = journal("MESSAGE_ID=" + MSG["LEADERSHIP_GAINED"], "KVEGRESS_LEASE=" + lease)
+    j["vip_released"] = journal("MESSAGE_ID=" + MSG["VIP_RELEASED"], "KVEGRESS_SERVICE=" + svc)
+    j["fenced"] = journal("MESSAGE_ID=" + MSG["VIP_FENCED"])
+    j["refused"] = journal("MESSAGE_ID=" + MSG["EGRESS_REFUSED"])
+    j["service_any"] = journal("KVEGRESS_SERVICE=" + svc)
+    j["explained"] = journal_explained("MESSAGE_ID=" + MSG["VIP_BOUND"], "KVEGRESS_SERVICE=" + svc)
+
+    # Metrics: off until enabled; then one `kvctl metrics` per connection, as a DynamicUser.
+    m = res["metrics"]
+    m["before_enable"] = curl()
+    e = sh("systemctl", "enable", "--now", "kvegress-metrics.socket", timeout=60)
+    m["enable"] = {"rc": e.returncode, "err": e.stderr.strip()}
+    m["scrape"] = curl()
+    m["not_found"] = curl("http://127.0.0.1:9405/nope")
+    m["socket"] = show("kvegress-metrics.socket", "ActiveState", "NAccepted", "NConnections", "Listen")
+    # The scrapes' own journal lines: each ran as a user of its own, with no capability.
+    m["scrape_units"] = sh("journalctl", "-b", "--no-pager", "-o", "cat", "_SYSTEMD_UNIT=kvegress-metrics@*",
+                           timeout=30).stdout[-2000:]
+
+    # A stuck daemon (SIGSTOP): kvctl and a scrape give up on it at their timeout and say which one.
+    sh("systemctl", "kill", "-s", "SIGSTOP", "kvelectd.service", timeout=30)
+    try:
+        k["status_kvelectd_stopped"] = kvctl("--timeout=1", "--json", "status")
+        m["scrape_kvelectd_stopped"] = curl()
+    finally:
+        sh("systemctl", "kill", "-s", "SIGCONT", "kvelectd.service", timeout=30)
+    k["healthy_again"] = wait(lambda: kvctl("--json", "status")["rc"] == 0, 20, 0.2)
+    m["socket_after"] = show("kvegress-metrics.socket", "ActiveState", "NAccepted", "NConnections")
+    k["units_after"] = {u: show(u + ".service", "ActiveState", "NRestarts") for u in SERVICES}
+    return res
+
+
 def dpkg_status(pkg):
     p = sh("dpkg-query", "-W", "-f=${Status} ${Version}", pkg)
     return p.stdout.strip() if p.returncode == 0 else ""
@@ -335,15 +437,19 @@ def purge_phase():
     res["users_left"] += ["group " + g for g in ("kvnetd", "kvelectd", "kvpd", "kvegress", "kvegress-api")
                           if sh("getent", "group", g).returncode == 0]
     paths = ["/etc/kvegress", "/run/kvnetd", "/run/kvelectd", "/usr/sbin/kvnetd", "/usr/sbin/kvelectd",
-             "/usr/sbin/kvpd", "/usr/libexec/kvegress", "/usr/bin/kvegress-kubeconfig",
+             "/usr/sbin/kvpd", "/usr/libexec/kvegress", "/usr/bin/kvegress-kubeconfig", "/usr/bin/kvctl",
+             "/usr/lib/systemd/catalog/kvegress.catalog", "/usr/share/man/man1/kvctl.1.gz",
              "/usr/lib/sysusers.d/kvegress.conf", "/usr/lib/tmpfiles.d/kvegress.conf",
              "/usr/share/selinux/default/kvegress.pp", "/var/lib/systemd/deb-systemd-helper-enabled/kvegress.target.dsh-also"]
     for u in ("kvnetd.service", "kvnetd.socket", "kvelectd.service", "kvelectd.socket", "kvpd.service",
-              "kvegress.target"):
-        paths += ["/lib/systemd/system/" + u, "/etc/systemd/system/multi-user.target.wants/" + u]
+              "kvpd.socket", "kvegress.target", "kvegress-metrics.socket", "kvegress-metrics@.service"):
+        paths += ["/lib/systemd/system/" + u, "/etc/systemd/system/multi-user.target.wants/" + u,
+                  "/etc/systemd/system/sockets.target.wants/" + u]
     res["paths_left"] = [x for x in paths if os.path.lexists(x)]
     res["nft_after"] = nft_table()
     res["eth1_after"] = addrs(P["service_if"])
+    res["catalog_left"] = [line for line in sh("journalctl", "--list-catalog", *MSG.values(),
+                                               timeout=30).stdout.splitlines() if line.strip()]
     res["units_left"] = sh("systemctl", "list-units", "--all", "--no-legend", "--plain", "kvnetd*", "kvelectd*",
                            "kvpd*", "kvegress*").stdout.strip()
     res["dpkg_status"] = {pkg: sh("dpkg-query", "-W", "-f=${db:Status-Abbrev}", pkg).stdout.strip()
@@ -360,6 +466,11 @@ def stop_phase():
     res["eth1"] = addrs(P["service_if"])
     res["nft"] = nft_table()
     res["kvnetd_active"] = active("kvnetd.service")
+    # kvpd down: kvctl says so (exit 2, down) at once, and the scrape still answers for the other two.
+    res["kvctl"] = kvctl("--json", "status")
+    res["scrape"] = curl()
+    res["vip_released"] = journal("MESSAGE_ID=" + MSG["VIP_RELEASED"], "KVEGRESS_SERVICE=" + P["service"])
+    res["egress_removed"] = journal("MESSAGE_ID=" + MSG["EGRESS_REMOVED"], "KVEGRESS_SERVICE=" + P["service"])
     return res
 
 
@@ -371,6 +482,7 @@ def main():
             final["error"] = "the host never said go-egress"
             return
         write("egress.json", egress_phase())
+        write("ops.json", ops_phase())
         write("upgrade.json", upgrade_phase())
         if not wait_file("go-upgraded", 60):
             final["error"] = "the host never said go-upgraded"
