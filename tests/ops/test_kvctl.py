@@ -374,6 +374,24 @@ class TestKvctl(kvc_test.ClusterTestCase):
         self.assertTrue(st["daemons"]["kvnetd"]["reachable"])
         self.assertLess(r.seconds, 2.5, "kvctl took %.2fs with a 1s timeout" % r.seconds)
         print("kvctl with kvelectd stopped: %.2fs" % r.seconds)
+        # A stuck kvnetd: status says down (2) naming it, and `rules` gives up at the timeout with 2 too.
+        p = self.node.procs["kvnetd"]
+        p.send(signal.SIGSTOP)
+        try:
+            r = self.kvctl("--json", "status", timeout=1.0)
+            rules = self.kvctl("rules", "default/web", timeout=1.0)
+        finally:
+            p.send(signal.SIGCONT)
+        st = json.loads(r.stdout)
+        self.assertEqual((r.returncode, st["health"]), (2, "down"), r.stdout)
+        self.assertFalse(st["daemons"]["kvnetd"]["reachable"])
+        self.assertIn("no answer within 1.0s", st["daemons"]["kvnetd"]["error"])
+        self.assertTrue(st["daemons"]["kvelectd"]["reachable"] and st["daemons"]["kvpd"]["reachable"])
+        self.assertLess(r.seconds, 2.5, "kvctl took %.2fs with a 1s timeout" % r.seconds)
+        self.assertEqual(rules.returncode, 2, rules.stdout + rules.stderr)
+        self.assertIn("kvctl: kvnetd: no answer within 1.0s", rules.stderr)
+        self.assertLess(rules.seconds, 2.5, "kvctl rules took %.2fs with a 1s timeout" % rules.seconds)
+        print("kvctl with kvnetd stopped: status %.2fs, rules %.2fs" % (r.seconds, rules.seconds))
         # kvnetd gone: down, and the text names it.
         self.expect_down.add((self.node.name, "kvnetd"))
         self.node.procs["kvnetd"].stop(signal.SIGTERM, 10)

@@ -1009,6 +1009,16 @@ def report(b):
     rows.append(("VIP / nft events during the upgrade", "%s / %s" % (
         len([e for e in upgrade.get("ip_monitor", []) if VIP in e]), len(upgrade.get("nft_monitor", [])))))
     rows.append(("apt-get purge (VIP held before)", "%s ms" % purge.get("purge_ms")))
+    ops = b.result("ops.json") or {}
+    k, m = ops.get("kvctl") or {}, ops.get("metrics") or {}
+    for label, r in (("kvctl --json status (all three answer)", k.get("status_json")),
+                     ("kvctl --timeout=1 status, kvelectd SIGSTOPped", k.get("status_kvelectd_stopped")),
+                     ("kvctl --json status, kvpd stopped", stopped.get("kvctl")),
+                     ("curl /metrics (one kvctl per connection)", m.get("scrape")),
+                     ("curl /metrics, kvelectd SIGSTOPped (unit: --timeout=2)", m.get("scrape_kvelectd_stopped"))):
+        if r:
+            rows.append((label, "%.0f ms (%s)" % (1000 * r["seconds"], "exit %d" % r["rc"] if "code" not in r
+                                                  else "HTTP %d, %d bytes" % (r["code"], len(r["body"])))))
     rows.append(("IPAddressDeny= enforced in this container", str(egress.get("ip_address_deny_enforced"))))
     for u, s in (egress.get("security") or {}).items():
         rows.append(("systemd-analyze security %s (online)" % u, "%s (budget %s)" % (s["score"], BUDGET[u])))
