@@ -337,9 +337,10 @@ def ops_phase():
     m["scrape"] = curl()
     m["not_found"] = curl("http://127.0.0.1:9405/nope")
     m["socket"] = show("kvegress-metrics.socket", "ActiveState", "NAccepted", "NConnections", "Listen")
-    # The scrapes' own journal lines: each ran as a user of its own, with no capability.
-    m["scrape_units"] = sh("journalctl", "-b", "--no-pager", "-o", "cat", "_SYSTEMD_UNIT=kvegress-metrics@*",
-                           timeout=30).stdout[-2000:]
+    # The scrapes' units as systemd logged them (for the record when something fails; one instance per
+    # connection, and a failed one would show in final.json's failed units).
+    m["scrape_units"] = sh("journalctl", "-b", "--no-pager", "-o", "short-monotonic", "-u",
+                           "kvegress-metrics@*.service", timeout=30).stdout[-3000:]
 
     # A stuck daemon (SIGSTOP): kvctl and a scrape give up on it at their timeout and say which one.
     sh("systemctl", "kill", "-s", "SIGSTOP", "kvelectd.service", timeout=30)
