@@ -8,9 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=${1:-build}
-export KVNETD=${KVNETD:-$PWD/$build_dir/kvnetd/kvnetd}
-if [ ! -x "$KVNETD" ]; then
-    echo "demo: $KVNETD is missing; run tools/setup.sh $build_dir first" >&2
+export KVEGRESS_BUILD_DIR=$PWD/$build_dir  # tests/lib/kvbuild.py: the kvnetd of this build
+if [ ! -x "$KVEGRESS_BUILD_DIR/kvnetd/kvnetd" ]; then
+    echo "demo: $KVEGRESS_BUILD_DIR/kvnetd/kvnetd is missing; run tools/setup.sh $build_dir first" >&2
     exit 1
 fi
 getent passwd kvnetd >/dev/null || { echo "demo: user kvnetd is missing; run tools/setup.sh" >&2; exit 1; }
@@ -57,6 +57,6 @@ with netns.Topology("kvdemo") as t:
                 say("    " + line.strip())
     k.stop()
     say("\nStopped kvnetd; removing every namespace.")
-left = [n for n in netns._netns_list() if n.startswith(f"kvdemo{os.getpid()}-")]
+left = [n for n in netns.list_netns() if n.startswith(f"kvdemo{os.getpid()}-")]
 say(f"Done in {time.monotonic() - t0:.1f}s; namespaces left behind: {len(left)}.")
 PY

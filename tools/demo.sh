@@ -10,6 +10,6 @@ tools/setup.sh build
 if [ -x tests/cluster/demo.py ]; then
     # The simulated cluster: API server, three daemons per node, pods, an
     # external host.
-    exec python3 tests/cluster/demo.py --build-dir build
+    exec env PYTHONPATH=tests/lib python3 tests/cluster/demo.py --build-dir build
 fi
 exec tools/demo-kvnetd.sh build

@@ -3,81 +3,24 @@ chunked-stream reader for watch framing checks. Used by test_*.py (stdlib unitte
 import http.client
 import json
 import os
-import shutil
-import signal
 import socket
-import ssl
-import subprocess
-import sys
-import tempfile
 import time
 import unittest
 import warnings
 
 warnings.simplefilter("ignore", ResourceWarning)
 
+from apiserver import SERVER, ApiServer  # noqa: E402,F401 (SERVER re-exported)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-SERVER = os.path.join(HERE, "kvtest-apiserver")
 
 
-class Server:
+class Server(ApiServer):
+    """The launcher of tests/lib/apiserver.py (an ephemeral port, a new one at each restart) plus the HTTP
+    helpers the server's own tests use."""
+
     def __init__(self, args=(), state_dir=None, bind="127.0.0.1"):
-        self.owns_dir = state_dir is None
-        self.dir = state_dir or tempfile.mkdtemp(prefix="kvtest-")
-        self.args = list(args)
-        self.bind = bind
-        self.proc = None
-        self.start()
-
-    def start(self, extra=()):
-        ready = os.path.join(self.dir, "ready")
-        if os.path.exists(ready):
-            os.unlink(ready)
-        self.log = open(os.path.join(self.dir, "server.log"), "ab")
-        self.proc = subprocess.Popen([sys.executable, SERVER, "--state-dir", self.dir, "--bind", self.bind,
-                                      "--port", "0"] + self.args + list(extra),
-                                     stdout=self.log, stderr=self.log)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if os.path.exists(ready):
-                with open(ready) as f:
-                    self.url = f.read().strip()
-                break
-            if self.proc.poll() is not None:
-                raise RuntimeError("server exited: %s" % open(os.path.join(self.dir, "server.log")).read())
-            time.sleep(0.02)
-        else:
-            raise RuntimeError("server did not become ready")
-        hp = self.url[len("https://"):]
-        host, port = hp.rsplit(":", 1)
-        self.host = host.strip("[]")
-        self.port = int(port)
-        with open(os.path.join(self.dir, "admin-token")) as f:
-            self.token = f.read().strip()
-        self.ctx = ssl.create_default_context(cafile=os.path.join(self.dir, "ca.crt"))
-        return self
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.log:
-            self.log.close()
-            self.log = None
-        return self.proc.returncode if self.proc else None
-
-    def restart(self, extra=()):
-        self.stop()
-        return self.start(extra)
-
-    def close(self):
-        self.stop()
-        if self.owns_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        super().__init__(args=args, state_dir=state_dir, bind=bind, prefix="kvtest-", stop_timeout=5)
 
     # ------------------------------------------------------------------ HTTP helpers
     def conn(self, ctx=None, timeout=20):
@@ -113,11 +56,6 @@ class Server:
         except ValueError:
             return st, data
 
-    def admin(self, op, body=None):
-        st, d = self.json("POST", "/_kvtest/" + op, body or {})
-        if st != 200:
-            raise AssertionError("admin %s failed: %s %s" % (op, st, d))
-        return d
 
     def raw(self, path, token="admin", method="GET", extra_headers=""):
         """Open a raw TLS socket, send a request and return a RawStream (headers not yet read)."""

@@ -2,7 +2,7 @@
 """The README's main job: a simulated cluster in network namespaces, and what an external host sees as the
 source address of a pod's traffic, in plain words, before and after egress, and when the pod moves.
 
-  python3 tests/cluster/demo.py --build-dir build
+  PYTHONPATH=tests/lib python3 tests/cluster/demo.py --build-dir build
 Needs root. Takes well under a minute and leaves nothing behind (also on Ctrl-C or failure).
 """
 import argparse
@@ -10,10 +10,8 @@ import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import cluster  # noqa: E402
-from cluster import EXT4, EXT6, VIPS4, VIPS6, Cluster, node_svc4, node_svc6, run  # noqa: E402
+import cluster
+from cluster import EXT4, EXT6, VIPS4, VIPS6, Cluster, node_svc4, node_svc6, run
 
 
 def say(msg=""):

@@ -15,15 +15,14 @@ Service is deleted. Then, from the audit log of the ServiceAccount's requests:
 """
 import copy
 import json
-import os
-import sys
 import time
 
+import apiserver
 import kvc_test
-from cluster import RBAC_MANIFEST, ROOT, SERVICE_ACCOUNT, VIPS4, VIPS6
+from cluster import RBAC_MANIFEST, SERVICE_ACCOUNT, VIPS4, VIPS6
 
-sys.path.insert(0, os.path.join(ROOT, "tests", "apiserver"))
-from kvtest.rbac import Attrs, Policy  # noqa: E402
+_rbac = apiserver.server_module("rbac")
+Attrs, Policy = _rbac.Attrs, _rbac.Policy
 
 SA_USER = "system:serviceaccount:%s:%s" % SERVICE_ACCOUNT
 

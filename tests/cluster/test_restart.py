@@ -28,7 +28,7 @@ import time
 
 import kvc_test
 from cluster import EXT4, EXT6, VIPS4, VIPS6
-from netns_util import run
+from netns import run
 
 RESTART_SEC = 1.0
 

@@ -7,36 +7,25 @@ import json
 import os
 import queue
 import signal
-import shutil
-import ssl
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import unittest
 import warnings
 
+import kvbuild
+from apiserver import SERVER, ApiServer
+
 warnings.simplefilter("ignore", ResourceWarning)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-SERVER = os.environ.get("KVTEST_APISERVER") or os.path.join(ROOT, "tests", "apiserver", "kvtest-apiserver")
 
 
-def _find_binary(env, name):
-    p = os.environ.get(env)
-    if p and os.path.exists(p):
-        return p
-    for b in ("build-kube", "build", "build-sanitize", "build-kube-san"):
-        c = os.path.join(ROOT, b, "tests", "kube", name)
-        if os.path.exists(c):
-            return c
-    return None
-
-
-INFORMER = _find_binary("KUBE_INFORMER_CHECK", "kube-informer-check")
-REQUEST = _find_binary("KUBE_REQUEST_CHECK", "kube-request-check")
+# The drivers of the build meson runs us from (kvbuild.py); a missing one fails here, naming its path.
+INFORMER = kvbuild.binary("tests/kube/kube-informer-check")
+REQUEST = kvbuild.binary("tests/kube/kube-request-check")
 
 
 def skip_unless_ready(cls):
@@ -48,66 +37,12 @@ def skip_unless_ready(cls):
     return cls
 
 
-class Server:
+class Server(ApiServer):
+    """The launcher of tests/lib/apiserver.py on 127.0.0.1, keeping its port across restarts (so a client's
+    kubeconfig stays valid), plus the helpers the client tests use."""
+
     def __init__(self, args=(), state_dir=None):
-        self.dir = state_dir or tempfile.mkdtemp(prefix="kvkube-")
-        self.owns_dir = state_dir is None
-        self.args = list(args)
-        self.port = 0
-        self.proc = None
-        self.log = None
-        self.start()
-
-    def start(self, extra=()):
-        ready = os.path.join(self.dir, "ready")
-        if os.path.exists(ready):
-            os.unlink(ready)
-        self.log = open(os.path.join(self.dir, "server.log"), "ab")
-        cmd = [sys.executable, SERVER, "--state-dir", self.dir, "--bind", "127.0.0.1",
-               "--port", str(self.port)] + self.args + list(extra)
-        deadline = time.time() + 30
-        while True:
-            self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log)
-            while time.time() < deadline:
-                if os.path.exists(ready):
-                    break
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.02)
-            if os.path.exists(ready):
-                break
-            # The old port may linger briefly after a restart; try again.
-            if time.time() >= deadline:
-                raise RuntimeError("server did not start: " + open(os.path.join(self.dir, "server.log")).read()[-2000:])
-            time.sleep(0.2)
-        with open(ready) as f:
-            self.url = f.read().strip()
-        self.port = int(self.url.rsplit(":", 1)[1])
-        with open(os.path.join(self.dir, "admin-token")) as f:
-            self.token = f.read().strip()
-        self.ctx = ssl.create_default_context(cafile=os.path.join(self.dir, "ca.crt"))
-        return self
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.log:
-            self.log.close()
-            self.log = None
-
-    def restart(self, extra=()):
-        self.stop()
-        return self.start(extra)
-
-    def close(self):
-        self.stop()
-        if self.owns_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        super().__init__(args=args, state_dir=state_dir, keep_port=True, prefix="kvkube-", stop_timeout=10)
 
     @property
     def kubeconfig(self):
@@ -135,11 +70,6 @@ class Server:
         except ValueError:
             return r.status, raw
 
-    def admin(self, op, body=None):
-        st, d = self.json("POST", "/_kvtest/" + op, body or {})
-        if st != 200:
-            raise AssertionError("admin %s: %s %s" % (op, st, d))
-        return d
 
     def stats(self):
         return self.json("GET", "/_kvtest/stats")[1]

@@ -9,7 +9,7 @@ counted per node token), next to the expected figures:
               leases / (retryPeriod * 1.6 mean jitter) = ~312 req/s
 
 Usage: tests/kvelectd/bench-campaigns.py [--leases N] [--window SEC] [--namespaces N]
-(KVELECTD_BUILD_DIR, default build/, names the build with kvelectd and kvelect-client.)"""
+(KVEGRESS_BUILD_DIR names the build with kvelectd and kvelect-client; PYTHONPATH=tests/lib.)"""
 import argparse
 import os
 import sys

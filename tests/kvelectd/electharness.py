@@ -8,19 +8,17 @@ import queue
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "apiserver"))
-import kvharness  # noqa: E402
+import kvbuild
+from apiserver import ApiServer
 
-BUILD = os.environ.get("KVELECTD_BUILD_DIR", os.path.join(HERE, "..", "..", "build"))
-KVELECTD = os.environ.get("KVELECTD", os.path.join(BUILD, "kvelectd", "kvelectd"))
-CLIENT = os.environ.get("KVELECT_CLIENT", os.path.join(BUILD, "tests", "kvelectd", "kvelect-client"))
-SHIFT = os.environ.get("KVTEST_REALTIME_SHIFT", os.path.join(BUILD, "tests", "kvelectd", "realtime-shift.so"))
+# The build meson runs us from (kvbuild.py); a missing binary fails here, naming its path.
+KVELECTD = kvbuild.binary("kvelectd/kvelectd")
+CLIENT = kvbuild.binary("tests/kvelectd/kvelect-client")
+SHIFT = kvbuild.artifact("tests/kvelectd/realtime-shift.so")
 
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/%s/leases"
 
@@ -33,7 +31,7 @@ class Api:
     """The test API server plus per-node tokens, so its stats count each node's requests apart."""
 
     def __init__(self):
-        self.server = kvharness.Server()
+        self.server = ApiServer()
         self.dir = self.server.dir
         self.tokens = {}
 
@@ -46,7 +44,7 @@ class Api:
             self.server.admin("tokens", {"add": {tok: user}})
             self.tokens[user] = tok
         path = os.path.join(self.dir, "kubeconfig-" + user)
-        with open(self.server.kubeconfig()) as f:
+        with open(self.server.kubeconfig_path) as f:
             text = f.read()
         lines = []
         for ln in text.splitlines():

@@ -464,7 +464,7 @@ class KvelectdTest(unittest.TestCase):
         kubectl = shutil.which("kubectl")
         if kubectl:
             import json as _json
-            p = subprocess.run([kubectl, "--kubeconfig", self.c.api.server.kubeconfig(), "apply", "-f", "-"],
+            p = subprocess.run([kubectl, "--kubeconfig", self.c.api.server.kubeconfig_path, "apply", "-f", "-"],
                                input=_json.dumps(body), capture_output=True, text=True, timeout=60)
             self.assertEqual(p.returncode, 0, p.stderr)
         else:

@@ -7,14 +7,12 @@ round trip included), then prints a table. Reference in the same run: the
 same 10,000 elements added with the nft CLI in one batch.
     sudo tests/kvnetd/bench_kvnetd_mappings.py [N]"""
 
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-import netns  # noqa: E402
-from kvnet import VIP4, EgressTopology, Kvnetd  # noqa: E402
+import netns
+from kvnet import VIP4, EgressTopology, Kvnetd
 
 
 def pods(n, base=100):

@@ -17,15 +17,13 @@ import re
 import socket
 import struct
 import subprocess
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-import netns  # noqa: E402
-from dbus_p2p import METHOD_CALL, Connection, marshal  # noqa: E402
-from kvnet import (EXT4, POD4, POD4_B, POD_CIDRS, SVC_CIDRS, VIP4, VIP4_B, DBusError,  # noqa: E402
+import netns
+from dbus_p2p import METHOD_CALL, Connection, marshal
+from kvnet import (EXT4, POD4, POD4_B, POD_CIDRS, SVC_CIDRS, VIP4, VIP4_B, DBusError,
                    EgressTopology, Kvnetd, mono_usec)
 
 PATH, IFACE = "/io/kvegress/Net1", "io.kvegress.Net1"

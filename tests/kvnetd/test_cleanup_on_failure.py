@@ -20,12 +20,9 @@ import textwrap
 import time
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-LIB = os.path.join(HERE, "..", "lib")
 
 CHILD = textwrap.dedent(r"""
     import os, sys, time, unittest
-    sys.path.insert(0, {lib!r})
     import netns
     from kvnet import EgressTopology, KvnetClient, Kvnetd, VIP4, POD4
 
@@ -74,7 +71,7 @@ class CleanupOnFailure(unittest.TestCase):
 
     def _run_child(self, mode, kill=None):
         with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-            f.write(CHILD.format(lib=LIB, mode=mode))
+            f.write(CHILD.format(mode=mode))
             script = f.name
         self.addCleanup(os.unlink, script)
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")

@@ -14,15 +14,13 @@ that nobody renewed is fenced (the fence still works). Needs root."""
 
 import os
 import signal
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-import netns  # noqa: E402
-from dbus_p2p import METHOD_CALL, marshal  # noqa: E402
-from kvnet import IFACE, PATH, KvnetClient, Kvnetd, mono_usec  # noqa: E402
+import netns
+from dbus_p2p import METHOD_CALL, marshal
+from kvnet import IFACE, PATH, KvnetClient, Kvnetd, mono_usec
 
 VIPS = {"drain/a": "192.168.0.225", "drain/b": "192.168.0.226", "drain/lost": "192.168.0.227"}
 

@@ -20,10 +20,9 @@ import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-import netns  # noqa: E402
-from kvnet import NODE_SVC4, NODE_SVC6, POD4, POD6, VIP4, VIP6, DBusError, EgressTopology, Kvnetd  # noqa: E402
+import netns
+from kvnet import NODE_SVC4, NODE_SVC6, POD4, POD6, VIP4, VIP6, DBusError, EgressTopology, Kvnetd
 
 SVC = "default/web"
 CONFLICT = "io.kvegress.Net1.Error.Conflict"

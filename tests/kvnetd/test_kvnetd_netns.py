@@ -9,15 +9,13 @@ external host, the source address of what the pod sends. Needs root."""
 import os
 import re
 import subprocess
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
-import netns  # noqa: E402
-from asuser import call_as  # noqa: E402
-from kvnet import (CLUSTER_IP4, CLUSTER_IP6, EXT4, EXT6, FAR4, NODE_SVC4, NODE_SVC6, PEER_POD4,  # noqa: E402
+import netns
+from asuser import call_as
+from kvnet import (CLUSTER_IP4, CLUSTER_IP6, EXT4, EXT6, FAR4, NODE_SVC4, NODE_SVC6, PEER_POD4,
                    POD4, POD4_B, POD6, POD_CIDRS, SVC_CIDRS, VIP4, VIP4_B, VIP6, DBusError, EgressTopology,
                    KvnetClient, Kvnetd)
 

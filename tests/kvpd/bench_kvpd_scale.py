@@ -28,16 +28,11 @@ import http.client
 import json
 import os
 import re
-import sys
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-import cluster  # noqa: E402
-from dbus_p2p import Connection  # noqa: E402
+import cluster
+from dbus_p2p import Connection
 
 NET_PATH, NET_IF = "/io/kvegress/Net1", "io.kvegress.Net1"
 N_EGRESS = 20

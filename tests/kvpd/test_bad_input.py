@@ -12,7 +12,7 @@ daemons (tests/cluster's harness) for every case:
 - throughout, a Service "good" keeps its VIP and SNAT: its pod is seen with the VIP by the external host at the
   end, and kvnetd's state for it never changed.
 
-  python3 tests/kvpd/test_bad_input.py --kvnetd B --kvelectd B --kvpd B [-v]
+  PYTHONPATH=tests/lib python3 tests/kvpd/test_bad_input.py --build-dir BUILD [-v]
 Standard library only.
 """
 import json
@@ -21,13 +21,9 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-import kvc_test  # noqa: E402
-from cluster import EXT4, VIPS4  # noqa: E402
-from dbus_p2p import Connection  # noqa: E402
+import kvc_test
+from cluster import EXT4, VIPS4
+from dbus_p2p import Connection
 
 NET_PATH, NET_IF = "/io/kvegress/Net1", "io.kvegress.Net1"
 ELECT_PATH, ELECT_IF = "/io/kvegress/Elect1", "io.kvegress.Elect1"
@@ -299,7 +295,7 @@ class BadInputTest(kvc_test.ClusterTestCase):
                 "        except DBusError as e:\n"
                 "            out.append([case, e.name, e.message])\n"
                 "    out.append(['list', len(c.call(%r, %r, 'ListCampaigns')[0]), ''])\n"
-                "print(json.dumps(out))\n" % (os.path.join(ROOT, "tests", "lib"), sock, ELECT_PATH, ELECT_IF,
+                "print(json.dumps(out))\n" % (os.path.dirname(os.path.abspath(kvc_test.__file__)), sock, ELECT_PATH, ELECT_IF,
                                               ELECT_PATH, ELECT_IF))
         p = subprocess.run(["setpriv", "--reuid", "kvpd", "--regid", "kvpd", "--init-groups", sys.executable, "-c",
                             code], input=json.dumps(calls), capture_output=True, text=True, timeout=60)

@@ -14,22 +14,17 @@ from the kernel (nft, ip addr) and from the Service (annotations, status, Events
   VIP, no stale annotation;
 - the time from an EndpointSlice change at the API to the SNAT change in the kernel is measured.
 
-  python3 tests/kvpd/test_kvpd.py --build-dir build-kvpd [-v] [KvpdTest.test_name]
+  PYTHONPATH=tests/lib python3 tests/kvpd/test_kvpd.py --build-dir build-kvpd [-v] [KvpdTest.test_name]
 Standard library only.
 """
-import os
 import statistics
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "cluster"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-import kvc_test  # noqa: E402
-from cluster import EXT4, VIPS4, VIPS6  # noqa: E402
-from asuser import call_as  # noqa: E402
-from dbus_p2p import Connection  # noqa: E402
+import kvc_test
+from cluster import EXT4, VIPS4, VIPS6
+from asuser import call_as
+from dbus_p2p import Connection
 
 NET_PATH, NET_IF = "/io/kvegress/Net1", "io.kvegress.Net1"
 ANN = "kube-vip.io/"

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import time
 
+import kvbuild
 from dbus_p2p import Connection, DBusError  # noqa: F401 (re-exported)
 from netns import Recorder, run
 
@@ -45,7 +46,6 @@ SVC_CIDRS = ["10.96.0.0/12", "fd00:96::/112"]
 TCP_PORTS = [80, 8080]
 UDP_PORTS = [53, 5060]
 
-SRC_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
 def mono_usec():
@@ -82,15 +82,8 @@ class KvnetClient(Connection):
 
 
 def kvnetd_binary():
-    """The kvnetd under test: $KVNETD, else the build dir meson runs us from."""
-    b = os.environ.get("KVNETD")
-    if b:
-        return b
-    for d in ("build-kvnetd", "build", "build-sanitize"):
-        p = os.path.join(SRC_ROOT, d, "kvnetd", "kvnetd")
-        if os.path.exists(p):
-            return p
-    raise RuntimeError("set KVNETD to the kvnetd binary")
+    """The kvnetd under test: the one of the build meson runs us from (kvbuild.py)."""
+    return kvbuild.binary("kvnetd/kvnetd")
 
 
 class Kvnetd:

@@ -4,7 +4,7 @@ rules with and without --json, exit codes healthy / degraded / down, a stopped o
 timeout, and the read-only boundary: root and the kvegress group may list but never change (AccessDenied), a
 peer with neither is refused at connect.
 
-  python3 tests/ops/test_kvctl.py --build-dir build-sanitize [-v] [TestKvctl.test_status]
+  PYTHONPATH=tests/lib python3 tests/ops/test_kvctl.py --build-dir build-sanitize [-v] [TestKvctl.test_status]
 """
 import json
 import os
@@ -15,12 +15,10 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
-sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-import cluster  # noqa: E402
-import kvc_test  # noqa: E402
-from dbus_p2p import Connection, DBusError  # noqa: E402
+import cluster
+import kvbuild
+import kvc_test
+from dbus_p2p import Connection, DBusError
 
 KVCTL = None
 VIP = cluster.VIPS4[2]
@@ -313,7 +311,7 @@ class TestKvctl(kvc_test.ClusterTestCase):
                 "    print(json.dumps(['error', e.name]))\n"
                 "except (OSError, EOFError, ValueError) as e:\n"
                 "    print(json.dumps(['refused', repr(e)]))\n") % (
-                    os.path.join(HERE, "..", "lib"), self.socks[which], path, iface, member, sig, list(args))
+                    os.path.dirname(os.path.abspath(cluster.__file__)), self.socks[which], path, iface, member, sig, list(args))
         cmd = ["/usr/bin/python3", "-c", code]
         if user:
             cmd = ["setpriv", "--reuid", user, "--regid", "nogroup", "--groups", groups, "--"] + cmd
@@ -407,15 +405,7 @@ class TestKvctl(kvc_test.ClusterTestCase):
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    if "--kvctl" in args:
-        i = args.index("--kvctl")
-        KVCTL = os.path.abspath(args[i + 1])
-        del args[i:i + 2]
-    sys.argv[1:] = args
-    if not KVCTL:
-        build = os.environ.get("KVC_BUILD_DIR") or os.path.join(cluster.ROOT, "build")
-        for i, a in enumerate(args):
-            if a == "--build-dir":
-                build = args[i + 1]
-        KVCTL = os.path.abspath(os.path.join(build, "kvctl", "kvctl"))
+    if "--build-dir" in args[:-1]:
+        kvbuild.set_build_dir(args[args.index("--build-dir") + 1])
+    KVCTL = kvbuild.binary("kvctl/kvctl")
     kvc_test.main()

@@ -42,10 +42,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 from benchlib import Table, mib  # noqa: E402
 
-sys.path.insert(0, os.path.join(benchlib.ROOT, "tests", "cluster"))
 import cluster as kc  # noqa: E402
 from dbus_p2p import Connection  # noqa: E402
-from netns_util import ns_socket  # noqa: E402
+from netns import ns_socket  # noqa: E402
 
 VIP_NET = ipaddress.IPv4Network("192.168.16.0/20")
 FENCE = "removing its VIPs and egress"
@@ -167,14 +166,9 @@ def preload(c, n_services, n_egress):
     st["rv"] = rv + 2 * n_services + 1
     with open(path, "w") as f:
         json.dump(st, f, separators=(",", ":"))
-    cmd = [a for a in c.apiserver.cmd[4:] if a != "--reset"]  # without "ip netns exec NS"
-    os.unlink(os.path.join(c.api_dir, "ready")) if os.path.exists(os.path.join(c.api_dir, "ready")) else None
-    c.apiserver = kc.Proc("apiserver", cmd, os.path.join(c.dir, "apiserver.log"), ns=c.api_ns)
-    c.procs.append(c.apiserver)
-    ready = os.path.join(c.api_dir, "ready")
-    c.wait(lambda: os.path.exists(ready) or not c.apiserver.alive(), 120, "API server restart")
-    if not c.apiserver.alive():
-        raise RuntimeError("API server did not come back:\n" + kc.tail(c.apiserver.log_path))
+    c.apiserver.args.remove("--reset")  # it loads the state written above
+    c.apiserver.ready_timeout = 120
+    c.apiserver.start()
 
 
 def log_level_info(node_cls):

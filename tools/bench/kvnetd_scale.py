@@ -50,7 +50,7 @@ from flows import FlowTopology, Reference, fmt_rate, interleaved, references  # 
 import netns  # noqa: E402
 from kvnet import KvnetClient, Kvnetd, mono_usec  # noqa: E402
 
-os.environ.setdefault("KVNETD", benchlib.tool("kvnetd"))
+os.environ.setdefault("KVEGRESS_BUILD_DIR", benchlib.BUILD)  # kvnet.py runs this build's kvnetd
 
 VIP_BASE = int(ipaddress.IPv4Address("100.64.0.1"))
 POD_BASE = int(ipaddress.IPv4Address("10.128.0.0"))

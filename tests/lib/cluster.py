@@ -17,8 +17,8 @@ Objects are created with kubectl against the API server, as an operator would; t
 of the kubelet (pod status) and the EndpointSlice controller. Everything is removed by close(), which also runs
 at exit and on SIGINT/SIGTERM; namespaces left by a run that died are swept at the next start.
 
-  python3 tests/cluster/cluster.py --build-dir build selftest    # topology checks, no daemons
-  python3 tests/cluster/cluster.py --build-dir build shell       # start it all and wait (Ctrl-C tears down)
+  PYTHONPATH=tests/lib python3 tests/lib/cluster.py --build-dir build selftest    # topology checks, no daemons
+  PYTHONPATH=tests/lib python3 tests/lib/cluster.py --build-dir build shell       # start it all and wait (Ctrl-C tears down)
 Standard library only.
 """
 import argparse
@@ -33,7 +33,6 @@ import pwd
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -42,10 +41,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-from netns_util import AddrWatcher, CmdError, ip, ip_batch, kill_netns, ns_socket, run, sweep_stale  # noqa: E402
+from apiserver import ApiServer
+from netns import AddrWatcher, CmdError, ip, ip_batch, kill_netns, ns_socket, run, sweep_stale  # noqa: F401 (CmdError re-exported)
 
-APISERVER = os.path.join(ROOT, "tests", "apiserver", "kvtest-apiserver")
 RBAC_MANIFEST = os.path.join(ROOT, "deploy", "kubernetes", "rbac.yaml")
 SERVICE_ACCOUNT = ("kube-system", "kvegress")  # the one deploy/kubernetes/rbac.yaml creates and binds
 RECORDER = os.path.join(HERE, "agents", "recorder.py")
@@ -429,7 +427,7 @@ class Cluster:
         """Builds the topology, starts the API server, registers the Nodes and starts the daemons."""
         try:
             t0 = time.time()
-            sweep_stale()
+            sweep_stale("kvc")
             self._build_topology()
             self.say("topology up (%.1fs)" % (time.time() - t0))
             self._start_recorder()
@@ -673,21 +671,18 @@ table inet kvc_kubeproxy {
         os.makedirs(self.api_dir)
         # every request, with who made it: tests/cluster/test_rbac.py checks the daemons' against the manifest
         self.audit_log = os.path.join(self.dir, "audit.log")
-        cmd = [PY, APISERVER, "--state-dir", self.api_dir, "--bind", API_IP, "--port", str(API_PORT),
-               "--san", API_IP, "--reset", "--audit-log", self.audit_log]
+        args = ["--san", API_IP, "--reset", "--audit-log", self.audit_log]
         if self.endpointslice_controller:
-            cmd.append("--endpointslice-controller")
-        self.apiserver = Proc("apiserver", cmd, os.path.join(self.dir, "apiserver.log"), ns=self.api_ns)
+            args.append("--endpointslice-controller")
+        self.apiserver = ApiServer(args=args, state_dir=self.api_dir, bind=API_IP, port=API_PORT, ns=self.api_ns,
+                                   log_path=os.path.join(self.dir, "apiserver.log"), start=False)
         self.procs.append(self.apiserver)
-        ready = os.path.join(self.api_dir, "ready")
-        self.wait(lambda: os.path.exists(ready) or not self.apiserver.alive(), 30, "API server")
-        if not self.apiserver.alive():
-            raise RuntimeError("API server exited:\n" + tail(self.apiserver.log_path))
-        self.api_url = read_text(ready)
-        self.admin_token = read_text(os.path.join(self.api_dir, "admin-token"))
-        self.kubeconfig = os.path.join(self.api_dir, "kubeconfig")
+        self.apiserver.start()
+        self.api_url = self.apiserver.url
+        self.admin_token = self.apiserver.token
+        self.kubeconfig = self.apiserver.kubeconfig_path
         self.kube_cache = os.path.join(self.dir, "kube-cache")
-        self.ssl_ctx = ssl.create_default_context(cafile=os.path.join(self.api_dir, "ca.crt"))
+        self.ssl_ctx = self.apiserver.ctx
         # The daemons get what an installation gives them: the shipped RBAC manifest, and a TokenRequest token
         # of its ServiceAccount (one per daemon and node, as `kubectl create token` mints them).
         self.kubectl("apply", "-f", RBAC_MANIFEST)
@@ -1067,7 +1062,7 @@ def main():
     a = ap.parse_args()
     install_signal_handlers()
     if a.cmd == "sweep":
-        print("removed:", sweep_stale())
+        print("removed:", sweep_stale("kvc"))
     elif a.cmd == "selftest":
         selftest(a.build_dir)
     else:

@@ -2,7 +2,7 @@
 per test class, daemon logs printed when a test fails, measured times printed and kept for the report.
 
 A test file ends with `kvc_test.main()`; run one alone with
-  python3 tests/cluster/test_egress.py --build-dir build [-v] [TestClass.test_name]
+  PYTHONPATH=tests/lib python3 tests/cluster/test_egress.py --build-dir build [-v] [TestClass.test_name]
 """
 import json
 import os
@@ -10,10 +10,9 @@ import sys
 import time
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import cluster  # noqa: E402
-from cluster import Cluster  # noqa: E402,F401
+import cluster
+import kvbuild
+from cluster import Cluster  # noqa: F401
 
 BINARIES = {}
 TIMINGS_FILE = os.environ.get("KVC_TIMINGS", "")
@@ -200,25 +199,21 @@ class ClusterTestCase(unittest.TestCase):
 
 
 def main():
-    """Strips --build-dir DIR / --kvnetd PATH / --kvelectd PATH / --kvpd PATH, then runs unittest."""
+    """Strips --build-dir DIR (the same as KVEGRESS_BUILD_DIR, which meson sets), then runs unittest. The
+    daemons are the ones of that build (kvbuild.py); a missing one fails here, naming its path."""
     argv = [sys.argv[0]]
     args = sys.argv[1:]
     i = 0
-    build = None
     while i < len(args):
         a = args[i]
-        if a in ("--build-dir", "--kvnetd", "--kvelectd", "--kvpd") and i + 1 < len(args):
-            if a == "--build-dir":
-                build = args[i + 1]
-            else:
-                BINARIES[a[2:]] = os.path.abspath(args[i + 1])
+        if a == "--build-dir" and i + 1 < len(args):
+            kvbuild.set_build_dir(args[i + 1])
             i += 2
             continue
         argv.append(a)
         i += 1
-    build = build or os.environ.get("KVC_BUILD_DIR") or os.path.join(cluster.ROOT, "build")
     for d in ("kvnetd", "kvelectd", "kvpd"):
-        BINARIES.setdefault(d, os.path.abspath(os.path.join(build, d, d)))
+        BINARIES[d] = kvbuild.binary("%s/%s" % (d, d))
     if os.geteuid() != 0:
         print("cluster tests need root (network namespaces)")
         sys.exit(77)
