@@ -5,6 +5,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "clock.h"
 #include "kube-objects.h"
 #include "kvelectd-bus.h"
 #include "log.h"
@@ -14,14 +15,6 @@ int introspect_setup(Manager *m)
 {
         m->metrics.failover_seconds = (MetricHistogram)METRIC_HISTOGRAM_SECONDS;
         return loop_lag_start(m->event, &m->metrics.loop_lag);
-}
-
-static uint64_t realtime_usec(void)
-{
-        struct timespec ts;
-
-        (void)clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
 }
 
 /* Called with every batch of election events, before they are acted on.

@@ -8,20 +8,13 @@
 #include <time.h>
 
 #include "catalog.h"
+#include "clock.h"
 #include "kvelectd-bus.h"
 #include "log.h"
 
 /* Timers fire within this of their time: the renew deadline is reported
  * on time, and kvnetd fences on its own clock anyway. */
 #define TIMER_ACCURACY_USEC (1 * USEC_PER_MSEC)
-
-static uint64_t clock_usec(clockid_t id)
-{
-        struct timespec ts;
-
-        (void)clock_gettime(id, &ts);
-        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
-}
 
 ElectionTime manager_now(void)
 {

@@ -7,6 +7,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include "clock.h"
 #include "kvpd-bus.h"
 #include "log.h"
 #include "manager.h"
@@ -15,14 +16,6 @@
 
 static const char *const read_only_methods[] = {KVPD_METHOD_GET_NODE, KVPD_METHOD_LIST_SERVICES,
                                                 KVPD_METHOD_GET_METRICS, NULL};
-
-static uint64_t realtime_usec(void)
-{
-        struct timespec ts;
-
-        (void)clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
-}
 
 bool service_error_set(Service *s, const char *from, const char *msg)
 {

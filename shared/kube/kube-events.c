@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "clock.h"
 #include "kube-client.h"
 #include "kube-internal.h"
 #include "kube-objects.h"
@@ -62,14 +63,6 @@ struct KubeEvents {
         EventWrite *writes;
         KubeEventStats stats;
 };
-
-static uint64_t mono_usec(void)
-{
-        struct timespec ts;
-
-        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
-}
 
 static EventRecord *record_free(EventRecord *r)
 {
@@ -287,7 +280,7 @@ int kube_events_emit(KubeEvents *e, const char *component, const char *host, con
 {
         _cleanup_free_ char *key = NULL, *object = NULL, *gen = NULL;
         const char *ns = namespace ?: "default";
-        uint64_t now_mono = mono_usec();
+        uint64_t now_mono = now_usec();
         json_t *involved;
         EventRecord *r;
         char now[32];

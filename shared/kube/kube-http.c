@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "clock.h"
 #include "kube-client.h"
 #include "kube-internal.h"
 #include "log.h"
@@ -96,14 +97,6 @@ struct KubeClient {
         KubeClientStats stats;
         KubeEvents *events; /* kube-events.c */
 };
-
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-
-        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
-}
 
 KubeClientStats *kube_client_stats(KubeClient *c)
 {

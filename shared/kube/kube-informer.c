@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "hashmap.h"
+#include "clock.h"
 #include "kube-client.h"
 #include "kube-internal.h"
 #include "log.h"
@@ -77,14 +78,6 @@ typedef struct CacheEntry {
         char *rv;
         void *item; /* the JSON (incref'd), or ops.transform's result */
 } CacheEntry;
-
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-
-        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
-}
 
 static void entry_free(KubeInformer *inf, CacheEntry *e)
 {
