@@ -133,32 +133,6 @@ int validate_deadline(usec_t now, usec_t deadline, const char *field, ParseError
         return 0;
 }
 
-int ip_addr_compare(const IpAddr *a, const IpAddr *b)
-{
-        if (a->family != b->family)
-                return a->family < b->family ? -1 : 1;
-        return memcmp(&a->addr, &b->addr, a->family == AF_INET6 ? 16 : 4);
-}
-
-static int addr_cmp(const void *a, const void *b)
-{
-        return ip_addr_compare(a, b);
-}
-
-static int prefix_cmp(const void *x, const void *y)
-{
-        const IpPrefix *a = x, *b = y;
-        int r;
-
-        if (a->family != b->family)
-                return a->family < b->family ? -1 : 1;
-        r = memcmp(&a->addr, &b->addr, a->family == AF_INET6 ? 16 : 4);
-        if (r != 0)
-                return r;
-        /* Shorter prefix (the bigger network) first, so it absorbs the rest. */
-        return a->prefixlen < b->prefixlen ? -1 : a->prefixlen > b->prefixlen;
-}
-
 static int port_cmp(const void *x, const void *y)
 {
         const PortSpec *a = x, *b = y;
@@ -166,24 +140,6 @@ static int port_cmp(const void *x, const void *y)
         if (a->proto != b->proto)
                 return a->proto < b->proto ? -1 : 1;
         return a->port < b->port ? -1 : a->port > b->port;
-}
-
-void prefixes_normalize(IpPrefix *v, size_t *n)
-{
-        size_t o = 0;
-
-        if (*n == 0)
-                return;
-        qsort(v, *n, sizeof(IpPrefix), prefix_cmp);
-        for (size_t i = 0; i < *n; i++) {
-                IpAddr a = {.family = v[i].family, .addr = v[i].addr};
-                /* Sorted by address, then length: a prefix that contains this
-                 * one is the last kept, if any. */
-                if (o > 0 && ip_prefix_contains(&v[o - 1], &a) && v[o - 1].prefixlen <= v[i].prefixlen)
-                        continue;
-                v[o++] = v[i];
-        }
-        *n = o;
 }
 
 void egress_policy_free(EgressPolicy *p)
@@ -281,7 +237,7 @@ int egress_request_validate(const Config *c, const EgressRequest *req, EgressPol
                 }
         }
         p->n_pods = req->n_pods;
-        qsort(p->pods, p->n_pods, sizeof(IpAddr), addr_cmp);
+        ip_addrs_sort(p->pods, p->n_pods);
         for (size_t i = 1; i < p->n_pods; i++)
                 if (ip_addr_equal(&p->pods[i - 1], &p->pods[i])) {
                         char buf[INET6_ADDRSTRLEN];

@@ -39,8 +39,3 @@ typedef struct EgressRequest {
 /* Validates every field and returns the normalised policy. It does not look
  * at state: whether the VIPs are granted to the service is the caller's. */
 int egress_request_validate(const Config *c, const EgressRequest *req, EgressPolicy **ret, ParseError *err);
-
-/* Sorts and de-duplicates; prefixes contained in another are dropped, so an
- * interval set never sees an overlap. */
-void prefixes_normalize(IpPrefix *v, size_t *n);
-int ip_addr_compare(const IpAddr *a, const IpAddr *b);

@@ -52,27 +52,6 @@ static int prefix_set_add_list(PrefixSet *s, const char *list, const char *what)
         return 0;
 }
 
-static int prefix_cmp(const void *a, const void *b)
-{
-        const IpPrefix *x = a, *y = b;
-        int c;
-
-        if (x->family != y->family)
-                return x->family < y->family ? -1 : 1;
-        c = memcmp(x->addr.bytes, y->addr.bytes, x->family == AF_INET6 ? 16 : 4);
-        if (c != 0)
-                return c;
-        return x->prefixlen < y->prefixlen ? -1 : x->prefixlen > y->prefixlen;
-}
-
-static bool prefix_covers(const IpPrefix *outer, const IpPrefix *inner)
-{
-        IpAddr a = {.family = inner->family, .addr = inner->addr};
-
-        return outer->family == inner->family && outer->prefixlen <= inner->prefixlen &&
-               ip_prefix_contains(outer, &a);
-}
-
 static IpPrefix prefix_parent(const IpPrefix *p)
 {
         IpPrefix q = *p;
@@ -88,21 +67,12 @@ size_t ip_prefix_aggregate(IpPrefix *v, size_t n)
         bool changed = true;
 
         while (changed && n > 0) {
-                size_t k = 0;
+                size_t k = 0, before = n;
 
-                changed = false;
-                qsort(v, n, sizeof(IpPrefix), prefix_cmp);
-                /* Sorted by address then length, a prefix that covers others
-                 * comes right before them. */
-                for (size_t i = 0; i < n; i++) {
-                        if (k > 0 && prefix_covers(&v[k - 1], &v[i])) {
-                                changed = changed || !ip_prefix_equal(&v[k - 1], &v[i]);
-                                continue;
-                        }
-                        v[k++] = v[i];
-                }
-                n = k;
-                k = 0;
+                /* Sorted, and what another prefix covers dropped; then
+                 * siblings are merged into their parent. */
+                prefixes_normalize(v, &n);
+                changed = n != before;
                 for (size_t i = 0; i < n; i++) {
                         if (i + 1 < n && v[i].family == v[i + 1].family && v[i].prefixlen == v[i + 1].prefixlen &&
                             v[i].prefixlen > 0) {

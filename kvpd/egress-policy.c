@@ -105,15 +105,6 @@ static int add_warning(EgressPolicy *p, const char *fmt, ...)
         return 0;
 }
 
-static int addr_cmp(const void *a, const void *b)
-{
-        const IpAddr *x = a, *y = b;
-
-        if (x->family != y->family)
-                return x->family < y->family ? -1 : 1;
-        return memcmp(x->addr.bytes, y->addr.bytes, x->family == AF_INET6 ? 16 : 4);
-}
-
 static int slice_ptr_cmp(const void *a, const void *b)
 {
         const KubeEndpointSlice *x = *(const KubeEndpointSlice *const *)a;
@@ -516,7 +507,7 @@ int egress_policy_compute(const EgressInput *in, EgressPolicy **ret)
         for (size_t i = 0; i < local.n; i++)
                 if (family_handled(p, &a, local.v[i].family))
                         p->pods[p->n_pods++] = local.v[i];
-        qsort(p->pods, p->n_pods, sizeof(IpAddr), addr_cmp);
+        ip_addrs_sort(p->pods, p->n_pods);
 
         if (family_handled(p, &a, AF_INET))
                 pick_active(&local, AF_INET, in->prev_active4, &p->has_active4, &p->active4);

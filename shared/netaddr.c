@@ -160,6 +160,65 @@ bool ip_prefix_contains(const IpPrefix *p, const IpAddr *a)
         return memcmp(&masked, &p->addr, a->family == AF_INET6 ? 16 : 4) == 0;
 }
 
+bool ip_prefix_covers(const IpPrefix *outer, const IpPrefix *inner)
+{
+        IpAddr a = {.family = inner->family, .addr = inner->addr};
+
+        return outer->prefixlen <= inner->prefixlen && ip_prefix_contains(outer, &a);
+}
+
+int ip_addr_compare(const IpAddr *a, const IpAddr *b)
+{
+        if (a->family != b->family)
+                return a->family < b->family ? -1 : 1;
+        return memcmp(&a->addr, &b->addr, a->family == AF_INET6 ? 16 : 4);
+}
+
+int ip_prefix_compare(const IpPrefix *a, const IpPrefix *b)
+{
+        int r;
+
+        if (a->family != b->family)
+                return a->family < b->family ? -1 : 1;
+        r = memcmp(&a->addr, &b->addr, a->family == AF_INET6 ? 16 : 4);
+        if (r != 0)
+                return r;
+        return a->prefixlen < b->prefixlen ? -1 : a->prefixlen > b->prefixlen;
+}
+
+static int addr_qsort_cmp(const void *a, const void *b)
+{
+        return ip_addr_compare(a, b);
+}
+
+static int prefix_qsort_cmp(const void *a, const void *b)
+{
+        return ip_prefix_compare(a, b);
+}
+
+void ip_addrs_sort(IpAddr *v, size_t n)
+{
+        if (n > 1)
+                qsort(v, n, sizeof(IpAddr), addr_qsort_cmp);
+}
+
+void prefixes_normalize(IpPrefix *v, size_t *n)
+{
+        size_t o = 0;
+
+        if (*n == 0)
+                return;
+        qsort(v, *n, sizeof(IpPrefix), prefix_qsort_cmp);
+        for (size_t i = 0; i < *n; i++) {
+                /* Sorted by address, then length: a prefix that covers this
+                 * one is the last kept, if any. */
+                if (o > 0 && ip_prefix_covers(&v[o - 1], &v[i]))
+                        continue;
+                v[o++] = v[i];
+        }
+        *n = o;
+}
+
 bool ip_addr_equal(const IpAddr *a, const IpAddr *b)
 {
         return a->family == b->family && memcmp(&a->addr, &b->addr, a->family == AF_INET6 ? 16 : 4) == 0;

@@ -59,8 +59,20 @@ int ip_prefix_parse(const char *s, int family, bool allow_bare_address, IpPrefix
 const char *ip_addr_to_string(const IpAddr *a, char buf[static INET6_ADDRSTRLEN]);
 const char *ip_prefix_to_string(const IpPrefix *p, char buf[static IP_PREFIX_STRING_MAX]);
 bool ip_prefix_contains(const IpPrefix *p, const IpAddr *a);
+/* outer contains every address of inner (a prefix covers itself). */
+bool ip_prefix_covers(const IpPrefix *outer, const IpPrefix *inner);
 bool ip_addr_equal(const IpAddr *a, const IpAddr *b);
 bool ip_prefix_equal(const IpPrefix *a, const IpPrefix *b);
+/* The one order of addresses and prefixes: IPv4 first, then by address;
+ * for prefixes of one address, the shorter (the bigger network) first. */
+int ip_addr_compare(const IpAddr *a, const IpAddr *b);
+int ip_prefix_compare(const IpPrefix *a, const IpPrefix *b);
+void ip_addrs_sort(IpAddr *v, size_t n);
+/* The one normal form of a set of networks (kvpd's and kvnetd's): sorted by
+ * ip_prefix_compare, with every prefix another one covers dropped
+ * (duplicates included), so an nft interval set never sees an overlap.
+ * *n is updated. */
+void prefixes_normalize(IpPrefix *v, size_t *n);
 unsigned family_max_prefixlen(int family);
 
 const char *l4_proto_to_string(L4Proto p);

@@ -7,6 +7,60 @@
 
 #include "netaddr.h"
 
+/* The one normal form of a set of networks: sorted (IPv4 first, then by
+ * address, the bigger network first), every covered prefix and duplicate
+ * dropped; kvnetd's SetEgress and kvpd's CIDR aggregation both use it. */
+START_TEST(test_prefixes_normalize)
+{
+        const char *in[] = {"fd00::/64",   "10.0.0.0/8",     "10.1.0.0/16", "192.168.0.0/24", "10.0.0.0/8",
+                            "fd00::1/128", "192.168.1.0/24", "0.0.0.0/0",   "::/0",           "fd00::/64"};
+        IpPrefix v[ELEMENTSOF(in)];
+        char buf[IP_PREFIX_STRING_MAX];
+        size_t n = ELEMENTSOF(in);
+
+        for (size_t i = 0; i < n; i++)
+                ck_assert_int_eq(ip_prefix_parse(in[i], AF_UNSPEC, false, &v[i], NULL), 0);
+        prefixes_normalize(v, &n);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_str_eq(ip_prefix_to_string(&v[0], buf), "0.0.0.0/0");
+        ck_assert_str_eq(ip_prefix_to_string(&v[1], buf), "::/0");
+
+        n = 7; /* without the default routes */
+        for (size_t i = 0; i < n; i++)
+                ck_assert_int_eq(ip_prefix_parse(in[i], AF_UNSPEC, false, &v[i], NULL), 0);
+        prefixes_normalize(v, &n);
+        ck_assert_uint_eq(n, 4);
+        ck_assert_str_eq(ip_prefix_to_string(&v[0], buf), "10.0.0.0/8");
+        ck_assert_str_eq(ip_prefix_to_string(&v[1], buf), "192.168.0.0/24");
+        ck_assert_str_eq(ip_prefix_to_string(&v[2], buf), "192.168.1.0/24");
+        ck_assert_str_eq(ip_prefix_to_string(&v[3], buf), "fd00::/64");
+        ck_assert_int_lt(ip_prefix_compare(&v[0], &v[1]), 0);
+        ck_assert(ip_prefix_covers(&v[0], &v[0]));
+        ck_assert(!ip_prefix_covers(&v[1], &v[2]));
+
+        n = 0;
+        prefixes_normalize(v, &n);
+        ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
+START_TEST(test_addrs_sort)
+{
+        const char *in[] = {"fd00::2", "10.0.0.2", "fd00::1", "10.0.0.10", "10.0.0.1"};
+        const char *want[] = {"10.0.0.1", "10.0.0.2", "10.0.0.10", "fd00::1", "fd00::2"};
+        IpAddr v[ELEMENTSOF(in)];
+        char buf[INET6_ADDRSTRLEN];
+
+        for (size_t i = 0; i < ELEMENTSOF(in); i++)
+                ck_assert_int_eq(ip_addr_parse(in[i], AF_UNSPEC, &v[i], NULL), 0);
+        ip_addrs_sort(v, ELEMENTSOF(v));
+        for (size_t i = 0; i < ELEMENTSOF(want); i++)
+                ck_assert_str_eq(ip_addr_to_string(&v[i], buf), want[i]);
+        ck_assert_int_eq(ip_addr_compare(&v[0], &v[0]), 0);
+        ck_assert_int_lt(ip_addr_compare(&v[2], &v[3]), 0);
+}
+END_TEST
+
 static const struct {
         const char *in;
         int family;
@@ -186,6 +240,8 @@ static Suite *netaddr_suite(void)
 
         tcase_add_loop_test(tc, test_prefix_parse, 0, (int)ELEMENTSOF(prefix_cases));
         tcase_add_test(tc, test_prefix_contains);
+        tcase_add_test(tc, test_prefixes_normalize);
+        tcase_add_test(tc, test_addrs_sort);
         tcase_add_loop_test(tc, test_port_list, 0, (int)ELEMENTSOF(port_cases));
         tcase_add_test(tc, test_port_list_values);
         tcase_add_test(tc, test_list_limits);
