@@ -24,7 +24,7 @@ import unittest
 import netns
 from dbus_p2p import METHOD_CALL, Connection, marshal
 from kvnet import (EXT4, POD4, POD4_B, POD_CIDRS, SVC_CIDRS, VIP4, VIP4_B, DBusError,
-                   EgressTopology, Kvnetd, mono_usec)
+                   KvnetdTestCase, mono_usec)
 
 PATH, IFACE = "/io/kvegress/Net1", "io.kvegress.Net1"
 GOOD = "default/good"
@@ -92,39 +92,24 @@ CALLS = [
 ]
 
 
-class BadRequestsTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.topo = netns.Topology("kvbr")
-        try:
-            cls.net = EgressTopology(cls.topo)
-            cls.kvnetd = Kvnetd(cls.net.node).start()
-            with cls.kvnetd.client() as c:
-                c.grant_vip(GOOD, VIP4, "eth1", ttl=280)
-                c.set_egress(GOOD, VIP4, "", [POD4], excluded=POD_CIDRS + SVC_CIDRS)
-        except BaseException:
-            cls.topo.cleanup()
-            raise
+class BadRequestsTest(KvnetdTestCase):
+    PREFIX = "kvbr"
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            if cls.kvnetd.alive():
-                rc = cls.kvnetd.stop()
-                assert rc == 0, f"kvnetd exited with {rc}:\n{cls.kvnetd.read_log()[-3000:]}"
-        finally:
-            cls.topo.cleanup()
+    def started(cls):
+        with cls.kvnetd.client() as c:
+            c.grant_vip(GOOD, VIP4, "eth1", ttl=280)
+            c.set_egress(GOOD, VIP4, "", [POD4], excluded=POD_CIDRS + SVC_CIDRS)
 
     def setUp(self):
-        self.c = self.kvnetd.client()
-        self.addCleanup(self.c.close)
+        super().setUp()
         self.c.renew(GOOD, ttl=280)
         self.vips_before = self.c.list_vips()
         self.egress_before = self.c.list_egress()
         self.table_before = self.table()
 
     def tearDown(self):
-        self.assertTrue(self.kvnetd.alive(), "kvnetd died:\n" + self.kvnetd.read_log()[-3000:])
+        super().tearDown()
         with self.kvnetd.client() as c:
             self.assertEqual([v[:3] for v in c.list_vips()], [v[:3] for v in self.vips_before])
             self.assertEqual(c.list_egress(), self.egress_before)

@@ -22,7 +22,7 @@ import unittest
 
 
 import netns
-from kvnet import NODE_SVC4, NODE_SVC6, POD4, POD6, VIP4, VIP6, DBusError, EgressTopology, Kvnetd
+from kvnet import NODE_SVC4, NODE_SVC6, POD4, POD6, VIP4, VIP6, DBusError, EgressTopology, Kvnetd, KvnetdTestCase
 
 SVC = "default/web"
 CONFLICT = "io.kvegress.Net1.Error.Conflict"
@@ -77,45 +77,24 @@ def _dump_here():
     return out
 
 
-class ForeignAddressTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.topo = netns.Topology("kvfa")
-        try:
-            cls.net = EgressTopology(cls.topo)
-            node = cls.net.node
-            # Someone else's addresses inside the VIP ranges: an operator's
-            # host addresses on the VIP interface (there before kvnetd
-            # starts), and addresses of other prefixes on other interfaces.
-            node.addr("eth1", "192.168.0.231/32")
-            node.addr("eth1", "fd00:192::231/128")
-            node.addr("eth0", "192.168.0.232/28")
-            node.addr("lo", "fd00:192::232/128")
-            cls.kvnetd = Kvnetd(node, grace="2s").start()
-        except BaseException:
-            cls.topo.cleanup()
-            raise
+class ForeignAddressTest(KvnetdTestCase):
+    PREFIX = "kvfa"
+    KVNETD_ARGS = {"grace": "2s"}
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            if cls.kvnetd.alive():
-                rc = cls.kvnetd.stop()
-                assert rc == 0, f"kvnetd exited with {rc}:\n{cls.kvnetd.read_log()[-3000:]}"
-        finally:
-            cls.topo.cleanup()
+    def prepare(cls, net):
+        # Someone else's addresses inside the VIP ranges: an operator's
+        # host addresses on the VIP interface (there before kvnetd
+        # starts), and addresses of other prefixes on other interfaces.
+        node = net.node
+        node.addr("eth1", "192.168.0.231/32")
+        node.addr("eth1", "fd00:192::231/128")
+        node.addr("eth0", "192.168.0.232/28")
+        node.addr("lo", "fd00:192::232/128")
 
     def setUp(self):
-        if not self.kvnetd.alive():
-            self.kvnetd.start()
-        self.c = self.kvnetd.client()
-        self.addCleanup(self.c.close)
-        for s in {v[0] for v in self.c.list_vips()} | {e[0] for e in self.c.list_egress()}:
-            if s:
-                self.c.remove_service(s)
-
-    def tearDown(self):
-        self.assertTrue(self.kvnetd.alive(), "kvnetd died:\n" + self.kvnetd.read_log()[-3000:])
+        super().setUp()
+        self.remove_all_services()
 
     def addresses(self):
         """Every address of the node with everything `ip` shows of it but

@@ -8,7 +8,6 @@ external host, the source address of what the pod sends. Needs root."""
 
 import os
 import re
-import subprocess
 import time
 import unittest
 
@@ -16,8 +15,8 @@ import unittest
 import netns
 from asuser import call_as
 from kvnet import (CLUSTER_IP4, CLUSTER_IP6, EXT4, EXT6, FAR4, NODE_SVC4, NODE_SVC6, PEER_POD4,
-                   POD4, POD4_B, POD6, POD_CIDRS, SVC_CIDRS, VIP4, VIP4_B, VIP6, DBusError, EgressTopology,
-                   KvnetClient, Kvnetd)
+                   POD4, POD4_B, POD6, POD_CIDRS, SVC_CIDRS, VIP4, VIP4_B, VIP6, DBusError,
+                   KvnetClient, Kvnetd, KvnetdTestCase)
 
 SVC = "default/web"
 INVALID = "org.freedesktop.DBus.Error.InvalidArgs"
@@ -31,45 +30,22 @@ def setUpModule():
         raise unittest.SkipTest("needs root (network namespaces)")
 
 
-class KvnetdCase(unittest.TestCase):
+class KvnetdCase(KvnetdTestCase):
     """One topology and one kvnetd for the class; every test starts from an
     empty kvnetd and an empty conntrack table."""
 
     extra_args = ("--interface", "eth7")  # allowlisted but absent
 
     @classmethod
-    def setUpClass(cls):
-        cls.topo = netns.Topology("kvt")
-        try:
-            cls.net = EgressTopology(cls.topo)
-            cls.kvnetd = Kvnetd(cls.net.node, extra_args=cls.extra_args).start()
-        except BaseException:
-            cls.topo.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            if cls.kvnetd.alive():
-                rc = cls.kvnetd.stop()
-                assert rc == 0, f"kvnetd exited with {rc}:\n{cls.kvnetd.read_log()[-3000:]}"
-        finally:
-            cls.topo.cleanup()
+    def kvnetd_args(cls):
+        return {"extra_args": cls.extra_args}
 
     def setUp(self):
-        if not self.kvnetd.alive():
-            self.kvnetd.start()
-        self.c = self.kvnetd.client()
-        self.addCleanup(self.c.close)
-        for s in {v[0] for v in self.c.list_vips()} | {e[0] for e in self.c.list_egress()}:
-            if s:
-                self.c.remove_service(s)
+        super().setUp()
+        self.remove_all_services()
         self.net.node.run("conntrack", "-F", check=False)
         self.net.ext_rec.clear()
         self.net.peer_rec.clear()
-
-    def tearDown(self):
-        self.assertTrue(self.kvnetd.alive(), "kvnetd died:\n" + self.kvnetd.read_log()[-3000:])
 
     # helpers
     def egress(self, **kw):
@@ -161,7 +137,7 @@ table ip late {
         self.egress(pods=[POD4])
         stream = self.net.pod.popen("python3", netns.HERE, "stream", "udp", EXT4, "5060", "--src", POD4,
                                     "--sport", "40000", "--count", "300", "--interval", "0.01")
-        time.sleep(0.3)
+        self.net.ext_rec.wait_for(lambda e: "seq" in e)  # the stream flows before the first change
         # Pods come and go; the rules change (a denied network) twice.
         for kw in ({"pods": [POD4, POD4_B]}, {"pods": [POD4]}, {"pods": [POD4, POD4_B], "denied": ["203.0.113.0/24"]},
                    {"pods": [POD4], "denied": []}, {"pods": [POD4, POD6]}):
@@ -190,10 +166,10 @@ table ip late {
 class VipTest(KvnetdCase):
     def test_gratuitous_arp_and_unsolicited_na_at_once_and_repeated(self):
         cap = os.path.join(self.topo.tmpdir, "garp.txt")
-        with open(cap, "w") as f:
+        with open(cap, "w") as f, open(cap + ".err", "w") as err:
             dump = self.net.ext.popen("tcpdump", "-l", "-n", "-v", "-i", "eth0", "arp or icmp6", stdout=f,
-                                      stderr=subprocess.DEVNULL)
-            time.sleep(1)
+                                      stderr=err)
+            netns.wait_file_contains(cap + ".err", "listening on")  # capturing before the grant
             t0 = time.monotonic()
             self.c.grant_vip(SVC, VIP4, "eth1")
             self.c.grant_vip(SVC, VIP6, "eth1")

@@ -22,8 +22,10 @@ import os
 import signal
 import subprocess
 import time
+import unittest
 
 import kvbuild
+import netns
 from dbus_p2p import Connection, DBusError  # noqa: F401 (re-exported)
 from netns import Recorder, run
 
@@ -216,3 +218,61 @@ table ip6 cni {{
 """)
         self.ext_rec = Recorder(self.ext, tcp=TCP_PORTS, udp=UDP_PORTS)
         self.peer_rec = Recorder(self.peer, tcp=TCP_PORTS, udp=UDP_PORTS)
+
+
+class KvnetdTestCase(unittest.TestCase):
+    """One EgressTopology and one kvnetd for the class; every test gets a client, self.c, and fails if kvnetd
+    died (a dead one is started again for the next test). A subclass sets PREFIX (of its namespaces) and
+    KVNETD_ARGS (keyword arguments of Kvnetd) or overrides kvnetd_args(), and may override prepare(net), run
+    before kvnetd starts, and started(), run once it serves."""
+
+    PREFIX = "kvt"
+    KVNETD_ARGS = {}
+
+    @classmethod
+    def kvnetd_args(cls):
+        return dict(cls.KVNETD_ARGS)
+
+    @classmethod
+    def prepare(cls, net):
+        pass
+
+    @classmethod
+    def started(cls):
+        pass
+
+    @classmethod
+    def setUpClass(cls):
+        cls.topo = netns.Topology(cls.PREFIX)
+        try:
+            cls.net = EgressTopology(cls.topo)
+            cls.prepare(cls.net)
+            cls.kvnetd = Kvnetd(cls.net.node, **cls.kvnetd_args()).start()
+            cls.started()
+        except BaseException:
+            cls.topo.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            if cls.kvnetd.alive():
+                rc = cls.kvnetd.stop()
+                assert rc == 0, f"kvnetd exited with {rc}:\n{cls.kvnetd.read_log()[-3000:]}"
+        finally:
+            cls.topo.cleanup()
+
+    def setUp(self):
+        if not self.kvnetd.alive():
+            self.kvnetd.start()
+        self.c = self.kvnetd.client()
+        self.addCleanup(self.c.close)
+
+    def remove_all_services(self):
+        """Every service kvnetd holds removed: the test starts from an empty kvnetd."""
+        for s in {v[0] for v in self.c.list_vips()} | {e[0] for e in self.c.list_egress()}:
+            if s:
+                self.c.remove_service(s)
+
+    def tearDown(self):
+        self.assertTrue(self.kvnetd.alive(), "kvnetd died:\n" + self.kvnetd.read_log()[-3000:])

@@ -399,6 +399,20 @@ def probe(ns, proto, host, port, src=None, sport=None, timeout=3):
     return p.stdout.strip() or None
 
 
+def wait_file_contains(path, text, timeout=10):
+    """Waits until the file at path contains text (a process's readiness line); raises after timeout."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with open(path) as f:
+                if text in f.read():
+                    return
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise TimeoutError(f"{path} did not show {text!r} within {timeout}s")
+
+
 def ping(ns, host, count=1, src=None):
     """True if host answers an ICMP echo from ns (from address src if given)."""
     argv = ["ping", "-n", "-q", "-c", str(count), "-W", "2"]
