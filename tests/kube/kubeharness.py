@@ -2,7 +2,6 @@
 across restarts, so a client's kubeconfig stays valid) and the two C drivers,
 kube-informer-check and kube-request-check, whose output is JSON lines. stdlib only."""
 import base64
-import http.client
 import json
 import os
 import queue
@@ -51,25 +50,6 @@ class Server(ApiServer):
     @property
     def kubeconfig_cert(self):
         return os.path.join(self.dir, "kubeconfig-cert")
-
-    def json(self, method, path, body=None, token=None, ctype="application/json"):
-        c = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
-        h = {"Authorization": "Bearer " + (token or self.token), "Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            h["Content-Type"] = ctype
-        try:
-            c.request(method, path, body=data, headers=h)
-            r = c.getresponse()
-            raw = r.read()
-        finally:
-            c.close()
-        try:
-            return r.status, json.loads(raw) if raw else None
-        except ValueError:
-            return r.status, raw
-
 
     def stats(self):
         return self.json("GET", "/_kvtest/stats")[1]

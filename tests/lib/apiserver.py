@@ -145,14 +145,15 @@ class ApiServer:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ the admin's requests
-    def json(self, method, path, body=None):
-        """One request with the admin token; returns (status, decoded JSON body or the raw bytes)."""
+    def json(self, method, path, body=None, token=None, ctype="application/json"):
+        """One request with token (the admin's by default); returns (status, decoded JSON body or the raw
+        bytes)."""
         c = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=30)
-        h = {"Authorization": "Bearer " + self.token, "Accept": "application/json"}
+        h = {"Authorization": "Bearer " + (token or self.token), "Accept": "application/json"}
         data = None
         if body is not None:
             data = json.dumps(body).encode()
-            h["Content-Type"] = "application/json"
+            h["Content-Type"] = ctype
         try:
             c.request(method, path, body=data, headers=h)
             r = c.getresponse()
