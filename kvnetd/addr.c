@@ -150,34 +150,45 @@ typedef struct DumpContext {
         int error;
 } DumpContext;
 
-static int on_dump_message(struct nl_msg *msg, void *userdata)
+/* The address an RTM_NEWADDR or RTM_DELADDR message reports; returns the
+ * message's type, or 0 for another message, another family or a malformed
+ * one. */
+static int kernel_addr_from_message(struct nl_msg *msg, KernelAddr *ret)
 {
-        DumpContext *ctx = userdata;
         struct nlmsghdr *h = nlmsg_hdr(msg);
         struct nlattr *tb[IFA_MAX + 1];
         struct ifaddrmsg *ifa;
         struct nlattr *a;
-        KernelAddr ka = {};
-        int r;
 
-        if (h->nlmsg_type != RTM_NEWADDR || ctx->error < 0)
-                return NL_OK;
+        if (h->nlmsg_type != RTM_NEWADDR && h->nlmsg_type != RTM_DELADDR)
+                return 0;
         if (nlmsg_parse(h, sizeof(struct ifaddrmsg), tb, IFA_MAX, NULL) < 0)
-                return NL_OK;
+                return 0;
         ifa = nlmsg_data(h);
         if (ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6)
-                return NL_OK;
+                return 0;
         /* IPv4: IFA_LOCAL (IFA_ADDRESS is the peer on point-to-point links);
          * IPv6: IFA_ADDRESS only. */
         a = tb[IFA_LOCAL] ? tb[IFA_LOCAL] : tb[IFA_ADDRESS];
         if (!a || nla_len(a) != (ifa->ifa_family == AF_INET6 ? 16 : 4))
-                return NL_OK;
-        ka.addr.family = ifa->ifa_family;
-        memcpy(&ka.addr.addr, nla_data(a), (size_t)nla_len(a));
-        ka.ifindex = (int)ifa->ifa_index;
-        ka.prefixlen = ifa->ifa_prefixlen;
+                return 0;
+        *ret = (KernelAddr){.addr.family = ifa->ifa_family,
+                            .ifindex = (int)ifa->ifa_index,
+                            .prefixlen = ifa->ifa_prefixlen};
+        memcpy(&ret->addr.addr, nla_data(a), (size_t)nla_len(a));
         if (tb[IFA_PROTO] && nla_len(tb[IFA_PROTO]) >= 1)
-                ka.proto = nla_get_u8(tb[IFA_PROTO]);
+                ret->proto = nla_get_u8(tb[IFA_PROTO]);
+        return h->nlmsg_type;
+}
+
+static int on_dump_message(struct nl_msg *msg, void *userdata)
+{
+        DumpContext *ctx = userdata;
+        KernelAddr ka;
+        int r;
+
+        if (ctx->error < 0 || kernel_addr_from_message(msg, &ka) != RTM_NEWADDR)
+                return NL_OK;
         r = ctx->fn(&ka, ctx->userdata);
         if (r < 0)
                 ctx->error = r;
@@ -392,38 +403,23 @@ bool addr_link_local(Manager *m, int ifindex, struct in6_addr *ret)
 static int on_addr_message(struct nl_msg *msg, void *userdata)
 {
         Manager *m = userdata;
-        struct nlmsghdr *h = nlmsg_hdr(msg);
-        struct ifaddrmsg *ifa;
-        struct nlattr *tb[IFA_MAX + 1];
-        struct nlattr *a;
         char ifname[IFNAMSIZ];
-        IpAddr addr = {};
+        KernelAddr ka;
         Vip *v;
-        int r;
+        int r, type = kernel_addr_from_message(msg, &ka);
 
-        if (h->nlmsg_type != RTM_DELADDR && h->nlmsg_type != RTM_NEWADDR)
+        if (type == 0)
                 return NL_OK;
-        if (nlmsg_parse(h, sizeof(struct ifaddrmsg), tb, IFA_MAX, NULL) < 0)
+        index_update(m, &ka.addr, ka.ifindex, type == RTM_NEWADDR);
+        link_local_update(m, &ka.addr, ka.ifindex, type == RTM_NEWADDR);
+        if (type != RTM_DELADDR)
                 return NL_OK;
-        ifa = nlmsg_data(h);
-        if (ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6)
-                return NL_OK;
-        /* IPv4 puts the address in IFA_LOCAL, IPv6 only in IFA_ADDRESS. */
-        a = tb[IFA_LOCAL] ? tb[IFA_LOCAL] : tb[IFA_ADDRESS];
-        if (!a || nla_len(a) != (ifa->ifa_family == AF_INET6 ? 16 : 4))
-                return NL_OK;
-        addr.family = ifa->ifa_family;
-        memcpy(&addr.addr, nla_data(a), (size_t)nla_len(a));
-        index_update(m, &addr, (int)ifa->ifa_index, h->nlmsg_type == RTM_NEWADDR);
-        link_local_update(m, &addr, (int)ifa->ifa_index, h->nlmsg_type == RTM_NEWADDR);
-        if (h->nlmsg_type != RTM_DELADDR)
-                return NL_OK;
-        if (!if_indextoname(ifa->ifa_index, ifname))
+        if (!if_indextoname((unsigned)ka.ifindex, ifname))
                 return NL_OK;
 
         /* Ours, and someone else removed it (we forget a VIP before we
          * delete it). */
-        v = manager_find_vip(m, &addr);
+        v = manager_find_vip(m, &ka.addr);
         if (!v || !v->service || !streq(v->ifname, ifname))
                 return NL_OK;
         r = addr_add(m, v);
