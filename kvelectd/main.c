@@ -74,16 +74,6 @@ static void help(void)
                KVELECTD_BUS_INTERFACE, KVELECTD_SOCKET_PATH_DEFAULT);
 }
 
-static int parse_duration_arg(const char *name, const char *v, uint64_t *ret)
-{
-        uint64_t x;
-
-        if (parse_duration_usec(v, &x) < 0 || x == 0 || x > DURATION_MAX)
-                return log_error_errno(EINVAL, "%s=%s: not a duration between 1ms and 1h", name, v);
-        *ret = x;
-        return 0;
-}
-
 static int parse_argv(int argc, char *argv[])
 {
         enum {
@@ -168,19 +158,19 @@ static int parse_argv(int argc, char *argv[])
                                 return log_error_errno(ENOMEM, "out of memory");
                         break;
                 case ARG_LEASE_DURATION:
-                        r = parse_duration_arg("--lease-duration", optarg, &arg_lease_duration.usec);
+                        r = duration_arg_parse("--lease-duration", optarg, 1, DURATION_MAX, &arg_lease_duration.usec);
                         if (r < 0)
                                 return r;
                         arg_lease_duration.source = "--lease-duration";
                         break;
                 case ARG_RENEW_DEADLINE:
-                        r = parse_duration_arg("--renew-deadline", optarg, &arg_renew_deadline.usec);
+                        r = duration_arg_parse("--renew-deadline", optarg, 1, DURATION_MAX, &arg_renew_deadline.usec);
                         if (r < 0)
                                 return r;
                         arg_renew_deadline.source = "--renew-deadline";
                         break;
                 case ARG_RETRY_PERIOD:
-                        r = parse_duration_arg("--retry-period", optarg, &arg_retry_period.usec);
+                        r = duration_arg_parse("--retry-period", optarg, 1, DURATION_MAX, &arg_retry_period.usec);
                         if (r < 0)
                                 return r;
                         arg_retry_period.source = "--retry-period";
@@ -298,14 +288,10 @@ static int run(int argc, char *argv[])
         if (!arg_kubeconfig) {
                 /* kvelectd.service hands the credentials over with
                  * LoadCredential=kubeconfig:... */
-                const char *dir = getenv("CREDENTIALS_DIRECTORY");
-
-                if (dir) {
-                        if (asprintf(&credential, "%s/kubeconfig", dir) < 0)
-                                return log_error_errno(ENOMEM, "out of memory");
-                        if (access(credential, R_OK) == 0)
-                                arg_kubeconfig = credential;
-                }
+                r = credential_path("kubeconfig", &credential);
+                if (r < 0)
+                        return log_error_errno(r, "out of memory");
+                arg_kubeconfig = credential;
         }
         r = kube_config_auto(arg_kubeconfig, NULL, &config, &config_error);
         if (r < 0)

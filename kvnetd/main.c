@@ -143,16 +143,6 @@ static int set_ids(Config *c, const char *opt, const char *v, bool group)
         return 0;
 }
 
-static int set_duration(const char *opt, const char *v, usec_t min, usec_t *ret)
-{
-        if (parse_duration_usec(v, ret) < 0)
-                return log_error_errno(EINVAL, "%s=%s: not a duration (e.g. 30, 30s, 500ms)", opt, v);
-        if (*ret < min)
-                return log_error_errno(ERANGE, "%s=%s: must be at least %llums", opt, v,
-                                       (unsigned long long)(min / USEC_PER_MSEC));
-        return 0;
-}
-
 static int set_mode(const char *opt, const char *v, mode_t *ret)
 {
         char *end;
@@ -185,10 +175,10 @@ static int parse_env(Config *c)
         if (env_get_string("KVNETD_INTERFACES", &v) > 0 && (r = add_interfaces(c, "KVNETD_INTERFACES", v)) < 0)
                 return r;
         if (env_get_string("KVNETD_GRACE_PERIOD", &v) > 0 &&
-            (r = set_duration("KVNETD_GRACE_PERIOD", v, 0, &c->grace_usec)) < 0)
+            (r = duration_arg_parse("KVNETD_GRACE_PERIOD", v, 0, UINT64_MAX, &c->grace_usec)) < 0)
                 return r;
         if (env_get_string("KVNETD_RECONCILE_INTERVAL", &v) > 0 &&
-            (r = set_duration("KVNETD_RECONCILE_INTERVAL", v, USEC_PER_SEC, &c->reconcile_usec)) < 0)
+            (r = duration_arg_parse("KVNETD_RECONCILE_INTERVAL", v, USEC_PER_SEC, UINT64_MAX, &c->reconcile_usec)) < 0)
                 return r;
         if (env_get_string("KVNETD_STATE_DIR", &v) > 0 && (r = set_string(&c->state_dir, v)) < 0)
                 return r;
@@ -312,10 +302,10 @@ static int parse_argv(Config *c, int argc, char *argv[])
                         r = add_interfaces(c, "--interface", optarg);
                         break;
                 case ARG_GRACE:
-                        r = set_duration("--grace-period", optarg, 0, &c->grace_usec);
+                        r = duration_arg_parse("--grace-period", optarg, 0, UINT64_MAX, &c->grace_usec);
                         break;
                 case ARG_RECONCILE:
-                        r = set_duration("--reconcile-interval", optarg, USEC_PER_SEC, &c->reconcile_usec);
+                        r = duration_arg_parse("--reconcile-interval", optarg, USEC_PER_SEC, UINT64_MAX, &c->reconcile_usec);
                         break;
                 case ARG_CLEAN_ON_STOP:
                         c->clean_on_stop = true;

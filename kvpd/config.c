@@ -201,14 +201,9 @@ int config_load(Config *ret)
 
         v = env_first(kubeconfig_names, NULL);
         if (isempty(v)) {
-                const char *creds = getenv("CREDENTIALS_DIRECTORY");
-                if (!isempty(creds)) {
-                        _cleanup_free_ char *p = NULL;
-                        if (asprintf(&p, "%s/kubeconfig", creds) < 0)
-                                return -ENOMEM;
-                        if (access(p, R_OK) == 0)
-                                c.kubeconfig = TAKE_PTR(p);
-                }
+                r = credential_path("kubeconfig", &c.kubeconfig);
+                if (r < 0)
+                        return r;
         } else if (!(c.kubeconfig = strdup(v)))
                 return -ENOMEM;
         r = dup_env("KVEGRESS_KUBE_CONTEXT", NULL, &c.kube_context);

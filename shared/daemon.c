@@ -169,20 +169,49 @@ int parse_duration_usec(const char *s, uint64_t *ret)
         return -EINVAL;
 }
 
-int env_get_duration_usec(const char *name, uint64_t min_usec, uint64_t max_usec, uint64_t *ret)
+int duration_arg_parse(const char *name, const char *v, uint64_t min_usec, uint64_t max_usec, uint64_t *ret)
 {
-        const char *v = getenv(name);
         uint64_t x;
 
-        if (!v)
-                return 0;
         if (parse_duration_usec(v, &x) < 0)
                 return log_error_errno(EINVAL, "%s=%s: not a duration (seconds, or e.g. 500ms, 15s)", name, v);
+        if (x < min_usec && max_usec == UINT64_MAX)
+                return log_error_errno(ERANGE, "%s=%s: must be at least %llums", name, v,
+                                       (unsigned long long)(min_usec / USEC_PER_MSEC));
         if (x < min_usec || x > max_usec)
                 return log_error_errno(ERANGE, "%s=%s: must be between %llums and %llums", name, v,
                                        (unsigned long long)(min_usec / USEC_PER_MSEC),
                                        (unsigned long long)(max_usec / USEC_PER_MSEC));
         *ret = x;
+        return 0;
+}
+
+int env_get_duration_usec(const char *name, uint64_t min_usec, uint64_t max_usec, uint64_t *ret)
+{
+        const char *v = getenv(name);
+        int r;
+
+        if (!v)
+                return 0;
+        r = duration_arg_parse(name, v, min_usec, max_usec, ret);
+        return r < 0 ? r : 1;
+}
+
+int credential_path(const char *name, char **ret)
+{
+        const char *dir = getenv("CREDENTIALS_DIRECTORY");
+        char *p;
+
+        *ret = NULL;
+        if (isempty(dir))
+                return 0;
+        if (asprintf(&p, "%s/%s", dir, name) < 0)
+                return -ENOMEM;
+        if (access(p, R_OK) < 0) {
+                free(p);
+                return 0;
+        }
+        *ret = p;
         return 1;
 }
 

@@ -34,8 +34,15 @@ int env_get_uint64(const char *name, uint64_t min, uint64_t max, uint64_t *ret);
 int env_get_string(const char *name, const char **ret);
 /* Seconds, as kube-vip takes them ("15"), or with a unit suffix ("15s", "500ms"). */
 int env_get_duration_usec(const char *name, uint64_t min_usec, uint64_t max_usec, uint64_t *ret);
+/* The same check for a value from anywhere (an option: name is "--grace-period"): 0, or a negative errno
+ * after logging "name=value: reason". max_usec UINT64_MAX: no upper bound. */
+int duration_arg_parse(const char *name, const char *v, uint64_t min_usec, uint64_t max_usec, uint64_t *ret);
 /* First variable of names[] that is set wins (e.g. {"KVEGRESS_NODE_NAME", "vip_nodename"}). */
 const char *env_first(const char *const *names, const char **ret_name);
+
+/* $CREDENTIALS_DIRECTORY/name (what a unit's LoadCredential= hands over) when it is readable: 1 and a
+ * malloc'd path; 0 and NULL when there is none; -ENOMEM. */
+int credential_path(const char *name, char **ret);
 
 /* This node's name, the one kvpd and kvelectd must agree on (it matches
  * EndpointSlice nodeName and is the Lease identity): option if set (named
