@@ -135,8 +135,7 @@ table ip late {
 
     def test_stream_across_mapping_changes_never_leaves_the_vip(self):
         self.egress(pods=[POD4])
-        stream = self.net.pod.popen("python3", netns.HERE, "stream", "udp", EXT4, "5060", "--src", POD4,
-                                    "--sport", "40000", "--count", "300", "--interval", "0.01")
+        stream = netns.udp_stream(self.net.pod, EXT4, 5060, count=300, interval=0.01, src=POD4, sport=40000)
         self.net.ext_rec.wait_for(lambda e: "seq" in e)  # the stream flows before the first change
         # Pods come and go; the rules change (a denied network) twice.
         for kw in ({"pods": [POD4, POD4_B]}, {"pods": [POD4]}, {"pods": [POD4, POD4_B], "denied": ["203.0.113.0/24"]},
@@ -152,8 +151,7 @@ table ip late {
 
     def test_conntrack_flush_moves_an_existing_flow_to_the_vip(self):
         self.c.grant_vip(SVC, VIP4, "eth1")
-        stream = self.net.pod.popen("python3", netns.HERE, "stream", "udp", EXT4, "5060", "--src", POD4,
-                                    "--sport", "40001", "--count", "150", "--interval", "0.01")
+        stream = netns.udp_stream(self.net.pod, EXT4, 5060, count=150, interval=0.01, src=POD4, sport=40001)
         self.assertTrue(self.net.ext_rec.wait_for(lambda e: e.get("src") == NODE_SVC4))
         self.c.set_egress(SVC, VIP4, "", [POD4], excluded=POD_CIDRS)
         stream.wait(30)

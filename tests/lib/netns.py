@@ -27,13 +27,10 @@ never on two nodes at once.
         ...
         print(probe(pod, "tcp", "192.168.0.250", 8080))   # source seen by ext
 
-Running this file as a script inside a namespace provides the helpers:
-  netns.py record --log FILE [--tcp P,...] [--udp P,...] [--icmp]
-  netns.py probe tcp|udp HOST PORT [--sport N] [--timeout S]
-  netns.py stream udp HOST PORT --count N --interval S [--sport N]
+The recorder and the client that run inside a namespace are the ones the
+simulated cluster uses too: agents/recorder.py and agents/probe.py.
 """
 
-import argparse
 import atexit
 import ctypes
 import json
@@ -50,10 +47,12 @@ import tempfile
 import threading
 import time
 
-__all__ = ["Topology", "Netns", "Recorder", "probe", "sweep_stale", "run", "CmdError", "ip", "ip_batch",
-           "ns_socket", "list_netns", "kill_netns", "AddrWatcher"]
+__all__ = ["Topology", "Netns", "Recorder", "probe", "udp_stream", "sweep_stale", "run", "CmdError", "ip",
+           "ip_batch", "ns_socket", "list_netns", "kill_netns", "AddrWatcher"]
 
 HERE = os.path.abspath(__file__)
+RECORDER = os.path.join(os.path.dirname(HERE), "agents", "recorder.py")
+PROBE = os.path.join(os.path.dirname(HERE), "agents", "probe.py")
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -333,38 +332,50 @@ class Topology:
 
 
 class Recorder:
-    """An "external host" service in ns: TCP and UDP listeners that answer
-    each connection or datagram with the source address they saw, and record
-    it (and ICMP echo requests) to a log, one JSON object per line:
-    {"proto": "tcp"|"udp"|"icmp", "src": addr, "dst": addr, "port": n}."""
+    """An "external host" service in ns (agents/recorder.py): TCP and UDP listeners that answer each
+    connection or datagram with the source address they saw, and record it (and ICMP echo requests).
+    entries() gives one dict a record: {"proto": "tcp"|"udp"|"icmp", "src": addr, "dst": addr, "port": n}
+    (port: the port it came to; 0 for ICMP), plus "seq": N for a datagram of udp_stream()."""
 
     def __init__(self, ns, tcp=(), udp=(), icmp=True, path=None):
         self.ns = ns
         self.path = path or os.path.join(ns.topo.tmpdir, f"{ns.name}-recorder.log")
         open(self.path, "w").close()
-        argv = ["python3", HERE, "record", "--log", self.path]
-        if tcp:
-            argv += ["--tcp", ",".join(map(str, tcp))]
-        if udp:
-            argv += ["--udp", ",".join(map(str, udp))]
+        ready = self.path + ".ready"
+        argv = [sys.executable or "python3", RECORDER, "--log", self.path, "--ready", ready]
+        for p in tcp:
+            argv += ["--tcp", str(p)]
+        for p in udp:
+            argv += ["--udp", str(p)]
         if icmp:
             argv.append("--icmp")
         self.proc = ns.popen(*argv, stderr=None)
         # Ready when the listeners are bound.
         end = time.monotonic() + 10
         while time.monotonic() < end:
-            if os.path.exists(self.path + ".ready"):
+            if os.path.exists(ready):
                 return
+            if self.proc.poll() is not None:
+                break
             time.sleep(0.05)
         raise RuntimeError("recorder did not start")
+
+    @staticmethod
+    def _entry(r):
+        e = {"proto": r["proto"], "src": r["src"], "dst": r.get("dst") or "",
+             "port": r.get("dport") if r["proto"] in ("tcp", "udp") else 0}
+        tag = r.get("tag") or ""
+        if tag.startswith("seq "):
+            e["seq"] = int(tag.split()[1])
+        return e
 
     def entries(self, proto=None):
         out = []
         with open(self.path) as f:
             for line in f:
                 try:
-                    e = json.loads(line)
-                except ValueError:
+                    e = self._entry(json.loads(line))
+                except (ValueError, KeyError, IndexError):
                     continue
                 if proto is None or e["proto"] == proto:
                     out.append(e)
@@ -390,13 +401,30 @@ def probe(ns, proto, host, port, src=None, sport=None, timeout=3):
     """From inside ns (from address src if given): connects (tcp) or sends a
     datagram (udp) to host:port and returns the source address the recorder
     saw, or None."""
-    argv = ["python3", HERE, "probe", proto, host, str(port), "--timeout", str(timeout)]
+    one = {"proto": proto, "dst": host, "port": port, "tag": "probe"}
+    if src:
+        one["src"] = src
     if sport:
-        argv += ["--sport", str(sport)]
+        one["sport"] = sport
+    p = ns.run(sys.executable or "python3", PROBE, "batch", json.dumps([one]), "--timeout", str(timeout),
+               check=False, timeout=timeout + 10)
+    try:
+        res = json.loads(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
+    return res.get("seen") if res.get("ok") else None
+
+
+def udp_stream(ns, host, port, count=100, interval=0.01, src=None, sport=None):
+    """Starts one UDP flow from ns (agents/probe.py send): count datagrams "seq N" to host:port, one every
+    interval seconds; returns the process (killed at cleanup)."""
+    argv = [sys.executable or "python3", PROBE, "send", "--dst", host, "--port", str(port), "--count", str(count),
+            "--interval", str(interval)]
     if src:
         argv += ["--src", src]
-    p = ns.run(*argv, check=False, timeout=timeout + 10)
-    return p.stdout.strip() or None
+    if sport:
+        argv += ["--sport", str(sport)]
+    return ns.popen(*argv)
 
 
 def wait_file_contains(path, text, timeout=10):
@@ -566,140 +594,3 @@ class AddrWatcher:
             s.close()
         os.close(self.stop_r)
         os.close(self.stop_w)
-
-
-# ---- helpers that run inside a namespace --------------------------------
-
-
-def _unmap(addr):
-    return addr[7:] if addr.startswith("::ffff:") else addr
-
-
-def _record(args):
-    log = open(args.log, "a", buffering=1)
-    socks = {}
-
-    def emit(proto, src, dst, port):
-        log.write(json.dumps({"proto": proto, "src": _unmap(src), "dst": _unmap(dst), "port": port}) + "\n")
-
-    for p in filter(None, (args.tcp or "").split(",")):
-        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        s.bind(("::", int(p)))
-        s.listen(64)
-        socks[s] = ("tcp", int(p))
-    for p in filter(None, (args.udp or "").split(",")):
-        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
-        s.bind(("::", int(p)))
-        socks[s] = ("udp", int(p))
-    if args.icmp:
-        socks[socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)] = ("icmp4", 0)
-        socks[socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)] = ("icmp6", 0)
-    open(args.log + ".ready", "w").close()
-    while True:
-        ready, _, _ = select.select(list(socks), [], [])
-        for s in ready:
-            kind, port = socks[s]
-            if kind == "tcp":
-                c, addr = s.accept()
-                emit("tcp", addr[0], c.getsockname()[0], port)
-                try:
-                    c.sendall(_unmap(addr[0]).encode() + b"\n")
-                except OSError:
-                    pass
-                c.close()
-            elif kind == "udp":
-                data, anc, _, addr = s.recvmsg(2048, 256)
-                dst = ""
-                for level, typ, val in anc:
-                    if level == socket.IPPROTO_IPV6 and typ == socket.IPV6_PKTINFO:
-                        dst = socket.inet_ntop(socket.AF_INET6, val[:16])
-                entry = {"proto": "udp", "src": _unmap(addr[0]), "dst": _unmap(dst), "port": port}
-                if data.startswith(b"seq "):
-                    entry["seq"] = int(data.split()[1])
-                log.write(json.dumps(entry) + "\n")
-                try:
-                    s.sendto(_unmap(addr[0]).encode() + b"\n", addr)
-                except OSError:
-                    pass
-            elif kind == "icmp4":
-                data, addr = s.recvfrom(2048)
-                ihl = (data[0] & 0x0F) * 4
-                if len(data) > ihl and data[ihl] == 8:  # echo request
-                    emit("icmp", addr[0], socket.inet_ntop(socket.AF_INET, data[16:20]), 0)
-            else:
-                data, addr = s.recvfrom(2048)
-                if data and data[0] == 128:  # echo request
-                    emit("icmp", addr[0].split("%")[0], "", 0)
-
-
-def _probe(args):
-    fam = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    if args.proto == "tcp":
-        s = socket.socket(fam, socket.SOCK_STREAM)
-    else:
-        s = socket.socket(fam, socket.SOCK_DGRAM)
-    s.settimeout(args.timeout)
-    if args.sport or args.src:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((args.src or ("::" if fam == socket.AF_INET6 else "0.0.0.0"), args.sport or 0))
-    try:
-        if args.proto == "tcp":
-            s.connect((args.host, args.port))
-            data = s.recv(256)
-        else:
-            s.sendto(b"probe\n", (args.host, args.port))
-            data, _ = s.recvfrom(256)
-        print(data.decode().strip())
-    except OSError as e:
-        print(f"probe failed: {e}", file=sys.stderr)
-        sys.exit(1)
-
-
-def _stream(args):
-    """Sends numbered UDP datagrams from one socket (one flow)."""
-    fam = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_DGRAM)
-    if args.sport or args.src:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((args.src or ("::" if fam == socket.AF_INET6 else "0.0.0.0"), args.sport or 0))
-    for i in range(args.count):
-        try:
-            s.sendto(f"seq {i}\n".encode(), (args.host, args.port))
-        except OSError:
-            pass
-        time.sleep(args.interval)
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("record")
-    r.add_argument("--log", required=True)
-    r.add_argument("--tcp")
-    r.add_argument("--udp")
-    r.add_argument("--icmp", action="store_true")
-    p = sub.add_parser("probe")
-    p.add_argument("proto", choices=["tcp", "udp"])
-    p.add_argument("host")
-    p.add_argument("port", type=int)
-    p.add_argument("--sport", type=int)
-    p.add_argument("--src")
-    p.add_argument("--timeout", type=float, default=3)
-    s = sub.add_parser("stream")
-    s.add_argument("proto", choices=["udp"])
-    s.add_argument("host")
-    s.add_argument("port", type=int)
-    s.add_argument("--count", type=int, default=100)
-    s.add_argument("--interval", type=float, default=0.01)
-    s.add_argument("--sport", type=int)
-    s.add_argument("--src")
-    args = ap.parse_args()
-    {"record": _record, "probe": _probe, "stream": _stream}[args.cmd](args)
-
-
-if __name__ == "__main__":
-    main()

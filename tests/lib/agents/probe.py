@@ -4,6 +4,9 @@ one JSON object a line, what came back (the recorder answers TCP/UDP with the so
 
   probe.py batch '[{"proto":"tcp","dst":"192.168.0.250","port":80,"tag":"x"}, ...]'
   probe.py stream --dst 192.168.0.250 --tcp 80 --udp 9000 --icmp --interval 0.05 --duration 20 --tag T
+  probe.py send --dst 192.168.0.250 --port 5060 --count 300 --interval 0.01 [--src A] [--sport N]
+A batch probe may name its source address ("src") and port ("sport"); send is one UDP flow of numbered
+datagrams ("seq N"), not waiting for answers.
 Runs inside a pod's network namespace. Standard library only.
 """
 import argparse
@@ -29,9 +32,17 @@ def csum(data):
     return ~s & 0xFFFF
 
 
-def tcp(dst, port, tag, timeout):
+def bind_source(s, dst, src=None, sport=None):
+    """Binds s to the source address and/or port asked for (none: the kernel picks)."""
+    if src or sport:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((src or ("::" if family(dst) == socket.AF_INET6 else "0.0.0.0"), sport or 0))
+
+
+def tcp(dst, port, tag, timeout, src=None, sport=None):
     with socket.socket(family(dst), socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
+        bind_source(s, dst, src, sport)
         s.connect((dst, port))
         s.sendall((tag + "\n").encode())
         data = b""
@@ -46,8 +57,9 @@ def tcp(dst, port, tag, timeout):
 class Udp:
     """One UDP socket (one source port) for a whole stream, so conntrack keeps one entry for it."""
 
-    def __init__(self, dst):
+    def __init__(self, dst, src=None, sport=None):
         self.s = socket.socket(family(dst), socket.SOCK_DGRAM)
+        bind_source(self.s, dst, src, sport)
 
     def send(self, dst, port, tag, timeout):
         self.s.sendto((tag + "\n").encode(), (dst, port))
@@ -116,9 +128,9 @@ def one(p, timeout):
     res = {"proto": p["proto"], "dst": p["dst"], "port": p.get("port"), "tag": p.get("tag", ""), "t": t0}
     try:
         if p["proto"] == "tcp":
-            res["seen"] = tcp(p["dst"], p["port"], p.get("tag", ""), timeout)
+            res["seen"] = tcp(p["dst"], p["port"], p.get("tag", ""), timeout, p.get("src"), p.get("sport"))
         elif p["proto"] == "udp":
-            u = Udp(p["dst"])
+            u = Udp(p["dst"], p.get("src"), p.get("sport"))
             try:
                 res["seen"] = u.send(p["dst"], p["port"], p.get("tag", ""), timeout)
             finally:
@@ -171,6 +183,18 @@ def hold(a):
     print(json.dumps({"t": time.time(), "closed": True, "seq": n}), flush=True)
 
 
+def send(a):
+    """One UDP flow (one socket, one source port): --count datagrams "seq N", one every --interval."""
+    s = socket.socket(family(a.dst), socket.SOCK_DGRAM)
+    bind_source(s, a.dst, a.src, a.sport)
+    for i in range(a.count):
+        try:
+            s.sendto(("seq %d\n" % i).encode(), (a.dst, a.port))
+        except OSError:
+            pass
+        time.sleep(a.interval)
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -191,8 +215,18 @@ def main():
     h.add_argument("--port", type=int, required=True)
     h.add_argument("--interval", type=float, default=0.1)
     h.add_argument("--tag", default="hold")
+    sd = sub.add_parser("send")
+    sd.add_argument("--dst", required=True)
+    sd.add_argument("--port", type=int, required=True)
+    sd.add_argument("--count", type=int, default=100)
+    sd.add_argument("--interval", type=float, default=0.01)
+    sd.add_argument("--src")
+    sd.add_argument("--sport", type=int)
     a = ap.parse_args()
 
+    if a.cmd == "send":
+        send(a)
+        return
     if a.cmd == "hold":
         hold(a)
         return
