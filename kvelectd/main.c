@@ -122,31 +122,20 @@ static int parse_argv(int argc, char *argv[])
                 case ARG_SOCKET:
                         arg_socket = optarg;
                         break;
-                case ARG_SOCKET_MODE: {
-                        char *end;
-                        unsigned long mode;
-
-                        errno = 0;
-                        mode = strtoul(optarg, &end, 8);
-                        if (errno != 0 || end == optarg || *end != '\0' || mode > 0777)
-                                return log_error_errno(EINVAL, "--socket-mode=%s: not an octal mode",
-                                                       optarg);
-                        arg_socket_mode = (mode_t)mode;
-                        break;
-                }
-                case ARG_ALLOW_UID:
-                        free(arg_uids);
-                        r = parse_uid_list(optarg, &arg_uids, &arg_n_uids);
+                case ARG_SOCKET_MODE:
+                        r = socket_mode_arg_parse("--socket-mode", optarg, &arg_socket_mode);
                         if (r < 0)
-                                return log_error_errno(r, "--allow-uid=%s: unknown user or bad number",
-                                                       optarg);
+                                return r;
+                        break;
+                case ARG_ALLOW_UID:
+                        r = uid_list_arg_parse("--allow-uid", optarg, &arg_uids, &arg_n_uids);
+                        if (r < 0)
+                                return r;
                         break;
                 case ARG_ALLOW_GID:
-                        free(arg_gids);
-                        r = parse_gid_list(optarg, &arg_gids, &arg_n_gids);
+                        r = gid_list_arg_parse("--allow-gid", optarg, &arg_gids, &arg_n_gids);
                         if (r < 0)
-                                return log_error_errno(r, "--allow-gid=%s: unknown group or bad number",
-                                                       optarg);
+                                return r;
                         break;
                 case ARG_KUBECONFIG:
                         arg_kubeconfig = optarg;
@@ -158,19 +147,22 @@ static int parse_argv(int argc, char *argv[])
                                 return log_error_errno(ENOMEM, "out of memory");
                         break;
                 case ARG_LEASE_DURATION:
-                        r = duration_arg_parse("--lease-duration", optarg, 1, DURATION_MAX, &arg_lease_duration.usec);
+                        r = duration_arg_parse("--lease-duration", optarg, 1, DURATION_MAX,
+                                               &arg_lease_duration.usec);
                         if (r < 0)
                                 return r;
                         arg_lease_duration.source = "--lease-duration";
                         break;
                 case ARG_RENEW_DEADLINE:
-                        r = duration_arg_parse("--renew-deadline", optarg, 1, DURATION_MAX, &arg_renew_deadline.usec);
+                        r = duration_arg_parse("--renew-deadline", optarg, 1, DURATION_MAX,
+                                               &arg_renew_deadline.usec);
                         if (r < 0)
                                 return r;
                         arg_renew_deadline.source = "--renew-deadline";
                         break;
                 case ARG_RETRY_PERIOD:
-                        r = duration_arg_parse("--retry-period", optarg, 1, DURATION_MAX, &arg_retry_period.usec);
+                        r = duration_arg_parse("--retry-period", optarg, 1, DURATION_MAX,
+                                               &arg_retry_period.usec);
                         if (r < 0)
                                 return r;
                         arg_retry_period.source = "--retry-period";

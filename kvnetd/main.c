@@ -124,38 +124,6 @@ static int add_interfaces(Config *c, const char *opt, const char *v)
         return 0;
 }
 
-static int set_ids(Config *c, const char *opt, const char *v, bool group)
-{
-        int r;
-
-        if (group) {
-                free(c->allow_gids);
-                c->allow_gids = NULL;
-                r = parse_gid_list(v, &c->allow_gids, &c->n_allow_gids);
-        } else {
-                free(c->allow_uids);
-                c->allow_uids = NULL;
-                r = parse_uid_list(v, &c->allow_uids, &c->n_allow_uids);
-        }
-        if (r < 0)
-                return log_error_errno(r, "%s=%s: %s", opt, v,
-                                       r == -ESRCH ? (group ? "no such group" : "no such user") : "invalid list");
-        return 0;
-}
-
-static int set_mode(const char *opt, const char *v, mode_t *ret)
-{
-        char *end;
-        unsigned long m;
-
-        errno = 0;
-        m = strtoul(v, &end, 8);
-        if (errno != 0 || *end != '\0' || isempty(v) || m > 0777)
-                return log_error_errno(EINVAL, "%s=%s: not an octal mode", opt, v);
-        *ret = (mode_t)m;
-        return 0;
-}
-
 static int parse_env(Config *c)
 {
         const char *v;
@@ -164,11 +132,14 @@ static int parse_env(Config *c)
 
         if (env_get_string("KVNETD_SOCKET", &v) > 0 && (r = set_string(&c->socket_path, v)) < 0)
                 return r;
-        if (env_get_string("KVNETD_SOCKET_MODE", &v) > 0 && (r = set_mode("KVNETD_SOCKET_MODE", v, &c->socket_mode)) < 0)
+        if (env_get_string("KVNETD_SOCKET_MODE", &v) > 0 &&
+            (r = socket_mode_arg_parse("KVNETD_SOCKET_MODE", v, &c->socket_mode)) < 0)
                 return r;
-        if (env_get_string("KVNETD_ALLOW_UID", &v) > 0 && (r = set_ids(c, "KVNETD_ALLOW_UID", v, false)) < 0)
+        if (env_get_string("KVNETD_ALLOW_UID", &v) > 0 &&
+            (r = uid_list_arg_parse("KVNETD_ALLOW_UID", v, &c->allow_uids, &c->n_allow_uids)) < 0)
                 return r;
-        if (env_get_string("KVNETD_ALLOW_GID", &v) > 0 && (r = set_ids(c, "KVNETD_ALLOW_GID", v, true)) < 0)
+        if (env_get_string("KVNETD_ALLOW_GID", &v) > 0 &&
+            (r = gid_list_arg_parse("KVNETD_ALLOW_GID", v, &c->allow_gids, &c->n_allow_gids)) < 0)
                 return r;
         if (env_get_string("KVNETD_VIP_RANGES", &v) > 0 && (r = add_vip_ranges(c, "KVNETD_VIP_RANGES", v)) < 0)
                 return r;
@@ -178,7 +149,8 @@ static int parse_env(Config *c)
             (r = duration_arg_parse("KVNETD_GRACE_PERIOD", v, 0, UINT64_MAX, &c->grace_usec)) < 0)
                 return r;
         if (env_get_string("KVNETD_RECONCILE_INTERVAL", &v) > 0 &&
-            (r = duration_arg_parse("KVNETD_RECONCILE_INTERVAL", v, USEC_PER_SEC, UINT64_MAX, &c->reconcile_usec)) < 0)
+            (r = duration_arg_parse("KVNETD_RECONCILE_INTERVAL", v, USEC_PER_SEC, UINT64_MAX,
+                                    &c->reconcile_usec)) < 0)
                 return r;
         if (env_get_string("KVNETD_STATE_DIR", &v) > 0 && (r = set_string(&c->state_dir, v)) < 0)
                 return r;
@@ -276,13 +248,13 @@ static int parse_argv(Config *c, int argc, char *argv[])
                         r = set_string(&c->socket_path, optarg);
                         break;
                 case ARG_SOCKET_MODE:
-                        r = set_mode("--socket-mode", optarg, &c->socket_mode);
+                        r = socket_mode_arg_parse("--socket-mode", optarg, &c->socket_mode);
                         break;
                 case ARG_ALLOW_UID:
-                        r = set_ids(c, "--allow-uid", optarg, false);
+                        r = uid_list_arg_parse("--allow-uid", optarg, &c->allow_uids, &c->n_allow_uids);
                         break;
                 case ARG_ALLOW_GID:
-                        r = set_ids(c, "--allow-gid", optarg, true);
+                        r = gid_list_arg_parse("--allow-gid", optarg, &c->allow_gids, &c->n_allow_gids);
                         break;
                 case ARG_VIP_RANGE:
                         /* The command line replaces the environment's list. */
@@ -305,7 +277,8 @@ static int parse_argv(Config *c, int argc, char *argv[])
                         r = duration_arg_parse("--grace-period", optarg, 0, UINT64_MAX, &c->grace_usec);
                         break;
                 case ARG_RECONCILE:
-                        r = duration_arg_parse("--reconcile-interval", optarg, USEC_PER_SEC, UINT64_MAX, &c->reconcile_usec);
+                        r = duration_arg_parse("--reconcile-interval", optarg, USEC_PER_SEC, UINT64_MAX,
+                                               &c->reconcile_usec);
                         break;
                 case ARG_CLEAN_ON_STOP:
                         c->clean_on_stop = true;

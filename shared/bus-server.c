@@ -481,3 +481,43 @@ int parse_gid_list(const char *s, gid_t **ret, size_t *ret_n)
         _Static_assert(sizeof(gid_t) == sizeof(unsigned), "gid_t size");
         return parse_id_list(s, true, (unsigned **)ret, ret_n);
 }
+
+int socket_mode_arg_parse(const char *name, const char *v, mode_t *ret)
+{
+        char *end;
+        unsigned long m;
+
+        errno = 0;
+        m = strtoul(v, &end, 8);
+        if (errno != 0 || isempty(v) || *end != '\0' || m > 0777)
+                return log_error_errno(EINVAL, "%s=%s: not an octal mode", name, v);
+        *ret = (mode_t)m;
+        return 0;
+}
+
+static int id_list_arg_parse(const char *name, const char *v, bool group, unsigned **ret, size_t *ret_n)
+{
+        unsigned *l = NULL;
+        size_t n = 0;
+        int r;
+
+        r = parse_id_list(v, group, &l, &n);
+        if (r < 0)
+                return log_error_errno(r, "%s=%s: %s", name, v,
+                                       r == -ESRCH ? (group ? "no such group" : "no such user")
+                                                   : "invalid list");
+        free(*ret);
+        *ret = l;
+        *ret_n = n;
+        return 0;
+}
+
+int uid_list_arg_parse(const char *name, const char *v, uid_t **ret, size_t *ret_n)
+{
+        return id_list_arg_parse(name, v, false, (unsigned **)ret, ret_n);
+}
+
+int gid_list_arg_parse(const char *name, const char *v, gid_t **ret, size_t *ret_n)
+{
+        return id_list_arg_parse(name, v, true, (unsigned **)ret, ret_n);
+}

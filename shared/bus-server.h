@@ -65,6 +65,13 @@ unsigned bus_server_n_connections(const BusServer *s);
 int parse_uid_list(const char *s, uid_t **ret, size_t *ret_n);
 int parse_gid_list(const char *s, gid_t **ret, size_t *ret_n);
 
+/* The bus socket's options as a daemon takes them (kvnetd, kvelectd), from
+ * an option or the environment; an error is logged naming it ("name=value:
+ * reason") and returned as a negative errno. A list replaces *ret (freed). */
+int socket_mode_arg_parse(const char *name, const char *v, mode_t *ret);
+int uid_list_arg_parse(const char *name, const char *v, uid_t **ret, size_t *ret_n);
+int gid_list_arg_parse(const char *name, const char *v, gid_t **ret, size_t *ret_n);
+
 /* sd-bus.h and sd-event.h define the *_unrefp cleanup helpers already. */
 static inline void sd_bus_error_freep(sd_bus_error *e)
 {
