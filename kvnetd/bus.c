@@ -10,6 +10,7 @@
 
 #include "addr.h"
 #include "array.h"
+#include "bus-netaddr.h"
 #include "catalog.h"
 #include "introspect.h"
 #include "kvnetd-bus.h"
@@ -410,15 +411,6 @@ static int method_list_vips(sd_bus_message *msg, void *userdata, sd_bus_error *e
         return sd_bus_send(NULL, reply, NULL);
 }
 
-static int append_prefixes(sd_bus_message *reply, const IpPrefix *v, size_t n)
-{
-        int r = sd_bus_message_open_container(reply, 'a', "s");
-
-        for (size_t i = 0; r >= 0 && i < n; i++)
-                r = sd_bus_message_append_basic(reply, 's', ip_prefix_to_string(&v[i], (char[IP_PREFIX_STRING_MAX]){}));
-        return r < 0 ? r : sd_bus_message_close_container(reply);
-}
-
 static int append_policy(sd_bus_message *reply, const Service *s)
 {
         const EgressPolicy *p = s->policy;
@@ -445,11 +437,11 @@ static int append_policy(sd_bus_message *reply, const Service *s)
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         if (r >= 0)
-                r = append_prefixes(reply, p->allowed, p->n_allowed);
+                r = bus_append_prefixes(reply, p->allowed, p->n_allowed);
         if (r >= 0)
-                r = append_prefixes(reply, p->denied, p->n_denied);
+                r = bus_append_prefixes(reply, p->denied, p->n_denied);
         if (r >= 0)
-                r = append_prefixes(reply, p->excluded, p->n_excluded);
+                r = bus_append_prefixes(reply, p->excluded, p->n_excluded);
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         return r;

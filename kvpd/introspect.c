@@ -7,6 +7,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include "bus-netaddr.h"
 #include "clock.h"
 #include "kvpd-bus.h"
 #include "log.h"
@@ -54,26 +55,6 @@ static const char *state_to_string(const EgressPolicy *p)
         return table[p->state];
 }
 
-static int append_addrs(sd_bus_message *reply, const IpAddr *v, size_t n)
-{
-        char buf[INET6_ADDRSTRLEN];
-        int r = sd_bus_message_open_container(reply, 'a', "s");
-
-        for (size_t i = 0; r >= 0 && i < n; i++)
-                r = sd_bus_message_append_basic(reply, 's', ip_addr_to_string(&v[i], buf));
-        return r < 0 ? r : sd_bus_message_close_container(reply);
-}
-
-static int append_prefixes(sd_bus_message *reply, const IpPrefix *v, size_t n)
-{
-        char buf[IP_PREFIX_STRING_MAX];
-        int r = sd_bus_message_open_container(reply, 'a', "s");
-
-        for (size_t i = 0; r >= 0 && i < n; i++)
-                r = sd_bus_message_append_basic(reply, 's', ip_prefix_to_string(&v[i], buf));
-        return r < 0 ? r : sd_bus_message_close_container(reply);
-}
-
 static int append_service(sd_bus_message *reply, const Service *s)
 {
         const EgressPolicy *p = s->policy;
@@ -90,9 +71,9 @@ static int append_service(sd_bus_message *reply, const Service *s)
                                           (uint64_t)(l && l->leading ? l->deadline_usec : 0),
                                           p ? strempty(p->ifname) : "");
         if (r >= 0)
-                r = append_addrs(reply, p ? p->vips : NULL, p ? p->n_vips : 0);
+                r = bus_append_addrs(reply, p ? p->vips : NULL, p ? p->n_vips : 0);
         if (r >= 0)
-                r = append_addrs(reply, p ? p->pods : NULL, p ? p->n_pods : 0);
+                r = bus_append_addrs(reply, p ? p->pods : NULL, p ? p->n_pods : 0);
         if (r >= 0)
                 r = sd_bus_message_open_container(reply, 'a', "(sq)");
         for (size_t i = 0; r >= 0 && p && i < p->n_ports; i++)
@@ -101,9 +82,9 @@ static int append_service(sd_bus_message *reply, const Service *s)
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         if (r >= 0)
-                r = append_prefixes(reply, p ? p->allowed : NULL, p ? p->n_allowed : 0);
+                r = bus_append_prefixes(reply, p ? p->allowed : NULL, p ? p->n_allowed : 0);
         if (r >= 0)
-                r = append_prefixes(reply, p ? p->denied : NULL, p ? p->n_denied : 0);
+                r = bus_append_prefixes(reply, p ? p->denied : NULL, p ? p->n_denied : 0);
         if (r >= 0)
                 r = sd_bus_message_append(reply, "bsstb", (int)(s->programmed && s->net_confirmed),
                                           strempty(s->error), strempty(s->error_from),
