@@ -28,14 +28,6 @@
 #include "state.h"
 #include "validate.h"
 
-usec_t now_usec(void)
-{
-        struct timespec ts;
-
-        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (usec_t)ts.tv_sec * USEC_PER_SEC + (usec_t)ts.tv_nsec / NSEC_PER_USEC;
-}
-
 static void service_maybe_free(Manager *m, Service *s)
 {
         if (s->n_vips == 0 && !s->has_chain)

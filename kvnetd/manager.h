@@ -10,6 +10,7 @@
 #include <systemd/sd-event.h>
 
 #include "bus-server.h"
+#include "clock.h" /* now_usec() */
 #include "egress-batch.h"
 #include "netaddr.h"
 #include "metrics.h"
@@ -101,7 +102,6 @@ int manager_start(Manager *m);
 /* On exit: leaves everything in place unless clean_on_stop. */
 void manager_stop(Manager *m);
 
-usec_t now_usec(void);
 
 /* Binds the VIP for s (idempotent; claims an adopted VIP). */
 int manager_grant_vip(Manager *m, Service *s, const IpAddr *a, const char *ifname, usec_t deadline);

@@ -12,14 +12,6 @@
 #include "kvnetd-bus.h"
 #include "nft.h"
 
-usec_t now_usec(void)
-{
-        struct timespec ts;
-
-        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (usec_t)ts.tv_sec * USEC_PER_SEC + (usec_t)ts.tv_nsec / NSEC_PER_USEC;
-}
-
 /* DescribeService reaches this only with a validated key of a known service. */
 int introspect_list_nft(Manager *m, const Service *s, char **ret, size_t *ret_size)
 {
