@@ -140,6 +140,19 @@ static void oom(NftBatch *b)
 
 /* --- tables, chains, sets ------------------------------------------------ */
 
+/* A table's or chain's comment as nft writes it (NFTNL_UDATA_*_COMMENT
+ * type); NULL when out of memory. */
+static struct nftnl_udata_buf *comment_udata(uint8_t type, const char *comment)
+{
+        struct nftnl_udata_buf *u = nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN);
+
+        if (u && !nftnl_udata_put_strz(u, type, comment)) {
+                nftnl_udata_buf_free(u);
+                return NULL;
+        }
+        return u;
+}
+
 static void put_table(NftBatch *b, uint16_t type, uint16_t flags, const char *table, const char *comment)
 {
         struct nlmsghdr *nlh = msg_begin(b, type, flags);
@@ -153,14 +166,12 @@ static void put_table(NftBatch *b, uint16_t type, uint16_t flags, const char *ta
         nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, NFPROTO_INET);
         nftnl_table_set_str(t, NFTNL_TABLE_NAME, table);
         if (comment) {
-                struct nftnl_udata_buf *u = nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN);
-                if (!u || !nftnl_udata_put_strz(u, NFTNL_UDATA_TABLE_COMMENT, comment)) {
-                        nftnl_udata_buf_free(u);
+                struct nftnl_udata_buf *u = comment_udata(NFTNL_UDATA_TABLE_COMMENT, comment);
+                if (!u) {
                         nftnl_table_free(t);
                         return oom(b);
                 }
-                nftnl_table_set_data(t, NFTNL_TABLE_USERDATA, nftnl_udata_buf_data(u),
-                                     nftnl_udata_buf_len(u));
+                nftnl_table_set_data(t, NFTNL_TABLE_USERDATA, nftnl_udata_buf_data(u), nftnl_udata_buf_len(u));
                 nftnl_udata_buf_free(u);
         }
         nftnl_table_nlmsg_build_payload(nlh, t);
@@ -189,14 +200,12 @@ static void put_chain(NftBatch *b, uint16_t type, uint16_t flags, const char *ta
                 nftnl_chain_set_u32(c, NFTNL_CHAIN_POLICY, NF_ACCEPT);
         }
         if (comment) {
-                struct nftnl_udata_buf *u = nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN);
-                if (!u || !nftnl_udata_put_strz(u, NFTNL_UDATA_CHAIN_COMMENT, comment)) {
-                        nftnl_udata_buf_free(u);
+                struct nftnl_udata_buf *u = comment_udata(NFTNL_UDATA_CHAIN_COMMENT, comment);
+                if (!u) {
                         nftnl_chain_free(c);
                         return oom(b);
                 }
-                nftnl_chain_set_data(c, NFTNL_CHAIN_USERDATA, nftnl_udata_buf_data(u),
-                                     nftnl_udata_buf_len(u));
+                nftnl_chain_set_data(c, NFTNL_CHAIN_USERDATA, nftnl_udata_buf_data(u), nftnl_udata_buf_len(u));
                 nftnl_udata_buf_free(u);
         }
         nftnl_chain_nlmsg_build_payload(nlh, c);
