@@ -584,6 +584,24 @@ static int cmd_status(Ctl *c)
         return ret;
 }
 
+/* A table's first line when daemon (of status st) did not answer. */
+static void print_if_down(json_t *st, const char *daemon)
+{
+        json_t *d = json_object_get(json_object_get(st, "daemons"), daemon);
+
+        if (!json_is_true(json_object_get(d, "reachable")))
+                printf("%s DOWN: %s\n", daemon, json_string_value(json_object_get(d, "error")));
+}
+
+/* The last column of vips and leases: milliseconds as "1.5s", or "-". */
+static void print_seconds_column(json_t *ms)
+{
+        if (json_is_integer(ms))
+                printf("%.1fs\n", (double)json_integer_value(ms) / 1000.0);
+        else
+                printf("-\n");
+}
+
 static int cmd_vips(Ctl *c)
 {
         int ret;
@@ -600,10 +618,7 @@ static int cmd_vips(Ctl *c)
         if (arg_json)
                 emit(out);
         else {
-                json_t *kvnetd = json_object_get(json_object_get(st, "daemons"), "kvnetd");
-
-                if (!json_is_true(json_object_get(kvnetd, "reachable")))
-                        printf("kvnetd DOWN: %s\n", json_string_value(json_object_get(kvnetd, "error")));
+                print_if_down(st, "kvnetd");
                 printf("%-40s %-40s %-12s %s\n", "SERVICE", "VIP", "INTERFACE", "GRANT EXPIRES IN");
                 json_array_foreach(out, i, v)
                 {
@@ -611,10 +626,7 @@ static int cmd_vips(Ctl *c)
                         printf("%-40s %-40s %-12s ", json_string_value(json_object_get(v, "service")),
                                json_string_value(json_object_get(v, "address")),
                                json_string_value(json_object_get(v, "interface")));
-                        if (json_is_integer(ms))
-                                printf("%.1fs\n", (double)json_integer_value(ms) / 1000.0);
-                        else
-                                printf("-\n");
+                        print_seconds_column(ms);
                 }
         }
         json_decref(out);
@@ -631,10 +643,7 @@ static int cmd_leases(Ctl *c)
         if (arg_json)
                 emit(camps);
         else {
-                json_t *kvelectd = json_object_get(json_object_get(st, "daemons"), "kvelectd");
-
-                if (!json_is_true(json_object_get(kvelectd, "reachable")))
-                        printf("kvelectd DOWN: %s\n", json_string_value(json_object_get(kvelectd, "error")));
+                print_if_down(st, "kvelectd");
                 printf("%-50s %-8s %-30s %s\n", "LEASE", "LEADING", "HOLDER", "RENEW DEADLINE IN");
                 json_object_foreach(camps, key, v)
                 {
@@ -642,10 +651,7 @@ static int cmd_leases(Ctl *c)
                         printf("%-50s %-8s %-30s ", key,
                                json_is_true(json_object_get(v, "leading")) ? "yes" : "no",
                                json_string_value(json_object_get(v, "holder")) ?: "-");
-                        if (json_is_integer(ms))
-                                printf("%.1fs\n", (double)json_integer_value(ms) / 1000.0);
-                        else
-                                printf("-\n");
+                        print_seconds_column(ms);
                 }
         }
         json_decref(st);
