@@ -14,7 +14,6 @@
  * leadership is "not known yet" and nothing is torn down on its account
  * (kvnetd's stale-state clean-up, status clears). After the first sync,
  * campaigns kvelectd still runs for leases no Service wants are withdrawn. */
-#include <strings.h>
 #include <time.h>
 
 #include "array.h"
@@ -77,24 +76,6 @@ static int on_stop_reply(sd_bus_message *reply, void *userdata, sd_bus_error *re
         (void)on_reply(reply, NULL, ret_error);
         manager_stop_done(userdata);
         return 0;
-}
-
-bool elect_pending(const Lease *l)
-{
-        return l && l->campaign_slot;
-}
-
-bool elect_any_pending(Manager *m)
-{
-        return m->n_campaigns_pending > 0;
-}
-
-bool elect_may_lead(const Lease *l)
-{
-        if (!l)
-                return false;
-        return elect_pending(l) || l->leading || isempty(l->holder) ||
-               strcasecmp(l->holder, l->manager->config.node_name) == 0; /* kvelectd lowercases it */
 }
 
 static void services_of_lease_changed(Manager *m, Lease *l)
@@ -186,8 +167,7 @@ static int on_campaign_reply(sd_bus_message *reply, void *userdata, sd_bus_error
         }
         lease_set_campaign_slot(l, NULL);
         services_of_lease_changed(m, l);
-        if (!elect_any_pending(m))
-                net_cleanup_stale(m);
+        manager_advance(m); /* it may have been the last one unanswered */
         return 0;
 }
 
@@ -344,28 +324,24 @@ static void lease_unwant(Manager *m, Service *s, Lease *l, bool for_stop)
         lease_free(l);
         arm_lease_deadline(m);
         /* Its Campaign may have been the last one unanswered. */
-        if (!elect_any_pending(m))
-                net_cleanup_stale(m);
+        manager_advance(m);
 }
 
 void elect_update(Service *s)
 {
         Manager *m = s->manager;
         const EgressPolicy *p = s->policy;
-        bool want = !m->stopping && p && p->state == EGRESS_READY;
+        ServiceFacts facts = manager_service_facts(s);
+        unsigned actions = plan_elect(&facts);
 
-        if (s->lease && (!want || !streq_ptr(s->lease->namespace, p->lease_namespace) ||
-                         !streq_ptr(s->lease->name, p->lease_name))) {
-                /* Not before kvnetd has dropped the VIP: the lease is what
-                 * lets another node bind it, and the address must never be
-                 * on two nodes at once. net.c calls back when it is gone. */
-                if (s->removing)
-                        return;
+        /* ELECT_ACTION_WAIT_REMOVAL: kvnetd's answer to RemoveService
+         * comes back here (net.c), and the lease goes then. */
+        if (actions & ELECT_ACTION_WITHDRAW) {
                 log_info("%s: withdrawing from lease %s/%s%s", s->key, s->lease->namespace, s->lease->name,
-                         want ? " (lease name changed)" : "");
+                         actions & ELECT_ACTION_CAMPAIGN ? " (lease name changed)" : "");
                 lease_unwant(m, s, TAKE_PTR(s->lease), false);
         }
-        if (want && !s->lease) {
+        if (actions & ELECT_ACTION_CAMPAIGN) {
                 s->lease = lease_want(m, s, p->lease_namespace, p->lease_name);
                 if (!s->lease)
                         log_error("%s: out of memory campaigning", s->key);
@@ -465,7 +441,7 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
                  * deadline and kvnetd fences the VIPs by then on its own.
                  * Keep leading until that deadline, so a kvelectd restarted
                  * in time changes nothing (it renews our own Lease). */
-                m->kvelectd_cleaned = false;
+                startup_apply(&m->startup, STARTUP_KVELECTD_GONE);
                 for (size_t i = 0; i < m->n_leases; i++) {
                         Lease *l = m->leases[i];
 
@@ -481,7 +457,7 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
                 arm_lease_deadline(m);
                 /* The answers it owed will not come: kvnetd's clean-up need
                  * not wait for them. */
-                net_cleanup_stale(m);
+                manager_advance(m);
                 return;
         }
         r = sd_bus_match_signal(bus, &m->kvelectd_leadership_slot, NULL, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE,
@@ -496,7 +472,7 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
          * kvelectd confirms carried leadership once it has renewed. */
         for (size_t i = 0; i < m->n_leases; i++)
                 m->leases[i]->campaign_sent = send_call(m, KVELECTD_METHOD_CAMPAIGN, m->leases[i], false) >= 0;
-        elect_cleanup_stale(m);
+        manager_startup_event(m, STARTUP_KVELECTD_CONNECTED);
 }
 
 static int on_list_campaigns_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
@@ -532,22 +508,18 @@ static int on_list_campaigns_reply(sd_bus_message *reply, void *userdata, sd_bus
         return 0;
 }
 
-void elect_cleanup_stale(Manager *m)
+void elect_clean_stale(Manager *m)
 {
-        sd_bus *bus = bus_client_get(m->kvelectd);
         int r;
 
-        /* After kvnetd's clean-up, never before: the Lease must outlive
-         * any VIP this node still has for it. */
-        if (!bus || m->kvelectd_cleaned || !m->kvnetd_clean_done || m->stopping)
-                return;
-        r = sd_bus_call_method_async(bus, NULL, NULL, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE,
-                                     KVELECTD_METHOD_LIST, on_list_campaigns_reply, m, NULL);
+        r = sd_bus_call_method_async(bus_client_get(m->kvelectd), NULL, NULL, KVELECTD_BUS_PATH,
+                                     KVELECTD_BUS_INTERFACE, KVELECTD_METHOD_LIST, on_list_campaigns_reply, m,
+                                     NULL);
         if (r < 0) {
                 log_warning_errno(r, "kvelectd: cannot list its campaigns: %m");
                 return;
         }
-        m->kvelectd_cleaned = true;
+        manager_startup_event(m, STARTUP_KVELECTD_CLEAN_SENT);
 }
 
 int elect_start(Manager *m)

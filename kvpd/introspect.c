@@ -126,7 +126,7 @@ static int method_get_node(sd_bus_message *msg, void *userdata, sd_bus_error *er
 
         (void)error;
         return sd_bus_reply_method_return(msg, KVPD_SIG_GET_NODE_REPLY, m->config.node_name, PROJECT_VERSION,
-                                          (int)m->synced, (int)!!bus_client_get(m->kvnetd),
+                                          (int)(m->startup.phase != KVPD_PHASE_WAITING_FOR_SYNC), (int)!!bus_client_get(m->kvnetd),
                                           (int)!!bus_client_get(m->kvelectd));
 }
 

@@ -2,6 +2,7 @@
 /* The Manager: owns everything, starts the watches and both bus clients,
  * keeps the table of Services, and runs the bounded clean-up at SIGTERM. */
 #include <stdio.h>
+#include <strings.h>
 #include <time.h>
 
 #include "array.h"
@@ -40,6 +41,65 @@ uint64_t manager_now_usec(void)
 
         (void)clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
+}
+
+ServiceFacts manager_service_facts(Service *s)
+{
+        Manager *m = s->manager;
+        const Lease *l = s->lease;
+        const EgressPolicy *p = s->policy;
+
+        return (ServiceFacts){
+                .desired = p,
+                .stopping = m->stopping,
+                .campaigning = l,
+                .campaign_matches = l && p && streq_ptr(l->namespace, p->lease_namespace) &&
+                                    streq_ptr(l->name, p->lease_name),
+                .campaign_unanswered = l && l->campaign_slot,
+                .leading = l && l->leading,
+                /* kvelectd lowercases the holder's name */
+                .held_elsewhere = l && !isempty(l->holder) && strcasecmp(l->holder, m->config.node_name) != 0,
+                .lease_deadline_usec = l ? l->deadline_usec : 0,
+                .kvnetd_connected = bus_client_get(m->kvnetd),
+                .programmed = s->programmed,
+                .net_inflight = s->net_inflight > 0,
+                .net_failed = s->net_failed,
+                .net_confirmed = s->net_confirmed,
+                .removing = s->removing,
+                .status_cached = watch_service_item(m, s->namespace, s->name),
+                .status_in_flight = s->status_request,
+                .now_usec = manager_now_usec(),
+                .grant_margin_usec = m->config.grant_margin_usec,
+        };
+}
+
+void manager_advance(Manager *m)
+{
+        StartupFacts f = {
+                .stopping = m->stopping,
+                .kvnetd_connected = bus_client_get(m->kvnetd),
+                .kvelectd_connected = bus_client_get(m->kvelectd),
+                .campaigns_pending = m->n_campaigns_pending > 0,
+        };
+        unsigned actions = plan_startup(&m->startup, &f);
+
+        /* kvnetd's first: its outcome is an event that may make kvelectd's
+         * due (it comes back through manager_startup_event). */
+        if (actions & STARTUP_ACTION_CLEAN_KVNETD)
+                net_clean_stale(m);
+        else if (actions & STARTUP_ACTION_CLEAN_KVELECTD)
+                elect_clean_stale(m);
+}
+
+void manager_startup_event(Manager *m, StartupEvent e)
+{
+        KvpdPhase was = m->startup.phase;
+
+        startup_apply(&m->startup, e);
+        if (m->startup.phase != was)
+                log_debug("start-up: %s -> %s (%s)", kvpd_phase_to_string(was),
+                          kvpd_phase_to_string(m->startup.phase), startup_event_to_string(e));
+        manager_advance(m);
 }
 
 Service *manager_get_service(Manager *m, const char *key)
@@ -96,6 +156,7 @@ int manager_new(Manager **ret)
         m = calloc(1, sizeof(*m));
         if (!m)
                 return -ENOMEM;
+        m->startup = startup_init();
         m->empty_object = json_object();
         if (!m->empty_object)
                 return -ENOMEM;

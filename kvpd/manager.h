@@ -23,6 +23,7 @@
 #include "egress-policy.h"
 #include "kube-client.h"
 #include "metrics.h"
+#include "plan.h"
 
 typedef struct Manager Manager;
 typedef struct Service Service;
@@ -147,7 +148,9 @@ struct Manager {
         bool watch_enabled[_WATCH_KIND_MAX];
         WatchCtx watch_ctx[_WATCH_KIND_MAX];
         unsigned probes_pending;
-        bool synced; /* every enabled informer has listed once */
+        /* Start-up and the stale-state clean-up of each connection
+         * (plan.h); the loop advances it (manager_advance). */
+        Startup startup;
 
         ClusterCidrs cidrs;
         bool cidrs_valid;
@@ -175,21 +178,14 @@ struct Manager {
         sd_event_source *resync_source;
         bool cidrs_dirty;
 
-        bool reconciled; /* the first reconciliation after the sync ran: every wanted lease campaigns */
-
         BusClient *kvnetd;
         sd_bus_slot *kvnetd_expired_slot;
-        /* Removing what kvnetd holds that kvpd does not want, once per
-         * connection, after the first sync. */
-        bool kvnetd_cleaned;         /* started on this connection */
-        unsigned kvnetd_clean_calls; /* its calls not answered yet */
-        bool kvnetd_clean_failed;    /* one failed: not done on this connection */
-        bool kvnetd_clean_done;      /* all answered and succeeded */
+        unsigned kvnetd_clean_calls; /* calls of the stale-state clean-up not answered yet */
+        bool kvnetd_clean_failed;    /* ... and whether one of them failed */
 
         BusClient *kvelectd;
         sd_bus_slot *kvelectd_leadership_slot;
         sd_bus_slot *kvelectd_renewed_slot;
-        bool kvelectd_cleaned; /* unwanted campaigns withdrawn on this connection */
         sd_event_source *lease_deadline_source; /* ends carried leadership at its deadline */
         sd_event_source *campaign_retry_source; /* re-sends refused campaigns */
 
@@ -219,6 +215,14 @@ Service *manager_get_service(Manager *m, const char *key);
 int manager_ensure_service(Manager *m, const char *namespace, const char *name, Service **ret);
 void manager_drop_service(Manager *m, Service *s);
 uint64_t manager_now_usec(void); /* CLOCK_MONOTONIC */
+/* The facts the planner decides one Service from. */
+ServiceFacts manager_service_facts(Service *s);
+/* A start-up event happened (plan.h): apply it, then start what the
+ * planner says is due now. */
+void manager_startup_event(Manager *m, StartupEvent e);
+/* Facts the start-up depends on may have changed (a campaign answered,
+ * a connection gone): start what is due now. */
+void manager_advance(Manager *m);
 
 /* The cached Service (NULL if absent; &service_item_stub if not ours). */
 ServiceItem *watch_service_item(Manager *m, const char *namespace, const char *name);
@@ -249,27 +253,19 @@ int elect_start(Manager *m);
 void elect_update(Service *s);
 void elect_release_all(Manager *m);
 Lease *elect_find(Manager *m, const char *namespace, const char *name);
-/* A Campaign sent on the live kvelectd connection is not answered yet:
- * whether this node leads it is not known yet. */
-bool elect_pending(const Lease *l);
-bool elect_any_pending(Manager *m);
 void elect_lease_drop_service(Lease *l, Service *s);
-/* The lease is wanted and nobody else is known to hold it: this node may
- * lead it (not known yet, a restarted kvelectd renewing our own Lease). */
-bool elect_may_lead(const Lease *l);
-/* After the first sync and kvnetd's clean-up: withdraw the campaigns kvelectd
- * has that kvpd does not want (a Service deleted while kvpd was down). */
-void elect_cleanup_stale(Manager *m);
+/* Withdraw the campaigns kvelectd has that kvpd does not want (a Service
+ * deleted while kvpd was down). The planner says when (plan_startup). */
+void elect_clean_stale(Manager *m);
 
 /* net.c */
 int net_start(Manager *m);
 void net_update(Service *s);
 void net_renew(Service *s);
-/* Once every wanted lease's leadership is known, remove what kvnetd holds
- * that kvpd does not program; then elect_cleanup_stale(). */
-void net_cleanup_stale(Manager *m);
+/* Remove what kvnetd holds that kvpd does not program. The planner says
+ * when (plan_startup); the outcome is a start-up event. */
+void net_clean_stale(Manager *m);
 void net_release_all(Manager *m);
-bool net_leading(const Service *s);
 
 /* introspect.c */
 int introspect_start(Manager *m);

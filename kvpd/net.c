@@ -15,7 +15,6 @@
 #include <net/if.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <time.h>
 
 #include "catalog.h"
 #include "kvnetd-bus.h"
@@ -42,18 +41,15 @@ static void call_free(void *userdata)
         free(c);
 }
 
-static uint64_t now_usec(void)
+/* Whatever kvnetd had of the Service is unknown or gone (a new connection,
+ * a grant that expired, a RemoveService sent): nothing is programmed, and
+ * replies to the calls sent before no longer count. */
+static void net_forget(Service *s)
 {
-        struct timespec ts;
-
-        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
-}
-
-bool net_leading(const Service *s)
-{
-        return !s->manager->stopping && s->lease && s->lease->leading && s->policy &&
-               s->policy->state == EGRESS_READY;
+        s->net_gen++;
+        s->net_inflight = 0;
+        s->net_confirmed = false;
+        s->programmed = egress_policy_free(s->programmed);
 }
 
 static int on_resync(sd_event_source *es, uint64_t usec, void *userdata);
@@ -325,11 +321,8 @@ static int resolve_ifname(const EgressPolicy *p, char **ret)
 
 static void net_remove(Service *s, bool for_stop)
 {
-        s->net_gen++;
-        s->net_inflight = 0;
+        net_forget(s);
         s->net_failed = false;
-        s->net_confirmed = false;
-        s->programmed = egress_policy_free(s->programmed);
         s->programmed_ifname = mfree(s->programmed_ifname);
         if (send_simple(s, KVNETD_METHOD_REMOVE_SERVICE, for_stop, KVNETD_SIG_REMOVE_SERVICE, s->key) < 0)
                 log_debug("%s: RemoveService not sent (kvnetd not connected); replayed clean-up will do it",
@@ -340,46 +333,36 @@ static void net_remove(Service *s, bool for_stop)
         }
 }
 
-static uint64_t grant_deadline(const Service *s)
-{
-        uint64_t d = s->lease->deadline_usec, margin = s->manager->config.grant_margin_usec;
-
-        if (d <= margin)
-                return 0;
-        d -= margin;
-        /* kvnetd refuses grants past its own bound. */
-        return MIN(d, now_usec() + KVNETD_MAX_GRANT_USEC);
-}
-
 void net_update(Service *s)
 {
         Manager *m = s->manager;
         EgressPolicy *p = s->policy;
         _cleanup_free_ char *ifname = NULL;
         char buf[INET6_ADDRSTRLEN];
-        uint64_t deadline, change = s->change_usec;
+        ServiceFacts facts = manager_service_facts(s);
+        NetPlan plan = plan_net(&facts);
+        uint64_t change = s->change_usec;
         int r;
 
         /* A change that does not lead to a new batch below is not timed. */
         s->change_usec = 0;
-        if (!net_leading(s)) {
-                /* Not leading (or nothing to program): what kvnetd refused
-                 * no longer stands. (A refused batch is removed too, below
-                 * in on_reply, but its error stands.) */
+        if (plan.clear_errors) {
+                /* (A refused batch is removed too, in on_reply, but its
+                 * error stands while this node leads.) */
                 service_error_clear(s, "kvnetd");
                 service_error_clear(s, "kvpd");
-                if (s->programmed || s->net_inflight > 0)
-                        net_remove(s, false);
-                return;
         }
-        if (!bus_client_get(m->kvnetd))
-                return; /* replayed on connect */
-        if (s->programmed && !s->net_failed && egress_policy_net_equal(s->programmed, p))
+        switch (plan.action) {
+        case NET_ACTION_REMOVE:
+                net_remove(s, false);
                 return;
-        deadline = grant_deadline(s);
-        if (deadline <= now_usec()) {
+        case NET_ACTION_WAIT_RENEWAL:
                 log_debug("%s: leadership deadline too close for a grant; waiting for a renewal", s->key);
                 return;
+        case NET_ACTION_PROGRAM:
+                break;
+        default:
+                return; /* nothing to do, or replayed when kvnetd connects */
         }
         r = resolve_ifname(p, &ifname);
         if (r < 0) {
@@ -400,7 +383,7 @@ void net_update(Service *s)
         }
 
         /* A new batch: replies to the old one no longer count. */
-        s->batch_change_usec = change ? change : now_usec();
+        s->batch_change_usec = change ? change : facts.now_usec;
         s->removing = false;
         s->net_gen++;
         s->net_inflight = 0;
@@ -422,7 +405,7 @@ void net_update(Service *s)
         }
         for (size_t i = 0; i < p->n_vips; i++)
                 (void)send_simple(s, KVNETD_METHOD_GRANT_VIP, false, KVNETD_SIG_GRANT_VIP, s->key,
-                                  ip_addr_to_string(&p->vips[i], buf), ifname, deadline);
+                                  ip_addr_to_string(&p->vips[i], buf), ifname, plan.grant_deadline_usec);
         (void)send_set_egress(s, p);
 
         egress_policy_free(s->programmed);
@@ -435,17 +418,12 @@ void net_update(Service *s)
 
 void net_renew(Service *s)
 {
-        uint64_t deadline;
+        ServiceFacts facts = manager_service_facts(s);
+        NetPlan plan = plan_renew(&facts);
 
-        /* A batch kvnetd refused holds no grant to renew: the resync
-         * retries the whole batch (RenewGrant would only be refused too,
-         * with another message, and that is news again). */
-        if (!s->programmed || !net_leading(s) || s->net_failed)
-                return;
-        deadline = grant_deadline(s);
-        if (deadline <= now_usec())
-                return;
-        (void)send_simple(s, KVNETD_METHOD_RENEW_GRANT, false, KVNETD_SIG_RENEW_GRANT, s->key, deadline);
+        if (plan.action == NET_ACTION_RENEW)
+                (void)send_simple(s, KVNETD_METHOD_RENEW_GRANT, false, KVNETD_SIG_RENEW_GRANT, s->key,
+                                  plan.grant_deadline_usec);
 }
 
 void net_release_all(Manager *m)
@@ -463,15 +441,15 @@ static void clean_call_done(Manager *m, const sd_bus_error *e)
                 m->kvnetd_clean_failed = true;
         if (m->kvnetd_clean_calls > 0)
                 m->kvnetd_clean_calls--;
-        if (m->kvnetd_clean_calls > 0 || m->kvnetd_clean_done)
+        if (m->kvnetd_clean_calls > 0 || m->startup.kvnetd != STALE_CLEAN_RUNNING)
                 return;
         if (m->kvnetd_clean_failed) {
                 log_warning("kvnetd: its stale state was not all removed; leases no Service wants are kept "
                             "until the next connection");
+                manager_startup_event(m, STARTUP_KVNETD_CLEAN_FAILED);
                 return;
         }
-        m->kvnetd_clean_done = true;
-        elect_cleanup_stale(m);
+        manager_startup_event(m, STARTUP_KVNETD_CLEAN_DONE);
 }
 
 static int on_stale_removed(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
@@ -518,13 +496,12 @@ static int remove_stale(Manager *m, sd_bus_message *reply, const char *entry_sig
                  * at the end of its grace period, or with its service. */
                 if (isempty(key))
                         continue;
-                /* A service this node wants and may lead is left to its
-                 * leadership: the replay claims it, or kvnetd's grant
-                 * deadline removes it (all three daemons restarted: a
-                 * fresh kvelectd answers Campaign before it has renewed). */
                 s = manager_get_service(m, key);
-                if (s && (s->programmed || s->net_inflight > 0 || elect_may_lead(s->lease)))
-                        continue;
+                if (s) {
+                        ServiceFacts facts = manager_service_facts(s);
+                        if (plan_stale_keep(&facts))
+                                continue;
+                }
                 log_notice("kvnetd holds %s for %s, which this node does not serve: removing it", what, key);
                 r = sd_bus_call_method_async(bus_client_get(m->kvnetd), NULL, NULL, KVNETD_BUS_PATH,
                                              KVNETD_BUS_INTERFACE, KVNETD_METHOD_REMOVE_SERVICE, on_stale_removed,
@@ -563,20 +540,14 @@ static int on_list_reply(sd_bus_message *reply, void *userdata, sd_bus_error *re
         return 0;
 }
 
-void net_cleanup_stale(Manager *m)
+void net_clean_stale(Manager *m)
 {
         sd_bus *bus = bus_client_get(m->kvnetd);
         int r;
 
-        /* Not before this node's leadership of every lease it wants is
-         * known: after a kvpd restart, a service whose LeadershipChanged
-         * has not arrived yet is not programmed yet, and removing it would
-         * flap the VIP that the replay is about to claim. */
-        if (!bus || !m->synced || !m->reconciled || m->kvnetd_cleaned || m->stopping || elect_any_pending(m))
-                return;
-        m->kvnetd_cleaned = true;
         m->kvnetd_clean_failed = false;
         m->kvnetd_clean_calls = 0;
+        manager_startup_event(m, STARTUP_KVNETD_CLEAN_SENT);
         r = sd_bus_call_method_async(bus, NULL, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE,
                                      KVNETD_METHOD_LIST_VIPS, on_list_reply, m, NULL);
         if (r >= 0) {
@@ -589,6 +560,8 @@ void net_cleanup_stale(Manager *m)
         else {
                 log_warning_errno(r, "kvnetd: cannot list its state: %m");
                 m->kvnetd_clean_failed = true;
+                if (m->kvnetd_clean_calls == 0)
+                        manager_startup_event(m, STARTUP_KVNETD_CLEAN_FAILED);
         }
 }
 
@@ -596,22 +569,23 @@ static int on_grant_expired(sd_bus_message *msg, void *userdata, sd_bus_error *r
 {
         Manager *m = userdata;
         const char *key;
+        ServiceFacts facts;
         Service *s;
         (void)ret_error;
 
         if (sd_bus_message_read(msg, KVNETD_SIG_GRANT_EXPIRED, &key) < 0)
                 return 0;
         s = manager_get_service(m, key);
-        log_warning("kvnetd: the grant of %s expired before a renewal reached it%s", key,
-                    s && net_leading(s) ? "; granting again" : "");
-        if (!s)
+        if (!s) {
+                log_warning("kvnetd: the grant of %s expired before a renewal reached it", key);
                 return 0;
+        }
+        facts = manager_service_facts(s);
+        log_warning("kvnetd: the grant of %s expired before a renewal reached it%s", key,
+                    plan_leading(&facts) ? "; granting again" : "");
         /* kvnetd removed VIPs and egress itself: forget them, then ask again
          * if this node still leads. */
-        s->net_gen++;
-        s->net_inflight = 0;
-        s->net_confirmed = false;
-        s->programmed = egress_policy_free(s->programmed);
+        net_forget(s);
         net_update(s);
         status_update(s);
         return 0;
@@ -626,18 +600,12 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
         m->kvnetd_expired_slot = sd_bus_slot_unref(m->kvnetd_expired_slot);
         /* Whatever kvnetd had, the next connection starts from "unknown":
          * every service is sent again (the verbs are idempotent). */
-        for (size_t i = 0; i < m->n_services; i++) {
-                Service *s = m->services[i];
-                s->net_gen++;
-                s->net_inflight = 0;
-                s->net_confirmed = false;
-                s->programmed = egress_policy_free(s->programmed);
-        }
+        for (size_t i = 0; i < m->n_services; i++)
+                net_forget(m->services[i]);
+        m->kvnetd_clean_calls = 0;
+        m->kvnetd_clean_failed = false;
         if (!bus) {
-                m->kvnetd_cleaned = false;
-                m->kvnetd_clean_calls = 0;
-                m->kvnetd_clean_failed = false;
-                m->kvnetd_clean_done = false;
+                startup_apply(&m->startup, STARTUP_KVNETD_GONE);
                 /* No answer will come: kvnetd's own deadline drops the VIPs. */
                 for (size_t i = 0; i < m->n_services; i++)
                         if (m->services[i]->removing) {
@@ -652,7 +620,7 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
                 log_error_errno(r, "kvnetd: cannot subscribe to %s: %m", KVNETD_SIGNAL_GRANT_EXPIRED);
         for (size_t i = 0; i < m->n_services; i++)
                 net_update(m->services[i]);
-        net_cleanup_stale(m);
+        manager_startup_event(m, STARTUP_KVNETD_CONNECTED);
 }
 
 int net_start(Manager *m)

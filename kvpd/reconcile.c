@@ -360,7 +360,7 @@ static int on_debounce(sd_event_source *es, uint64_t usec, void *userdata)
         /* Before every watch has listed once, the picture is incomplete: a
          * missing Node would drop a pod CIDR from the exclusions, a missing
          * slice would look like "no local pod". Wait. */
-        if (!m->synced || m->stopping)
+        if (m->startup.phase == KVPD_PHASE_WAITING_FOR_SYNC || m->stopping)
                 return 0;
         if (m->cidrs_dirty) {
                 m->cidrs_dirty = false;
@@ -392,11 +392,9 @@ static int on_debounce(sd_event_source *es, uint64_t usec, void *userdata)
         }
         if (n > 0)
                 log_debug("reconciled %u Services in %" PRIu64 " us", n, manager_now_usec() - start);
-        if (!m->reconciled) {
-                /* Every Service wanted now campaigns: kvnetd's stale state
-                 * can be told apart once kvelectd has answered. */
-                m->reconciled = true;
-                net_cleanup_stale(m);
-        }
+        /* Every Service wanted now campaigns: kvnetd's stale state can be
+         * told apart once kvelectd has answered. */
+        if (m->startup.phase == KVPD_PHASE_REPLAYING)
+                manager_startup_event(m, STARTUP_FIRST_ROUND_DONE);
         return 0;
 }

@@ -355,21 +355,14 @@ void status_update(Service *s)
         json_t *o = cached(s);
         char a4[INET6_ADDRSTRLEN] = "", a6[INET6_ADDRSTRLEN] = "";
         _cleanup_free_ char *programmed = NULL;
-        bool holding;
+        ServiceFacts facts = manager_service_facts(s);
 
-        if (!o || !m->kube || s->status_request || m->stopping)
+        if (!m->kube)
                 return;
-        holding = net_leading(s) && s->net_confirmed;
-
-        if (!holding) {
-                /* Not known yet whether this node holds it: kvelectd has
-                 * not answered the campaign (kvpd just started), or this
-                 * node leads and kvnetd's answer is still to come (or
-                 * kvnetd is reconnecting). After a restart the status is
-                 * most likely ours and about to be confirmed: do not clear
-                 * it only to write it back a moment later. */
-                if (elect_pending(s->lease) || (net_leading(s) && !s->net_failed))
-                        return;
+        switch (plan_status(&facts)) {
+        case STATUS_ACTION_HOLD:
+                break;
+        case STATUS_ACTION_RELEASE:
                 if (s->active_reported) {
                         s->active_reported = false;
                         status_event(s, "Normal", "EgressReleased", "node %s released the egress VIP",
@@ -378,6 +371,8 @@ void status_update(Service *s)
                 if (streq_ptr(cached_annotation(o, KV_ANN_VIP_HOST), m->config.node_name))
                         (void)clear(s, o, false);
                 return;
+        default:
+                return; /* nothing to write, or not known yet whether this node holds it */
         }
 
         if (p->has_active4)

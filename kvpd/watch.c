@@ -311,19 +311,18 @@ void watch_done(Manager *m)
 
 static void check_synced(Manager *m)
 {
-        if (m->synced || m->probes_pending > 0)
+        if (m->startup.phase != KVPD_PHASE_WAITING_FOR_SYNC || m->probes_pending > 0)
                 return;
         for (WatchKind k = 0; k < _WATCH_KIND_MAX; k++)
                 if (m->watch_enabled[k] && (!m->informers[k] || !kube_informer_synced(m->informers[k])))
                         return;
-        m->synced = true;
         log_info("all watches synced (%zu services, %zu endpointslices, %zu nodes)",
                  kube_informer_size(m->informers[WATCH_SERVICES]),
                  kube_informer_size(m->informers[WATCH_ENDPOINTSLICES]),
                  kube_informer_size(m->informers[WATCH_NODES]));
         reconcile_mark_cidrs(m);
         reconcile_mark_cached(m);
-        net_cleanup_stale(m);
+        manager_startup_event(m, STARTUP_SYNCED);
 }
 
 static void on_item_event(KubeInformer *inf, KubeWatchEventType type, const char *key, void *old, void *new,
@@ -364,7 +363,7 @@ static void on_synced(KubeInformer *inf, void *userdata)
         /* A relist reports every change as an event (the informer diffs it
          * against its cache); the Services kvpd tracks are looked at again
          * anyway, which costs no more than their number. */
-        if (ctx->manager->synced)
+        if (ctx->manager->startup.phase != KVPD_PHASE_WAITING_FOR_SYNC)
                 reconcile_mark_all(ctx->manager);
         check_synced(ctx->manager);
 }
