@@ -18,9 +18,11 @@
 
 #include "array.h"
 #include "catalog.h"
+#include "controller.h"
+#include "elect.h"
 #include "kvelectd-bus.h"
 #include "log.h"
-#include "manager.h"
+#include "service.h"
 
 Lease *elect_find(Manager *m, const char *namespace, const char *name)
 {
@@ -78,15 +80,6 @@ static int on_stop_reply(sd_bus_message *reply, void *userdata, sd_bus_error *re
         return 0;
 }
 
-static void services_of_lease_changed(Manager *m, Lease *l)
-{
-        (void)m;
-        for (size_t i = 0; i < l->n_services; i++) {
-                net_update(l->services[i]);
-                status_update(l->services[i]);
-        }
-}
-
 static int send_call(Manager *m, const char *method, Lease *l, bool for_stop);
 
 #define CAMPAIGN_RETRY_USEC (5 * USEC_PER_SEC)
@@ -128,8 +121,7 @@ static void campaign_refused(Manager *m, Lease *l, const sd_bus_error *e)
                           LOG_OBJECT(.service = s->key, .lease = s->lease->name, .daemon = "kvelectd",
                                      .node = m->config.node_name),
                           "%s: %s%s", s->key, why, retry ? "; retrying every 5s" : "");
-                if (s->policy)
-                        status_event(s, "Warning", "EgressFailed", "%s", why);
+                controller_refused(s, why);
         }
         l->refused = retry;
         if (!retry)
@@ -166,8 +158,8 @@ static int on_campaign_reply(sd_bus_message *reply, void *userdata, sd_bus_error
                                 service_error_clear(m->services[i], "kvelectd");
         }
         lease_set_campaign_slot(l, NULL);
-        services_of_lease_changed(m, l);
-        manager_advance(m); /* it may have been the last one unanswered */
+        controller_lease_changed(l, false);
+        controller_advance(m); /* it may have been the last one unanswered */
         return 0;
 }
 
@@ -245,7 +237,7 @@ static void arm_lease_deadline(Manager *m)
                         if (m->leases[i]->leading && m->leases[i]->carried) {
                                 m->leases[i]->leading = m->leases[i]->carried = false;
                                 m->leases[i]->deadline_usec = 0;
-                                services_of_lease_changed(m, m->leases[i]);
+                                controller_lease_changed(m->leases[i], false);
                         }
         }
 }
@@ -267,7 +259,7 @@ static int on_lease_deadline(sd_event_source *es, uint64_t usec, void *userdata)
                             l->name, bus_client_get(m->kvelectd) ? "restarted but has not renewed it" : "is gone");
                 l->leading = l->carried = false;
                 l->deadline_usec = 0;
-                services_of_lease_changed(m, l);
+                controller_lease_changed(l, false);
         }
         arm_lease_deadline(m);
         return 0;
@@ -324,15 +316,13 @@ static void lease_unwant(Manager *m, Service *s, Lease *l, bool for_stop)
         lease_free(l);
         arm_lease_deadline(m);
         /* Its Campaign may have been the last one unanswered. */
-        manager_advance(m);
+        controller_advance(m);
 }
 
-void elect_update(Service *s)
+void elect_apply(Service *s, unsigned actions)
 {
         Manager *m = s->manager;
         const EgressPolicy *p = s->policy;
-        ServiceFacts facts = manager_service_facts(s);
-        unsigned actions = plan_elect(&facts);
 
         /* ELECT_ACTION_WAIT_REMOVAL: kvnetd's answer to RemoveService
          * comes back here (net.c), and the lease goes then. */
@@ -391,17 +381,7 @@ static int on_leadership(sd_bus_message *msg, void *userdata, sd_bus_error *ret_
         l->deadline_usec = leading ? deadline : 0;
         if (was_carried)
                 arm_lease_deadline(m);
-        for (size_t i = 0; i < l->n_services; i++) {
-                Service *s = l->services[i];
-
-                /* Still leading (a restarted kvelectd renewed the Lease):
-                 * only the grant's deadline moves. */
-                if (was_leading && leading && s->programmed)
-                        net_renew(s);
-                else
-                        net_update(s);
-                status_update(s);
-        }
+        controller_lease_changed(l, was_leading);
         return 0;
 }
 
@@ -421,8 +401,7 @@ static int on_renewed(sd_bus_message *msg, void *userdata, sd_bus_error *ret_err
         if (!l || !l->leading)
                 return 0;
         l->deadline_usec = deadline;
-        for (size_t i = 0; i < l->n_services; i++)
-                net_renew(l->services[i]);
+        controller_lease_renewed(l);
         return 0;
 }
 
@@ -441,7 +420,6 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
                  * deadline and kvnetd fences the VIPs by then on its own.
                  * Keep leading until that deadline, so a kvelectd restarted
                  * in time changes nothing (it renews our own Lease). */
-                startup_apply(&m->startup, STARTUP_KVELECTD_GONE);
                 for (size_t i = 0; i < m->n_leases; i++) {
                         Lease *l = m->leases[i];
 
@@ -457,7 +435,7 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
                 arm_lease_deadline(m);
                 /* The answers it owed will not come: kvnetd's clean-up need
                  * not wait for them. */
-                manager_advance(m);
+                controller_startup_event(m, STARTUP_KVELECTD_GONE);
                 return;
         }
         r = sd_bus_match_signal(bus, &m->kvelectd_leadership_slot, NULL, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE,
@@ -472,7 +450,7 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
          * kvelectd confirms carried leadership once it has renewed. */
         for (size_t i = 0; i < m->n_leases; i++)
                 m->leases[i]->campaign_sent = send_call(m, KVELECTD_METHOD_CAMPAIGN, m->leases[i], false) >= 0;
-        manager_startup_event(m, STARTUP_KVELECTD_CONNECTED);
+        controller_startup_event(m, STARTUP_KVELECTD_CONNECTED);
 }
 
 static int on_list_campaigns_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
@@ -519,7 +497,7 @@ void elect_clean_stale(Manager *m)
                 log_warning_errno(r, "kvelectd: cannot list its campaigns: %m");
                 return;
         }
-        manager_startup_event(m, STARTUP_KVELECTD_CLEAN_SENT);
+        controller_startup_event(m, STARTUP_KVELECTD_CLEAN_SENT);
 }
 
 int elect_start(Manager *m)

@@ -5,40 +5,16 @@
  * reply, and the connection filter (bus-server.c) refuses anything else. No
  * credential or kubeconfig content is ever part of a reply. */
 #include <systemd/sd-daemon.h>
-#include <time.h>
 
 #include "bus-netaddr.h"
-#include "clock.h"
+#include "introspect.h"
 #include "kvpd-bus.h"
 #include "log.h"
-#include "manager.h"
 
 #define strempty(s) ((s) ? (s) : "")
 
 static const char *const read_only_methods[] = {KVPD_METHOD_GET_NODE, KVPD_METHOD_LIST_SERVICES,
                                                 KVPD_METHOD_GET_METRICS, NULL};
-
-bool service_error_set(Service *s, const char *from, const char *msg)
-{
-        bool news = !s->error_failing || !streq_ptr(s->error_from, from) || !streq_ptr(s->error, msg);
-        char *copy = strdup(msg ? msg : "");
-
-        s->manager->metrics.reconcile_errors++;
-        if (!copy)
-                return news;
-        free(s->error);
-        s->error = copy;
-        s->error_from = from;
-        s->error_usec = realtime_usec();
-        s->error_failing = true;
-        return news;
-}
-
-void service_error_clear(Service *s, const char *from)
-{
-        if (s->error_failing && streq_ptr(s->error_from, from))
-                s->error_failing = false;
-}
 
 static const char *state_to_string(const EgressPolicy *p)
 {
@@ -123,24 +99,12 @@ static int method_list_services(sd_bus_message *msg, void *userdata, sd_bus_erro
 static int method_get_node(sd_bus_message *msg, void *userdata, sd_bus_error *error)
 {
         Manager *m = userdata;
+        bool synced = m->startup.phase != KVPD_PHASE_WAITING_FOR_SYNC;
 
         (void)error;
         return sd_bus_reply_method_return(msg, KVPD_SIG_GET_NODE_REPLY, m->config.node_name, PROJECT_VERSION,
-                                          (int)(m->startup.phase != KVPD_PHASE_WAITING_FOR_SYNC), (int)!!bus_client_get(m->kvnetd),
+                                          (int)synced, (int)!!bus_client_get(m->kvnetd),
                                           (int)!!bus_client_get(m->kvelectd));
-}
-
-void introspect_note_confirmed(Service *s)
-{
-        uint64_t now = 0;
-
-        if (s->batch_change_usec == 0)
-                return;
-        (void)sd_event_now(s->manager->event, CLOCK_MONOTONIC, &now);
-        if (now > s->batch_change_usec)
-                metric_histogram_observe(&s->manager->metrics.change_to_snat_seconds,
-                                         (double)(now - s->batch_change_usec) / USEC_PER_SEC);
-        s->batch_change_usec = 0;
 }
 
 static int method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_error *error)

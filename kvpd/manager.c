@@ -2,38 +2,24 @@
 /* The Manager: owns everything, starts the watches and both bus clients,
  * keeps the table of Services, and runs the bounded clean-up at SIGTERM. */
 #include <stdio.h>
-#include <strings.h>
 #include <time.h>
 
 #include "array.h"
+#include "elect.h"
+#include "introspect.h"
 #include "kvelectd-bus.h"
 #include "kvnetd-bus.h"
 #include "log.h"
 #include "manager.h"
+#include "net.h"
+#include "reconcile.h"
+#include "service.h"
+#include "status.h"
+#include "watch.h"
 
 #ifndef PROJECT_VERSION
 #define PROJECT_VERSION "unknown"
 #endif
-
-static Service *service_free(Service *s)
-{
-        if (!s)
-                return NULL;
-        egress_policy_free(s->policy);
-        egress_policy_free(s->programmed);
-        free(s->programmed_ifname);
-        free(s->status_last_body);
-        free(s->status_last_rv);
-        free(s->last_error_logged);
-        free(s->last_error_event);
-        free(s->last_warning_event);
-        free(s->error);
-        free(s->key);
-        free(s->namespace);
-        free(s->name);
-        free(s);
-        return NULL;
-}
 
 uint64_t manager_now_usec(void)
 {
@@ -41,100 +27,6 @@ uint64_t manager_now_usec(void)
 
         (void)clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
-}
-
-ServiceFacts manager_service_facts(Service *s)
-{
-        Manager *m = s->manager;
-        const Lease *l = s->lease;
-        const EgressPolicy *p = s->policy;
-
-        return (ServiceFacts){
-                .desired = p,
-                .stopping = m->stopping,
-                .campaigning = l,
-                .campaign_matches = l && p && streq_ptr(l->namespace, p->lease_namespace) &&
-                                    streq_ptr(l->name, p->lease_name),
-                .campaign_unanswered = l && l->campaign_slot,
-                .leading = l && l->leading,
-                /* kvelectd lowercases the holder's name */
-                .held_elsewhere = l && !isempty(l->holder) && strcasecmp(l->holder, m->config.node_name) != 0,
-                .lease_deadline_usec = l ? l->deadline_usec : 0,
-                .kvnetd_connected = bus_client_get(m->kvnetd),
-                .programmed = s->programmed,
-                .net_inflight = s->net_inflight > 0,
-                .net_failed = s->net_failed,
-                .net_confirmed = s->net_confirmed,
-                .removing = s->removing,
-                .status_cached = watch_service_item(m, s->namespace, s->name),
-                .status_in_flight = s->status_request,
-                .now_usec = manager_now_usec(),
-                .grant_margin_usec = m->config.grant_margin_usec,
-        };
-}
-
-void manager_advance(Manager *m)
-{
-        StartupFacts f = {
-                .stopping = m->stopping,
-                .kvnetd_connected = bus_client_get(m->kvnetd),
-                .kvelectd_connected = bus_client_get(m->kvelectd),
-                .campaigns_pending = m->n_campaigns_pending > 0,
-        };
-        unsigned actions = plan_startup(&m->startup, &f);
-
-        /* kvnetd's first: its outcome is an event that may make kvelectd's
-         * due (it comes back through manager_startup_event). */
-        if (actions & STARTUP_ACTION_CLEAN_KVNETD)
-                net_clean_stale(m);
-        else if (actions & STARTUP_ACTION_CLEAN_KVELECTD)
-                elect_clean_stale(m);
-}
-
-void manager_startup_event(Manager *m, StartupEvent e)
-{
-        KvpdPhase was = m->startup.phase;
-
-        startup_apply(&m->startup, e);
-        if (m->startup.phase != was)
-                log_debug("start-up: %s -> %s (%s)", kvpd_phase_to_string(was),
-                          kvpd_phase_to_string(m->startup.phase), startup_event_to_string(e));
-        manager_advance(m);
-}
-
-Service *manager_get_service(Manager *m, const char *key)
-{
-        return hashmap_get(&m->services_by_key, key);
-}
-
-int manager_ensure_service(Manager *m, const char *namespace, const char *name, Service **ret)
-{
-        _cleanup_free_ char *key = NULL;
-        Service *s;
-
-        if (asprintf(&key, "%s/%s", namespace, name) < 0)
-                return -ENOMEM;
-        s = manager_get_service(m, key);
-        if (s) {
-                *ret = s;
-                return 0;
-        }
-        s = calloc(1, sizeof(*s));
-        if (!s)
-                return -ENOMEM;
-        s->manager = m;
-        s->key = TAKE_PTR(key);
-        s->namespace = strdup(namespace);
-        s->name = strdup(name);
-        if (!s->namespace || !s->name || ARRAY_RESERVE(m->services, m->cap_services, m->n_services + 1) < 0 ||
-            hashmap_put(&m->services_by_key, s->key, s) < 0) {
-                service_free(s);
-                return -ENOMEM;
-        }
-        s->index = m->n_services;
-        m->services[m->n_services++] = s;
-        *ret = s;
-        return 0;
 }
 
 void manager_drop_service(Manager *m, Service *s)

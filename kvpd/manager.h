@@ -2,12 +2,12 @@
 #pragma once
 
 /* kvpd's one context: the event loop, the API client and its informers, the
- * two bus clients, and what kvpd knows about each egress Service.
+ * two bus clients, and what kvpd knows about each egress Service. The
+ * functions live with their jobs (kvpd/README.md):
  *
- *   API (informers) --watch.c--> reconcile.c --egress-policy.c--> desired state
- *       desired state --elect.c--> kvelectd (campaign while a local pod is ready)
- *       leadership    --net.c----> kvnetd (VIPs and SNAT, only while leading)
- *       leadership    --status.c-> the Service (annotations, ingress, Events)
+ *   informer caches (watch.c, cache.c) --reconcile.c--> desired state
+ *   facts --plan.c--> actions --controller.c--> net.c (kvnetd), elect.c
+ *   (kvelectd), status.c (the Service); their replies come back as facts.
  */
 
 #include <stdbool.h>
@@ -149,7 +149,7 @@ struct Manager {
         WatchCtx watch_ctx[_WATCH_KIND_MAX];
         unsigned probes_pending;
         /* Start-up and the stale-state clean-up of each connection
-         * (plan.h); the loop advances it (manager_advance). */
+         * (plan.h); the loop advances it (controller_advance). */
         Startup startup;
 
         ClusterCidrs cidrs;
@@ -210,75 +210,6 @@ int manager_start(Manager *m);
  * leave the loop; bounded by stop_timeout_usec. */
 int manager_stop(Manager *m);
 void manager_stop_done(Manager *m); /* one stop_pending call finished */
-
-Service *manager_get_service(Manager *m, const char *key);
-int manager_ensure_service(Manager *m, const char *namespace, const char *name, Service **ret);
+/* Forget a Service kvpd holds no state for any more (reconcile.c). */
 void manager_drop_service(Manager *m, Service *s);
 uint64_t manager_now_usec(void); /* CLOCK_MONOTONIC */
-/* The facts the planner decides one Service from. */
-ServiceFacts manager_service_facts(Service *s);
-/* A start-up event happened (plan.h): apply it, then start what the
- * planner says is due now. */
-void manager_startup_event(Manager *m, StartupEvent e);
-/* Facts the start-up depends on may have changed (a campaign answered,
- * a connection gone): start what is due now. */
-void manager_advance(Manager *m);
-
-/* The cached Service (NULL if absent; &service_item_stub if not ours). */
-ServiceItem *watch_service_item(Manager *m, const char *namespace, const char *name);
-/* The Service's EndpointSlices, or NULL. */
-SliceGroup *watch_slices(Manager *m, const char *key);
-void watch_done(Manager *m);
-
-/* watch.c */
-int watch_start(Manager *m);
-const char *watch_kind_to_string(WatchKind k);
-
-/* reconcile.c */
-void reconcile_mark(Manager *m, const char *namespace, const char *name);
-/* Marks only if kvpd tracks the Service or its cached object may be an
- * egress Service: a change to any other Service costs a hash lookup. */
-void reconcile_mark_if_relevant(Manager *m, const char *namespace, const char *name);
-void reconcile_unqueue(Service *s);
-/* Every tracked Service (a cluster-network change concerns no other). */
-void reconcile_mark_all(Manager *m);
-/* And every cached Service that may be an egress one (after the first sync). */
-void reconcile_mark_cached(Manager *m);
-void reconcile_mark_cidrs(Manager *m);
-int reconcile_service(Service *s);
-int reconcile_cidrs(Manager *m);
-
-/* elect.c */
-int elect_start(Manager *m);
-void elect_update(Service *s);
-void elect_release_all(Manager *m);
-Lease *elect_find(Manager *m, const char *namespace, const char *name);
-void elect_lease_drop_service(Lease *l, Service *s);
-/* Withdraw the campaigns kvelectd has that kvpd does not want (a Service
- * deleted while kvpd was down). The planner says when (plan_startup). */
-void elect_clean_stale(Manager *m);
-
-/* net.c */
-int net_start(Manager *m);
-void net_update(Service *s);
-void net_renew(Service *s);
-/* Remove what kvnetd holds that kvpd does not program. The planner says
- * when (plan_startup); the outcome is a start-up event. */
-void net_clean_stale(Manager *m);
-void net_release_all(Manager *m);
-
-/* introspect.c */
-int introspect_start(Manager *m);
-/* Records msg as s's standing error from the daemon named from. Returns true
- * when it is news (no error stood, or another one did): the caller reports
- * news once (an Event), not every retry. */
-bool service_error_set(Service *s, const char *from, const char *msg);
-/* The error from that daemon no longer stands (kept as "last error"). */
-void service_error_clear(Service *s, const char *from);
-/* kvnetd confirmed the batch started at s->batch_change_usec. */
-void introspect_note_confirmed(Service *s);
-
-/* status.c */
-void status_update(Service *s);
-void status_clear_all(Manager *m);
-void status_event(Service *s, const char *type, const char *reason, const char *fmt, ...) _printf_(4, 5);

@@ -17,9 +17,11 @@
 #include <stdio.h>
 
 #include "catalog.h"
+#include "controller.h"
 #include "kvnetd-bus.h"
 #include "log.h"
-#include "manager.h"
+#include "net.h"
+#include "service.h"
 
 #define NET_RETRY_USEC (2 * USEC_PER_SEC)
 
@@ -81,7 +83,7 @@ static int on_resync(sd_event_source *es, uint64_t usec, void *userdata)
 
         for (size_t i = 0; i < m->n_services; i++)
                 if (m->services[i]->net_failed)
-                        net_update(m->services[i]);
+                        controller_net_retry(m->services[i]);
         return 0;
 }
 
@@ -90,7 +92,7 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
         Call *c = userdata;
         Manager *m = c->manager;
         const sd_bus_error *e = sd_bus_message_get_error(reply);
-        Service *s = manager_get_service(m, c->key);
+        Service *s = service_get(m, c->key);
         (void)ret_error;
 
         if (c->for_stop) {
@@ -103,7 +105,7 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
                 if (e)
                         log_warning("kvnetd: RemoveService(%s) failed: %s", c->key, e->message ? e->message : e->name);
                 s->removing = false;
-                elect_update(s); /* the lease may go now */
+                controller_net_removed(s); /* the lease may go now */
         }
         if (!s || s->net_gen != c->gen)
                 return 0; /* superseded by a later batch */
@@ -123,8 +125,7 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
                                   LOG_OBJECT(.service = c->key, .daemon = "kvnetd", .node = m->config.node_name),
                                   "%s: %s (%s); retrying every %us", c->key, why, e->name,
                                   (unsigned)(NET_RETRY_USEC / USEC_PER_SEC));
-                        if (s->policy)
-                                status_event(s, "Warning", "EgressFailed", "%s", why);
+                        controller_refused(s, why);
                 } else
                         log_debug("%s: %s (still)", c->key, why);
                 s->net_failed = true;
@@ -141,9 +142,9 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
         }
         if (s->net_inflight == 0 && !s->net_failed && s->programmed) {
                 service_error_clear(s, "kvnetd");
-                introspect_note_confirmed(s);
+                service_note_confirmed(s);
                 s->net_confirmed = true;
-                status_update(s);
+                controller_net_confirmed(s);
         }
         return 0;
 }
@@ -333,26 +334,24 @@ static void net_remove(Service *s, bool for_stop)
         }
 }
 
-void net_update(Service *s)
+void net_apply(Service *s, const NetPlan *plan, uint64_t now_usec)
 {
         Manager *m = s->manager;
         EgressPolicy *p = s->policy;
         _cleanup_free_ char *ifname = NULL;
         char buf[INET6_ADDRSTRLEN];
-        ServiceFacts facts = manager_service_facts(s);
-        NetPlan plan = plan_net(&facts);
         uint64_t change = s->change_usec;
         int r;
 
         /* A change that does not lead to a new batch below is not timed. */
         s->change_usec = 0;
-        if (plan.clear_errors) {
+        if (plan->clear_errors) {
                 /* (A refused batch is removed too, in on_reply, but its
                  * error stands while this node leads.) */
                 service_error_clear(s, "kvnetd");
                 service_error_clear(s, "kvpd");
         }
-        switch (plan.action) {
+        switch (plan->action) {
         case NET_ACTION_REMOVE:
                 net_remove(s, false);
                 return;
@@ -375,7 +374,7 @@ void net_update(Service *s)
                 if (service_error_set(s, "kvpd", why)) {
                         log_warning_errno(r, "%s: no interface for the VIP (%s is \"auto\" and no subnet holds it): %m",
                                           s->key, KV_ANN_SERVICE_INTERFACE);
-                        status_event(s, "Warning", "EgressFailed", "%s", why);
+                        controller_refused(s, why);
                 }
                 s->net_failed = true;
                 schedule_resync(m);
@@ -383,7 +382,7 @@ void net_update(Service *s)
         }
 
         /* A new batch: replies to the old one no longer count. */
-        s->batch_change_usec = change ? change : facts.now_usec;
+        s->batch_change_usec = change ? change : now_usec;
         s->removing = false;
         s->net_gen++;
         s->net_inflight = 0;
@@ -405,7 +404,7 @@ void net_update(Service *s)
         }
         for (size_t i = 0; i < p->n_vips; i++)
                 (void)send_simple(s, KVNETD_METHOD_GRANT_VIP, false, KVNETD_SIG_GRANT_VIP, s->key,
-                                  ip_addr_to_string(&p->vips[i], buf), ifname, plan.grant_deadline_usec);
+                                  ip_addr_to_string(&p->vips[i], buf), ifname, plan->grant_deadline_usec);
         (void)send_set_egress(s, p);
 
         egress_policy_free(s->programmed);
@@ -416,14 +415,11 @@ void net_update(Service *s)
                  ip_addr_to_string(p->has_vip4 ? &p->vip4 : &p->vip6, buf), s->programmed_ifname, p->n_pods);
 }
 
-void net_renew(Service *s)
+void net_renew(Service *s, const NetPlan *plan)
 {
-        ServiceFacts facts = manager_service_facts(s);
-        NetPlan plan = plan_renew(&facts);
-
-        if (plan.action == NET_ACTION_RENEW)
+        if (plan->action == NET_ACTION_RENEW)
                 (void)send_simple(s, KVNETD_METHOD_RENEW_GRANT, false, KVNETD_SIG_RENEW_GRANT, s->key,
-                                  plan.grant_deadline_usec);
+                                  plan->grant_deadline_usec);
 }
 
 void net_release_all(Manager *m)
@@ -446,10 +442,10 @@ static void clean_call_done(Manager *m, const sd_bus_error *e)
         if (m->kvnetd_clean_failed) {
                 log_warning("kvnetd: its stale state was not all removed; leases no Service wants are kept "
                             "until the next connection");
-                manager_startup_event(m, STARTUP_KVNETD_CLEAN_FAILED);
+                controller_startup_event(m, STARTUP_KVNETD_CLEAN_FAILED);
                 return;
         }
-        manager_startup_event(m, STARTUP_KVNETD_CLEAN_DONE);
+        controller_startup_event(m, STARTUP_KVNETD_CLEAN_DONE);
 }
 
 static int on_stale_removed(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
@@ -496,9 +492,9 @@ static int remove_stale(Manager *m, sd_bus_message *reply, const char *entry_sig
                  * at the end of its grace period, or with its service. */
                 if (isempty(key))
                         continue;
-                s = manager_get_service(m, key);
+                s = service_get(m, key);
                 if (s) {
-                        ServiceFacts facts = manager_service_facts(s);
+                        ServiceFacts facts = controller_service_facts(s);
                         if (plan_stale_keep(&facts))
                                 continue;
                 }
@@ -547,7 +543,7 @@ void net_clean_stale(Manager *m)
 
         m->kvnetd_clean_failed = false;
         m->kvnetd_clean_calls = 0;
-        manager_startup_event(m, STARTUP_KVNETD_CLEAN_SENT);
+        controller_startup_event(m, STARTUP_KVNETD_CLEAN_SENT);
         r = sd_bus_call_method_async(bus, NULL, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE,
                                      KVNETD_METHOD_LIST_VIPS, on_list_reply, m, NULL);
         if (r >= 0) {
@@ -561,7 +557,7 @@ void net_clean_stale(Manager *m)
                 log_warning_errno(r, "kvnetd: cannot list its state: %m");
                 m->kvnetd_clean_failed = true;
                 if (m->kvnetd_clean_calls == 0)
-                        manager_startup_event(m, STARTUP_KVNETD_CLEAN_FAILED);
+                        controller_startup_event(m, STARTUP_KVNETD_CLEAN_FAILED);
         }
 }
 
@@ -575,19 +571,18 @@ static int on_grant_expired(sd_bus_message *msg, void *userdata, sd_bus_error *r
 
         if (sd_bus_message_read(msg, KVNETD_SIG_GRANT_EXPIRED, &key) < 0)
                 return 0;
-        s = manager_get_service(m, key);
+        s = service_get(m, key);
         if (!s) {
                 log_warning("kvnetd: the grant of %s expired before a renewal reached it", key);
                 return 0;
         }
-        facts = manager_service_facts(s);
+        facts = controller_service_facts(s);
         log_warning("kvnetd: the grant of %s expired before a renewal reached it%s", key,
                     plan_leading(&facts) ? "; granting again" : "");
         /* kvnetd removed VIPs and egress itself: forget them, then ask again
          * if this node still leads. */
         net_forget(s);
-        net_update(s);
-        status_update(s);
+        controller_net_expired(s);
         return 0;
 }
 
@@ -605,12 +600,13 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
         m->kvnetd_clean_calls = 0;
         m->kvnetd_clean_failed = false;
         if (!bus) {
-                startup_apply(&m->startup, STARTUP_KVNETD_GONE);
+                /* First: kvelectd's clean-up must wait for kvnetd's again. */
+                controller_startup_event(m, STARTUP_KVNETD_GONE);
                 /* No answer will come: kvnetd's own deadline drops the VIPs. */
                 for (size_t i = 0; i < m->n_services; i++)
                         if (m->services[i]->removing) {
                                 m->services[i]->removing = false;
-                                elect_update(m->services[i]);
+                                controller_net_removed(m->services[i]);
                         }
                 return;
         }
@@ -618,9 +614,7 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
                                 KVNETD_SIGNAL_GRANT_EXPIRED, on_grant_expired, m);
         if (r < 0)
                 log_error_errno(r, "kvnetd: cannot subscribe to %s: %m", KVNETD_SIGNAL_GRANT_EXPIRED);
-        for (size_t i = 0; i < m->n_services; i++)
-                net_update(m->services[i]);
-        manager_startup_event(m, STARTUP_KVNETD_CONNECTED);
+        controller_net_connected(m);
 }
 
 int net_start(Manager *m)

@@ -15,9 +15,13 @@
 #include <time.h>
 
 #include "array.h"
+#include "cache.h"
 #include "catalog.h"
+#include "controller.h"
 #include "log.h"
-#include "manager.h"
+#include "reconcile.h"
+#include "service.h"
+#include "status.h"
 
 static const char *strempty(const char *s)
 {
@@ -96,7 +100,7 @@ void reconcile_mark(Manager *m, const char *namespace, const char *name)
 
         if (isempty(namespace) || isempty(name) || m->stopping)
                 return;
-        if (manager_ensure_service(m, namespace, name, &s) < 0) {
+        if (service_ensure(m, namespace, name, &s) < 0) {
                 log_error("out of memory tracking %s/%s", namespace, name);
                 return;
         }
@@ -115,8 +119,8 @@ void reconcile_mark_if_relevant(Manager *m, const char *namespace, const char *n
                 return;
         if (asprintf(&key, "%s/%s", namespace, name) < 0)
                 return;
-        it = watch_service_item(m, namespace, name);
-        if (manager_get_service(m, key) || (it && it != &service_item_stub))
+        it = cache_service_item(m, namespace, name);
+        if (service_get(m, key) || (it && it != &service_item_stub))
                 reconcile_mark(m, namespace, name);
 }
 
@@ -178,7 +182,7 @@ static int collect_one(const char *key, void *item, void *userdata)
         return 0;
 }
 
-int reconcile_cidrs(Manager *m)
+static int reconcile_cidrs(Manager *m)
 {
         Collected nodes = {}, scs = {}, kcms = {};
         const KubeConfigMap *kubeadm = NULL;
@@ -253,7 +257,7 @@ int reconcile_cidrs(Manager *m)
         return 0;
 }
 
-int reconcile_service(Service *s)
+static int reconcile_service(Service *s)
 {
         Manager *m = s->manager;
         _cleanup_(egress_policy_freep) EgressPolicy *p = NULL;
@@ -263,7 +267,7 @@ int reconcile_service(Service *s)
         int r;
 
         reconcile_unqueue(s);
-        it = watch_service_item(m, s->namespace, s->name);
+        it = cache_service_item(m, s->namespace, s->name);
         if (it == &service_item_stub) {
                 /* Not an egress Service (any more): what the policy makes of
                  * one with no annotation, without keeping its object. */
@@ -277,7 +281,7 @@ int reconcile_service(Service *s)
                                     it->error ?: "out of memory");
         }
         if (svc) {
-                SliceGroup *g = watch_slices(m, s->key);
+                SliceGroup *g = cache_slices(m, s->key);
                 EgressInput in = {
                         .service = svc,
                         .cidrs = m->cidrs_valid ? &m->cidrs : NULL,
@@ -341,11 +345,7 @@ int reconcile_service(Service *s)
         egress_policy_free(s->policy);
         s->policy = TAKE_PTR(p);
 
-        /* kvnetd first: a Service that stops being served sends
-         * RemoveService before its lease is let go (elect_update waits). */
-        net_update(s);
-        elect_update(s);
-        status_update(s);
+        controller_service_changed(s);
         return 0;
 }
 
@@ -395,6 +395,6 @@ static int on_debounce(sd_event_source *es, uint64_t usec, void *userdata)
         /* Every Service wanted now campaigns: kvnetd's stale state can be
          * told apart once kvelectd has answered. */
         if (m->startup.phase == KVPD_PHASE_REPLAYING)
-                manager_startup_event(m, STARTUP_FIRST_ROUND_DONE);
+                controller_startup_event(m, STARTUP_FIRST_ROUND_DONE);
         return 0;
 }

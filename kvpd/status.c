@@ -13,8 +13,11 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "cache.h"
+#include "controller.h"
 #include "log.h"
-#include "manager.h"
+#include "service.h"
+#include "status.h"
 
 #define MERGE_PATCH "application/merge-patch+json"
 
@@ -39,16 +42,10 @@ void status_event(Service *s, const char *type, const char *reason, const char *
                 log_debug_errno(r, "%s: cannot send Event %s: %m", s->key, reason);
 }
 
-/* The Service as cached: its JSON, an empty object for one that is neither
- * egress nor carries vipHost (nothing of it is kept, and nothing of it is
- * ours to clear), NULL if absent. */
+/* The Service as cached (cache.h). */
 static json_t *cached(Service *s)
 {
-        ServiceItem *it = watch_service_item(s->manager, s->namespace, s->name);
-
-        if (!it)
-                return NULL;
-        return it == &service_item_stub ? s->manager->empty_object : it->json;
+        return cache_service_json(s->manager, s->namespace, s->name);
 }
 
 static const char *cached_annotation(json_t *o, const char *key)
@@ -186,12 +183,12 @@ static void status_call_free(StatusCall *c)
 static int on_retry_timer(sd_event_source *es, uint64_t usec, void *userdata)
 {
         StatusCall *c = userdata;
-        Service *s = manager_get_service(c->manager, c->key);
+        Service *s = service_get(c->manager, c->key);
         (void)usec;
 
         if (s && !c->manager->stopping) {
                 s->dirty = true;
-                reconcile_mark(c->manager, s->namespace, s->name);
+                controller_status_written(s);
         }
         status_call_free(c);
         sd_event_source_unref(es);
@@ -202,7 +199,7 @@ static void on_patched(KubeClient *kc, const KubeResponse *resp, void *userdata)
 {
         StatusCall *c = userdata;
         Manager *m = c->manager;
-        Service *s = manager_get_service(m, c->key);
+        Service *s = service_get(m, c->key);
         bool ok = resp->error == 0 && resp->http_status >= 200 && resp->http_status < 300;
         (void)kc;
 
@@ -227,8 +224,8 @@ static void on_patched(KubeClient *kc, const KubeResponse *resp, void *userdata)
         }
         /* The watch event for this write may have come before this answer,
          * and found the write still in flight: look again. */
-        if (s && !m->stopping)
-                reconcile_mark(m, s->namespace, s->name);
+        if (s)
+                controller_status_written(s);
         if (ok) {
                 if (s) {
                         free(s->status_last_body);
@@ -348,18 +345,17 @@ static int clear(Service *s, json_t *o, bool for_stop)
         return r;
 }
 
-void status_update(Service *s)
+void status_apply(Service *s, StatusAction action)
 {
         Manager *m = s->manager;
         const EgressPolicy *p = s->policy;
         json_t *o = cached(s);
         char a4[INET6_ADDRSTRLEN] = "", a6[INET6_ADDRSTRLEN] = "";
         _cleanup_free_ char *programmed = NULL;
-        ServiceFacts facts = manager_service_facts(s);
 
         if (!m->kube)
                 return;
-        switch (plan_status(&facts)) {
+        switch (action) {
         case STATUS_ACTION_HOLD:
                 break;
         case STATUS_ACTION_RELEASE:

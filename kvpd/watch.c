@@ -18,8 +18,12 @@
 
 #include "annotations.h"
 #include "array.h"
+#include "cache.h"
+#include "controller.h"
 #include "log.h"
-#include "manager.h"
+#include "reconcile.h"
+#include "service.h"
+#include "watch.h"
 
 #define PROBE_RETRY_USEC (1 * USEC_PER_SEC)
 
@@ -82,11 +86,6 @@ static void service_item_free(void *p)
         free(it);
 }
 
-ServiceItem *watch_service_item(Manager *m, const char *namespace, const char *name)
-{
-        return kube_informer_get_item(m->informers[WATCH_SERVICES], namespace, name);
-}
-
 /* Splits "namespace/name" and marks it. */
 static void mark_key(Manager *m, const char *key, bool relevant_only)
 {
@@ -107,7 +106,7 @@ static void on_service_event(Manager *m, const char *key, ServiceItem *old, Serv
 
         if (ours)
                 mark_key(m, key, false);
-        else if (manager_get_service(m, key))
+        else if (service_get(m, key))
                 mark_key(m, key, false); /* state held for it: see that it is gone */
 }
 
@@ -162,11 +161,6 @@ static char *slice_service_key(const KubeEndpointSlice *sl)
         if (asprintf(&key, "%s/%s", sl->meta.namespace, sl->service_name) < 0)
                 return NULL;
         return key;
-}
-
-SliceGroup *watch_slices(Manager *m, const char *key)
-{
-        return hashmap_get(&m->slice_groups, key);
 }
 
 static void slice_group_free(SliceGroup *g)
@@ -322,7 +316,7 @@ static void check_synced(Manager *m)
                  kube_informer_size(m->informers[WATCH_NODES]));
         reconcile_mark_cidrs(m);
         reconcile_mark_cached(m);
-        manager_startup_event(m, STARTUP_SYNCED);
+        controller_startup_event(m, STARTUP_SYNCED);
 }
 
 static void on_item_event(KubeInformer *inf, KubeWatchEventType type, const char *key, void *old, void *new,

@@ -174,7 +174,7 @@ static void apply_net(Sim *sim, NetPlan p)
         ServiceFacts *f = &sim->f;
 
         switch (p.action) {
-        case NET_ACTION_PROGRAM: /* net_update: a new batch */
+        case NET_ACTION_PROGRAM: /* net_apply: a new batch */
                 ck_assert_uint_gt(p.grant_deadline_usec, f->now_usec);
                 ck_assert_uint_le(p.grant_deadline_usec, f->lease_deadline_usec - f->grant_margin_usec);
                 f->programmed = f->desired;
