@@ -53,6 +53,18 @@ static EgressPolicy policy_idle = {.state = EGRESS_IDLE,
                                    .lease_namespace = (char *)"default",
                                    .lease_name = (char *)"kubevip-demo"};
 
+/* A local pod that is not ready while another node has one: handled as
+ * idle (the holder releases the VIP, then withdraws). */
+static EgressPolicy policy_yielding = {.state = EGRESS_YIELDING,
+                                       .ifname = (char *)"eth0",
+                                       .has_vip4 = true,
+                                       .vips = vips,
+                                       .n_vips = 1,
+                                       .pods = pods_a,
+                                       .n_pods = 1,
+                                       .lease_namespace = (char *)"default",
+                                       .lease_name = (char *)"kubevip-demo"};
+
 typedef enum Op {
         OP_END,
         OP_KVNETD_UP,
@@ -627,6 +639,9 @@ static const struct {
         {&policy_idle, false, true, true, false, ELECT_ACTION_WITHDRAW},
         {&policy_idle, false, true, true, true, ELECT_ACTION_WAIT_REMOVAL},
         {NULL, false, true, false, false, ELECT_ACTION_WITHDRAW},
+        {&policy_yielding, false, false, false, false, 0},
+        {&policy_yielding, false, true, true, false, ELECT_ACTION_WITHDRAW},
+        {&policy_yielding, false, true, true, true, ELECT_ACTION_WAIT_REMOVAL},
 };
 
 START_TEST(test_elect)
@@ -671,6 +686,35 @@ START_TEST(test_stopping)
 }
 END_TEST
 
+/* Yielding (a local pod not ready, a ready one elsewhere) while leading:
+ * the VIP goes first, the lease after. */
+START_TEST(test_yielding)
+{
+        ServiceFacts f = {.desired = &policy_yielding,
+                          .campaigning = true,
+                          .campaign_matches = true,
+                          .leading = true,
+                          .lease_deadline_usec = T0 + LEASE,
+                          .kvnetd_connected = true,
+                          .programmed = &policy_ready_a,
+                          .net_confirmed = true,
+                          .status_cached = true,
+                          .now_usec = T0,
+                          .grant_margin_usec = MARGIN};
+
+        ck_assert(!plan_leading(&f));
+        ck_assert_int_eq(plan_net(&f).action, NET_ACTION_REMOVE);
+        f.programmed = NULL;
+        f.net_confirmed = false;
+        f.removing = true;
+        ck_assert_uint_eq(plan_elect(&f), ELECT_ACTION_WAIT_REMOVAL);
+        ck_assert_int_eq(plan_status(&f), STATUS_ACTION_RELEASE);
+        ck_assert(plan_stale_keep(&f)); /* still leading the lease: left to it */
+        f.removing = false;
+        ck_assert_uint_eq(plan_elect(&f), ELECT_ACTION_WITHDRAW);
+}
+END_TEST
+
 START_TEST(test_names)
 {
         for (int i = 0; i < _KVPD_PHASE_MAX; i++)
@@ -699,6 +743,7 @@ int main(void)
         tcase_add_loop_test(tc, test_grant_deadline, 0, ELEMENTSOF(grant_deadlines));
         tcase_add_loop_test(tc, test_elect, 0, ELEMENTSOF(elect_cases));
         tcase_add_test(tc, test_stopping);
+        tcase_add_test(tc, test_yielding);
         tcase_add_test(tc, test_names);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
