@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "cache.h"
+#include "clock.h"
 #include "controller.h"
 #include "elect.h"
 #include "log.h"
@@ -41,7 +42,7 @@ ServiceFacts controller_service_facts(Service *s)
                 .removing = s->removing,
                 .status_cached = cache_service_item(m, s->namespace, s->name),
                 .status_in_flight = s->status_request,
-                .now_usec = manager_now_usec(),
+                .now_usec = now_usec(),
                 .grant_margin_usec = m->config.grant_margin_usec,
         };
 }

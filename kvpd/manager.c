@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "array.h"
+#include "clock.h"
 #include "elect.h"
 #include "introspect.h"
 #include "kvelectd-bus.h"
@@ -20,14 +21,6 @@
 #ifndef PROJECT_VERSION
 #define PROJECT_VERSION "unknown"
 #endif
-
-uint64_t manager_now_usec(void)
-{
-        struct timespec ts;
-
-        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
-}
 
 void manager_drop_service(Manager *m, Service *s)
 {
@@ -161,7 +154,7 @@ static uint64_t cpu_usec(void)
 static int on_lag_timer(sd_event_source *es, uint64_t usec, void *userdata)
 {
         Manager *m = userdata;
-        uint64_t now = manager_now_usec(), cpu = cpu_usec(), late = now > usec ? now - usec : 0, busy;
+        uint64_t now = now_usec(), cpu = cpu_usec(), late = now > usec ? now - usec : 0, busy;
 
         /* The first tick waited for the start-up (TLS set-up, connects),
          * which runs before the loop: not a callback's doing. */
@@ -197,7 +190,7 @@ static void lag_probe_start(Manager *m)
 
         if (log_get_max_level() < LOG_DEBUG)
                 return;
-        r = sd_event_add_time(m->event, &m->lag_source, CLOCK_MONOTONIC, manager_now_usec() + LAG_PERIOD_USEC, 1,
+        r = sd_event_add_time(m->event, &m->lag_source, CLOCK_MONOTONIC, now_usec() + LAG_PERIOD_USEC, 1,
                               on_lag_timer, m);
         if (r >= 0)
                 r = sd_event_source_set_enabled(m->lag_source, SD_EVENT_ON);

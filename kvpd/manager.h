@@ -212,4 +212,3 @@ int manager_stop(Manager *m);
 void manager_stop_done(Manager *m); /* one stop_pending call finished */
 /* Forget a Service kvpd holds no state for any more (reconcile.c). */
 void manager_drop_service(Manager *m, Service *s);
-uint64_t manager_now_usec(void); /* CLOCK_MONOTONIC */

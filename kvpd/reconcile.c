@@ -17,6 +17,7 @@
 #include "array.h"
 #include "cache.h"
 #include "catalog.h"
+#include "clock.h"
 #include "controller.h"
 #include "log.h"
 #include "reconcile.h"
@@ -352,7 +353,7 @@ static int reconcile_service(Service *s)
 static int on_debounce(sd_event_source *es, uint64_t usec, void *userdata)
 {
         Manager *m = userdata;
-        uint64_t start = manager_now_usec();
+        uint64_t start = now_usec();
         unsigned n = 0;
         (void)es;
         (void)usec;
@@ -367,20 +368,20 @@ static int on_debounce(sd_event_source *es, uint64_t usec, void *userdata)
                 (void)reconcile_cidrs(m);
         }
         while (m->dirty_head) {
-                if (n > 0 && manager_now_usec() - start >= RECONCILE_SLICE_USEC) {
+                if (n > 0 && now_usec() - start >= RECONCILE_SLICE_USEC) {
                         /* The rest in the next round, after whatever else
                          * is waiting on the loop. */
                         log_debug("reconciled %u Services in %" PRIu64 " us, more to come", n,
-                                  manager_now_usec() - start);
+                                  now_usec() - start);
                         arm_after(m, 0);
                         return 0;
                 }
                 {
-                        uint64_t t = manager_now_usec();
+                        uint64_t t = now_usec();
 
                         (void)reconcile_service(m->dirty_head);
                         metric_histogram_observe(&m->metrics.reconcile_seconds,
-                                                 (double)(manager_now_usec() - t) / USEC_PER_SEC);
+                                                 (double)(now_usec() - t) / USEC_PER_SEC);
                 }
                 n++;
         }
@@ -391,7 +392,7 @@ static int on_debounce(sd_event_source *es, uint64_t usec, void *userdata)
                         manager_drop_service(m, s);
         }
         if (n > 0)
-                log_debug("reconciled %u Services in %" PRIu64 " us", n, manager_now_usec() - start);
+                log_debug("reconciled %u Services in %" PRIu64 " us", n, now_usec() - start);
         /* Every Service wanted now campaigns: kvnetd's stale state can be
          * told apart once kvelectd has answered. */
         if (m->startup.phase == KVPD_PHASE_REPLAYING)
