@@ -18,6 +18,7 @@
 
 #include "array.h"
 #include "catalog.h"
+#include "carry.h"
 #include "controller.h"
 #include "elect.h"
 #include "kvelectd-bus.h"
@@ -398,7 +399,11 @@ static int on_renewed(sd_bus_message *msg, void *userdata, sd_bus_error *ret_err
         if (r < 0)
                 return log_warning_errno(r, "kvelectd: malformed %s signal: %m", KVELECTD_SIGNAL_RENEWED), 0;
         l = elect_find(m, ns, name);
-        if (!l || !l->leading)
+        if (!l) {
+                carry_renewed(m, ns, name, deadline);
+                return 0;
+        }
+        if (!l->leading)
                 return 0;
         l->deadline_usec = deadline;
         controller_lease_renewed(l);

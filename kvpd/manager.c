@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "array.h"
+#include "carry.h"
 #include "clock.h"
 #include "elect.h"
 #include "introspect.h"
@@ -82,6 +83,7 @@ Manager *manager_free(Manager *m)
         kube_client_free(m->kube);
         kube_config_free(m->kube_config);
         m->kvnetd_expired_slot = sd_bus_slot_unref(m->kvnetd_expired_slot);
+        carry_forget(m);
         m->kvelectd_leadership_slot = sd_bus_slot_unref(m->kvelectd_leadership_slot);
         m->kvelectd_renewed_slot = sd_bus_slot_unref(m->kvelectd_renewed_slot);
         bus_client_free(m->kvnetd);

@@ -182,6 +182,11 @@ struct Manager {
         sd_bus_slot *kvnetd_expired_slot;
         unsigned kvnetd_clean_calls; /* calls of the stale-state clean-up not answered yet */
         bool kvnetd_clean_failed;    /* ... and whether one of them failed */
+        struct { /* carry.c: kvnetd's grants renewed before the first sync */
+                char **keys;
+                size_t n_keys;
+                sd_bus_slot *list_slot;
+        } carry;
 
         BusClient *kvelectd;
         sd_bus_slot *kvelectd_leadership_slot;

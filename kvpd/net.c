@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "catalog.h"
+#include "carry.h"
 #include "controller.h"
 #include "kvnetd-bus.h"
 #include "log.h"
@@ -614,6 +615,7 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
                                 KVNETD_SIGNAL_GRANT_EXPIRED, on_grant_expired, m);
         if (r < 0)
                 log_error_errno(r, "kvnetd: cannot subscribe to %s: %m", KVNETD_SIGNAL_GRANT_EXPIRED);
+        carry_list_grants(m);
         controller_net_connected(m);
 }
 

@@ -21,6 +21,7 @@
 
 #include "clock.h"
 #include "kube-client.h"
+#include "kube-diagnose.h"
 #include "kube-internal.h"
 #include "log.h"
 
@@ -59,6 +60,9 @@ struct KubeHttp {
         uint64_t sent_usec, last_data_usec, idle_timeout_usec;
         sd_event_source *idle_timer;
 
+        char *what;                     /* "GET /api/v1/services", for kube-diagnose.c */
+        char errbuf[CURL_ERROR_SIZE];   /* curl's own words for a failure */
+
         KubeHttp *prev, *next; /* all transfers of the client */
         KubeHttp *ready_next;
         KubeHttp *queue_next;
@@ -96,6 +100,7 @@ struct KubeClient {
 
         KubeClientStats stats;
         KubeEvents *events; /* kube-events.c */
+        KubeDiagnosis diagnosis;
 };
 
 KubeClientStats *kube_client_stats(KubeClient *c)
@@ -203,6 +208,7 @@ static int reload_certs(KubeClient *c)
         c->cert_pem = TAKE_PTR(cert);
         c->key_pem = TAKE_PTR(key);
         log_debug("kube: client certificate (re)loaded from %s", c->config->client_cert_file);
+        (void)kube_diagnose_client_cert(c->cert_pem, c->config->source, c->config->client_cert_file);
         return 1;
 }
 
@@ -442,6 +448,7 @@ static void http_free(KubeHttp *h)
         curl_slist_free_all(h->headers);
         free(h->body_copy);
         free(h->content_type);
+        free(h->what);
         kube_buf_done(&h->body);
         kube_buf_done(&h->pending);
         if (h->prev)
@@ -569,6 +576,11 @@ static int setup_easy(KubeHttp *h, const KubeHttpParams *p)
 
         if (asprintf(&url, "%s%s", c->base_url, p->path) < 0)
                 return -ENOMEM;
+        if (asprintf(&h->what, "%s %.*s", method, (int)strcspn(p->path, "?"), p->path) < 0) {
+                h->what = NULL;
+                return -ENOMEM;
+        }
+        SETOPT(h->easy, CURLOPT_ERRORBUFFER, h->errbuf);
         SETOPT(h->easy, CURLOPT_URL, url);
         SETOPT(h->easy, CURLOPT_PRIVATE, h);
         SETOPT(h->easy, CURLOPT_NOSIGNAL, 1L);
@@ -786,6 +798,8 @@ static void dispatch_one(KubeHttp *h)
 
                 if (h->error < 0)
                         c->stats.errors++;
+                kube_diagnose_result(&c->diagnosis, c->config, h->what ?: "a request", h->error, h->status,
+                                     res.body, res.body_size, h->errbuf);
                 h->ops.done(h, &res, h->userdata);
                 h->cancelled = true; /* done: nothing more is delivered */
         }
@@ -921,6 +935,7 @@ int kube_client_new(sd_event *event, const KubeConfig *config, const KubeClientO
         r = kube_client_refresh_credentials(c, true);
         if (r < 0)
                 return r;
+        (void)kube_diagnose_client_cert(c->config->client_cert_pem, c->config->source, "client-certificate-data");
 
         c->multi = curl_multi_init();
         if (!c->multi)

@@ -15,20 +15,24 @@ import select
 import traceback
 
 
-def call_as(user, fn, group=None, init_groups=True, timeout=30):
+def call_as(user, fn, group=None, init_groups=True, timeout=30, groups=None):
     """(True, value) if fn() returned, (False, "ExceptionName: text") if it raised.
 
     group defaults to the user's primary group; init_groups adds the user's
-    supplementary groups (as setpriv --init-groups), else there are none."""
+    supplementary groups (as setpriv --init-groups), else there are none;
+    groups (a list of group names) gives exactly these (as setpriv --groups)."""
     pw = pwd.getpwnam(user)
     gid = grp.getgrnam(group).gr_gid if group else pw.pw_gid
+    extra = [grp.getgrnam(g).gr_gid for g in groups] if groups is not None else None
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         try:
             try:
-                if init_groups:
+                if extra is not None:
+                    os.setgroups(extra)
+                elif init_groups:
                     os.initgroups(user, gid)
                 else:
                     os.setgroups([])

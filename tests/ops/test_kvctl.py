@@ -10,11 +10,13 @@ import json
 import os
 import pwd
 import grp
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import asuser
 import cluster
 import kvbuild
 import kvc_test
@@ -65,6 +67,12 @@ class TestKvctl(kvc_test.ClusterTestCase):
         cls.c.start()
         cls.node = cls.c.nodes[0]
         cls.socks = node_socks(cls.node)
+        # kvctl where any user can run it, as a package installs it (the checkout may be in a 0700 folder).
+        global KVCTL
+        installed = os.path.join(cls.c.dir, "bin", "kvctl")
+        shutil.copy2(KVCTL, installed)
+        os.chmod(installed, 0o755)
+        KVCTL = installed
 
     def kvctl(self, *args, timeout=1.0, user=None, node=None):
         socks = node_socks(node) if node else self.socks
@@ -300,24 +308,25 @@ class TestKvctl(kvc_test.ClusterTestCase):
 
     def call(self, which, member, sig="", *args, user=None, groups=None):
         """Calls member on which's socket as root, or as user (with exactly groups as supplementary groups)
-        in a child process. Returns ("ok", reply) or ("error", name) or ("refused", why)."""
+        in a forked child that imports nothing (asuser.py: a checkout in a 0700 folder must not decide the
+        outcome). Returns ("ok", reply) or ("error", name) or ("refused", why)."""
         path, iface = {"kvnetd": NET, "kvelectd": ELECT, "kvpd": CTRL}[which]
-        code = ("import sys, json; sys.path.insert(0, %r)\n"
-                "from dbus_p2p import Connection, DBusError\n"
-                "try:\n"
-                "    with Connection(%r, timeout=5) as c:\n"
-                "        print(json.dumps(['ok', repr(c.call(%r, %r, %r, %r, *%r))]))\n"
-                "except DBusError as e:\n"
-                "    print(json.dumps(['error', e.name]))\n"
-                "except (OSError, EOFError, ValueError) as e:\n"
-                "    print(json.dumps(['refused', repr(e)]))\n") % (
-                    os.path.dirname(os.path.abspath(cluster.__file__)), self.socks[which], path, iface, member, sig, list(args))
-        cmd = ["/usr/bin/python3", "-c", code]
-        if user:
-            cmd = ["setpriv", "--reuid", user, "--regid", "nogroup", "--groups", groups, "--"] + cmd
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        return tuple(json.loads(p.stdout.strip().splitlines()[-1]))
+        sock = self.socks[which]
+
+        def do():
+            try:
+                with Connection(sock, timeout=5) as c:
+                    return ("ok", repr(c.call(path, iface, member, sig, *args)))
+            except DBusError as e:
+                return ("error", e.name)
+            except (OSError, EOFError, ValueError) as e:
+                return ("refused", repr(e))
+
+        if not user:
+            return do()
+        ok, value = asuser.call_as(user, do, group="nogroup", groups=groups.split(",") if groups else [])
+        self.assertTrue(ok, value)
+        return value
 
     def test_read_only_boundary(self):
         denied = "org.freedesktop.DBus.Error.AccessDenied"
