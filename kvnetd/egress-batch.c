@@ -60,7 +60,7 @@ static int commit(Manager *m, NftBatch *b, char **ret_error)
         usec_t t = now_usec();
         int r;
 
-        r = nft_commit(m->nft_nl, b, ret_error);
+        r = manager_nft_commit(m, b, ret_error);
         if (nft_batch_is_empty(b))
                 return r;
         metric_histogram_observe(&m->metrics.nft_seconds, (double)(now_usec() - t) / USEC_PER_SEC);

@@ -102,6 +102,12 @@ int introspect_method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_er
         metrics_family(f, "kvegress_nft_transaction_duration_seconds", "histogram",
                        "Time of one egress nft transaction (one netlink batch sent and acknowledged, in kvnetd)");
         metrics_histogram(f, "kvegress_nft_transaction_duration_seconds", "", &m->metrics.nft_seconds);
+        metrics_family(f, "kvegress_table_reads_total", "counter",
+                       "Reconciles of the nft table, by whether it was read (the ruleset generation had "
+                       "changed) or skipped");
+        metrics_sample(f, "kvegress_table_reads_total", "result=\"read\"", (double)m->metrics.table_reads);
+        metrics_sample(f, "kvegress_table_reads_total", "result=\"skipped\"",
+                       (double)m->metrics.table_reads_skipped);
         metrics_family(f, "kvegress_conntrack_entries_deleted_total", "counter",
                        "Conntrack entries deleted because a pod's SNAT changed");
         metrics_sample(f, "kvegress_conntrack_entries_deleted_total", "",

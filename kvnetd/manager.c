@@ -513,7 +513,7 @@ static int delete_table(Manager *m)
                 return r;
         nft_batch_skeleton(b, m->config->table); /* so that the delete cannot fail */
         nft_batch_delete_table(b, m->config->table);
-        return nft_commit(m->nft_nl, b, NULL);
+        return manager_nft_commit(m, b, NULL);
 }
 
 int manager_start(Manager *m)

@@ -65,6 +65,11 @@ struct Manager {
         sd_event_source *nl_watch_source;
         struct nft_ctx *nft;       /* reading the table (JSON listing) */
         struct mnl_socket *nft_nl; /* writing it (netlink batches, nft.c) */
+        /* The ruleset generation at which the kernel held exactly what the
+         * record says (after kvnetd's own read or commit); see
+         * manager_reconcile_table(). */
+        uint32_t nft_gen;
+        bool nft_gen_known;
         int arp_fd;                /* AF_PACKET: gratuitous ARP and unsolicited NA (announce.c) */
 
         /* Conntrack entries of changed pods are deleted by a worker thread
@@ -85,6 +90,7 @@ struct Manager {
         struct RefusalLog *refusals; /* bus.c: a refusal repeated by a retrying client is logged once */
         struct {                     /* introspect.c renders them (GetMetrics) */
                 uint64_t nft_ok, nft_failed;
+                uint64_t table_reads, table_reads_skipped; /* by the reconcile */
                 MetricHistogram nft_seconds;
                 LoopLag loop_lag;
         } metrics;
@@ -127,4 +133,12 @@ int manager_add_connection(Manager *m, sd_bus *bus);
 /* adopt.c: what a previous kvnetd left (read at start, kept for the grace
  * period), and the periodic comparison of the table with the record. */
 int manager_adopt(Manager *m);
+/* Compares the table with the record and rebuilds it on any difference;
+ * skips the read (a JSON listing of the whole table) when the ruleset's
+ * generation is the one kvnetd's own last commit or read left. */
 int manager_reconcile_table(Manager *m);
+/* Every transaction of kvnetd goes through here: nft_commit(), then the
+ * generation kvnetd knows follows it (or is forgotten, when someone else's
+ * transaction came in between). */
+struct NftBatch;
+int manager_nft_commit(Manager *m, struct NftBatch *b, char **ret_error);

@@ -8,6 +8,7 @@
 #include <libnftnl/chain.h>
 #include <libnftnl/common.h>
 #include <libnftnl/expr.h>
+#include <libnftnl/gen.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
@@ -1057,6 +1058,59 @@ int nft_commit(struct mnl_socket *nl, NftBatch *b, char **ret_error)
                 return -EIO;
         }
         return 0;
+}
+
+static int gen_cb(const struct nlmsghdr *nlh, void *data)
+{
+        struct nftnl_gen *g = data;
+
+        if (nftnl_gen_nlmsg_parse(nlh, g) < 0)
+                return MNL_CB_ERROR;
+        return MNL_CB_OK;
+}
+
+int nft_get_gen(struct mnl_socket *nl, uint32_t *ret)
+{
+        char buf[MNL_SOCKET_BUFFER_SIZE];
+        uint32_t portid = mnl_socket_get_portid(nl), seq = (uint32_t)time(NULL);
+        struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETGEN, AF_UNSPEC, NLM_F_ACK, seq);
+        struct nftnl_gen *g = nftnl_gen_alloc();
+        ssize_t len;
+        int r;
+
+        if (!g)
+                return -ENOMEM;
+        if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
+                r = -errno;
+                goto finish;
+        }
+        /* The answer, then the acknowledgement; anything older on the
+         * socket (of another sequence number) is skipped. */
+        for (;;) {
+                len = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+                if (len < 0) {
+                        r = -errno;
+                        goto finish;
+                }
+                r = mnl_cb_run(buf, (size_t)len, seq, portid, gen_cb, g);
+                if (r < 0 && errno == EPROTO)
+                        continue; /* another sequence number */
+                if (r < 0) {
+                        r = -errno;
+                        goto finish;
+                }
+                if (r == MNL_CB_STOP)
+                        break;
+        }
+        if (!nftnl_gen_is_set(g, NFTNL_GEN_ID)) {
+                r = -EBADMSG;
+                goto finish;
+        }
+        *ret = nftnl_gen_get_u32(g, NFTNL_GEN_ID);
+        r = 0;
+finish:
+        nftnl_gen_free(g);
+        return r;
 }
 
 /* --- reading the table back ------------------------------------------------ */

@@ -95,6 +95,10 @@ void nft_socket_close(struct mnl_socket *nl);
 int nft_commit(struct mnl_socket *nl, NftBatch *b, char **ret_error);
 /* Number of netlink messages in the batch (for the log and benchmarks). */
 size_t nft_batch_messages(const NftBatch *b);
+/* The ruleset's generation (NFT_MSG_GETGEN): the kernel adds one per
+ * committed transaction, of any table, by anyone; an aborted one adds
+ * nothing. */
+int nft_get_gen(struct mnl_socket *nl, uint32_t *ret);
 
 /* What a previous kvnetd left in the kernel. */
 typedef struct NftChainInfo {

@@ -251,6 +251,38 @@ class TableTamperTest(KvnetdCase):
         self.wait_restored(want)
         self.assertEqual(self.src("tcp", EXT4, 8080, src=POD4_B), NODE_SVC4)
 
+    def table_reads(self):
+        text = self.c._c("GetMetrics")[0]
+        return {k: int(float(re.search(r'kvegress_table_reads_total\{result="%s"\} (\S+)' % k, text).group(1)))
+                for k in ("read", "skipped")}
+
+    def wait_reads(self, pred, timeout=8):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not pred(self.table_reads()):
+            time.sleep(0.1)
+        return self.table_reads()
+
+    def test_table_is_read_only_after_someone_elses_transaction(self):
+        """The reconcile lists the whole table only when the ruleset
+        generation moved past kvnetd's own last commit or read."""
+        log_start = len(self.kvnetd.read_log())
+        self.egress()
+        n = self.wait_reads(lambda n: n["skipped"] > 0)  # the generation is known
+        # kvnetd's own transaction: the next reconcile still skips the read.
+        self.c.set_egress(SVC, VIP4, VIP6, [POD4, POD4_B, POD6], excluded=POD_CIDRS + SVC_CIDRS)
+        m = self.wait_reads(lambda r: r["skipped"] > n["skipped"] + 1)
+        self.assertEqual(m["read"], n["read"], "kvnetd's own change made the reconcile read the table")
+        # Someone else's, even in another table: read (and found unchanged).
+        self.net.node.run("nft", "add table inet someone_else")
+        try:
+            m2 = self.wait_reads(lambda r: r["read"] > m["read"])
+            self.assertGreater(m2["read"], m["read"])
+            self.wait_reads(lambda r: r["skipped"] > m2["skipped"])
+        finally:
+            self.net.node.run("nft", "delete table inet someone_else")
+        self.assertNotIn("differs from what kvnetd programmed", self.kvnetd.read_log()[log_start:])
+        self.assertEqual(self.src("tcp", EXT4, 8080, src=POD4_B), VIP4)
+
 
 class FencingTest(KvnetdCase):
     def test_expired_grant_removes_vip_and_egress_and_signals(self):
