@@ -155,8 +155,8 @@ int manager_reconcile_table(Manager *m)
         have_gen = nft_get_gen(m->nft_nl, &before) >= 0;
         if (have_gen && m->nft_gen_known && before == m->nft_gen) {
                 m->metrics.table_reads_skipped++;
-                log_debug("table inet %s: ruleset generation %" PRIu32 " unchanged since kvnetd's last commit "
-                          "or read, not read",
+                log_debug("table inet %s: ruleset generation %" PRIu32
+                          " unchanged since kvnetd's last commit or read, not read",
                           m->config->table, before);
                 return 0;
         }
