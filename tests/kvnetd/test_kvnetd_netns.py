@@ -284,6 +284,22 @@ class TableTamperTest(KvnetdCase):
         self.assertEqual(self.src("tcp", EXT4, 8080, src=POD4_B), VIP4)
 
 
+    def test_saved_ruleset_loads_back_and_is_adopted_as_is(self):
+        """What an operator does to save and restore a node's firewall
+        (`nft list ruleset > f`, later `nft -f f`) works with kvnetd's table,
+        and kvnetd finds the restored table as it programmed it."""
+        log_start = len(self.kvnetd.read_log())
+        self.egress(denied=[FAR4 + "/32"], ports=[("tcp", 8080), ("udp", 5060)], allowed=["198.51.100.0/24"])
+        want = self.listing()
+        saved = self.net.node.run("nft", "list", "ruleset").stdout
+        self.net.node.nft("flush ruleset\n" + saved)
+        self.assertEqual(self.listing(), want)
+        self.assertEqual(self.src("tcp", FAR4, 8080), NODE_SVC4)  # denied
+        reads = self.table_reads()["read"]
+        self.wait_reads(lambda r: r["read"] > reads)
+        self.assertNotIn("differs from what kvnetd programmed", self.kvnetd.read_log()[log_start:])
+
+
 class FencingTest(KvnetdCase):
     def test_expired_grant_removes_vip_and_egress_and_signals(self):
         self.c.grant_vip("default/fence", VIP4, "eth1", ttl=2)
