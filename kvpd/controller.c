@@ -132,8 +132,21 @@ void controller_lease_changed(Lease *l, bool was_leading)
 
 void controller_lease_renewed(Lease *l)
 {
-        for (size_t i = 0; i < l->n_services; i++)
-                run_renew(l->services[i]);
+        for (size_t i = 0; i < l->n_services; i++) {
+                Service *s = l->services[i];
+                ServiceFacts f = controller_service_facts(s);
+                NetPlan p = plan_net(&f);
+
+                /* A grant put off because the deadline was too close
+                 * (NET_ACTION_WAIT_RENEWAL: kvpd learnt of its leadership
+                 * late) is made now with the renewed deadline; nothing else
+                 * would make it while the leadership lasts. A refused one
+                 * waits for its retry. Otherwise only the deadline moves. */
+                if (p.action == NET_ACTION_PROGRAM && !f.net_failed)
+                        net_apply(s, &p, f.now_usec);
+                else
+                        run_renew(s);
+        }
 }
 
 void controller_net_removed(Service *s)
