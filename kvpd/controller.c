@@ -40,6 +40,7 @@ ServiceFacts controller_service_facts(Service *s)
                 .net_failed = s->net_failed,
                 .net_confirmed = s->net_confirmed,
                 .removing = s->removing,
+                .net_unknown = s->net_unknown,
                 .status_cached = cache_service_item(m, s->namespace, s->name),
                 .status_in_flight = s->status_request,
                 .now_usec = now_usec(),

@@ -110,6 +110,9 @@ struct Service {
         bool net_failed;    /* a call of the current batch failed; retried by the resync timer */
         bool net_confirmed; /* kvnetd accepted every call of the current batch */
         bool removing;      /* RemoveService sent, no answer yet: the lease is kept until then */
+        bool net_unknown;   /* kvnetd went away while it may have held this: the lease is kept until a
+                             * RemoveService (or a new batch) is answered, for kvnetd's dead or stopped
+                             * process fences nothing meanwhile */
 
         /* Status on the Service. */
         KubeRequest *status_request;

@@ -106,6 +106,7 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
                 if (e)
                         log_warning("kvnetd: RemoveService(%s) failed: %s", c->key, e->message ? e->message : e->name);
                 s->removing = false;
+                s->net_unknown = false;
                 controller_net_removed(s); /* the lease may go now */
         }
         if (!s || s->net_gen != c->gen)
@@ -382,9 +383,11 @@ void net_apply(Service *s, const NetPlan *plan, uint64_t now_usec)
                 return;
         }
 
-        /* A new batch: replies to the old one no longer count. */
+        /* A new batch: replies to the old one no longer count. What kvnetd
+         * holds of the Service is this batch from now on. */
         s->batch_change_usec = change ? change : now_usec;
         s->removing = false;
+        s->net_unknown = false;
         s->net_gen++;
         s->net_inflight = 0;
         s->net_failed = false;
@@ -595,20 +598,27 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
 
         m->kvnetd_expired_slot = sd_bus_slot_unref(m->kvnetd_expired_slot);
         /* Whatever kvnetd had, the next connection starts from "unknown":
-         * every service is sent again (the verbs are idempotent). */
-        for (size_t i = 0; i < m->n_services; i++)
-                net_forget(m->services[i]);
+         * every service is sent again (the verbs are idempotent). What it
+         * may still hold stays in the kernel while it is away (a dead
+         * kvnetd fences nothing): such a Service keeps its lease until a
+         * kvnetd confirms it removed (plan_elect). */
+        for (size_t i = 0; i < m->n_services; i++) {
+                Service *s = m->services[i];
+
+                if (s->programmed || s->net_inflight > 0 || s->removing)
+                        s->net_unknown = true;
+                net_forget(s);
+        }
         m->kvnetd_clean_calls = 0;
         m->kvnetd_clean_failed = false;
         if (!bus) {
                 /* First: kvelectd's clean-up must wait for kvnetd's again. */
                 controller_startup_event(m, STARTUP_KVNETD_GONE);
-                /* No answer will come: kvnetd's own deadline drops the VIPs. */
+                /* No answer will come. The RemoveService is sent again
+                 * (net_unknown) once a kvnetd is back: until then the
+                 * VIPs may still be bound, so the lease stays. */
                 for (size_t i = 0; i < m->n_services; i++)
-                        if (m->services[i]->removing) {
-                                m->services[i]->removing = false;
-                                controller_net_removed(m->services[i]);
-                        }
+                        m->services[i]->removing = false;
                 return;
         }
         r = sd_bus_match_signal(bus, &m->kvnetd_expired_slot, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE,

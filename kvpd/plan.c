@@ -162,7 +162,10 @@ NetPlan plan_net(const ServiceFacts *f)
 
         if (!plan_leading(f))
                 return (NetPlan){
-                        .action = f->programmed || f->net_inflight ? NET_ACTION_REMOVE : NET_ACTION_NONE,
+                        .action = f->programmed || f->net_inflight ||
+                                                  (f->net_unknown && f->kvnetd_connected && !f->removing)
+                                          ? NET_ACTION_REMOVE
+                                          : NET_ACTION_NONE,
                         .clear_errors = true,
                 };
         if (!f->kvnetd_connected)
@@ -194,7 +197,9 @@ unsigned plan_elect(const ServiceFacts *f)
         unsigned actions = 0;
 
         if (campaigning && (!want || !f->campaign_matches)) {
-                if (f->removing)
+                /* The lease goes only once kvnetd confirmed the VIPs gone:
+                 * released, it is taken by another node at once. */
+                if (f->removing || f->net_unknown)
                         return ELECT_ACTION_WAIT_REMOVAL;
                 actions |= ELECT_ACTION_WITHDRAW;
                 campaigning = false;

@@ -108,6 +108,7 @@ typedef struct ServiceFacts {
         bool net_failed;                /* kvnetd refused a call of it (or no interface): retried */
         bool net_confirmed;             /* kvnetd accepted every call of it */
         bool removing;                  /* RemoveService sent, not answered: the lease is kept until then */
+        bool net_unknown;               /* kvnetd left while it may have held this: removed before the lease goes */
 
         /* The Service's status */
         bool status_cached;    /* the informer has the Service (status is written against it) */

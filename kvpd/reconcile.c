@@ -388,7 +388,7 @@ static int on_debounce(sd_event_source *es, uint64_t usec, void *userdata)
         for (size_t i = m->n_services; i > 0; i--) {
                 Service *s = m->services[i - 1];
                 if ((!s->policy || s->policy->state == EGRESS_NONE) && !s->lease && !s->programmed &&
-                    s->net_inflight == 0 && !s->status_request && !s->dirty)
+                    s->net_inflight == 0 && !s->net_unknown && !s->status_request && !s->dirty)
                         manager_drop_service(m, s);
         }
         if (n > 0)

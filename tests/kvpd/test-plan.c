@@ -191,7 +191,7 @@ static void apply_net(Sim *sim, NetPlan p)
                 ck_assert_uint_le(p.grant_deadline_usec, f->lease_deadline_usec - f->grant_margin_usec);
                 f->programmed = f->desired;
                 f->net_inflight = true;
-                f->net_failed = f->net_confirmed = f->removing = false;
+                f->net_failed = f->net_confirmed = f->removing = f->net_unknown = false;
                 break;
         case NET_ACTION_REMOVE: /* net_remove */
                 f->programmed = NULL;
@@ -238,6 +238,8 @@ static bool sim_event(Sim *sim, Op op)
         case OP_KVNETD_UP:
         case OP_KVNETD_DOWN: /* on_state: net_forget() for every Service */
                 f->kvnetd_connected = op == OP_KVNETD_UP;
+                if (f->programmed || f->net_inflight || f->removing)
+                        f->net_unknown = true; /* kvnetd may still hold it */
                 f->programmed = NULL;
                 f->net_inflight = f->net_confirmed = false;
                 if (op == OP_KVNETD_DOWN)
@@ -301,7 +303,7 @@ static bool sim_event(Sim *sim, Op op)
         case OP_REMOVE_ANSWERED:
                 if (!f->removing)
                         return false;
-                f->removing = false;
+                f->removing = f->net_unknown = false;
                 break;
         case OP_RETRY:
                 if (!f->net_failed)
@@ -564,15 +566,26 @@ static const Sequence sequences[] = {
           {OP_NET_REFUSED, X, X, X, X, P_RUN, X},
           {OP_REMOVE_ANSWERED, X, 0, X, X, P_RUN, X},
           {OP_END}}},
-        {"kvnetd gone with RemoveService unanswered: the lease goes without waiting",
+        /* A dead (or stopped) kvnetd fences nothing: the VIP stays bound until a kvnetd removes it, so
+         * the lease, which another node would take at once, waits for that. */
+        {"kvnetd gone with RemoveService unanswered: the lease waits for a kvnetd to remove it",
          {STEADY,
           {OP_PODS_GONE, N_REMOVE, E_WAIT, ST_RELEASE, X, P_RUN, X},
-          {OP_KVNETD_DOWN, X, E_WITHDRAW, X, X, P_CLEAN, 0},
-          {OP_KVNETD_UP, N_NONE, X, X, C_NET, P_CLEAN, 0},
+          {OP_KVNETD_DOWN, X, E_WAIT, X, X, P_CLEAN, 1},
+          {OP_KVNETD_UP, N_REMOVE, X, X, C_NET, P_CLEAN, 1},
           {OP_CLEAN_FAILED, X, X, X, 0, P_CLEAN, X}, /* not before the next connection */
+          {OP_KVNETD_DOWN, X, E_WAIT, X, X, P_CLEAN, X},
+          {OP_KVNETD_UP, N_REMOVE, X, X, C_NET, P_CLEAN, X},
+          {OP_REMOVE_ANSWERED, X, E_WITHDRAW, X, X, P_CLEAN, X},
+          {OP_CLEAN_OK, X, X, X, 0, P_RUN, 0},
+          {OP_END}}},
+        {"kvnetd gone while programmed, then the pods go: the lease waits for a kvnetd to remove it",
+         {STEADY,
           {OP_KVNETD_DOWN, X, 0, X, X, P_CLEAN, X},
-          {OP_KVNETD_UP, N_NONE, X, X, C_NET, P_CLEAN, X},
-          {OP_CLEAN_OK, X, X, X, 0, P_RUN, X},
+          {OP_PODS_GONE, N_NONE, E_WAIT, ST_RELEASE, X, P_CLEAN, 1},
+          {OP_KVNETD_UP, N_REMOVE, X, X, C_NET, P_CLEAN, X},
+          {OP_REMOVE_ANSWERED, X, E_WITHDRAW, X, X, P_CLEAN, X},
+          {OP_CLEAN_OK, X, X, X, 0, P_RUN, 0},
           {OP_END}}},
         {"deadline within the margin: no grant until a renewal",
          {STEADY,
