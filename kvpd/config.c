@@ -53,6 +53,7 @@ static const struct {
         {"KVEGRESS_STOP_TIMEOUT", VAR_USED, "bound on the clean-up at SIGTERM (default 5s)"},
         {"KVEGRESS_STATUS_RETRY", VAR_USED, "retry period of failed status writes (default 1s)"},
         {"KVEGRESS_LOG_LEVEL", VAR_USED, "debug, info, notice, warning, err"},
+        {"KVEGRESS_LOG_TIME", VAR_USED, "1: log lines on stderr start with the UTC time (default: not)"},
 };
 
 void config_help(FILE *f)

@@ -15,6 +15,7 @@
 static const char *log_ident = "kvegress";
 static int log_max_level = LOG_INFO;
 static int log_to_journal = -1;
+static bool log_time; /* KVEGRESS_LOG_TIME=1: stderr lines start with the UTC time (tests without a journal) */
 
 static bool stderr_is_journal(void)
 {
@@ -38,6 +39,8 @@ void log_setup(const char *ident)
         if (ident)
                 log_ident = ident;
         log_to_journal = stderr_is_journal();
+        e = getenv("KVEGRESS_LOG_TIME");
+        log_time = e && streq(e, "1");
         e = getenv("KVEGRESS_LOG_LEVEL");
         if (e) {
                 int l = log_level_from_string(e);
@@ -133,7 +136,16 @@ _printf_(7, 0) static int log_dispatch(int level, int error, const char *file, i
                                 break;
                         off += (size_t)l;
                 }
-                fprintf(stderr, "%s[%d]: %s%s%s%s\n", log_ident, (int)getpid(),
+                char stamp[32] = "";
+                if (log_time) {
+                        struct timespec ts;
+                        struct tm tm;
+
+                        if (clock_gettime(CLOCK_REALTIME, &ts) == 0 && gmtime_r(&ts.tv_sec, &tm))
+                                (void)snprintf(stamp, sizeof(stamp), "%02d:%02d:%02d.%03ld ", tm.tm_hour, tm.tm_min,
+                                               tm.tm_sec, ts.tv_nsec / 1000000);
+                }
+                fprintf(stderr, "%s%s[%d]: %s%s%s%s\n", stamp, log_ident, (int)getpid(),
                         level <= LOG_ERR       ? "error: "
                         : level == LOG_WARNING ? "warning: "
                                                : "",
