@@ -233,6 +233,7 @@ class Node:
             "kvnetd_sock": os.path.join(d, "run", "kvnetd", "kvnetd.sock"),
             "kvelectd_sock": os.path.join(d, "run", "kvelectd", "kvelectd.sock"),
             "kvnetd_state": os.path.join(d, "state", "kvnetd"),
+            "kvpd_sock": os.path.join(d, "run", "kvpd", "kvpd.sock"),
             "kubeconfig_kvelectd": os.path.join(d, "kubeconfig-kvelectd"),
             "kubeconfig_kvpd": os.path.join(d, "kubeconfig-kvpd"),
         }
@@ -242,8 +243,11 @@ class Node:
         (group kvegress so kvpd reaches the sockets), a kubeconfig per daemon readable only by it."""
         p = self._paths()
         # setgid: the sockets created inside belong to group kvegress (what SocketGroup= does in the units).
-        for sub, user, mode in (("run/kvnetd", "kvnetd", 0o2750), ("run/kvelectd", "kvelectd", 0o2750),
-                                ("state/kvnetd", "kvnetd", 0o700)):
+        dirs = [("run/kvnetd", "kvnetd", 0o2750), ("run/kvelectd", "kvelectd", 0o2750),
+                ("state/kvnetd", "kvnetd", 0o700)]
+        if self.cluster.kvpd_socket:
+            dirs.append(("run/kvpd", "kvpd", 0o2750))  # kvpd.socket's directory (kvctl reads kvpd there)
+        for sub, user, mode in dirs:
             path = os.path.join(self.dir, sub)
             os.makedirs(path, exist_ok=True)
             os.chown(path, _uid(user), _gid("kvegress"))
@@ -261,9 +265,11 @@ class Node:
         p = self._paths()
         binary = c.binaries[which]
         if which == "kvnetd":
-            args = [binary, "--socket", p["kvnetd_sock"], "--socket-mode", "0660", "--allow-uid", "kvpd",
-                    "--vip-range", VIP_RANGE4, "--vip-range", VIP_RANGE6, "--interface", SERVICE_IF,
-                    "--state-dir", p["kvnetd_state"], "--log-level", "debug"]
+            args = [binary, "--socket", p["kvnetd_sock"], "--socket-mode", "0660", "--allow-uid", "kvpd"]
+            for r in c.vip_ranges:
+                args += ["--vip-range", r]
+            args += ["--interface", SERVICE_IF, "--state-dir", p["kvnetd_state"], "--log-level", "debug"]
+            args += list(c.daemon_args.get("kvnetd", ()))
             return ["setpriv", "--reuid", "kvnetd", "--regid", "kvnetd", "--init-groups",
                     "--inh-caps", "-all,+net_admin,+net_raw", "--ambient-caps", "+net_admin,+net_raw",
                     "--bounding-set", "-all,+net_admin,+net_raw", "--"] + args
@@ -287,7 +293,7 @@ class Node:
                 del env[k]
         p = self._paths()
         ld, rd, rp = self.cluster.lease
-        env.update({"vip_nodename": self.name})
+        env.update({"vip_nodename": self.name, "KVEGRESS_LOG_TIME": "1"})  # log lines start with the UTC time
         if which == "kvpd":
             env.update({
                 "vip_servicesinterface": SERVICE_IF,
@@ -298,6 +304,8 @@ class Node:
                 "KVEGRESS_KVELECTD_SOCKET": p["kvelectd_sock"],
                 "KVEGRESS_LOG_LEVEL": "debug",
             })
+            if self.cluster.kvpd_socket:
+                env["KVEGRESS_KVPD_SOCKET"] = p["kvpd_sock"]
         env.update(self.cluster.extra_env.get(which, {}))
         return env
 
@@ -356,7 +364,7 @@ class Node:
         return [a["local"] for link in out for a in link.get("addr_info", [])]
 
     def vips(self):
-        return [a for a in self.addresses() if a in VIPS4 or a in VIPS6]
+        return [a for a in self.addresses() if self.cluster.is_vip(a)]
 
     def nft_ruleset(self):
         return run(["nft", "list", "ruleset"], ns=self.netns).stdout
@@ -384,13 +392,20 @@ class Node:
 
 class Cluster:
     def __init__(self, build_dir=None, nodes=3, daemons=("kvnetd", "kvelectd", "kvpd"), lease=(3, 2, 0.5),
-                 binaries=None, log=None, extra_env=None, keep_dir=False, endpointslice_controller=False):
+                 binaries=None, log=None, extra_env=None, keep_dir=False, endpointslice_controller=False,
+                 vip_ranges=(VIP_RANGE4, VIP_RANGE6), daemon_args=None, kvpd_socket=False):
         self.prefix = "kvc%d-%d" % (os.getpid(), Cluster._count)
         Cluster._count += 1
         self.n_nodes = nodes
         self.daemons = tuple(daemons or ())
         self.lease = lease
         self.extra_env = extra_env or {}
+        # kvnetd's --vip-range (a wider one for many Services), extra arguments per daemon ({"kvnetd": [...]}),
+        # and kvpd's own socket (what kvctl reads; kvpd.socket gives it in production).
+        self.vip_ranges = tuple(vip_ranges)
+        self._vip_nets = [ipaddress.ip_network(r) for r in self.vip_ranges]
+        self.daemon_args = dict(daemon_args or {})
+        self.kvpd_socket = kvpd_socket
         self.keep_dir = keep_dir or bool(os.environ.get("KVC_KEEP"))  # KVC_KEEP=1: keep logs and state
         # True: the API server's own EndpointSlice controller derives the slices from the Pods (as in a real
         # cluster); False: the harness writes them with kubectl (full control over their contents and timing).
@@ -479,6 +494,22 @@ class Cluster:
         self.namespaces = []
         if not self.keep_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def is_vip(self, addr):
+        """Whether addr lies in one of kvnetd's VIP ranges."""
+        try:
+            a = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(a.version == n.version and a in n for n in self._vip_nets)
+
+    def restart_apiserver(self, down=0.0, sig=signal.SIGTERM):
+        """Stops the API server (sig; SIGKILL loses what its debounced save had not written yet), waits down
+        seconds, and starts it again on the same address with the objects it saved (no --reset)."""
+        self.apiserver.stop(sig)
+        time.sleep(down)
+        self.apiserver.args = [a for a in self.apiserver.args if a != "--reset"]
+        self.apiserver.start()
 
     def _install_binaries(self):
         """Copies the daemons' binaries where their users can read them (a checkout under a private home
@@ -741,8 +772,9 @@ current-context: kvc
         # A stream of JSON objects (a kind: List would need the server's OpenAPI v2, which it does not serve).
         return self.kubectl("apply", "-f", "-", input="\n".join(json.dumps(o) for o in objs))
 
-    def api(self, method, path, body=None, timeout=10):
-        """A direct HTTPS request to the API server (quick polling; the checks an operator makes use kubectl)."""
+    def api(self, method, path, body=None, timeout=10, ctype="application/json"):
+        """A direct HTTPS request to the API server (quick polling; the checks an operator makes use kubectl).
+        ctype: the body's content type (application/merge-patch+json for a merge PATCH)."""
         ctx = self.ssl_ctx
 
         class Conn(http.client.HTTPSConnection):
@@ -758,7 +790,7 @@ current-context: kvc
             data = None
             if body is not None:
                 data = json.dumps(body).encode()
-                headers["Content-Type"] = "application/json"
+                headers["Content-Type"] = ctype
             c.request(method, path, body=data, headers=headers)
             r = c.getresponse()
             raw = r.read()

@@ -37,6 +37,7 @@ class ClusterTestCase(unittest.TestCase):
     LEASE = (3, 2, 0.5)
     ENDPOINTSLICE_CONTROLLER = False  # True: the API server's controller makes the slices from the Pods
     IPC_PREFLIGHT = False  # True: fail the class at once if kvnetd or kvelectd refuses the kvpd user
+    CLUSTER_ARGS = {}  # more keyword arguments for Cluster (vip_ranges, daemon_args, kvpd_socket)
     c = None
 
     @classmethod
@@ -44,7 +45,7 @@ class ClusterTestCase(unittest.TestCase):
         cluster.install_signal_handlers()
         cls.c = Cluster(binaries=BINARIES, nodes=cls.NODES, daemons=cls.DAEMONS, lease=cls.LEASE,
                         log=lambda m: print("[cluster] " + m, flush=True),
-                        endpointslice_controller=cls.ENDPOINTSLICE_CONTROLLER)
+                        endpointslice_controller=cls.ENDPOINTSLICE_CONTROLLER, **cls.CLUSTER_ARGS)
         cls.c.start()
         if cls.IPC_PREFLIGHT and cls.c.ipc_problem:
             problem = cls.c.ipc_problem
