@@ -6,9 +6,9 @@ tests/lib/storm.py's injectors (SIGKILL of any daemon on any node restarted afte
 renewDeadline, the API server restarted, its connections cut, its history compacted, a node cut off from it
 for longer than the lease, kvnetd's table deleted, the ruleset flushed, a VIP removed) while endpoints are added,
 moved and removed and annotations edited. Asserted throughout (storm.Sampler): never a VIP on two nodes; never a
-pod SNATed to a VIP its node does not hold; no daemon exits by itself or stops answering kvctl. After each round
-(faults healed): every node's kernel equals the desired state within KVEGRESS_STORM_BOUND (30 s), deleted
-Services included.
+pod SNATed to a VIP its node does not hold; no daemon exits by itself or leaves kvctl unanswered for 30 s. After
+each round (faults healed): every node's kernel equals the desired state within KVEGRESS_STORM_BOUND (30 s),
+deleted Services included.
 
 The seed is printed; KVEGRESS_STORM_SEED=N repeats the run's decisions (timing aside). KVEGRESS_STORM_FAULTS=a,b
 limits the kinds (storm.FAULT_KINDS). The Lease timings are 8/5/2 s; kvnetd reconciles its table every 5 s.

@@ -401,7 +401,7 @@ def diff(desired, views):
 class Sampler(threading.Thread):
     """Asserts the invariants continuously; violations are collected in .violations (time, text)."""
 
-    def __init__(self, c, kvctl=None, interval=1.0, stuck_after=20.0, kvctl_every=6.0, say=print):
+    def __init__(self, c, kvctl=None, interval=1.0, stuck_after=30.0, kvctl_every=6.0, say=print):
         super().__init__(daemon=True)
         self.c, self.kvctl, self.interval, self.stuck_after, self.say = c, kvctl, interval, stuck_after, say
         self.kvctl_every = kvctl_every
@@ -515,7 +515,7 @@ class Sampler(threading.Thread):
                 continue
             paths = node._paths()
             try:
-                r = subprocess.run([self.kvctl, "--timeout", "3", "--kvpd-socket", paths["kvpd_sock"],
+                r = subprocess.run([self.kvctl, "--timeout", "5", "--kvpd-socket", paths["kvpd_sock"],
                                     "--kvnetd-socket", paths["kvnetd_sock"], "--kvelectd-socket",
                                     paths["kvelectd_sock"], "--json", "status"], capture_output=True, text=True,
                                    timeout=20)
