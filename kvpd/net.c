@@ -341,6 +341,8 @@ void net_apply(Service *s, const NetPlan *plan, uint64_t now_usec)
         Manager *m = s->manager;
         EgressPolicy *p = s->policy;
         _cleanup_free_ char *ifname = NULL;
+        _cleanup_free_ NetStep *steps = NULL;
+        size_t n_steps;
         char buf[INET6_ADDRSTRLEN];
         uint64_t change = s->change_usec;
         int r;
@@ -393,23 +395,35 @@ void net_apply(Service *s, const NetPlan *plan, uint64_t now_usec)
         s->net_failed = false;
         s->net_confirmed = false;
 
-        /* VIPs that were bound and are no longer wanted (or moved to another
-         * interface) go first, so an address never sits on two links. */
-        if (s->programmed) {
-                bool moved = !streq_ptr(s->programmed_ifname, ifname);
-                for (size_t i = 0; i < s->programmed->n_vips; i++) {
-                        bool kept = false;
-                        for (size_t j = 0; !moved && j < p->n_vips; j++)
-                                kept = kept || ip_addr_equal(&s->programmed->vips[i], &p->vips[j]);
-                        if (!kept)
-                                (void)send_simple(s, KVNETD_METHOD_RELEASE_VIP, false, KVNETD_SIG_RELEASE_VIP,
-                                                  s->key, ip_addr_to_string(&s->programmed->vips[i], buf));
-                }
+        /* Grant, switch, release (plan_batch): a new VIP is bound before
+         * the one SetEgress moves the SNAT to it, and the old one goes
+         * after, so no new flow leaves unSNATed or from a VIP this node
+         * no longer holds. */
+        steps = calloc(plan_batch_max(s->programmed, p), sizeof(NetStep));
+        if (!steps) {
+                log_error("%s: out of memory; retrying", s->key);
+                s->net_failed = true;
+                schedule_resync(m);
+                return;
         }
-        for (size_t i = 0; i < p->n_vips; i++)
-                (void)send_simple(s, KVNETD_METHOD_GRANT_VIP, false, KVNETD_SIG_GRANT_VIP, s->key,
-                                  ip_addr_to_string(&p->vips[i], buf), ifname, plan->grant_deadline_usec);
-        (void)send_set_egress(s, p);
+        n_steps = plan_batch(s->programmed, s->programmed_ifname, p, ifname, steps);
+        for (size_t i = 0; i < n_steps; i++)
+                switch (steps[i].kind) {
+                case NET_STEP_RELEASE_VIP:
+                        (void)send_simple(s, KVNETD_METHOD_RELEASE_VIP, false, KVNETD_SIG_RELEASE_VIP,
+                                          s->key, ip_addr_to_string(&steps[i].vip, buf));
+                        break;
+                case NET_STEP_GRANT_VIP:
+                        (void)send_simple(s, KVNETD_METHOD_GRANT_VIP, false, KVNETD_SIG_GRANT_VIP, s->key,
+                                          ip_addr_to_string(&steps[i].vip, buf), ifname,
+                                          plan->grant_deadline_usec);
+                        break;
+                case NET_STEP_SET_EGRESS:
+                        (void)send_set_egress(s, p);
+                        break;
+                default:
+                        break;
+                }
 
         egress_policy_free(s->programmed);
         s->programmed = egress_policy_ref(p);

@@ -59,6 +59,17 @@ const char *net_action_to_string(NetAction a)
         return a >= 0 && a < _NET_ACTION_MAX ? net_action_table[a] : NULL;
 }
 
+static const char *const net_step_kind_table[_NET_STEP_KIND_MAX] = {
+        [NET_STEP_RELEASE_VIP] = "release-vip",
+        [NET_STEP_GRANT_VIP] = "grant-vip",
+        [NET_STEP_SET_EGRESS] = "set-egress",
+};
+
+const char *net_step_kind_to_string(NetStepKind k)
+{
+        return k >= 0 && k < _NET_STEP_KIND_MAX ? net_step_kind_table[k] : NULL;
+}
+
 static const char *const status_action_table[_STATUS_ACTION_MAX] = {
         [STATUS_ACTION_NONE] = "none",
         [STATUS_ACTION_WAIT] = "wait",
@@ -176,6 +187,34 @@ NetPlan plan_net(const ServiceFacts *f)
         if (deadline <= f->now_usec)
                 return (NetPlan){.action = NET_ACTION_WAIT_RENEWAL};
         return (NetPlan){.action = NET_ACTION_PROGRAM, .grant_deadline_usec = deadline};
+}
+
+static bool vips_contain(const EgressPolicy *p, const IpAddr *a)
+{
+        for (size_t i = 0; i < p->n_vips; i++)
+                if (ip_addr_equal(&p->vips[i], a))
+                        return true;
+        return false;
+}
+
+size_t plan_batch(const EgressPolicy *programmed, const char *programmed_ifname, const EgressPolicy *desired,
+                  const char *ifname, NetStep *steps)
+{
+        bool moved = programmed && !streq_ptr(programmed_ifname, ifname);
+        size_t n = 0;
+
+        if (moved)
+                for (size_t i = 0; i < programmed->n_vips; i++)
+                        steps[n++] = (NetStep){.kind = NET_STEP_RELEASE_VIP, .vip = programmed->vips[i]};
+        for (size_t i = 0; i < desired->n_vips; i++)
+                steps[n++] = (NetStep){.kind = NET_STEP_GRANT_VIP, .vip = desired->vips[i]};
+        steps[n++] = (NetStep){.kind = NET_STEP_SET_EGRESS};
+        if (programmed && !moved)
+                for (size_t i = 0; i < programmed->n_vips; i++)
+                        if (!vips_contain(desired, &programmed->vips[i]))
+                                steps[n++] =
+                                        (NetStep){.kind = NET_STEP_RELEASE_VIP, .vip = programmed->vips[i]};
+        return n;
 }
 
 NetPlan plan_renew(const ServiceFacts *f)

@@ -136,8 +136,8 @@ bool plan_stale_keep(const ServiceFacts *f);
 
 typedef enum NetAction {
         NET_ACTION_NONE,
-        NET_ACTION_REMOVE,         /* RemoveService: not leading (any more) */
-        NET_ACTION_PROGRAM,        /* a new batch: ReleaseVip (gone VIPs), GrantVip, SetEgress */
+        NET_ACTION_REMOVE,  /* RemoveService: not leading (any more) */
+        NET_ACTION_PROGRAM, /* a new batch: GrantVip, SetEgress, ReleaseVip of gone VIPs (plan_batch) */
         NET_ACTION_WAIT_CONNECTED, /* leading, but kvnetd is not connected: replayed on connect */
         NET_ACTION_WAIT_RENEWAL,   /* leading, but the lease ends within the margin: no grant */
         NET_ACTION_RENEW,          /* RenewGrant with the new deadline */
@@ -157,6 +157,42 @@ typedef struct NetPlan {
 
 /* After any change of the Service, its lease or kvnetd's connection. */
 NetPlan plan_net(const ServiceFacts *f);
+
+/* One call of a batch (NET_ACTION_PROGRAM). */
+typedef enum NetStepKind {
+        NET_STEP_RELEASE_VIP,
+        NET_STEP_GRANT_VIP,
+        NET_STEP_SET_EGRESS,
+        _NET_STEP_KIND_MAX,
+        _NET_STEP_KIND_INVALID = -EINVAL,
+} NetStepKind;
+
+const char *net_step_kind_to_string(NetStepKind k);
+
+typedef struct NetStep {
+        NetStepKind kind;
+        IpAddr vip; /* RELEASE_VIP, GRANT_VIP */
+} NetStep;
+
+/* The most steps plan_batch() returns for these policies. */
+static inline size_t plan_batch_max(const EgressPolicy *programmed, const EgressPolicy *desired)
+{
+        return (programmed ? programmed->n_vips : 0) + desired->n_vips + 1;
+}
+
+/* The calls of a new batch, in order, so that a change never leaves a gap
+ * (kvnetd answers one connection's calls in order, and a SetEgress is
+ * committed before any later call touches the egress): every wanted VIP is
+ * granted first (a new one is bound while the old still SNATs), then one
+ * SetEgress moves the rules and the pod mappings from the old to the new in
+ * one nft transaction, then the VIPs no longer wanted are released (kvnetd
+ * leaves egress that SNATs to another VIP alone). Only when the interface
+ * changes do the programmed VIPs go first: an address must never sit on
+ * two links, and its egress goes with it until the SetEgress.
+ * programmed NULL: nothing sent yet. Fills steps (plan_batch_max() of them at
+ * most), returns how many. */
+size_t plan_batch(const EgressPolicy *programmed, const char *programmed_ifname, const EgressPolicy *desired,
+                  const char *ifname, NetStep *steps);
 /* After kvelectd renewed a lease this node still leads. A batch kvnetd
  * refused holds no grant: the retry sends the whole batch instead. */
 NetPlan plan_renew(const ServiceFacts *f);

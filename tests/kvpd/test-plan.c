@@ -13,6 +13,7 @@
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kvnetd-bus.h"
 #include "plan.h"
@@ -728,6 +729,92 @@ START_TEST(test_yielding)
 }
 END_TEST
 
+/* The order of a batch's calls (plan_batch): grant, switch, release. VIPs
+ * by letter (a, b: IPv4; 6: IPv6); steps "Gx" GrantVip, "E" SetEgress,
+ * "Rx" ReleaseVip. */
+static const struct {
+        const char *name;
+        const char *old_vips; /* NULL: nothing programmed yet */
+        const char *new_vips;
+        const char *old_if, *new_if;
+        const char *want;
+} batches[] = {
+        {"first batch: grant, then the egress", NULL, "a", NULL, "eth1", "Ga E"},
+        {"pods, ports or networks changed: the egress only (GrantVip is idempotent)", "a", "a", "eth1",
+         "eth1", "Ga E"},
+        /* The gap the issue found: ReleaseVip (which removed the egress),
+         * GrantVip, SetEgress. Now the new VIP is bound while the old one
+         * still SNATs, one SetEgress switches, the old one goes last. */
+        {"VIP changed: grant the new, switch, release the old", "a", "b", "eth1", "eth1", "Gb E Ra"},
+        {"an IPv6 VIP added", "a", "a6", "eth1", "eth1", "Ga G6 E"},
+        {"the IPv6 VIP dropped: the egress without it first", "a6", "a", "eth1", "eth1", "Ga E R6"},
+        {"both VIPs changed", "a6", "b", "eth1", "eth1", "Gb E Ra R6"},
+        /* The same address on another link: it leaves the old one first
+         * (never on two links), its egress with it. */
+        {"interface changed: release first", "a", "a", "eth1", "eth2", "Ra Ga E"},
+};
+
+static IpAddr batch_vip(char c)
+{
+        const char *text = c == 'a' ? "192.168.0.240" : c == 'b' ? "192.168.0.241" : "fd00:192:168::240";
+        IpAddr a = {};
+
+        ck_assert_int_eq(ip_addr_parse(text, AF_UNSPEC, &a, NULL), 0);
+        return a;
+}
+
+static size_t batch_vips(const char *letters, IpAddr *ret)
+{
+        size_t n = 0;
+
+        for (; letters && *letters; letters++)
+                ret[n++] = batch_vip(*letters);
+        return n;
+}
+
+/* "Gx", "Rx" or "E" */
+static void batch_step_name(const NetStep *step, char ret[static 3])
+{
+        ret[0] = step->kind == NET_STEP_GRANT_VIP ? 'G' : step->kind == NET_STEP_RELEASE_VIP ? 'R' : 'E';
+        ret[1] = ret[2] = 0;
+        if (step->kind == NET_STEP_SET_EGRESS)
+                return;
+        ret[1] = '?';
+        for (const char *c = "ab6"; *c; c++) {
+                IpAddr a = batch_vip(*c);
+                if (ip_addr_equal(&step->vip, &a))
+                        ret[1] = *c;
+        }
+}
+
+START_TEST(test_batch)
+{
+        IpAddr old_vips[4], new_vips[4];
+        EgressPolicy old = {.state = EGRESS_READY, .vips = old_vips};
+        EgressPolicy new = {.state = EGRESS_READY, .vips = new_vips};
+        const EgressPolicy *programmed = batches[_i].old_vips ? &old : NULL;
+        char got[64] = "";
+        NetStep steps[8];
+        size_t n;
+
+        old.n_vips = batch_vips(batches[_i].old_vips, old_vips);
+        new.n_vips = batch_vips(batches[_i].new_vips, new_vips);
+        ck_assert_uint_le(plan_batch_max(programmed, &new), ELEMENTSOF(steps));
+        n = plan_batch(programmed, batches[_i].old_if, &new, batches[_i].new_if, steps);
+        ck_assert_uint_le(n, plan_batch_max(programmed, &new));
+        for (size_t i = 0; i < n; i++) {
+                char name[3];
+
+                batch_step_name(&steps[i], name);
+                if (i > 0)
+                        strcat(got, " ");
+                strcat(got, name);
+        }
+        ck_assert_msg(streq(got, batches[_i].want), "%s: got \"%s\", want \"%s\"", batches[_i].name, got,
+                      batches[_i].want);
+}
+END_TEST
+
 START_TEST(test_names)
 {
         for (int i = 0; i < _KVPD_PHASE_MAX; i++)
@@ -740,6 +827,8 @@ START_TEST(test_names)
                 ck_assert_ptr_nonnull(net_action_to_string(i));
         for (int i = 0; i < _STATUS_ACTION_MAX; i++)
                 ck_assert_ptr_nonnull(status_action_to_string(i));
+        for (int i = 0; i < _NET_STEP_KIND_MAX; i++)
+                ck_assert_ptr_nonnull(net_step_kind_to_string(i));
         ck_assert_ptr_null(kvpd_phase_to_string(_KVPD_PHASE_MAX));
         ck_assert_ptr_null(net_action_to_string(-1));
 }
@@ -757,6 +846,7 @@ int main(void)
         tcase_add_loop_test(tc, test_elect, 0, ELEMENTSOF(elect_cases));
         tcase_add_test(tc, test_stopping);
         tcase_add_test(tc, test_yielding);
+        tcase_add_loop_test(tc, test_batch, 0, ELEMENTSOF(batches));
         tcase_add_test(tc, test_names);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
