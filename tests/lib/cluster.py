@@ -183,6 +183,16 @@ class Pod:
         self.cluster.procs.append(p)
         return p
 
+    def flows(self, dst, port, interval=0.005, duration=60, tag=None):
+        """A new UDP flow (fresh source port) every interval from the pod (agents/probe.py flows); returns the
+        Proc (SIGTERM stops it)."""
+        cmd = [PY, PROBE, "flows", "--dst", dst, "--port", str(port), "--interval", str(interval),
+               "--duration", str(duration), "--tag", tag or ("flows %s" % self.name)]
+        path = os.path.join(self.cluster.dir, "flows-%s-%d.jsonl" % (self.name, len(self.cluster.procs)))
+        p = Proc("flows-%s" % self.name, cmd, path, ns=self.netns)
+        self.cluster.procs.append(p)
+        return p
+
     def records(self, **match):
         return _read_records(self.log, **match)
 
@@ -372,6 +382,14 @@ class Node:
     def nft_tables(self):
         out = run(["nft", "-j", "list", "tables"], ns=self.netns).stdout
         return [(t["table"]["family"], t["table"]["name"]) for t in json.loads(out)["nftables"] if "table" in t]
+
+    def nft_monitor(self):
+        """`nft monitor` in the node's namespace (every ruleset change, and a "# new generation N by process
+        PID (NAME)" line per committed transaction); returns the Proc (its log_path holds the output)."""
+        path = os.path.join(self.dir, "nft-monitor-%d.log" % len(self.cluster.procs))
+        p = Proc("nft-monitor-%s" % self.name, ["stdbuf", "-oL", "nft", "monitor"], path, ns=self.netns)
+        self.cluster.procs.append(p)
+        return p
 
     def mac(self, ifname=SERVICE_IF):
         return json.loads(ip(self.netns, "-j", "link", "show", "dev", ifname).stdout)[0]["address"]

@@ -5,8 +5,10 @@ one JSON object a line, what came back (the recorder answers TCP/UDP with the so
   probe.py batch '[{"proto":"tcp","dst":"192.168.0.250","port":80,"tag":"x"}, ...]'
   probe.py stream --dst 192.168.0.250 --tcp 80 --udp 9000 --icmp --interval 0.05 --duration 20 --tag T
   probe.py send --dst 192.168.0.250 --port 5060 --count 300 --interval 0.01 [--src A] [--sport N]
+  probe.py flows --dst 192.168.0.250 --port 5060 --interval 0.005 --duration 20 --tag T
 A batch probe may name its source address ("src") and port ("sport"); send is one UDP flow of numbered
-datagrams ("seq N"), not waiting for answers.
+datagrams ("seq N"), not waiting for answers. flows is a new UDP flow every --interval: one datagram "T seq=N"
+from a fresh socket (a new source port, so a new conntrack entry each time), not waiting for answers.
 Runs inside a pod's network namespace. Standard library only.
 """
 import argparse
@@ -195,6 +197,30 @@ def send(a):
         time.sleep(a.interval)
 
 
+def flows(a):
+    """A new UDP flow every --interval (a fresh socket, so a fresh source port and conntrack entry), until
+    --duration or SIGTERM. The last 64 sockets stay open, so the recorder's answers are not refused."""
+    import collections
+    import signal
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    open_socks = collections.deque()
+    end = time.time() + a.duration
+    n = 0
+    while not stop and time.time() < end:
+        n += 1
+        s = socket.socket(family(a.dst), socket.SOCK_DGRAM)
+        try:
+            s.sendto(("%s seq=%d\n" % (a.tag, n)).encode(), (a.dst, a.port))
+        except OSError:
+            pass
+        open_socks.append(s)
+        if len(open_socks) > 64:
+            open_socks.popleft().close()
+        time.sleep(a.interval)
+    print(json.dumps({"sent": n, "t": time.time()}), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -222,8 +248,17 @@ def main():
     sd.add_argument("--interval", type=float, default=0.01)
     sd.add_argument("--src")
     sd.add_argument("--sport", type=int)
+    fl = sub.add_parser("flows")
+    fl.add_argument("--dst", required=True)
+    fl.add_argument("--port", type=int, required=True)
+    fl.add_argument("--interval", type=float, default=0.005)
+    fl.add_argument("--duration", type=float, default=30)
+    fl.add_argument("--tag", default="flows")
     a = ap.parse_args()
 
+    if a.cmd == "flows":
+        flows(a)
+        return
     if a.cmd == "send":
         send(a)
         return
