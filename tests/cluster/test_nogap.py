@@ -33,6 +33,18 @@ def transactions(monitor, who="kvnetd"):
                     if m.group(1) == who])
 
 
+def tcp_results(proc, since, vip):
+    """A probe.py stream's TCP results from since on, and the time of the first answered from vip (or None)."""
+    out = []
+    with open(proc.log_path) as f:
+        for line in f:
+            if line.startswith("{"):
+                r = json.loads(line)
+                if r.get("proto") == "tcp" and r["t"] >= since:
+                    out.append(r)
+    return out, next((r["t"] for r in out if r.get("ok") and r.get("seen") == vip), None)
+
+
 class NoGapTest(kvc_test.ClusterTestCase):
     NODES = 1
 
@@ -122,22 +134,43 @@ class NoGapTest(kvc_test.ClusterTestCase):
         t0 = time.time()
         tag4 = self._start(pod, EXT4, 5060, "ngvip v4")
         tag6 = self._start(pod, EXT6, 5060, "ngvip v6")
+        # And a new TCP connection every 10 ms (each waits for its answer: TCP works over the VIP).
+        tcp4 = pod.stream(EXT4, tcp=80, interval=0.01, duration=50, tag="ngvip tcp4")
+        tcp6 = pod.stream(EXT6, tcp=80, interval=0.01, duration=50, tag="ngvip tcp6")
+        self.flows += [tcp4, tcp6]
         self._wait_seen(tag4, t0, a4, "the v4 stream with the old VIP")
         self._wait_seen(tag6, t0, a6, "the v6 stream with the old VIP")
 
         def done():
             r4, r6 = self._records(tag4, t0), self._records(tag6, t0)
-            return any(r["src"] == b4 for r in r4) and any(r["src"] == b6 for r in r6)
+            return (any(r["src"] == b4 for r in r4) and any(r["src"] == b6 for r in r6) and
+                    tcp_results(tcp4, t0, b4)[1] and tcp_results(tcp6, t0, b6)[1])
 
-        _, n = self._change("VIP change", lambda: c.annotate("ngvip", loadbalancerIPs="%s,%s" % (b4, b6)),
+        t, n = self._change("VIP change", lambda: c.annotate("ngvip", loadbalancerIPs="%s,%s" % (b4, b6)),
                             done)
         for p in self.flows:
             p.stop()
         m4 = self._check("VIP change v4", tag4, t0, {a4}, {b4}, n)
         m6 = self._check("VIP change v6", tag6, t0, {a6}, {b6}, n)
         self.assertEqual(sorted(c.node(1).vips()), sorted([b4, b6]), "the old VIPs released, the new ones held")
+        failures = {}
+        for fam, proc, old_vip, new_vip, m in ((4, tcp4, a4, b4, m4), (6, tcp6, a6, b6, m6)):
+            results, first_new = tcp_results(proc, t, new_vip)
+            failed = [r for r in results if not r.get("ok")]
+            m["tcp"] = {"connections": len(results), "failed": len(failed),
+                        "failing_from_to": [round(failed[0]["t"] - t, 3), round(failed[-1]["t"] - t, 3)] if failed
+                        else None,
+                        "change_to_first_with_new_vip": round(first_new - t, 3),
+                        "sources": sorted({r["seen"] for r in results if r.get("ok")})}
+            self.assertEqual(set(m["tcp"]["sources"]) - {old_vip, new_vip}, set(),
+                             "v%d: TCP answered from another source" % fam)
+            failures[fam] = len(failed)
         kvc_test.note_timing("no gap: VIP change, longest silence at the external host",
                              max(m4["longest_silence"], m6["longest_silence"]), v4=m4, v6=m6)
+        # IPv6: the new VIP is tentative during duplicate-address detection (about 1 s), and the external host's
+        # neighbour solicitations for it go unanswered until then: TCP over the new VIP waits for it (measured
+        # above; README, Known limits). The source is right throughout.
+        self.assertEqual(failures[4], 0, "IPv4 TCP connections failed during the VIP change")
 
     def test_2_rules_change(self):
         """The destination ports, then the denied and allowed networks."""
