@@ -12,6 +12,7 @@
 
 #include "array.h"
 #include "announce.h"
+#include "dad.h"
 #include "log.h"
 
 /* Address events come in bursts (an interface going away takes all its
@@ -139,7 +140,8 @@ typedef struct KernelAddr {
         IpAddr addr;
         int ifindex;
         unsigned prefixlen;
-        uint8_t proto; /* IFA_PROTO, 0 if absent */
+        uint8_t proto;  /* IFA_PROTO, 0 if absent */
+        uint32_t flags; /* IFA_F_* */
 } KernelAddr;
 
 typedef int (*addr_dump_fn)(const KernelAddr *ka, void *userdata);
@@ -178,6 +180,8 @@ static int kernel_addr_from_message(struct nl_msg *msg, KernelAddr *ret)
         memcpy(&ret->addr.addr, nla_data(a), (size_t)nla_len(a));
         if (tb[IFA_PROTO] && nla_len(tb[IFA_PROTO]) >= 1)
                 ret->proto = nla_get_u8(tb[IFA_PROTO]);
+        ret->flags =
+                tb[IFA_FLAGS] && nla_len(tb[IFA_FLAGS]) >= 4 ? nla_get_u32(tb[IFA_FLAGS]) : ifa->ifa_flags;
         return h->nlmsg_type;
 }
 
@@ -412,6 +416,19 @@ static int on_addr_message(struct nl_msg *msg, void *userdata)
                 return NL_OK;
         index_update(m, &ka.addr, ka.ifindex, type == RTM_NEWADDR);
         link_local_update(m, &ka.addr, ka.ifindex, type == RTM_NEWADDR);
+        if (type == RTM_NEWADDR) {
+                /* The end of a VIP's duplicate-address detection. */
+                v = manager_find_vip(m, &ka.addr);
+                if (v && v->tentative && ka.prefixlen == family_max_prefixlen(ka.addr.family)) {
+                        if (ka.flags & IFA_F_DADFAILED)
+                                vip_dad_done(v, -EADDRINUSE,
+                                             "address: duplicate-address detection failed: another host on "
+                                             "the link has it");
+                        else if (!(ka.flags & IFA_F_TENTATIVE))
+                                vip_dad_done(v, 0, NULL);
+                }
+                return NL_OK;
+        }
         if (type != RTM_DELADDR)
                 return NL_OK;
         if (!if_indextoname((unsigned)ka.ifindex, ifname))

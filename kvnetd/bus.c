@@ -12,6 +12,7 @@
 #include "array.h"
 #include "bus-netaddr.h"
 #include "catalog.h"
+#include "dad.h"
 #include "introspect.h"
 #include "kvnetd-bus.h"
 #include "log.h"
@@ -169,6 +170,11 @@ static int method_grant_vip(sd_bus_message *msg, void *userdata, sd_bus_error *e
                                  strerror(-r));
                 return reply_error(error, r, buf);
         }
+        /* A new IPv6 VIP still in duplicate-address detection: answered
+         * when it ends, so kvpd moves SNAT to it only once it works. */
+        v = manager_find_vip(m, &a);
+        if (v && v->tentative && vip_wait_dad(m, v, msg) > 0)
+                return 1;
         return sd_bus_reply_method_return(msg, NULL);
 }
 

@@ -18,6 +18,7 @@
 #include "announce.h"
 #include "array.h"
 #include "ctworker.h"
+#include "dad.h"
 #include "daemon.h"
 #include "egress-batch.h"
 #include "kvnetd-bus.h"
@@ -93,6 +94,9 @@ int manager_grant_vip(Manager *m, Service *s, const IpAddr *a, const char *ifnam
                         return log_warning_errno(r, "binding %s on %s failed: %m",
                                                  ip_addr_to_string(a, (char[INET6_ADDRSTRLEN]){}), ifname);
                 }
+                /* Until its RTM_NEWADDR says otherwise (addr.c): DAD runs
+                 * unless turned off, here or on the interface. */
+                v->tentative = a->family == AF_INET6 && !m->config->ipv6_nodad;
                 service_attach_vip(m, s, v, true);
                 log_event(LOG_INFO, 0, KVEGRESS_MESSAGE_VIP_BOUND,
                           LOG_OBJECT(.service = s->key, .vip = ip_addr_to_string(a, (char[INET6_ADDRSTRLEN]){})),
@@ -137,6 +141,7 @@ int manager_release_vip(Manager *m, Service *s, Vip *v)
                   "released VIP %s on %s of %s", ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), v->ifname,
                   s->key);
         service_detach_vip(m, v, true);
+        vip_dad_done(v, -ENOENT, "address: released before duplicate-address detection ended");
         free(v);
         service_maybe_free(m, s);
         /* A file that still names a released VIP changes nothing: at

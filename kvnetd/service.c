@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "array.h"
+#include "dad.h"
 #include "manager.h"
 #include "nft.h"
 #include "validate.h"
@@ -146,6 +147,8 @@ void service_free(Manager *m, Service *s)
                 heap_remove(m, s);
         for (size_t i = 0; i < s->n_vips; i++) {
                 podmap_remove(&m->vips_by_addr, &s->vips[i]->addr);
+                vip_dad_done(s->vips[i], -ENOENT,
+                             "address: released before duplicate-address detection ended");
                 free(s->vips[i]);
         }
         m->n_vips -= s->n_vips;

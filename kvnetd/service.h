@@ -17,6 +17,8 @@
 
 #include <net/if.h>
 #include <stdint.h>
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
 
 #include "kvnetd-bus.h"
 #include "netaddr.h"
@@ -48,6 +50,12 @@ typedef struct Vip {
         Service *service;
         unsigned announce_left; /* gratuitous ARP / NA still to send */
         bool adopted;           /* found in the kernel at start, not yet claimed by a client */
+        /* IPv6 bound with DAD, not ended yet: GrantVip answered after (dad.h). */
+        bool tentative;
+        sd_bus_message **dad_waiting;
+        size_t n_dad_waiting, cap_dad_waiting;
+        sd_event_source *dad_timer;
+        Manager *dad_manager;
 } Vip;
 
 struct Service {

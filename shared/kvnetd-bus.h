@@ -34,7 +34,10 @@
  *   range), named with its interface and prefix. kvnetd never changes or
  *   removes an address it did not add. A replay
  *   of a VIP that is already bound (e.g. after a kvnetd restart) changes
- *   nothing in the kernel. */
+ *   nothing in the kernel. A new IPv6 VIP bound with duplicate-address
+ *   detection (no --ipv6-nodad) is answered once DAD has ended (1-2 s; at
+ *   most 5 s), when the node answers neighbour solicitations for it; if
+ *   DAD fails, Conflict. Other calls are served meanwhile. */
 #define KVNETD_METHOD_GRANT_VIP "GrantVip"
 #define KVNETD_SIG_GRANT_VIP "ssst"
 
@@ -44,7 +47,9 @@
 #define KVNETD_SIG_RENEW_GRANT "st"
 
 /* ReleaseVip(s service, s address): remove one VIP (and the egress that used it).
- *   The egress goes as a whole (all the service's mappings). Releasing a VIP
+ *   The egress goes as a whole (all the service's mappings), but only if it
+ *   SNATs to this VIP: after a SetEgress that moved it to another VIP (sent
+ *   before on the same connection), the egress stays. Releasing a VIP
  *   that is not bound succeeds; one granted to another service is
  *   NotGranted. */
 #define KVNETD_METHOD_RELEASE_VIP "ReleaseVip"

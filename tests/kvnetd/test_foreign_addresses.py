@@ -213,7 +213,8 @@ class ForeignAddressTest(KvnetdTestCase):
 
 class SkipDadTest(unittest.TestCase):
     """kube-vip's vip_skipdad=true binds IPv6 VIPs with IFA_F_NODAD, as --ipv6-nodad does; without either,
-    a new IPv6 VIP goes through DAD (tentative at first)."""
+    a new IPv6 VIP goes through DAD, and GrantVip is answered only once it has ended (the VIP is no longer
+    tentative: kvpd moves SNAT to a new VIP only then)."""
 
     def setUp(self):
         self.topo = netns.Topology("kvsd")
@@ -237,7 +238,9 @@ class SkipDadTest(unittest.TestCase):
                     os.environ[key] = v
         try:
             with k.client() as c:
+                t0 = time.monotonic()
                 c.grant_vip(SVC, VIP6, "eth1")
+                self.answered_after = time.monotonic() - t0
                 for link in self.net.node.ip_json("addr", "show", "dev", "eth1"):
                     for a in link.get("addr_info", []):
                         if a["local"] == VIP6:
@@ -249,9 +252,13 @@ class SkipDadTest(unittest.TestCase):
 
     def test_vip_skipdad(self):
         self.assertEqual(self.flags_of_new_vip({"vip_skipdad": "true"}), {"nodad"})
+        self.assertLess(self.answered_after, 0.5)
 
     def test_dad_by_default(self):
-        self.assertEqual(self.flags_of_new_vip({}), {"tentative"})
+        # DAD: a random delay of up to 1 s (rtr_solicit_delay), then one probe and 1 s (retrans_time).
+        self.assertEqual(self.flags_of_new_vip({}), set(), "answered while the VIP was still tentative")
+        self.assertGreater(self.answered_after, 0.9)
+        print("\nGrantVip of a new IPv6 VIP with DAD answered after %.2f s" % self.answered_after)
 
 
 if __name__ == "__main__":
