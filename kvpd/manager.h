@@ -113,6 +113,10 @@ struct Service {
         bool net_unknown;   /* kvnetd went away while it may have held this: the lease is kept until a
                              * RemoveService (or a new batch) is answered, for kvnetd's dead or stopped
                              * process fences nothing meanwhile */
+        /* The batch's calls after a NET_STEP_WAIT_GRANTS, sent once every
+         * call before it is answered and none refused (plan_batch()). */
+        NetStep *net_pending;
+        size_t n_net_pending;
 
         /* Status on the Service. */
         KubeRequest *status_request;

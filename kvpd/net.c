@@ -51,6 +51,8 @@ static void net_forget(Service *s)
 {
         s->net_gen++;
         s->net_inflight = 0;
+        s->net_pending = mfree(s->net_pending);
+        s->n_net_pending = 0;
         s->net_confirmed = false;
         s->programmed = egress_policy_free(s->programmed);
 }
@@ -87,6 +89,8 @@ static int on_resync(sd_event_source *es, uint64_t usec, void *userdata)
                         controller_net_retry(m->services[i]);
         return 0;
 }
+
+static void send_steps(Service *s, const NetStep *steps, size_t n, const char *ifname, uint64_t deadline);
 
 static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
 {
@@ -141,6 +145,15 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
                         net_remove(s, false);
                         s->net_failed = true;
                 }
+        }
+        if (s->net_inflight == 0 && !s->net_failed && s->n_net_pending > 0) {
+                /* The new VIPs work: the rest of the batch (the switch). */
+                _cleanup_free_ NetStep *rest = TAKE_PTR(s->net_pending);
+                size_t n = s->n_net_pending;
+
+                s->n_net_pending = 0;
+                send_steps(s, rest, n, NULL, 0);
+                return 0;
         }
         if (s->net_inflight == 0 && !s->net_failed && s->programmed) {
                 service_error_clear(s, "kvnetd");
@@ -322,6 +335,43 @@ static int resolve_ifname(const EgressPolicy *p, char **ret)
         return r;
 }
 
+/* Sends a batch's calls in order (plan_batch()); the ones after a
+ * NET_STEP_WAIT_GRANTS wait in s->net_pending for the answers. SetEgress
+ * sends s->programmed, which is the batch's policy. */
+static void send_steps(Service *s, const NetStep *steps, size_t n, const char *ifname, uint64_t deadline)
+{
+        char buf[INET6_ADDRSTRLEN];
+
+        for (size_t i = 0; i < n; i++)
+                switch (steps[i].kind) {
+                case NET_STEP_RELEASE_VIP:
+                        (void)send_simple(s, KVNETD_METHOD_RELEASE_VIP, false, KVNETD_SIG_RELEASE_VIP,
+                                          s->key, ip_addr_to_string(&steps[i].vip, buf));
+                        break;
+                case NET_STEP_GRANT_VIP:
+                        (void)send_simple(s, KVNETD_METHOD_GRANT_VIP, false, KVNETD_SIG_GRANT_VIP, s->key,
+                                          ip_addr_to_string(&steps[i].vip, buf), ifname, deadline);
+                        break;
+                case NET_STEP_WAIT_GRANTS:
+                        if (s->net_inflight == 0)
+                                break; /* nothing to wait for (not sent: the resync retries) */
+                        s->net_pending = malloc((n - i) * sizeof(NetStep));
+                        if (!s->net_pending) {
+                                log_error("%s: out of memory; switching without waiting", s->key);
+                                break;
+                        }
+                        memcpy(s->net_pending, steps + i + 1, (n - i - 1) * sizeof(NetStep));
+                        s->n_net_pending = n - i - 1;
+                        log_debug("%s: switching the SNAT once the new VIPs are granted", s->key);
+                        return;
+                case NET_STEP_SET_EGRESS:
+                        (void)send_set_egress(s, s->programmed);
+                        break;
+                default:
+                        break;
+                }
+}
+
 static void net_remove(Service *s, bool for_stop)
 {
         net_forget(s);
@@ -342,6 +392,9 @@ void net_apply(Service *s, const NetPlan *plan, uint64_t now_usec)
         EgressPolicy *p = s->policy;
         _cleanup_free_ char *ifname = NULL;
         _cleanup_free_ NetStep *steps = NULL;
+        _cleanup_free_ IpAddr *held_vips = NULL;
+        EgressPolicy held = {};
+        bool switching;
         size_t n_steps;
         char buf[INET6_ADDRSTRLEN];
         uint64_t change = s->change_usec;
@@ -398,39 +451,38 @@ void net_apply(Service *s, const NetPlan *plan, uint64_t now_usec)
         /* Grant, switch, release (plan_batch): a new VIP is bound before
          * the one SetEgress moves the SNAT to it, and the old one goes
          * after, so no new flow leaves unSNATed or from a VIP this node
-         * no longer holds. */
-        steps = calloc(plan_batch_max(s->programmed, p), sizeof(NetStep));
-        if (!steps) {
-                log_error("%s: out of memory; retrying", s->key);
-                s->net_failed = true;
-                schedule_resync(m);
-                return;
+         * no longer holds. A batch still waiting for its grants is
+         * superseded: the VIPs it was to release are still held. */
+        switching = s->n_net_pending > 0;
+        if (s->programmed) {
+                held = *s->programmed;
+                held.vips = held_vips = calloc(s->programmed->n_vips + s->n_net_pending + 1, sizeof(IpAddr));
+                if (!held_vips)
+                        goto oom;
+                memcpy(held_vips, s->programmed->vips, s->programmed->n_vips * sizeof(IpAddr));
+                for (size_t i = 0; i < s->n_net_pending; i++)
+                        if (s->net_pending[i].kind == NET_STEP_RELEASE_VIP)
+                                held_vips[held.n_vips++] = s->net_pending[i].vip;
         }
-        n_steps = plan_batch(s->programmed, s->programmed_ifname, p, ifname, steps);
-        for (size_t i = 0; i < n_steps; i++)
-                switch (steps[i].kind) {
-                case NET_STEP_RELEASE_VIP:
-                        (void)send_simple(s, KVNETD_METHOD_RELEASE_VIP, false, KVNETD_SIG_RELEASE_VIP,
-                                          s->key, ip_addr_to_string(&steps[i].vip, buf));
-                        break;
-                case NET_STEP_GRANT_VIP:
-                        (void)send_simple(s, KVNETD_METHOD_GRANT_VIP, false, KVNETD_SIG_GRANT_VIP, s->key,
-                                          ip_addr_to_string(&steps[i].vip, buf), ifname,
-                                          plan->grant_deadline_usec);
-                        break;
-                case NET_STEP_SET_EGRESS:
-                        (void)send_set_egress(s, p);
-                        break;
-                default:
-                        break;
-                }
+        s->net_pending = mfree(s->net_pending);
+        s->n_net_pending = 0;
+        steps = calloc(plan_batch_max(s->programmed ? &held : NULL, p), sizeof(NetStep));
+        if (!steps)
+                goto oom;
+        n_steps = plan_batch(s->programmed ? &held : NULL, s->programmed_ifname, switching, p, ifname, steps);
 
         egress_policy_free(s->programmed);
         s->programmed = egress_policy_ref(p);
         free(s->programmed_ifname);
         s->programmed_ifname = TAKE_PTR(ifname);
+        send_steps(s, steps, n_steps, s->programmed_ifname, plan->grant_deadline_usec);
         log_info("%s: egress via %s on %s for %zu pods", s->key,
                  ip_addr_to_string(p->has_vip4 ? &p->vip4 : &p->vip6, buf), s->programmed_ifname, p->n_pods);
+        return;
+oom:
+        log_error("%s: out of memory; retrying", s->key);
+        s->net_failed = true;
+        schedule_resync(m);
 }
 
 void net_renew(Service *s, const NetPlan *plan)

@@ -62,6 +62,7 @@ const char *net_action_to_string(NetAction a)
 static const char *const net_step_kind_table[_NET_STEP_KIND_MAX] = {
         [NET_STEP_RELEASE_VIP] = "release-vip",
         [NET_STEP_GRANT_VIP] = "grant-vip",
+        [NET_STEP_WAIT_GRANTS] = "wait-grants",
         [NET_STEP_SET_EGRESS] = "set-egress",
 };
 
@@ -197,8 +198,15 @@ static bool vips_contain(const EgressPolicy *p, const IpAddr *a)
         return false;
 }
 
-size_t plan_batch(const EgressPolicy *programmed, const char *programmed_ifname, const EgressPolicy *desired,
-                  const char *ifname, NetStep *steps)
+/* The SetEgress moves a family's SNAT from one VIP to another. */
+static bool snat_moves(const EgressPolicy *from, const EgressPolicy *to)
+{
+        return (from->has_vip4 && to->has_vip4 && !ip_addr_equal(&from->vip4, &to->vip4)) ||
+               (from->has_vip6 && to->has_vip6 && !ip_addr_equal(&from->vip6, &to->vip6));
+}
+
+size_t plan_batch(const EgressPolicy *programmed, const char *programmed_ifname, bool switching,
+                  const EgressPolicy *desired, const char *ifname, NetStep *steps)
 {
         bool moved = programmed && !streq_ptr(programmed_ifname, ifname);
         size_t n = 0;
@@ -208,6 +216,8 @@ size_t plan_batch(const EgressPolicy *programmed, const char *programmed_ifname,
                         steps[n++] = (NetStep){.kind = NET_STEP_RELEASE_VIP, .vip = programmed->vips[i]};
         for (size_t i = 0; i < desired->n_vips; i++)
                 steps[n++] = (NetStep){.kind = NET_STEP_GRANT_VIP, .vip = desired->vips[i]};
+        if (programmed && !moved && (switching || snat_moves(programmed, desired)))
+                steps[n++] = (NetStep){.kind = NET_STEP_WAIT_GRANTS};
         steps[n++] = (NetStep){.kind = NET_STEP_SET_EGRESS};
         if (programmed && !moved)
                 for (size_t i = 0; i < programmed->n_vips; i++)

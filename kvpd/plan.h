@@ -162,6 +162,11 @@ NetPlan plan_net(const ServiceFacts *f);
 typedef enum NetStepKind {
         NET_STEP_RELEASE_VIP,
         NET_STEP_GRANT_VIP,
+        /* The calls so far answered, all accepted, before the next: kvnetd
+         * answers GrantVip of a new IPv6 VIP only once duplicate-address
+         * detection ended (it takes 1-2 s, and nothing comes back to the
+         * VIP before), and the SNAT moves to it only then. */
+        NET_STEP_WAIT_GRANTS,
         NET_STEP_SET_EGRESS,
         _NET_STEP_KIND_MAX,
         _NET_STEP_KIND_INVALID = -EINVAL,
@@ -177,7 +182,7 @@ typedef struct NetStep {
 /* The most steps plan_batch() returns for these policies. */
 static inline size_t plan_batch_max(const EgressPolicy *programmed, const EgressPolicy *desired)
 {
-        return (programmed ? programmed->n_vips : 0) + desired->n_vips + 1;
+        return (programmed ? programmed->n_vips : 0) + desired->n_vips + 2;
 }
 
 /* The calls of a new batch, in order, so that a change never leaves a gap
@@ -186,13 +191,18 @@ static inline size_t plan_batch_max(const EgressPolicy *programmed, const Egress
  * granted first (a new one is bound while the old still SNATs), then one
  * SetEgress moves the rules and the pod mappings from the old to the new in
  * one nft transaction, then the VIPs no longer wanted are released (kvnetd
- * leaves egress that SNATs to another VIP alone). Only when the interface
- * changes do the programmed VIPs go first: an address must never sit on
- * two links, and its egress goes with it until the SetEgress.
- * programmed NULL: nothing sent yet. Fills steps (plan_batch_max() of them at
- * most), returns how many. */
-size_t plan_batch(const EgressPolicy *programmed, const char *programmed_ifname, const EgressPolicy *desired,
-                  const char *ifname, NetStep *steps);
+ * leaves egress that SNATs to another VIP alone). When the SetEgress moves
+ * a family's SNAT from one VIP to another, it waits for the grants'
+ * answers (NET_STEP_WAIT_GRANTS): the old VIP works until the new one
+ * does. A first batch does not wait: a tentative VIP as the source is no
+ * worse than the node's address. Only when the interface changes do the
+ * programmed VIPs go first: an address must never sit on two links, and
+ * its egress goes with it until the SetEgress.
+ * switching: the batch before still waits for its grants (superseded
+ * before its switch: it waits again). programmed NULL: nothing sent yet. Fills steps (plan_batch_max() of
+ * them at most), returns how many. */
+size_t plan_batch(const EgressPolicy *programmed, const char *programmed_ifname, bool switching,
+                  const EgressPolicy *desired, const char *ifname, NetStep *steps);
 /* After kvelectd renewed a lease this node still leads. A batch kvnetd
  * refused holds no grant: the retry sends the whole batch instead. */
 NetPlan plan_renew(const ServiceFacts *f);

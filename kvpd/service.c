@@ -14,6 +14,7 @@ Service *service_free(Service *s)
         egress_policy_free(s->policy);
         egress_policy_free(s->programmed);
         free(s->programmed_ifname);
+        free(s->net_pending);
         free(s->status_last_body);
         free(s->status_last_rv);
         free(s->last_error_logged);

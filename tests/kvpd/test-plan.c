@@ -730,14 +730,15 @@ START_TEST(test_yielding)
 END_TEST
 
 /* The order of a batch's calls (plan_batch): grant, switch, release. VIPs
- * by letter (a, b: IPv4; 6: IPv6); steps "Gx" GrantVip, "E" SetEgress,
- * "Rx" ReleaseVip. */
+ * by letter (a, b: IPv4; 6, 7: IPv6); steps "Gx" GrantVip, "W" wait for the
+ * answers, "E" SetEgress, "Rx" ReleaseVip. */
 static const struct {
         const char *name;
         const char *old_vips; /* NULL: nothing programmed yet */
         const char *new_vips;
         const char *old_if, *new_if;
         const char *want;
+        bool switching;
 } batches[] = {
         {"first batch: grant, then the egress", NULL, "a", NULL, "eth1", "Ga E"},
         {"pods, ports or networks changed: the egress only (GrantVip is idempotent)", "a", "a", "eth1",
@@ -745,42 +746,63 @@ static const struct {
         /* The gap the issue found: ReleaseVip (which removed the egress),
          * GrantVip, SetEgress. Now the new VIP is bound while the old one
          * still SNATs, one SetEgress switches, the old one goes last. */
-        {"VIP changed: grant the new, switch, release the old", "a", "b", "eth1", "eth1", "Gb E Ra"},
-        {"an IPv6 VIP added", "a", "a6", "eth1", "eth1", "Ga G6 E"},
+        {"VIP changed: grant the new, wait for it, switch, release the old", "a", "b", "eth1", "eth1",
+         "Gb W E Ra"},
+        /* kvnetd answers GrantVip of a new IPv6 VIP once DAD ended. */
+        {"IPv6 VIP changed: the switch waits for the new one", "a6", "a7", "eth1", "eth1", "Ga G7 W E R6"},
+        {"an IPv6 VIP added: nothing to wait for (no IPv6 SNAT before)", "a", "a6", "eth1", "eth1",
+         "Ga G6 E"},
         {"the IPv6 VIP dropped: the egress without it first", "a6", "a", "eth1", "eth1", "Ga E R6"},
-        {"both VIPs changed", "a6", "b", "eth1", "eth1", "Gb E Ra R6"},
+        {"both VIPs changed", "a6", "b", "eth1", "eth1", "Gb W E Ra R6"},
         /* The same address on another link: it leaves the old one first
          * (never on two links), its egress with it. */
+        /* Superseded while it waited for a new VIP (a pod changed): the
+         * SNAT still uses the VIP before, so the new batch waits too. */
+        {"pods changed during a switch: wait again", "b", "b", "eth1", "eth1", "Gb W E", true},
         {"interface changed: release first", "a", "a", "eth1", "eth2", "Ra Ga E"},
 };
 
 static IpAddr batch_vip(char c)
 {
-        const char *text = c == 'a' ? "192.168.0.240" : c == 'b' ? "192.168.0.241" : "fd00:192:168::240";
+        const char *text = c == 'a'   ? "192.168.0.240"
+                           : c == 'b' ? "192.168.0.241"
+                           : c == '6' ? "fd00:192:168::240"
+                                      : "fd00:192:168::241";
         IpAddr a = {};
 
         ck_assert_int_eq(ip_addr_parse(text, AF_UNSPEC, &a, NULL), 0);
         return a;
 }
 
-static size_t batch_vips(const char *letters, IpAddr *ret)
+/* The VIPs named, the first of each family its SNAT source. */
+static void batch_vips(const char *letters, EgressPolicy *p)
 {
-        size_t n = 0;
+        for (; letters && *letters; letters++) {
+                IpAddr a = batch_vip(*letters);
 
-        for (; letters && *letters; letters++)
-                ret[n++] = batch_vip(*letters);
-        return n;
+                p->vips[p->n_vips++] = a;
+                if (a.family == AF_INET && !p->has_vip4) {
+                        p->has_vip4 = true;
+                        p->vip4 = a;
+                } else if (a.family == AF_INET6 && !p->has_vip6) {
+                        p->has_vip6 = true;
+                        p->vip6 = a;
+                }
+        }
 }
 
 /* "Gx", "Rx" or "E" */
 static void batch_step_name(const NetStep *step, char ret[static 3])
 {
-        ret[0] = step->kind == NET_STEP_GRANT_VIP ? 'G' : step->kind == NET_STEP_RELEASE_VIP ? 'R' : 'E';
+        ret[0] = step->kind == NET_STEP_GRANT_VIP     ? 'G'
+                 : step->kind == NET_STEP_RELEASE_VIP ? 'R'
+                 : step->kind == NET_STEP_WAIT_GRANTS ? 'W'
+                                                      : 'E';
         ret[1] = ret[2] = 0;
-        if (step->kind == NET_STEP_SET_EGRESS)
+        if (step->kind != NET_STEP_GRANT_VIP && step->kind != NET_STEP_RELEASE_VIP)
                 return;
         ret[1] = '?';
-        for (const char *c = "ab6"; *c; c++) {
+        for (const char *c = "ab67"; *c; c++) {
                 IpAddr a = batch_vip(*c);
                 if (ip_addr_equal(&step->vip, &a))
                         ret[1] = *c;
@@ -797,10 +819,11 @@ START_TEST(test_batch)
         NetStep steps[8];
         size_t n;
 
-        old.n_vips = batch_vips(batches[_i].old_vips, old_vips);
-        new.n_vips = batch_vips(batches[_i].new_vips, new_vips);
+        batch_vips(batches[_i].old_vips, &old);
+        batch_vips(batches[_i].new_vips, &new);
         ck_assert_uint_le(plan_batch_max(programmed, &new), ELEMENTSOF(steps));
-        n = plan_batch(programmed, batches[_i].old_if, &new, batches[_i].new_if, steps);
+        n = plan_batch(programmed, batches[_i].old_if, batches[_i].switching, &new, batches[_i].new_if,
+                       steps);
         ck_assert_uint_le(n, plan_batch_max(programmed, &new));
         for (size_t i = 0; i < n; i++) {
                 char name[3];
