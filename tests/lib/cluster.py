@@ -183,11 +183,12 @@ class Pod:
         self.cluster.procs.append(p)
         return p
 
-    def flows(self, dst, port, interval=0.005, duration=60, tag=None):
-        """A new UDP flow (fresh source port) every interval from the pod (agents/probe.py flows); returns the
-        Proc (SIGTERM stops it)."""
+    def flows(self, dst, port, interval=0.005, duration=60, tag=None, sport_base=0, sport_count=10000):
+        """A new UDP flow (fresh source port; sport_base and up, sport_count of them, if given) every interval
+        from the pod (agents/probe.py flows); returns the Proc (SIGTERM stops it)."""
         cmd = [PY, PROBE, "flows", "--dst", dst, "--port", str(port), "--interval", str(interval),
-               "--duration", str(duration), "--tag", tag or ("flows %s" % self.name)]
+               "--duration", str(duration), "--tag", tag or ("flows %s" % self.name),
+               "--sport-base", str(sport_base), "--sport-count", str(sport_count)]
         path = os.path.join(self.cluster.dir, "flows-%s-%d.jsonl" % (self.name, len(self.cluster.procs)))
         p = Proc("flows-%s" % self.name, cmd, path, ns=self.netns)
         self.cluster.procs.append(p)

@@ -5,7 +5,7 @@ one JSON object a line, what came back (the recorder answers TCP/UDP with the so
   probe.py batch '[{"proto":"tcp","dst":"192.168.0.250","port":80,"tag":"x"}, ...]'
   probe.py stream --dst 192.168.0.250 --tcp 80 --udp 9000 --icmp --interval 0.05 --duration 20 --tag T
   probe.py send --dst 192.168.0.250 --port 5060 --count 300 --interval 0.01 [--src A] [--sport N]
-  probe.py flows --dst 192.168.0.250 --port 5060 --interval 0.005 --duration 20 --tag T
+  probe.py flows --dst 192.168.0.250 --port 5060 --interval 0.005 --duration 20 --tag T [--sport-base N]
 A batch probe may name its source address ("src") and port ("sport"); send is one UDP flow of numbered
 datagrams ("seq N"), not waiting for answers. flows is a new UDP flow every --interval: one datagram "T seq=N"
 from a fresh socket (a new source port, so a new conntrack entry each time), not waiting for answers.
@@ -199,7 +199,9 @@ def send(a):
 
 def flows(a):
     """A new UDP flow every --interval (a fresh socket, so a fresh source port and conntrack entry), until
-    --duration or SIGTERM. The last 64 sockets stay open, so the recorder's answers are not refused."""
+    --duration or SIGTERM. The last 64 sockets stay open, so the recorder's answers are not refused. With
+    --sport-base the source ports go up from there (--sport-count of them) instead of the kernel's random
+    choice, which soon picks a port whose conntrack entry (30 s) still exists: an old flow, not a new one."""
     import collections
     import signal
     stop = []
@@ -211,6 +213,8 @@ def flows(a):
         n += 1
         s = socket.socket(family(a.dst), socket.SOCK_DGRAM)
         try:
+            if a.sport_base:
+                bind_source(s, a.dst, sport=a.sport_base + n % a.sport_count)
             s.sendto(("%s seq=%d\n" % (a.tag, n)).encode(), (a.dst, a.port))
         except OSError:
             pass
@@ -254,6 +258,8 @@ def main():
     fl.add_argument("--interval", type=float, default=0.005)
     fl.add_argument("--duration", type=float, default=30)
     fl.add_argument("--tag", default="flows")
+    fl.add_argument("--sport-base", type=int, default=0)
+    fl.add_argument("--sport-count", type=int, default=10000)
     a = ap.parse_args()
 
     if a.cmd == "flows":
