@@ -2,7 +2,7 @@
 """No gap on any change (issue #11, item 2). A pod sends a new UDP flow (a fresh source port, so a new
 conntrack entry and a new SNAT decision) to the external host every 5 ms while one change is made to its
 Service or pods; the external host's records must show only the expected sources: the old VIP before, the new
-one after, never the node's address, and never a silence longer than a bound. `nft monitor` in the node's
+one after, never the node's address, and never a silence longer than a bound (1 s). `nft monitor` in the node's
 namespace counts kvnetd's nft transactions during the change: exactly one per change.
  1. a VIP change (a new address in loadbalancerIPs), IPv4 and IPv6 at once; also a new TCP connection every
     10 ms, which must work over the new VIP from the switch on (for IPv6 the switch waits for the end of the
@@ -24,7 +24,7 @@ import kvc_test
 from cluster import EXT4, EXT6, FAR4, VIPS4, VIPS6, node_svc4
 
 INTERVAL = 0.005
-GAP_BOUND = 0.5  # s without a datagram at the external host (ASan build, 2 busy cores)
+GAP_BOUND = 1.0  # s without a datagram at the external host (the sender's scheduling: ASan, 2 busy cores)
 SETTLE = 0.5  # s of streaming after the change is seen, before counting
 
 
