@@ -4,6 +4,7 @@ conntrack entry and a new SNAT decision) to the external host every 5 ms while o
 Service or pods; the external host's records must show only the expected sources: the old VIP before, the new
 one after, never the node's address, and never a silence longer than a bound (1 s). `nft monitor` in the node's
 namespace counts kvnetd's nft transactions during the change: exactly one per change.
+ All on one Service, in turn:
  1. a VIP change (a new address in loadbalancerIPs), IPv4 and IPv6 at once; also a new TCP connection every
     10 ms, which must work over the new VIP from the switch on (for IPv6 the switch waits for the end of the
     new VIP's duplicate-address detection: kvnetd answers its grant only then);
@@ -58,13 +59,14 @@ class NoGapTest(kvc_test.ClusterTestCase):
         self._ports = {}  # pod name -> flows streams started
 
     def _start(self, pod, dst, port, tag):
-        # Source ports of its own (7,000 a stream, 35 s at most, below the kernel's ephemeral range): never
-        # one whose conntrack entry still exists (30 s), so every datagram is a new flow.
+        # Source ports of its own (3,000 a stream, 15 s at least, below the kernel's ephemeral range): never
+        # one whose conntrack entry still exists (30 s), as long as the stream runs at most 15 s, so every
+        # datagram is a new flow.
         k = self._ports.get(pod.name, 0)
-        assert k < 3
+        assert k < 7
         self._ports[pod.name] = k + 1
-        p = pod.flows(dst, port, interval=INTERVAL, duration=45, tag=tag, sport_base=10000 + 7000 * k,
-                      sport_count=7000)
+        p = pod.flows(dst, port, interval=INTERVAL, duration=45, tag=tag, sport_base=10000 + 3000 * k,
+                      sport_count=3000)
         self.flows.append(p)
         self.addCleanup(p.close)
         self._by_tag[tag] = []
@@ -135,17 +137,25 @@ class NoGapTest(kvc_test.ClusterTestCase):
                 "sources": sorted(set(srcs)), "transactions": n_tx, "longest_silence": round(gap, 3)}
 
     # ---------------------------------------------------------------------------------------------- the kinds
-    def test_1_vip_change(self):
-        c = self.c
+    def test_changes(self):
+        """One Service through every kind of change, in turn (one Service: the suite's time)."""
         a4, a6, b4, b6 = VIPS4[0], VIPS6[0], VIPS4[1], VIPS6[1]
-        (pod,) = self.egress("ngvip", 1, [a4, a6], annotations={"kube-vip.io/egress-ipv6": "true"})
-        self.addCleanup(self._drop, "ngvip", "default", [a4, a6, b4, b6])
+        (pod,) = self.egress("ngap", 1, [a4, a6], annotations={
+            "kube-vip.io/egress-ipv6": "true", "kube-vip.io/egress-destination-ports": "udp:5060,udp:9000,tcp:80"})
+        self.addCleanup(self._drop, "ngap", "default", [a4, a6, b4, b6])
+        self._vip_change(pod, a4, a6, b4, b6)
+        self._rules_change(pod, b4)
+        self._pod_replaced(pod, b4)
+
+    def _vip_change(self, pod, a4, a6, b4, b6):
+        c = self.c
+        self.flows = []
         t0 = time.time()
-        tag4 = self._start(pod, EXT4, 5060, "ngvip v4")
-        tag6 = self._start(pod, EXT6, 5060, "ngvip v6")
+        tag4 = self._start(pod, EXT4, 5060, "ngap v4")
+        tag6 = self._start(pod, EXT6, 5060, "ngap v6")
         # And a new TCP connection every 10 ms (each waits for its answer: TCP works over the VIP).
-        tcp4 = pod.stream(EXT4, tcp=80, interval=0.01, duration=50, tag="ngvip tcp4")
-        tcp6 = pod.stream(EXT6, tcp=80, interval=0.01, duration=50, tag="ngvip tcp6")
+        tcp4 = pod.stream(EXT4, tcp=80, interval=0.01, duration=50, tag="ngap tcp4")
+        tcp6 = pod.stream(EXT6, tcp=80, interval=0.01, duration=50, tag="ngap tcp6")
         self.flows += [tcp4, tcp6]
         self._wait_seen(tag4, t0, a4, "the v4 stream with the old VIP")
         self._wait_seen(tag6, t0, a6, "the v6 stream with the old VIP")
@@ -155,7 +165,7 @@ class NoGapTest(kvc_test.ClusterTestCase):
             return (any(r["src"] == b4 for r in r4) and any(r["src"] == b6 for r in r6) and
                     tcp_results(tcp4, t0, b4)[1] and tcp_results(tcp6, t0, b6)[1])
 
-        t, n = self._change("VIP change", lambda: c.annotate("ngvip", loadbalancerIPs="%s,%s" % (b4, b6)),
+        t, n = self._change("VIP change", lambda: c.annotate("ngap", loadbalancerIPs="%s,%s" % (b4, b6)),
                             done)
         for p in self.flows:
             p.stop()
@@ -184,24 +194,23 @@ class NoGapTest(kvc_test.ClusterTestCase):
                              max(m4["longest_silence"], m6["longest_silence"]), v4=m4, v6=m6)
         self.assertEqual(problems, [])
 
-    def test_2_rules_change(self):
+    def _rules_change(self, pod, vip):
         """The destination ports, then the denied and allowed networks."""
-        c, vip, node = self.c, VIPS4[2], node_svc4(1)
-        (pod,) = self.egress("ngrules", 1, [vip], dual=False,
-                             annotations={"kube-vip.io/egress-destination-ports": "udp:5060,udp:9000,tcp:80"})
+        c, node = self.c, node_svc4(1)
+        self.flows = []
         t0 = time.time()
-        kept = self._start(pod, EXT4, 5060, "ngrules kept")
-        dropped = self._start(pod, EXT4, 9000, "ngrules dropped")
-        far = self._start(pod, FAR4, 5060, "ngrules far")
+        kept = self._start(pod, EXT4, 5060, "ngap kept")
+        dropped = self._start(pod, EXT4, 9000, "ngap dropped")
+        far = self._start(pod, FAR4, 5060, "ngap far")
         for tag in (kept, dropped, far):
             self._wait_seen(tag, t0, vip, "%s with the VIP" % tag)
         _, n1 = self._change(
-            "ports change", lambda: c.annotate("ngrules", **{"egress-destination-ports": "udp:5060,tcp:80"}),
+            "ports change", lambda: c.annotate("ngap", **{"egress-destination-ports": "udp:5060,tcp:80"}),
             lambda: any(r["src"] == node for r in self._records(dropped, t0)))
         _, n2 = self._change(
             "networks change",
-            lambda: c.annotate("ngrules", **{"egress-allowed-networks": "192.168.0.0/24,198.51.100.0/24",
-                                             "egress-denied-networks": "198.51.100.0/24"}),
+            lambda: c.annotate("ngap", **{"egress-allowed-networks": "192.168.0.0/24,198.51.100.0/24",
+                                          "egress-denied-networks": "198.51.100.0/24"}),
             lambda: any(r["src"] == node for r in self._records(far, t0)))
         for p in self.flows:
             p.stop()
@@ -212,20 +221,20 @@ class NoGapTest(kvc_test.ClusterTestCase):
                              "the external host", mk["longest_silence"], kept=mk, dropped_port=md,
                              denied_network=mf)
 
-    def test_3_pod_replaced(self):
-        c, vip = self.c, VIPS4[4]
-        (old,) = self.egress("ngpod", 1, [vip], dual=False)
+    def _pod_replaced(self, old, vip):
+        c = self.c
+        self.flows = []
         t0 = time.time()
-        tag_old = self._start(old, EXT4, 5060, "ngpod old")
+        tag_old = self._start(old, EXT4, 5060, "ngap old")
         self._wait_seen(tag_old, t0, vip, "the old pod's stream with the VIP")
         tags = {}
 
         def start_new(p):
-            tags["new"] = self._start(p, EXT4, 5060, "ngpod new")
+            tags["new"] = self._start(p, EXT4, 5060, "ngap new")
 
         # A rolling update: the new pod first (it talks before it is mapped: the node's address then).
         _, n_add = self._change(
-            "pod added", lambda: c.add_pod("ngpod-1", 1, labels={"app": "ngpod"}, dual=False,
+            "pod added", lambda: c.add_pod("ngap-1", 1, labels={"app": "ngap"}, dual=False,
                                            on_netns_ready=start_new),
             lambda: "new" in tags and any(r["src"] == vip for r in self._records(tags["new"], t0)))
         # The old pod's application exits, then the pod goes (once out of the slice it is no longer mapped,
