@@ -238,7 +238,8 @@ int manager_adopt(Manager *m)
         PodMap by_addr = {};
         size_t n_addrs = 0, n_entries = 0;
         usec_t grace = now_usec() + m->config->grace_usec;
-        bool adopted = false;
+        uint32_t gen = 0, gen_after = 0;
+        bool adopted = false, have_gen;
         int r;
 
         r = state_load(m->config, &entries, &n_entries);
@@ -287,10 +288,19 @@ int manager_adopt(Manager *m)
                          ip_addr_to_string(&v->addr, (char[64]){}), v->ifname, s->key);
         }
 
+        have_gen = nft_get_gen(m->nft_nl, &gen) >= 0;
         r = nft_read_table(m->nft, m->config->table, &t);
         if (r < 0) {
                 log_error_errno(r, "cannot read table inet %s: %m", m->config->table);
                 goto finish;
+        }
+        /* The record below is what was read, and every change made from
+         * here on goes through manager_nft_commit(): the generation is
+         * known if none came during the read, and the first reconcile after
+         * a start need not list the table again. */
+        if (have_gen && nft_get_gen(m->nft_nl, &gen_after) >= 0 && gen_after == gen) {
+                m->nft_gen = gen;
+                m->nft_gen_known = true;
         }
         if (t.exists && !t.skeleton_ok) {
                 log_warning("table inet %s is not as kvnetd makes it: recreating it", m->config->table);
