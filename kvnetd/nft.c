@@ -1060,23 +1060,14 @@ int nft_commit(struct mnl_socket *nl, NftBatch *b, char **ret_error)
         return 0;
 }
 
-static int gen_cb(const struct nlmsghdr *nlh, void *data)
-{
-        struct nftnl_gen *g = data;
-
-        if (nftnl_gen_nlmsg_parse(nlh, g) < 0)
-                return MNL_CB_ERROR;
-        return MNL_CB_OK;
-}
-
 int nft_get_gen(struct mnl_socket *nl, uint32_t *ret)
 {
         char buf[MNL_SOCKET_BUFFER_SIZE];
-        uint32_t portid = mnl_socket_get_portid(nl), seq = (uint32_t)time(NULL);
+        uint32_t seq = (uint32_t)time(NULL);
         struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETGEN, AF_UNSPEC, NLM_F_ACK, seq);
         struct nftnl_gen *g = nftnl_gen_alloc();
-        ssize_t len;
-        int r;
+        bool done = false;
+        int r = 0;
 
         if (!g)
                 return -ENOMEM;
@@ -1084,30 +1075,40 @@ int nft_get_gen(struct mnl_socket *nl, uint32_t *ret)
                 r = -errno;
                 goto finish;
         }
-        /* The answer, then the acknowledgement; anything older on the
-         * socket (of another sequence number) is skipped. */
-        for (;;) {
-                len = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+        /* The answer, then the acknowledgement. Anything else on the
+         * socket (another sequence number) is skipped, message by message. */
+        while (!done) {
+                ssize_t len = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+                int rem;
+
                 if (len < 0) {
                         r = -errno;
                         goto finish;
                 }
-                r = mnl_cb_run(buf, (size_t)len, seq, portid, gen_cb, g);
-                if (r < 0 && errno == EPROTO)
-                        continue; /* another sequence number */
-                if (r < 0) {
-                        r = -errno;
-                        goto finish;
+                rem = (int)len;
+                for (nlh = (struct nlmsghdr *)buf; mnl_nlmsg_ok(nlh, rem); nlh = mnl_nlmsg_next(nlh, &rem)) {
+                        if (nlh->nlmsg_seq != seq)
+                                continue;
+                        if (nlh->nlmsg_type == NLMSG_ERROR) {
+                                const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
+                                r = e->error;
+                                done = true;
+                                break;
+                        }
+                        if (NFNL_MSG_TYPE(nlh->nlmsg_type) == NFT_MSG_NEWGEN &&
+                            nftnl_gen_nlmsg_parse(nlh, g) < 0) {
+                                r = -EBADMSG;
+                                goto finish;
+                        }
                 }
-                if (r == MNL_CB_STOP)
-                        break;
         }
+        if (r < 0)
+                goto finish;
         if (!nftnl_gen_is_set(g, NFTNL_GEN_ID)) {
                 r = -EBADMSG;
                 goto finish;
         }
         *ret = nftnl_gen_get_u32(g, NFTNL_GEN_ID);
-        r = 0;
 finish:
         nftnl_gen_free(g);
         return r;
