@@ -166,6 +166,18 @@ int manager_remove_service(Manager *m, Service *s)
 
         if (s->has_chain) {
                 r = manager_set_egress(m, s, NULL, NULL);
+                if (r < 0) {
+                        /* Someone else's nft command (the table deleted,
+                         * the ruleset flushed) makes the removal fail,
+                         * and with it the VIP's: rebuild the table from
+                         * the record, then remove again. A VIP kept here
+                         * outlives its grant, or its lease once kvpd lets
+                         * it go. */
+                        log_notice("%s: removing its egress failed: %s; rebuilding table inet %s first", s->key,
+                                   strerror(-r), m->config->table);
+                        if (manager_reconcile_table(m) >= 0)
+                                r = manager_set_egress(m, s, NULL, NULL);
+                }
                 if (r < 0)
                         return r;
         }
