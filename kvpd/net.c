@@ -106,12 +106,22 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
                 manager_stop_done(m);
                 return 0;
         }
-        if (s && streq(c->method, KVNETD_METHOD_REMOVE_SERVICE) && s->removing) {
-                if (e)
-                        log_warning("kvnetd: RemoveService(%s) failed: %s", c->key, e->message ? e->message : e->name);
+        /* Only the answer to the last RemoveService confirms the removal:
+         * one answered after a later batch was sent (kvnetd stopped while
+         * kvpd removed, granted, removed again) is followed by that batch,
+         * which binds the VIP again. */
+        if (s && streq(c->method, KVNETD_METHOD_REMOVE_SERVICE) && s->removing && s->net_gen == c->gen) {
                 s->removing = false;
-                s->net_unknown = false;
-                controller_net_removed(s); /* the lease may go now */
+                if (e) {
+                        /* The VIP may still be bound: the lease stays, and
+                         * the resync sends RemoveService again (below:
+                         * net_failed). */
+                        log_warning("kvnetd: RemoveService(%s) failed: %s", c->key, e->message ? e->message : e->name);
+                        s->net_unknown = true;
+                } else {
+                        s->net_unknown = false;
+                        controller_net_removed(s); /* the lease may go now */
+                }
         }
         if (!s || s->net_gen != c->gen)
                 return 0; /* superseded by a later batch */
