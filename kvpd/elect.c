@@ -19,7 +19,6 @@
 #include "array.h"
 #include "catalog.h"
 #include "carry.h"
-#include "controller.h"
 #include "elect.h"
 #include "kvelectd-bus.h"
 #include "log.h"
@@ -54,15 +53,6 @@ static int lease_add_service(Lease *l, Service *s)
         return 0;
 }
 
-void elect_lease_drop_service(Lease *l, Service *s)
-{
-        for (size_t i = 0; i < l->n_services; i++)
-                if (l->services[i] == s) {
-                        l->services[i] = l->services[--l->n_services];
-                        return;
-                }
-}
-
 static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
 {
         const sd_bus_error *e = sd_bus_message_get_error(reply);
@@ -76,8 +66,10 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
 
 static int on_stop_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
 {
+        Manager *m = userdata;
+
         (void)on_reply(reply, NULL, ret_error);
-        manager_stop_done(userdata);
+        m->reports->stop_call_done(m);
         return 0;
 }
 
@@ -122,7 +114,7 @@ static void campaign_refused(Manager *m, Lease *l, const sd_bus_error *e)
                           LOG_OBJECT(.service = s->key, .lease = s->lease->name, .daemon = "kvelectd",
                                      .node = m->config.node_name),
                           "%s: %s%s", s->key, why, retry ? "; retrying every 5s" : "");
-                controller_refused(s, why);
+                m->reports->refused(s, why);
         }
         l->refused = retry;
         if (!retry)
@@ -159,8 +151,8 @@ static int on_campaign_reply(sd_bus_message *reply, void *userdata, sd_bus_error
                                 service_error_clear(m->services[i], "kvelectd");
         }
         lease_set_campaign_slot(l, NULL);
-        controller_lease_changed(l, false);
-        controller_advance(m); /* it may have been the last one unanswered */
+        m->reports->lease_changed(l, false);
+        m->reports->startup_facts_changed(m); /* it may have been the last one unanswered */
         return 0;
 }
 
@@ -238,7 +230,7 @@ static void arm_lease_deadline(Manager *m)
                         if (m->leases[i]->leading && m->leases[i]->carried) {
                                 m->leases[i]->leading = m->leases[i]->carried = false;
                                 m->leases[i]->deadline_usec = 0;
-                                controller_lease_changed(m->leases[i], false);
+                                m->reports->lease_changed(m->leases[i], false);
                         }
         }
 }
@@ -260,7 +252,7 @@ static int on_lease_deadline(sd_event_source *es, uint64_t usec, void *userdata)
                             l->name, bus_client_get(m->kvelectd) ? "restarted but has not renewed it" : "is gone");
                 l->leading = l->carried = false;
                 l->deadline_usec = 0;
-                controller_lease_changed(l, false);
+                m->reports->lease_changed(l, false);
         }
         arm_lease_deadline(m);
         return 0;
@@ -305,7 +297,7 @@ static Lease *lease_want(Manager *m, Service *s, const char *namespace, const ch
 
 static void lease_unwant(Manager *m, Service *s, Lease *l, bool for_stop)
 {
-        elect_lease_drop_service(l, s);
+        lease_drop_service(l, s);
         if (--l->n_wanted > 0)
                 return;
         /* Withdraw releases the Lease at once if we hold it, so the next
@@ -317,7 +309,7 @@ static void lease_unwant(Manager *m, Service *s, Lease *l, bool for_stop)
         lease_free(l);
         arm_lease_deadline(m);
         /* Its Campaign may have been the last one unanswered. */
-        controller_advance(m);
+        m->reports->startup_facts_changed(m);
 }
 
 void elect_apply(Service *s, unsigned actions)
@@ -382,7 +374,7 @@ static int on_leadership(sd_bus_message *msg, void *userdata, sd_bus_error *ret_
         l->deadline_usec = leading ? deadline : 0;
         if (was_carried)
                 arm_lease_deadline(m);
-        controller_lease_changed(l, was_leading);
+        m->reports->lease_changed(l, was_leading);
         return 0;
 }
 
@@ -406,7 +398,7 @@ static int on_renewed(sd_bus_message *msg, void *userdata, sd_bus_error *ret_err
         if (!l->leading)
                 return 0;
         l->deadline_usec = deadline;
-        controller_lease_renewed(l);
+        m->reports->lease_renewed(l);
         return 0;
 }
 
@@ -440,7 +432,7 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
                 arm_lease_deadline(m);
                 /* The answers it owed will not come: kvnetd's clean-up need
                  * not wait for them. */
-                controller_startup_event(m, STARTUP_KVELECTD_GONE);
+                m->reports->startup_event(m, STARTUP_KVELECTD_GONE);
                 return;
         }
         r = sd_bus_match_signal(bus, &m->kvelectd_leadership_slot, NULL, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE,
@@ -455,7 +447,7 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
          * kvelectd confirms carried leadership once it has renewed. */
         for (size_t i = 0; i < m->n_leases; i++)
                 m->leases[i]->campaign_sent = send_call(m, KVELECTD_METHOD_CAMPAIGN, m->leases[i], false) >= 0;
-        controller_startup_event(m, STARTUP_KVELECTD_CONNECTED);
+        m->reports->startup_event(m, STARTUP_KVELECTD_CONNECTED);
 }
 
 static int on_list_campaigns_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
@@ -502,7 +494,7 @@ void elect_clean_stale(Manager *m)
                 log_warning_errno(r, "kvelectd: cannot list its campaigns: %m");
                 return;
         }
-        controller_startup_event(m, STARTUP_KVELECTD_CLEAN_SENT);
+        m->reports->startup_event(m, STARTUP_KVELECTD_CLEAN_SENT);
 }
 
 int elect_start(Manager *m)

@@ -13,8 +13,6 @@ int elect_start(Manager *m);
 void elect_apply(Service *s, unsigned actions);
 /* SIGTERM, once kvnetd and the status are done: Withdraw every lease. */
 void elect_release_all(Manager *m);
-/* The Service is forgotten: its lease no longer lists it. */
-void elect_lease_drop_service(Lease *l, Service *s);
 /* Withdraw the campaigns kvelectd has that kvpd does not want (a Service
  * deleted while kvpd was down). The planner says when (plan_startup). */
 void elect_clean_stale(Manager *m);

@@ -9,6 +9,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "controller.h"
 #include "manager.h"
 
 static void help(void)
@@ -56,7 +57,7 @@ static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void
         (void)si;
 
         daemon_notify_stopping();
-        return manager_stop(m);
+        return controller_stop(m);
 }
 
 /* SIGTERM starts a clean-up that needs the loop to keep running, rather

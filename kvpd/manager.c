@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The Manager: owns everything, starts the watches and both bus clients,
- * keeps the table of Services, and runs the bounded clean-up at SIGTERM. */
+ * and frees it all; the SIGTERM sequence is the loop's (controller.c). */
 #include <stdio.h>
 #include <time.h>
 
 #include "array.h"
 #include "carry.h"
 #include "clock.h"
+#include "controller.h"
 #include "elect.h"
 #include "introspect.h"
 #include "kvelectd-bus.h"
@@ -14,25 +15,12 @@
 #include "log.h"
 #include "manager.h"
 #include "net.h"
-#include "reconcile.h"
 #include "service.h"
-#include "status.h"
 #include "watch.h"
 
 #ifndef PROJECT_VERSION
 #define PROJECT_VERSION "unknown"
 #endif
-
-void manager_drop_service(Manager *m, Service *s)
-{
-        (void)hashmap_remove(&m->services_by_key, s->key);
-        reconcile_unqueue(s);
-        if (s->lease)
-                elect_lease_drop_service(s->lease, s);
-        m->services[s->index] = m->services[--m->n_services];
-        m->services[s->index]->index = s->index;
-        service_free(s);
-}
 
 int manager_new(Manager **ret)
 {
@@ -43,6 +31,7 @@ int manager_new(Manager **ret)
         if (!m)
                 return -ENOMEM;
         m->startup = startup_init();
+        m->reports = &controller_reports;
         m->empty_object = json_object();
         if (!m->empty_object)
                 return -ENOMEM;
@@ -232,62 +221,4 @@ int manager_start(Manager *m)
         if (r < 0)
                 return r;
         return watch_start(m);
-}
-
-static void stop_phase2(Manager *m);
-
-static int on_stop_timeout(sd_event_source *es, uint64_t usec, void *userdata)
-{
-        Manager *m = userdata;
-        (void)es;
-        (void)usec;
-
-        log_warning("clean-up at stop did not finish in time (%u calls outstanding); exiting anyway",
-                    m->stop_pending);
-        return sd_event_exit(m->event, 0);
-}
-
-void manager_stop_done(Manager *m)
-{
-        if (m->stop_pending > 0)
-                m->stop_pending--;
-        if (!m->stopping || m->stop_pending > 0)
-                return;
-        if (m->stop_phase == 1)
-                stop_phase2(m);
-        else
-                (void)sd_event_exit(m->event, 0);
-}
-
-/* Phase 2: with the VIPs and rules gone and the status cleared, let the
- * lease go, so the next holder starts from a clean slate. */
-static void stop_phase2(Manager *m)
-{
-        m->stop_phase = 2;
-        elect_release_all(m);
-        if (m->stop_pending == 0)
-                (void)sd_event_exit(m->event, 0);
-}
-
-int manager_stop(Manager *m)
-{
-        int r;
-
-        if (m->stopping)
-                return 0;
-        log_info("stopping: removing egress, clearing status, withdrawing from leases");
-        m->stopping = true;
-        m->stop_phase = 1;
-        r = sd_event_add_time_relative(m->event, &m->stop_timeout_source, CLOCK_MONOTONIC,
-                                       m->config.stop_timeout_usec, 0, on_stop_timeout, m);
-        if (r < 0)
-                return sd_event_exit(m->event, 0);
-        /* Phase 1, while this node still holds its leases: nobody else may
-         * write the status or bind the VIPs yet. */
-        if (m->kube)
-                status_clear_all(m); /* first: it asks what kvnetd had confirmed */
-        net_release_all(m);
-        if (m->stop_pending == 0)
-                stop_phase2(m);
-        return 0;
 }

@@ -24,6 +24,7 @@
 #include "kube-client.h"
 #include "metrics.h"
 #include "plan.h"
+#include "reports.h"
 
 typedef struct Manager Manager;
 typedef struct Service Service;
@@ -148,6 +149,9 @@ struct Service {
 struct Manager {
         Config config;
         sd_event *event;
+        /* How watch.c, reconcile.c and the adapters report to the loop
+         * (controller.c's table). */
+        const KvpdReports *reports;
 
         KubeConfig *kube_config;
         KubeClient *kube;
@@ -156,7 +160,7 @@ struct Manager {
         WatchCtx watch_ctx[_WATCH_KIND_MAX];
         unsigned probes_pending;
         /* Start-up and the stale-state clean-up of each connection
-         * (plan.h); the loop advances it (controller_advance). */
+         * (plan.h); the loop (controller.c) advances it. */
         Startup startup;
 
         ClusterCidrs cidrs;
@@ -208,9 +212,11 @@ struct Manager {
                 LoopLag loop_lag;
         } metrics;
 
+        /* SIGTERM: the stop sequence (plan_stop), run by controller.c. */
         bool stopping;
-        unsigned stop_phase;   /* 1: RemoveService + clear status; 2: Withdraw */
-        unsigned stop_pending; /* calls the shutdown waits for */
+        StopPhase stop_phase;
+        unsigned stop_pending; /* calls of the current phase not answered yet */
+        bool stop_timed_out;
         sd_event_source *stop_timeout_source;
 };
 
@@ -218,9 +224,3 @@ int manager_new(Manager **ret);
 Manager *manager_free(Manager *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 int manager_start(Manager *m);
-/* SIGTERM: release everything (RemoveService, Withdraw, clear status), then
- * leave the loop; bounded by stop_timeout_usec. */
-int manager_stop(Manager *m);
-void manager_stop_done(Manager *m); /* one stop_pending call finished */
-/* Forget a Service kvpd holds no state for any more (reconcile.c). */
-void manager_drop_service(Manager *m, Service *s);

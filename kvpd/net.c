@@ -16,9 +16,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "bus-netaddr.h"
 #include "catalog.h"
 #include "carry.h"
-#include "controller.h"
 #include "kvnetd-bus.h"
 #include "log.h"
 #include "net.h"
@@ -86,7 +86,7 @@ static int on_resync(sd_event_source *es, uint64_t usec, void *userdata)
 
         for (size_t i = 0; i < m->n_services; i++)
                 if (m->services[i]->net_failed)
-                        controller_net_retry(m->services[i]);
+                        m->reports->net_retry(m->services[i]);
         return 0;
 }
 
@@ -103,7 +103,7 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
         if (c->for_stop) {
                 if (e)
                         log_warning("kvnetd: %s(%s): %s", c->method, c->key, e->message ? e->message : e->name);
-                manager_stop_done(m);
+                m->reports->stop_call_done(m);
                 return 0;
         }
         /* Only the answer to the last RemoveService confirms the removal:
@@ -120,7 +120,7 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
                         s->net_unknown = true;
                 } else {
                         s->net_unknown = false;
-                        controller_net_removed(s); /* the lease may go now */
+                        m->reports->net_removed(s); /* the lease may go now */
                 }
         }
         if (!s || s->net_gen != c->gen)
@@ -141,7 +141,7 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
                                   LOG_OBJECT(.service = c->key, .daemon = "kvnetd", .node = m->config.node_name),
                                   "%s: %s (%s); retrying every %us", c->key, why, e->name,
                                   (unsigned)(NET_RETRY_USEC / USEC_PER_SEC));
-                        controller_refused(s, why);
+                        m->reports->refused(s, why);
                 } else
                         log_debug("%s: %s (still)", c->key, why);
                 s->net_failed = true;
@@ -169,7 +169,7 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
                 service_error_clear(s, "kvnetd");
                 service_note_confirmed(s);
                 s->net_confirmed = true;
-                controller_net_confirmed(s);
+                m->reports->net_confirmed(s);
         }
         return 0;
 }
@@ -226,28 +226,6 @@ static int call_send(Service *s, sd_bus_message *msg, const char *method, bool f
         return 0;
 }
 
-static int append_addrs(sd_bus_message *msg, const IpAddr *v, size_t n)
-{
-        char buf[INET6_ADDRSTRLEN];
-        int r;
-
-        r = sd_bus_message_open_container(msg, 'a', "s");
-        for (size_t i = 0; r >= 0 && i < n; i++)
-                r = sd_bus_message_append(msg, "s", ip_addr_to_string(&v[i], buf));
-        return r < 0 ? r : sd_bus_message_close_container(msg);
-}
-
-static int append_prefixes(sd_bus_message *msg, const IpPrefix *v, size_t n)
-{
-        char buf[IP_PREFIX_STRING_MAX];
-        int r;
-
-        r = sd_bus_message_open_container(msg, 'a', "s");
-        for (size_t i = 0; r >= 0 && i < n; i++)
-                r = sd_bus_message_append(msg, "s", ip_prefix_to_string(&v[i], buf));
-        return r < 0 ? r : sd_bus_message_close_container(msg);
-}
-
 static int send_set_egress(Service *s, const EgressPolicy *p)
 {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *msg = NULL;
@@ -263,7 +241,7 @@ static int send_set_egress(Service *s, const EgressPolicy *p)
                 (void)ip_addr_to_string(&p->vip6, v6);
         r = sd_bus_message_append(msg, "sss", s->key, v4, v6);
         if (r >= 0)
-                r = append_addrs(msg, p->pods, p->n_pods);
+                r = bus_append_addrs(msg, p->pods, p->n_pods);
         if (r >= 0)
                 r = sd_bus_message_open_container(msg, 'a', "(sq)");
         for (size_t i = 0; r >= 0 && i < p->n_ports; i++)
@@ -271,11 +249,11 @@ static int send_set_egress(Service *s, const EgressPolicy *p)
         if (r >= 0)
                 r = sd_bus_message_close_container(msg);
         if (r >= 0)
-                r = append_prefixes(msg, p->allowed, p->n_allowed);
+                r = bus_append_prefixes(msg, p->allowed, p->n_allowed);
         if (r >= 0)
-                r = append_prefixes(msg, p->denied, p->n_denied);
+                r = bus_append_prefixes(msg, p->denied, p->n_denied);
         if (r >= 0)
-                r = append_prefixes(msg, p->excluded, p->n_excluded);
+                r = bus_append_prefixes(msg, p->excluded, p->n_excluded);
         if (r < 0)
                 return log_error_errno(r, "%s: cannot build SetEgress: %m", s->key);
         return call_send(s, msg, KVNETD_METHOD_SET_EGRESS, false);
@@ -441,7 +419,7 @@ void net_apply(Service *s, const NetPlan *plan, uint64_t now_usec)
                 if (service_error_set(s, "kvpd", why)) {
                         log_warning_errno(r, "%s: no interface for the VIP (%s is \"auto\" and no subnet holds it): %m",
                                           s->key, KV_ANN_SERVICE_INTERFACE);
-                        controller_refused(s, why);
+                        m->reports->refused(s, why);
                 }
                 s->net_failed = true;
                 schedule_resync(m);
@@ -522,10 +500,10 @@ static void clean_call_done(Manager *m, const sd_bus_error *e)
         if (m->kvnetd_clean_failed) {
                 log_warning("kvnetd: its stale state was not all removed; leases no Service wants are kept "
                             "until the next connection");
-                controller_startup_event(m, STARTUP_KVNETD_CLEAN_FAILED);
+                m->reports->startup_event(m, STARTUP_KVNETD_CLEAN_FAILED);
                 return;
         }
-        controller_startup_event(m, STARTUP_KVNETD_CLEAN_DONE);
+        m->reports->startup_event(m, STARTUP_KVNETD_CLEAN_DONE);
 }
 
 static int on_stale_removed(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error)
@@ -557,7 +535,6 @@ static int remove_stale(Manager *m, sd_bus_message *reply, const char *entry_sig
                 return r;
         while ((r = sd_bus_message_enter_container(reply, 'r', inner)) > 0) {
                 const char *key;
-                Service *s;
 
                 r = sd_bus_message_read(reply, "s", &key);
                 if (r < 0)
@@ -572,12 +549,8 @@ static int remove_stale(Manager *m, sd_bus_message *reply, const char *entry_sig
                  * at the end of its grace period, or with its service. */
                 if (isempty(key))
                         continue;
-                s = service_get(m, key);
-                if (s) {
-                        ServiceFacts facts = controller_service_facts(s);
-                        if (plan_stale_keep(&facts))
-                                continue;
-                }
+                if (m->reports->net_stale_keep(m, key))
+                        continue;
                 log_notice("kvnetd holds %s for %s, which this node does not serve: removing it", what, key);
                 r = sd_bus_call_method_async(bus_client_get(m->kvnetd), NULL, NULL, KVNETD_BUS_PATH,
                                              KVNETD_BUS_INTERFACE, KVNETD_METHOD_REMOVE_SERVICE, on_stale_removed,
@@ -623,7 +596,7 @@ void net_clean_stale(Manager *m)
 
         m->kvnetd_clean_failed = false;
         m->kvnetd_clean_calls = 0;
-        controller_startup_event(m, STARTUP_KVNETD_CLEAN_SENT);
+        m->reports->startup_event(m, STARTUP_KVNETD_CLEAN_SENT);
         r = sd_bus_call_method_async(bus, NULL, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE,
                                      KVNETD_METHOD_LIST_VIPS, on_list_reply, m, NULL);
         if (r >= 0) {
@@ -637,7 +610,7 @@ void net_clean_stale(Manager *m)
                 log_warning_errno(r, "kvnetd: cannot list its state: %m");
                 m->kvnetd_clean_failed = true;
                 if (m->kvnetd_clean_calls == 0)
-                        controller_startup_event(m, STARTUP_KVNETD_CLEAN_FAILED);
+                        m->reports->startup_event(m, STARTUP_KVNETD_CLEAN_FAILED);
         }
 }
 
@@ -645,7 +618,6 @@ static int on_grant_expired(sd_bus_message *msg, void *userdata, sd_bus_error *r
 {
         Manager *m = userdata;
         const char *key;
-        ServiceFacts facts;
         Service *s;
         (void)ret_error;
 
@@ -656,13 +628,10 @@ static int on_grant_expired(sd_bus_message *msg, void *userdata, sd_bus_error *r
                 log_warning("kvnetd: the grant of %s expired before a renewal reached it", key);
                 return 0;
         }
-        facts = controller_service_facts(s);
-        log_warning("kvnetd: the grant of %s expired before a renewal reached it%s", key,
-                    plan_leading(&facts) ? "; granting again" : "");
-        /* kvnetd removed VIPs and egress itself: forget them, then ask again
-         * if this node still leads. */
+        /* kvnetd removed VIPs and egress itself: forget them; the loop says
+         * so and asks again if this node still leads. */
         net_forget(s);
-        controller_net_expired(s);
+        m->reports->net_expired(s);
         return 0;
 }
 
@@ -689,7 +658,7 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
         m->kvnetd_clean_failed = false;
         if (!bus) {
                 /* First: kvelectd's clean-up must wait for kvnetd's again. */
-                controller_startup_event(m, STARTUP_KVNETD_GONE);
+                m->reports->startup_event(m, STARTUP_KVNETD_GONE);
                 /* No answer will come. The RemoveService is sent again
                  * (net_unknown) once a kvnetd is back: until then the
                  * VIPs may still be bound, so the lease stays. */
@@ -702,7 +671,7 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
         if (r < 0)
                 log_error_errno(r, "kvnetd: cannot subscribe to %s: %m", KVNETD_SIGNAL_GRANT_EXPIRED);
         carry_list_grants(m);
-        controller_net_connected(m);
+        m->reports->net_connected(m);
 }
 
 int net_start(Manager *m)

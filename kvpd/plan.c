@@ -270,3 +270,38 @@ StatusAction plan_status(const ServiceFacts *f)
                 return STATUS_ACTION_WAIT;
         return STATUS_ACTION_RELEASE;
 }
+
+static const char *const stop_phase_table[_STOP_PHASE_MAX] = {
+        [STOP_PHASE_RUNNING] = "running",
+        [STOP_PHASE_RELEASING] = "releasing",
+        [STOP_PHASE_WITHDRAWING] = "withdrawing",
+        [STOP_PHASE_DONE] = "done",
+};
+
+const char *stop_phase_to_string(StopPhase p)
+{
+        return p >= 0 && p < _STOP_PHASE_MAX ? stop_phase_table[p] : NULL;
+}
+
+StopPlan plan_stop(const StopFacts *f)
+{
+        StopPlan none = {.phase = f->phase};
+
+        if (f->phase == STOP_PHASE_DONE)
+                return none;
+        if (f->phase == STOP_PHASE_RUNNING) {
+                if (!f->requested)
+                        return none;
+                return (StopPlan){
+                        .phase = STOP_PHASE_RELEASING,
+                        .actions = (f->api_client ? STOP_ACTION_CLEAR_STATUS : 0) | STOP_ACTION_REMOVE_SERVICES,
+                };
+        }
+        if (f->timed_out)
+                return (StopPlan){.phase = STOP_PHASE_DONE, .actions = STOP_ACTION_EXIT};
+        if (f->calls_pending)
+                return none;
+        if (f->phase == STOP_PHASE_RELEASING)
+                return (StopPlan){.phase = STOP_PHASE_WITHDRAWING, .actions = STOP_ACTION_WITHDRAW};
+        return (StopPlan){.phase = STOP_PHASE_DONE, .actions = STOP_ACTION_EXIT};
+}

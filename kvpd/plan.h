@@ -238,3 +238,45 @@ const char *status_action_to_string(StatusAction a);
 /* Written by the lease holder only, once kvnetd has accepted the VIPs and
  * the SNAT, so the annotations never claim what the kernel does not do. */
 StatusAction plan_status(const ServiceFacts *f);
+
+/* The stop sequence (SIGTERM), one phase for the whole daemon. While this
+ * node still holds its leases nobody else may write the status or bind the
+ * VIPs: the status is cleared and kvnetd's state removed first, and only
+ * once those calls are answered are the leases withdrawn, so the next
+ * holder starts from a clean slate. Bounded by a timeout. */
+typedef enum StopPhase {
+        STOP_PHASE_RUNNING,     /* no SIGTERM yet */
+        STOP_PHASE_RELEASING,   /* status clears and RemoveService sent, not all answered */
+        STOP_PHASE_WITHDRAWING, /* Withdraw sent, not all answered */
+        STOP_PHASE_DONE,        /* the loop is left */
+        _STOP_PHASE_MAX,
+        _STOP_PHASE_INVALID = -EINVAL,
+} StopPhase;
+
+const char *stop_phase_to_string(StopPhase p);
+
+typedef struct StopFacts {
+        StopPhase phase;
+        bool requested;     /* SIGTERM came */
+        bool calls_pending; /* calls of the current phase not answered yet */
+        bool api_client;    /* the Kubernetes client is set up (the status can be written) */
+        bool timed_out;     /* the stop timeout passed */
+} StopFacts;
+
+/* In this order: the status clear asks what kvnetd had confirmed, which
+ * RemoveService forgets. */
+typedef enum StopAction {
+        STOP_ACTION_CLEAR_STATUS = 1 << 0,   /* clear what this node wrote on every Service */
+        STOP_ACTION_REMOVE_SERVICES = 1 << 1, /* RemoveService for every Service kvnetd may hold */
+        STOP_ACTION_WITHDRAW = 1 << 2,        /* Withdraw every lease */
+        STOP_ACTION_EXIT = 1 << 3,            /* leave the event loop */
+} StopAction;
+
+typedef struct StopPlan {
+        StopPhase phase; /* the phase after the actions */
+        unsigned actions; /* StopAction bits */
+} StopPlan;
+
+/* Asked when SIGTERM comes, when a call of the stop is answered, and at the
+ * timeout; asked again after its actions (they may have sent no call). */
+StopPlan plan_stop(const StopFacts *f);

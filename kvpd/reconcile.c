@@ -18,7 +18,6 @@
 #include "cache.h"
 #include "catalog.h"
 #include "clock.h"
-#include "controller.h"
 #include "log.h"
 #include "reconcile.h"
 #include "service.h"
@@ -76,7 +75,7 @@ static void enqueue(Manager *m, Service *s)
         m->dirty_tail = s;
 }
 
-void reconcile_unqueue(Service *s)
+static void unqueue(Service *s)
 {
         Manager *m = s->manager;
 
@@ -267,7 +266,7 @@ static int reconcile_service(Service *s)
         KubeService stub = {};
         int r;
 
-        reconcile_unqueue(s);
+        unqueue(s);
         it = cache_service_item(m, s->namespace, s->name);
         if (it == &service_item_stub) {
                 /* Not an egress Service (any more): what the policy makes of
@@ -346,7 +345,7 @@ static int reconcile_service(Service *s)
         egress_policy_free(s->policy);
         s->policy = TAKE_PTR(p);
 
-        controller_service_changed(s);
+        m->reports->service_changed(s);
         return 0;
 }
 
@@ -388,14 +387,16 @@ static int on_debounce(sd_event_source *es, uint64_t usec, void *userdata)
         for (size_t i = m->n_services; i > 0; i--) {
                 Service *s = m->services[i - 1];
                 if ((!s->policy || s->policy->state == EGRESS_NONE) && !s->lease && !s->programmed &&
-                    s->net_inflight == 0 && !s->net_unknown && !s->status_request && !s->dirty)
-                        manager_drop_service(m, s);
+                    s->net_inflight == 0 && !s->net_unknown && !s->status_request && !s->dirty) {
+                        unqueue(s);
+                        service_drop(s);
+                }
         }
         if (n > 0)
                 log_debug("reconciled %u Services in %" PRIu64 " us", n, now_usec() - start);
         /* Every Service wanted now campaigns: kvnetd's stale state can be
          * told apart once kvelectd has answered. */
         if (m->startup.phase == KVPD_PHASE_REPLAYING)
-                controller_startup_event(m, STARTUP_FIRST_ROUND_DONE);
+                m->reports->startup_event(m, STARTUP_FIRST_ROUND_DONE);
         return 0;
 }

@@ -2,8 +2,8 @@
 #pragma once
 
 /* The queue of dirty Services and the bounded rounds that compute their
- * desired state from the caches (egress-policy.c) and hand it to the
- * controller. */
+ * desired state from the caches (egress-policy.c) and report it to the
+ * loop (Manager.reports). */
 
 #include "manager.h"
 
@@ -11,7 +11,6 @@ void reconcile_mark(Manager *m, const char *namespace, const char *name);
 /* Marks only if kvpd tracks the Service or its cached object may be an
  * egress Service: a change to any other Service costs a hash lookup. */
 void reconcile_mark_if_relevant(Manager *m, const char *namespace, const char *name);
-void reconcile_unqueue(Service *s);
 /* Every tracked Service (a cluster-network change concerns no other). */
 void reconcile_mark_all(Manager *m);
 /* And every cached Service that may be an egress one (after the first sync). */

@@ -28,6 +28,27 @@ Service *service_free(Service *s)
         return NULL;
 }
 
+void lease_drop_service(Lease *l, Service *s)
+{
+        for (size_t i = 0; i < l->n_services; i++)
+                if (l->services[i] == s) {
+                        l->services[i] = l->services[--l->n_services];
+                        return;
+                }
+}
+
+void service_drop(Service *s)
+{
+        Manager *m = s->manager;
+
+        (void)hashmap_remove(&m->services_by_key, s->key);
+        if (s->lease)
+                lease_drop_service(s->lease, s);
+        m->services[s->index] = m->services[--m->n_services];
+        m->services[s->index]->index = s->index;
+        service_free(s);
+}
+
 Service *service_get(Manager *m, const char *key)
 {
         return hashmap_get(&m->services_by_key, key);

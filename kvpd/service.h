@@ -9,6 +9,11 @@
 Service *service_get(Manager *m, const char *key);
 int service_ensure(Manager *m, const char *namespace, const char *name, Service **ret);
 Service *service_free(Service *s);
+/* Forget a Service kvpd holds no state for any more (out of the table and
+ * its lease's list; not queued for reconciliation). */
+void service_drop(Service *s);
+/* The Service no longer counts in the lease's list. */
+void lease_drop_service(Lease *l, Service *s);
 /* Records msg as s's standing error from the daemon named from (kvctl
  * shows it). Returns true when it is news (no error stood, or another one
  * did): the caller reports news once (an Event), not every retry. */

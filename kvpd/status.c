@@ -14,7 +14,6 @@
 #include <time.h>
 
 #include "cache.h"
-#include "controller.h"
 #include "log.h"
 #include "service.h"
 #include "status.h"
@@ -188,7 +187,7 @@ static int on_retry_timer(sd_event_source *es, uint64_t usec, void *userdata)
 
         if (s && !c->manager->stopping) {
                 s->dirty = true;
-                controller_status_written(s);
+                c->manager->reports->status_written(s);
         }
         status_call_free(c);
         sd_event_source_unref(es);
@@ -207,7 +206,7 @@ static void on_patched(KubeClient *kc, const KubeResponse *resp, void *userdata)
                 if (!ok)
                         log_warning("%s: clearing the status at stop failed (HTTP %ld): %s", c->key,
                                     resp->http_status, resp->message ? resp->message : "");
-                manager_stop_done(m);
+                m->reports->stop_call_done(m);
                 status_call_free(c);
                 return;
         }
@@ -219,13 +218,13 @@ static void on_patched(KubeClient *kc, const KubeResponse *resp, void *userdata)
                         s->clear_at_stop = false;
                         if (o)
                                 (void)clear(s, o, true);
-                        manager_stop_done(m);
+                        m->reports->stop_call_done(m);
                 }
         }
         /* The watch event for this write may have come before this answer,
          * and found the write still in flight: look again. */
         if (s)
-                controller_status_written(s);
+                m->reports->status_written(s);
         if (ok) {
                 if (s) {
                         free(s->status_last_body);

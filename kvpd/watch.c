@@ -19,7 +19,6 @@
 #include "annotations.h"
 #include "array.h"
 #include "cache.h"
-#include "controller.h"
 #include "log.h"
 #include "reconcile.h"
 #include "service.h"
@@ -316,7 +315,7 @@ static void check_synced(Manager *m)
                  kube_informer_size(m->informers[WATCH_NODES]));
         reconcile_mark_cidrs(m);
         reconcile_mark_cached(m);
-        controller_startup_event(m, STARTUP_SYNCED);
+        m->reports->startup_event(m, STARTUP_SYNCED);
 }
 
 static void on_item_event(KubeInformer *inf, KubeWatchEventType type, const char *key, void *old, void *new,

@@ -838,6 +838,122 @@ START_TEST(test_batch)
 }
 END_TEST
 
+/* The stop sequence, played as the loop plays it (controller.c run_stop):
+ * plan_stop() is asked until it has nothing more to do now; each action
+ * that sends calls leaves that many pending; the steps are what happens
+ * next. Each row's trace lists, run by run, the actions taken. */
+typedef enum StopStep {
+        STOP_STEP_SIGTERM,
+        STOP_STEP_ANSWER, /* one pending call answered (or failed) */
+        STOP_STEP_TIMEOUT,
+} StopStep;
+
+#define CLEAR STOP_ACTION_CLEAR_STATUS
+#define REMOVE STOP_ACTION_REMOVE_SERVICES
+#define WITHDRAW STOP_ACTION_WITHDRAW
+#define EXIT STOP_ACTION_EXIT
+
+static const struct {
+        const char *name;
+        bool api_client;
+        unsigned release_calls, withdraw_calls; /* what the actions send */
+        StopStep steps[8];
+        size_t n_steps;
+        unsigned trace[8]; /* the actions of each step, in order */
+        StopPhase end;
+} stop_cases[] = {
+        {"calls answered: status and kvnetd first, the leases after, then exit", true, 2, 1,
+         {STOP_STEP_SIGTERM, STOP_STEP_ANSWER, STOP_STEP_ANSWER, STOP_STEP_ANSWER}, 4,
+         {CLEAR | REMOVE, 0, WITHDRAW, EXIT}, STOP_PHASE_DONE},
+        {"nothing to release: every phase at once", true, 0, 0, {STOP_STEP_SIGTERM}, 1,
+         {CLEAR | REMOVE | WITHDRAW | EXIT}, STOP_PHASE_DONE},
+        {"no API client: no status clear", false, 1, 0, {STOP_STEP_SIGTERM, STOP_STEP_ANSWER}, 2,
+         {REMOVE, WITHDRAW | EXIT}, STOP_PHASE_DONE},
+        {"kvnetd never answers: the timeout exits without withdrawing", true, 1, 1,
+         {STOP_STEP_SIGTERM, STOP_STEP_TIMEOUT, STOP_STEP_ANSWER}, 3, {CLEAR | REMOVE, EXIT, 0}, STOP_PHASE_DONE},
+        {"kvelectd never answers: the timeout exits", true, 1, 1,
+         {STOP_STEP_SIGTERM, STOP_STEP_ANSWER, STOP_STEP_TIMEOUT}, 3, {CLEAR | REMOVE, WITHDRAW, EXIT},
+         STOP_PHASE_DONE},
+        {"a second SIGTERM changes nothing", true, 1, 1, {STOP_STEP_SIGTERM, STOP_STEP_SIGTERM}, 2,
+         {CLEAR | REMOVE, 0}, STOP_PHASE_RELEASING},
+        {"no SIGTERM: nothing", true, 1, 1, {STOP_STEP_ANSWER}, 1, {0}, STOP_PHASE_RUNNING},
+};
+
+START_TEST(test_stop_sequence)
+{
+        StopFacts f = {.phase = STOP_PHASE_RUNNING, .api_client = stop_cases[_i].api_client};
+        unsigned pending = 0;
+
+        for (size_t i = 0; i < stop_cases[_i].n_steps; i++) {
+                unsigned trace = 0;
+
+                switch (stop_cases[_i].steps[i]) {
+                case STOP_STEP_SIGTERM:
+                        f.requested = true;
+                        break;
+                case STOP_STEP_ANSWER:
+                        if (pending > 0)
+                                pending--;
+                        break;
+                case STOP_STEP_TIMEOUT:
+                        f.timed_out = true;
+                        break;
+                }
+                for (;;) {
+                        StopPlan p;
+
+                        f.calls_pending = pending > 0;
+                        p = plan_stop(&f);
+                        if (p.phase == f.phase && p.actions == 0)
+                                break;
+                        /* Never twice in one run; never anything after exit. */
+                        ck_assert_msg((trace & p.actions) == 0, "%s: step %zu repeats an action",
+                                      stop_cases[_i].name, i);
+                        ck_assert_msg(!(trace & EXIT), "%s: step %zu acts after exit", stop_cases[_i].name, i);
+                        trace |= p.actions;
+                        f.phase = p.phase;
+                        if (p.actions & (CLEAR | REMOVE))
+                                pending += stop_cases[_i].release_calls;
+                        if (p.actions & WITHDRAW)
+                                pending += stop_cases[_i].withdraw_calls;
+                }
+                ck_assert_msg(trace == stop_cases[_i].trace[i], "%s: step %zu: actions %#x, want %#x",
+                              stop_cases[_i].name, i, trace, stop_cases[_i].trace[i]);
+        }
+        ck_assert_msg(f.phase == stop_cases[_i].end, "%s: phase %s, want %s", stop_cases[_i].name,
+                      stop_phase_to_string(f.phase), stop_phase_to_string(stop_cases[_i].end));
+}
+END_TEST
+
+/* The order inside one answer: the status clear asks what kvnetd had
+ * confirmed, so it comes with (and the loop runs it before) RemoveService;
+ * Withdraw never comes with either, nor before every call of theirs is
+ * answered. */
+START_TEST(test_stop_order)
+{
+        StopFacts f = {.phase = STOP_PHASE_RUNNING, .requested = true, .api_client = true};
+        StopPlan p = plan_stop(&f);
+
+        ck_assert_int_eq(p.phase, STOP_PHASE_RELEASING);
+        ck_assert_uint_eq(p.actions, CLEAR | REMOVE);
+        ck_assert_uint_lt(CLEAR, REMOVE);
+        f.phase = p.phase;
+        f.calls_pending = true;
+        p = plan_stop(&f);
+        ck_assert_int_eq(p.phase, STOP_PHASE_RELEASING);
+        ck_assert_uint_eq(p.actions, 0);
+        f.calls_pending = false;
+        p = plan_stop(&f);
+        ck_assert_int_eq(p.phase, STOP_PHASE_WITHDRAWING);
+        ck_assert_uint_eq(p.actions, WITHDRAW);
+        f.phase = STOP_PHASE_DONE;
+        f.timed_out = true;
+        p = plan_stop(&f);
+        ck_assert_int_eq(p.phase, STOP_PHASE_DONE);
+        ck_assert_uint_eq(p.actions, 0);
+}
+END_TEST
+
 START_TEST(test_names)
 {
         for (int i = 0; i < _KVPD_PHASE_MAX; i++)
@@ -852,6 +968,8 @@ START_TEST(test_names)
                 ck_assert_ptr_nonnull(status_action_to_string(i));
         for (int i = 0; i < _NET_STEP_KIND_MAX; i++)
                 ck_assert_ptr_nonnull(net_step_kind_to_string(i));
+        for (int i = 0; i < _STOP_PHASE_MAX; i++)
+                ck_assert_ptr_nonnull(stop_phase_to_string(i));
         ck_assert_ptr_null(kvpd_phase_to_string(_KVPD_PHASE_MAX));
         ck_assert_ptr_null(net_action_to_string(-1));
 }
@@ -870,6 +988,8 @@ int main(void)
         tcase_add_test(tc, test_stopping);
         tcase_add_test(tc, test_yielding);
         tcase_add_loop_test(tc, test_batch, 0, ELEMENTSOF(batches));
+        tcase_add_loop_test(tc, test_stop_sequence, 0, ELEMENTSOF(stop_cases));
+        tcase_add_test(tc, test_stop_order);
         tcase_add_test(tc, test_names);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
