@@ -69,10 +69,7 @@ static int method_list(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         Manager *m = userdata;
         int r;
 
-        r = sd_bus_message_new_method_return(msg, &reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(reply, 'a', "(ssbst)");
+        r = bus_reply_array_new(msg, KVELECTD_SIG_LIST_REPLY, &reply);
         if (r < 0)
                 return r;
         for (Campaign *c = m->campaigns; c; c = c->next) {
@@ -86,10 +83,7 @@ static int method_list(sd_bus_message *msg, void *userdata, sd_bus_error *error)
                 if (r < 0)
                         return r;
         }
-        r = sd_bus_message_close_container(reply);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
+        return bus_reply_array_send(reply);
 }
 
 static const sd_bus_vtable elect_vtable[] = {

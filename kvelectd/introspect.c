@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "clock.h"
+#include "kube-metrics.h"
 #include "kube-objects.h"
 #include "kvelectd-bus.h"
 #include "log.h"
@@ -50,12 +51,10 @@ int introspect_method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_er
 {
         Manager *m = userdata;
         _cleanup_free_ char *text = NULL;
-        KubeClientStats ks;
         size_t size = 0;
         FILE *f;
 
         (void)error;
-        kube_client_get_stats(m->client, &ks);
         f = open_memstream(&text, &size);
         if (!f)
                 return -ENOMEM;
@@ -81,14 +80,7 @@ int introspect_method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_er
         metrics_family(f, "kvegress_api_unreachable", "gauge",
                        "1 while kvelectd's last Lease request found the Kubernetes API unreachable");
         metrics_sample(f, "kvegress_api_unreachable", "daemon=\"kvelectd\"", m->api_unreachable ? 1 : 0);
-        metrics_family(f, "kvegress_api_requests_total", "counter", "Kubernetes API requests sent");
-        metrics_sample(f, "kvegress_api_requests_total", "daemon=\"kvelectd\"", (double)ks.requests);
-        metrics_family(f, "kvegress_api_watch_restarts_total", "counter",
-                       "Watch requests started (the first of each and every restart)");
-        metrics_sample(f, "kvegress_api_watch_restarts_total", "daemon=\"kvelectd\"", (double)ks.watches);
-        metrics_family(f, "kvegress_api_relists_total", "counter",
-                       "Lists started again after a watch ended with 410 Gone or an expired continue");
-        metrics_sample(f, "kvegress_api_relists_total", "daemon=\"kvelectd\"", (double)ks.relists);
+        kube_client_write_metrics(f, m->client, "kvelectd");
         loop_lag_write(f, &m->metrics.loop_lag, "kvelectd");
         if (fclose(f) != 0)
                 return -ENOMEM;

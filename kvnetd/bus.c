@@ -394,10 +394,7 @@ static int method_list_vips(sd_bus_message *msg, void *userdata, sd_bus_error *e
         int r;
 
         (void)error;
-        r = sd_bus_message_new_method_return(msg, &reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(reply, 'a', "(ssst)");
+        r = bus_reply_array_new(msg, KVNETD_SIG_LIST_VIPS_REPLY, &reply);
         if (r < 0)
                 return r;
         for (Service *s = m->services; s; s = s->next)
@@ -411,10 +408,7 @@ static int method_list_vips(sd_bus_message *msg, void *userdata, sd_bus_error *e
                         if (r < 0)
                                 return r;
                 }
-        r = sd_bus_message_close_container(reply);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
+        return bus_reply_array_send(reply);
 }
 
 static int append_policy(sd_bus_message *reply, const Service *s)
@@ -431,17 +425,9 @@ static int append_policy(sd_bus_message *reply, const Service *s)
         if (r >= 0)
                 r = sd_bus_message_append(reply, "sss", s->key, v4, v6);
         if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "s");
-        for (size_t i = 0; r >= 0 && i < p->n_pods; i++)
-                r = sd_bus_message_append_basic(reply, 's', ip_addr_to_string(&p->pods[i], (char[64]){}));
+                r = bus_append_addrs(reply, p->pods, p->n_pods);
         if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "(sq)");
-        for (size_t i = 0; r >= 0 && i < p->n_ports; i++)
-                r = sd_bus_message_append(reply, "(sq)", l4_proto_to_string(p->ports[i].proto), p->ports[i].port);
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
+                r = bus_append_ports(reply, p->ports, p->n_ports);
         if (r >= 0)
                 r = bus_append_prefixes(reply, p->allowed, p->n_allowed);
         if (r >= 0)
@@ -461,10 +447,7 @@ static int method_list_egress(sd_bus_message *msg, void *userdata, sd_bus_error 
 
         (void)error;
         manager_egress_flush(m); /* as if every earlier request had been served in turn */
-        r = sd_bus_message_new_method_return(msg, &reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(reply, 'a', "(sssasa(sq)asasas)");
+        r = bus_reply_array_new(msg, KVNETD_SIG_LIST_EGRESS_REPLY, &reply);
         if (r < 0)
                 return r;
         for (Service *s = m->services; s; s = s->next)
@@ -473,10 +456,7 @@ static int method_list_egress(sd_bus_message *msg, void *userdata, sd_bus_error 
                         if (r < 0)
                                 return r;
                 }
-        r = sd_bus_message_close_container(reply);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
+        return bus_reply_array_send(reply);
 }
 
 /* The client's requests that kvnetd refused, logged where the operator can

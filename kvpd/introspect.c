@@ -8,6 +8,7 @@
 
 #include "bus-netaddr.h"
 #include "introspect.h"
+#include "kube-metrics.h"
 #include "kvpd-bus.h"
 #include "log.h"
 
@@ -51,12 +52,7 @@ static int append_service(sd_bus_message *reply, const Service *s)
         if (r >= 0)
                 r = bus_append_addrs(reply, p ? p->pods : NULL, p ? p->n_pods : 0);
         if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "(sq)");
-        for (size_t i = 0; r >= 0 && p && i < p->n_ports; i++)
-                r = sd_bus_message_append(reply, "(sq)", l4_proto_to_string(p->ports[i].proto),
-                                          p->ports[i].port);
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
+                r = bus_append_ports(reply, p ? p->ports : NULL, p ? p->n_ports : 0);
         if (r >= 0)
                 r = bus_append_prefixes(reply, p ? p->allowed : NULL, p ? p->n_allowed : 0);
         if (r >= 0)
@@ -77,10 +73,7 @@ static int method_list_services(sd_bus_message *msg, void *userdata, sd_bus_erro
         int r;
 
         (void)error;
-        r = sd_bus_message_new_method_return(msg, &reply);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_open_container(reply, 'a', KVPD_SIG_SERVICE);
+        r = bus_reply_array_new(msg, KVPD_SIG_LIST_SERVICES_REPLY, &reply);
         for (size_t i = 0; r >= 0 && i < m->n_services; i++) {
                 const Service *s = m->services[i];
 
@@ -89,11 +82,7 @@ static int method_list_services(sd_bus_message *msg, void *userdata, sd_bus_erro
                         continue;
                 r = append_service(reply, s);
         }
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
+        return r < 0 ? r : bus_reply_array_send(reply);
 }
 
 static int method_get_node(sd_bus_message *msg, void *userdata, sd_bus_error *error)
@@ -111,16 +100,13 @@ static int method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_error 
 {
         Manager *m = userdata;
         _cleanup_free_ char *text = NULL;
-        KubeClientStats ks = {};
         KubeEventStats es = {};
         size_t size = 0, holding = 0, failing = 0;
         FILE *f;
 
         (void)error;
-        if (m->kube) {
-                kube_client_get_stats(m->kube, &ks);
+        if (m->kube)
                 kube_client_get_event_stats(m->kube, &es);
-        }
         for (size_t i = 0; i < m->n_services; i++) {
                 holding += m->services[i]->programmed && m->services[i]->net_confirmed;
                 failing += m->services[i]->error_failing;
@@ -145,14 +131,7 @@ static int method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_error 
         metrics_family(f, "kvegress_services_failing", "gauge",
                        "Services with a standing error (kvctl status)");
         metrics_sample(f, "kvegress_services_failing", "", (double)failing);
-        metrics_family(f, "kvegress_api_requests_total", "counter", "Kubernetes API requests sent");
-        metrics_sample(f, "kvegress_api_requests_total", "daemon=\"kvpd\"", (double)ks.requests);
-        metrics_family(f, "kvegress_api_watch_restarts_total", "counter",
-                       "Watch requests started (the first of each and every restart)");
-        metrics_sample(f, "kvegress_api_watch_restarts_total", "daemon=\"kvpd\"", (double)ks.watches);
-        metrics_family(f, "kvegress_api_relists_total", "counter",
-                       "Lists started again after a watch ended with 410 Gone or an expired continue");
-        metrics_sample(f, "kvegress_api_relists_total", "daemon=\"kvpd\"", (double)ks.relists);
+        kube_client_write_metrics(f, m->kube, "kvpd");
         metrics_family(f, "kvegress_events_total", "counter",
                        "Kubernetes Events: posted (new objects), patched (count bumped), dropped (rate "
                        "limit), failed");

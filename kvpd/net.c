@@ -243,11 +243,7 @@ static int send_set_egress(Service *s, const EgressPolicy *p)
         if (r >= 0)
                 r = bus_append_addrs(msg, p->pods, p->n_pods);
         if (r >= 0)
-                r = sd_bus_message_open_container(msg, 'a', "(sq)");
-        for (size_t i = 0; r >= 0 && i < p->n_ports; i++)
-                r = sd_bus_message_append(msg, "(sq)", l4_proto_to_string(p->ports[i].proto), p->ports[i].port);
-        if (r >= 0)
-                r = sd_bus_message_close_container(msg);
+                r = bus_append_ports(msg, p->ports, p->n_ports);
         if (r >= 0)
                 r = bus_append_prefixes(msg, p->allowed, p->n_allowed);
         if (r >= 0)

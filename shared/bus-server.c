@@ -521,3 +521,27 @@ int gid_list_arg_parse(const char *name, const char *v, gid_t **ret, size_t *ret
 {
         return id_list_arg_parse(name, v, true, (unsigned **)ret, ret_n);
 }
+
+int bus_reply_array_new(sd_bus_message *call, const char *reply_sig, sd_bus_message **ret)
+{
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        if (reply_sig[0] != 'a')
+                return -EINVAL;
+        r = sd_bus_message_new_method_return(call, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', reply_sig + 1);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(reply);
+        return 0;
+}
+
+int bus_reply_array_send(sd_bus_message *reply)
+{
+        int r = sd_bus_message_close_container(reply);
+
+        return r < 0 ? r : sd_bus_send(NULL, reply, NULL);
+}

@@ -60,6 +60,13 @@ int bus_server_emit_signal(BusServer *s, const char *path, const char *interface
                            const char *types, ...);
 unsigned bus_server_n_connections(const BusServer *s);
 
+/* A method's reply that is one array, of signature reply_sig (e.g.
+ * "a(ssst)", the interface header's *_REPLY): *ret is the reply with the
+ * array open. Append the elements, then bus_reply_array_send() closes the
+ * array and sends it. */
+int bus_reply_array_new(sd_bus_message *call, const char *reply_sig, sd_bus_message **ret);
+int bus_reply_array_send(sd_bus_message *reply);
+
 /* Parses "1000,1001" into a malloc'd uid/gid list (names resolved with
  * getpwnam/getgrnam). */
 int parse_uid_list(const char *s, uid_t **ret, size_t *ret_n);
