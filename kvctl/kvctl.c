@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "array.h"
+#include "clock.h"
 #include "kvelectd-bus.h"
 #include "kvnetd-bus.h"
 #include "kvpd-bus.h"
@@ -56,14 +57,6 @@ static const char *arg_socket[_D_MAX];
 static uint64_t arg_timeout_usec = 2 * USEC_PER_SEC;
 static bool arg_json;
 static bool arg_http;
-
-static uint64_t monotonic_usec(void)
-{
-        struct timespec ts;
-
-        (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / NSEC_PER_USEC;
-}
 
 static void ctl_done(Ctl *c)
 {
@@ -275,7 +268,7 @@ static json_t *collect_status(Ctl *c, int *ret_exit)
 {
         Call *node, *svcs, *vips, *egress, *camps;
         json_t *out, *daemons, *services, *list, *campaigns;
-        uint64_t now = monotonic_usec();
+        uint64_t now = now_usec();
         bool degraded = false, down = false;
         const char *health;
 
@@ -815,10 +808,10 @@ static int serve_http(const char *body)
         size_t n = 0;
         const char *status = "200 OK";
         struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
-        uint64_t deadline = monotonic_usec() + arg_timeout_usec;
+        uint64_t deadline = now_usec() + arg_timeout_usec;
 
         while (n < sizeof(req) - 1 && !memmem(req, n, "\r\n\r\n", 4) && !memmem(req, n, "\n\n", 2)) {
-                uint64_t now = monotonic_usec();
+                uint64_t now = now_usec();
                 ssize_t k;
 
                 if (now >= deadline || poll(&p, 1, (int)((deadline - now) / USEC_PER_MSEC) + 1) <= 0)
