@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "nft.h"
 
 /* nf_conntrack_netlink.c's CTA_FILTER_F_CTA_IP_SRC: not in the UAPI
  * headers (libnetfilter_conntrack has its own copy too). */
@@ -20,22 +21,17 @@
 #define DELETE_BATCH_SIZE (64 * 1024)
 #define DUMP_BUFFER_SIZE (64 * 1024)
 
+/* nft.c's NETLINK_NETFILTER socket (ctnetlink is a netfilter subsystem too). */
 static int socket_open(struct mnl_socket **ret)
 {
-        struct mnl_socket *nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
         int size = 1024 * 1024;
+        int r = nft_socket_open(ret);
 
-        if (!nl)
-                return -errno;
-        if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-                int r = -errno;
-                mnl_socket_close(nl);
+        if (r < 0)
                 return r;
-        }
         /* Room for the error replies of a batch of deletes (entries that
          * went away meanwhile): losing some only skews the count. */
-        (void)setsockopt(mnl_socket_get_fd(nl), SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-        *ret = nl;
+        (void)setsockopt(mnl_socket_get_fd(*ret), SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
         return 0;
 }
 

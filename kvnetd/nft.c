@@ -937,7 +937,7 @@ void nft_batch_remove_service(NftBatch *b, const char *table, const char *chain,
 
 int nft_socket_open(struct mnl_socket **ret)
 {
-        struct mnl_socket *nl = mnl_socket_open(NETLINK_NETFILTER);
+        struct mnl_socket *nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
         int one = 1;
 
         if (!nl)

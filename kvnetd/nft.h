@@ -88,7 +88,9 @@ void nft_batch_pods(NftBatch *b, const char *table, const IpAddr *pods, size_t n
 void nft_batch_remove_service(NftBatch *b, const char *table, const char *chain, unsigned sets);
 
 /* Sends the batch as one transaction on a NETLINK_NETFILTER socket. On
- * failure nothing was applied and *ret_error (if given) says why. */
+ * failure nothing was applied and *ret_error (if given) says why. The
+ * socket is close-on-exec and its errors carry no copy of the request
+ * (conntrack.c opens its ctnetlink sockets with it too). */
 struct mnl_socket;
 int nft_socket_open(struct mnl_socket **ret);
 void nft_socket_close(struct mnl_socket *nl);
