@@ -217,35 +217,43 @@ static int on_flush(sd_event_source *source, void *userdata)
         return 0;
 }
 
-/* Whether the diff touches a pod some queued change touches. */
-static bool overlaps(const EgressQueue *q, const EgressDiff *d)
+/* Calls fn for each pod the diff touches (maps anew, removes or takes
+ * over) until one returns non-zero, and returns that. */
+static int foreach_touched_pod(EgressQueue *q, const EgressDiff *d, int (*fn)(EgressQueue *q, const IpAddr *pod))
 {
         const struct {
                 const IpAddr *v;
                 size_t n;
         } lists[] = {{d->new_pods, d->n_new}, {d->removed, d->n_removed}, {d->stolen, d->n_stolen}};
 
-        if (q->pods.n == 0)
-                return false;
         for (size_t l = 0; l < ELEMENTSOF(lists); l++)
-                for (size_t i = 0; i < lists[l].n; i++)
-                        if (podmap_get(&q->pods, &lists[l].v[i]))
-                                return true;
-        return false;
+                for (size_t i = 0; i < lists[l].n; i++) {
+                        int r = fn(q, &lists[l].v[i]);
+                        if (r != 0)
+                                return r;
+                }
+        return 0;
+}
+
+static int pod_queued(EgressQueue *q, const IpAddr *pod)
+{
+        return podmap_get(&q->pods, pod) ? 1 : 0;
+}
+
+static int pod_remember(EgressQueue *q, const IpAddr *pod)
+{
+        return podmap_put(&q->pods, pod, (void *)1) < 0 ? -ENOMEM : 0;
+}
+
+/* Whether the diff touches a pod some queued change touches. */
+static bool overlaps(EgressQueue *q, const EgressDiff *d)
+{
+        return q->pods.n > 0 && foreach_touched_pod(q, d, pod_queued) > 0;
 }
 
 static int remember_pods(EgressQueue *q, const EgressDiff *d)
 {
-        const struct {
-                const IpAddr *v;
-                size_t n;
-        } lists[] = {{d->new_pods, d->n_new}, {d->removed, d->n_removed}, {d->stolen, d->n_stolen}};
-
-        for (size_t l = 0; l < ELEMENTSOF(lists); l++)
-                for (size_t i = 0; i < lists[l].n; i++)
-                        if (podmap_put(&q->pods, &lists[l].v[i], (void *)1) < 0)
-                                return -ENOMEM;
-        return 0;
+        return foreach_touched_pod(q, d, pod_remember);
 }
 
 /* The diff of policy against s's record, in c. */
