@@ -55,12 +55,7 @@ static const char *const request_type_table[_ELECTION_REQUEST_MAX] = {
         [ELECTION_REQUEST_UPDATE] = "PUT",
 };
 
-const char *election_request_type_to_string(ElectionRequestType t)
-{
-        if (t < 0 || t >= _ELECTION_REQUEST_MAX)
-                return NULL;
-        return request_type_table[t];
-}
+DEFINE_STRING_TABLE_TO_STRING(election_request_type_to_string, ElectionRequestType, request_type_table);
 
 void election_output_done(ElectionOutput *o)
 {

@@ -21,15 +21,9 @@ static const char *const vip_source_table[_VIP_SOURCE_MAX] = {
         [VIP_SOURCE_SPEC] = "spec.loadBalancerIP",
 };
 
-const char *egress_state_to_string(EgressState s)
-{
-        return s >= 0 && s < _EGRESS_STATE_MAX ? state_table[s] : NULL;
-}
+DEFINE_STRING_TABLE_TO_STRING(egress_state_to_string, EgressState, state_table);
 
-const char *vip_source_to_string(VipSource s)
-{
-        return s >= 0 && s < _VIP_SOURCE_MAX ? vip_source_table[s] : NULL;
-}
+DEFINE_STRING_TABLE_TO_STRING(vip_source_to_string, VipSource, vip_source_table);
 
 EgressPolicy *egress_policy_ref(EgressPolicy *p)
 {

@@ -10,10 +10,7 @@ static const char *const phase_table[_KVPD_PHASE_MAX] = {
         [KVPD_PHASE_RUNNING] = "running",
 };
 
-const char *kvpd_phase_to_string(KvpdPhase p)
-{
-        return p >= 0 && p < _KVPD_PHASE_MAX ? phase_table[p] : NULL;
-}
+DEFINE_STRING_TABLE_TO_STRING(kvpd_phase_to_string, KvpdPhase, phase_table);
 
 static const char *const stale_clean_table[_STALE_CLEAN_MAX] = {
         [STALE_CLEAN_DUE] = "due",
@@ -22,10 +19,7 @@ static const char *const stale_clean_table[_STALE_CLEAN_MAX] = {
         [STALE_CLEAN_DONE] = "done",
 };
 
-const char *stale_clean_to_string(StaleClean c)
-{
-        return c >= 0 && c < _STALE_CLEAN_MAX ? stale_clean_table[c] : NULL;
-}
+DEFINE_STRING_TABLE_TO_STRING(stale_clean_to_string, StaleClean, stale_clean_table);
 
 static const char *const startup_event_table[_STARTUP_EVENT_MAX] = {
         [STARTUP_SYNCED] = "synced",
@@ -40,10 +34,7 @@ static const char *const startup_event_table[_STARTUP_EVENT_MAX] = {
         [STARTUP_KVELECTD_CLEAN_SENT] = "kvelectd-clean-sent",
 };
 
-const char *startup_event_to_string(StartupEvent e)
-{
-        return e >= 0 && e < _STARTUP_EVENT_MAX ? startup_event_table[e] : NULL;
-}
+DEFINE_STRING_TABLE_TO_STRING(startup_event_to_string, StartupEvent, startup_event_table);
 
 static const char *const net_action_table[_NET_ACTION_MAX] = {
         [NET_ACTION_NONE] = "none",
@@ -54,10 +45,7 @@ static const char *const net_action_table[_NET_ACTION_MAX] = {
         [NET_ACTION_RENEW] = "renew",
 };
 
-const char *net_action_to_string(NetAction a)
-{
-        return a >= 0 && a < _NET_ACTION_MAX ? net_action_table[a] : NULL;
-}
+DEFINE_STRING_TABLE_TO_STRING(net_action_to_string, NetAction, net_action_table);
 
 static const char *const net_step_kind_table[_NET_STEP_KIND_MAX] = {
         [NET_STEP_RELEASE_VIP] = "release-vip",
@@ -78,10 +66,7 @@ static const char *const status_action_table[_STATUS_ACTION_MAX] = {
         [STATUS_ACTION_HOLD] = "hold",
 };
 
-const char *status_action_to_string(StatusAction a)
-{
-        return a >= 0 && a < _STATUS_ACTION_MAX ? status_action_table[a] : NULL;
-}
+DEFINE_STRING_TABLE_TO_STRING(status_action_to_string, StatusAction, status_action_table);
 
 Startup startup_init(void)
 {
@@ -278,10 +263,7 @@ static const char *const stop_phase_table[_STOP_PHASE_MAX] = {
         [STOP_PHASE_DONE] = "done",
 };
 
-const char *stop_phase_to_string(StopPhase p)
-{
-        return p >= 0 && p < _STOP_PHASE_MAX ? stop_phase_table[p] : NULL;
-}
+DEFINE_STRING_TABLE_TO_STRING(stop_phase_to_string, StopPhase, stop_phase_table);
 
 StopPlan plan_stop(const StopFacts *f)
 {

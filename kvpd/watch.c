@@ -35,10 +35,7 @@ static const char *const watch_kind_table[_WATCH_KIND_MAX] = {
         [WATCH_KUBEADM_CONFIG] = "kubeadm-config",
 };
 
-const char *watch_kind_to_string(WatchKind k)
-{
-        return k >= 0 && k < _WATCH_KIND_MAX ? watch_kind_table[k] : NULL;
-}
+DEFINE_STRING_TABLE_TO_STRING(watch_kind_to_string, WatchKind, watch_kind_table);
 
 ServiceItem service_item_stub;
 

@@ -43,6 +43,14 @@
                 _fd_;                                                                                         \
         })
 
+/* Defines const char *name(type v): table[v], or NULL when v is outside the
+ * table (systemd's DEFINE_STRING_TABLE_LOOKUP_TO_STRING). */
+#define DEFINE_STRING_TABLE_TO_STRING(name, type, table)                                                      \
+        const char *name(type v)                                                                              \
+        {                                                                                                     \
+                return (size_t)v < ELEMENTSOF(table) ? table[v] : NULL;                                       \
+        }
+
 /* Defines func##p(type *p) that calls func(*p) when *p is not NULL, for use
  * with _cleanup_. */
 #define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                               \

@@ -236,12 +236,7 @@ static const char *const l4_proto_table[_L4_PROTO_MAX] = {
         [L4_PROTO_SCTP] = "sctp",
 };
 
-const char *l4_proto_to_string(L4Proto p)
-{
-        if (p < 0 || p >= _L4_PROTO_MAX)
-                return NULL;
-        return l4_proto_table[p];
-}
+DEFINE_STRING_TABLE_TO_STRING(l4_proto_to_string, L4Proto, l4_proto_table);
 
 L4Proto l4_proto_from_string(const char *s)
 {

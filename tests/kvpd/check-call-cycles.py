@@ -52,11 +52,16 @@ def strip(src, keep_macros):
 
 
 def exported_functions(code):
-    """Functions defined at file scope and not static: NAME(...) { at depth 0."""
+    """Functions defined at file scope and not static: NAME(...) { at depth 0,
+    and those DEFINE_STRING_TABLE_TO_STRING() defines."""
     toks = [(m.group(0), m.start()) for m in re.finditer(r"[A-Za-z_]\w*|[{}();]", code)]
     found = set()
     depth = 0
     for k, (t, pos) in enumerate(toks):
+        # shared/macros.h: DEFINE_STRING_TABLE_TO_STRING(name, type, table)
+        if depth == 0 and t == "DEFINE_STRING_TABLE_TO_STRING" and k + 2 < len(toks) and toks[k + 1][0] == "(":
+            found.add(toks[k + 2][0])
+            continue
         if t == "{":
             depth += 1
         elif t == "}":
