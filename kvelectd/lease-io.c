@@ -15,7 +15,8 @@ static void api_reachability(Campaign *c, const KubeResponse *kr)
                 return;
         m->api_unreachable = down;
         if (down && kr->error < 0)
-                log_event(LOG_WARNING, kr->error, KVEGRESS_MESSAGE_API_UNREACHABLE, LOG_OBJECT(.lease = c->key),
+                log_event(LOG_WARNING, kr->error, KVEGRESS_MESSAGE_API_UNREACHABLE,
+                          LOG_OBJECT(.lease = c->key),
                           "Kubernetes API unreachable (a request for Lease %s failed): %m", c->key);
         else if (down)
                 log_event(LOG_WARNING, 0, KVEGRESS_MESSAGE_API_UNREACHABLE, LOG_OBJECT(.lease = c->key),

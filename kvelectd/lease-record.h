@@ -12,7 +12,6 @@
 
 #include "macros.h"
 
-
 typedef struct LeaseRecord {
         char *holder; /* "" when absent, null or released */
         int32_t duration_sec;

@@ -336,13 +336,15 @@ int addr_reconcile(Manager *m)
                                 continue;
                         r = addr_add(m, v);
                         if (r < 0) {
-                                log_warning_errno(r, "VIP %s of %s on %s is missing and cannot be restored: %m",
-                                                  ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), s->key,
-                                                  v->ifname);
+                                log_warning_errno(r,
+                                                  "VIP %s of %s on %s is missing and cannot be restored: %m",
+                                                  ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}),
+                                                  s->key, v->ifname);
                                 continue;
                         }
                         log_notice("VIP %s of %s was missing on %s: restored",
-                                   ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), s->key, v->ifname);
+                                   ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), s->key,
+                                   v->ifname);
                         announce_start(m, v);
                 }
         return 0;
@@ -442,7 +444,8 @@ static int on_addr_message(struct nl_msg *msg, void *userdata)
         r = addr_add(m, v);
         if (r < 0)
                 log_warning_errno(r, "VIP %s of %s was removed from %s and cannot be restored: %m",
-                                  ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), v->service->key, ifname);
+                                  ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), v->service->key,
+                                  ifname);
         else {
                 log_notice("VIP %s of %s was removed from %s by someone else: restored",
                            ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), v->service->key, ifname);

@@ -201,8 +201,8 @@ void announce_start(Manager *m, Vip *v)
         v->announce_left = ANNOUNCE_REPEAT - 1;
 
         if (!m->announce_timer) {
-                r = sd_event_add_time_relative(m->event, &m->announce_timer, CLOCK_MONOTONIC, USEC_PER_SEC, 0,
-                                               on_announce_timer, m);
+                r = sd_event_add_time_relative(m->event, &m->announce_timer, CLOCK_MONOTONIC, USEC_PER_SEC,
+                                               0, on_announce_timer, m);
                 if (r < 0)
                         log_warning_errno(r, "cannot schedule announcements: %m");
                 return;

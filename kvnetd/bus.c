@@ -52,8 +52,8 @@ static int reply_parse_error(sd_bus_error *error, int r, const ParseError *e)
 
 /* Reads an "as" argument, stopping one past limit. The strings point into
  * the message. */
-static int read_strings(sd_bus_message *msg, const char *field, size_t limit, const char ***ret, size_t *ret_n,
-                        sd_bus_error *error)
+static int read_strings(sd_bus_message *msg, const char *field, size_t limit, const char ***ret,
+                        size_t *ret_n, sd_bus_error *error)
 {
         _cleanup_free_ const char **v = NULL;
         size_t n = 0, cap = 0;
@@ -137,7 +137,8 @@ static int method_grant_vip(sd_bus_message *msg, void *userdata, sd_bus_error *e
                 return reply_error(error, -EBUSY, buf);
         }
         if (v && !streq(v->ifname, ifname)) {
-                snprintf(buf, sizeof(buf), "address: %s is bound on %s; release it first", address, v->ifname);
+                snprintf(buf, sizeof(buf), "address: %s is bound on %s; release it first", address,
+                         v->ifname);
                 return reply_error(error, -EADDRINUSE, buf);
         }
         if (!v) {
@@ -150,12 +151,14 @@ static int method_grant_vip(sd_bus_message *msg, void *userdata, sd_bus_error *e
         if (!s) {
                 r = manager_add_service(m, key, &s);
                 if (r == -E2BIG)
-                        snprintf(buf, sizeof(buf), "service: the limit of %zu services is reached", m->max_services);
+                        snprintf(buf, sizeof(buf), "service: the limit of %zu services is reached",
+                                 m->max_services);
                 if (r < 0)
                         return reply_error(error, r,
-                                           r == -E2BIG  ? buf
-                                           : r == -EEXIST ? "service: its chain name collides with another service"
-                                                          : "service: out of memory");
+                                           r == -E2BIG ? buf
+                                           : r == -EEXIST
+                                                   ? "service: its chain name collides with another service"
+                                                   : "service: out of memory");
                 created = true;
         }
         r = manager_grant_vip(m, s, &a, ifname, deadline);
@@ -163,7 +166,8 @@ static int method_grant_vip(sd_bus_message *msg, void *userdata, sd_bus_error *e
                 if (created && s->n_vips == 0 && !s->has_chain)
                         (void)manager_remove_service(m, s);
                 if (r == -E2BIG)
-                        snprintf(buf, sizeof(buf), "address: the limit of %d VIPs per service or %zu VIPs is reached",
+                        snprintf(buf, sizeof(buf),
+                                 "address: the limit of %d VIPs per service or %zu VIPs is reached",
                                  KVNETD_MAX_VIPS_PER_SERVICE, m->max_vips);
                 else
                         snprintf(buf, sizeof(buf), "address: binding %s on %s failed: %s", address, ifname,
@@ -304,8 +308,9 @@ static int method_set_egress(sd_bus_message *msg, void *userdata, sd_bus_error *
                 if (r == 0)
                         break;
                 if (n_ports >= KVNETD_MAX_PORTS)
-                        return reply_error(error, -E2BIG,
-                                           "ports: more than " STRINGIFY(KVNETD_MAX_PORTS) " entries (the limit)");
+                        return reply_error(
+                                error, -E2BIG,
+                                "ports: more than " STRINGIFY(KVNETD_MAX_PORTS) " entries (the limit)");
                 if (ARRAY_RESERVE(protos, cap_protos, n_ports + 1) < 0 ||
                     ARRAY_RESERVE(ports, cap_ports, n_ports + 1) < 0)
                         return -ENOMEM;
@@ -403,8 +408,8 @@ static int method_list_vips(sd_bus_message *msg, void *userdata, sd_bus_error *e
                         /* An adopted VIP nobody has claimed yet shows with
                          * service "" until the grace period ends. */
                         r = sd_bus_message_append(reply, "(ssst)", s->vips[i]->adopted ? "" : s->key,
-                                                  ip_addr_to_string(&s->vips[i]->addr, buf), s->vips[i]->ifname,
-                                                  (uint64_t)s->deadline);
+                                                  ip_addr_to_string(&s->vips[i]->addr, buf),
+                                                  s->vips[i]->ifname, (uint64_t)s->deadline);
                         if (r < 0)
                                 return r;
                 }
@@ -520,7 +525,8 @@ static void log_refusal(Manager *m, sd_bus_message *msg, const sd_bus_error *err
                 return;
         log_event(LOG_WARNING, 0, input ? KVEGRESS_MESSAGE_INPUT_REJECTED : KVEGRESS_MESSAGE_EGRESS_REFUSED,
                   LOG_OBJECT(.service = key, .daemon = "kvnetd"), "refused %s(%.128s): %s",
-                  sd_bus_message_get_member(msg), key ? key : "", error->message ? error->message : error->name);
+                  sd_bus_message_get_member(msg), key ? key : "",
+                  error->message ? error->message : error->name);
 }
 
 void bus_reply_deferred(Manager *m, sd_bus_message *msg, int r, const char *message)
@@ -538,13 +544,13 @@ void bus_reply_deferred(Manager *m, sd_bus_message *msg, int r, const char *mess
         (void)sd_bus_reply_method_error(msg, &error);
 }
 
-#define LOGGED(handler)                                                                                       \
-        static int handler##_logged(sd_bus_message *msg, void *userdata, sd_bus_error *error)                 \
-        {                                                                                                     \
-                int r = handler(msg, userdata, error);                                                        \
-                if (sd_bus_error_is_set(error))                                                               \
-                        log_refusal(userdata, msg, error);                                                    \
-                return r;                                                                                     \
+#define LOGGED(handler)                                                                                     \
+        static int handler##_logged(sd_bus_message *msg, void *userdata, sd_bus_error *error)               \
+        {                                                                                                   \
+                int r = handler(msg, userdata, error);                                                      \
+                if (sd_bus_error_is_set(error))                                                             \
+                        log_refusal(userdata, msg, error);                                                  \
+                return r;                                                                                   \
         }
 LOGGED(method_grant_vip)
 LOGGED(method_renew_grant)
@@ -562,26 +568,30 @@ static const sd_bus_vtable net_vtable[] = {
                                          SD_BUS_PARAM(deadline_usec),
                                  "", , method_grant_vip_logged, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_RENEW_GRANT, KVNETD_SIG_RENEW_GRANT,
-                                 SD_BUS_PARAM(service) SD_BUS_PARAM(deadline_usec), "", , method_renew_grant_logged, SD_BUS_VTABLE_UNPRIVILEGED),
+                                 SD_BUS_PARAM(service) SD_BUS_PARAM(deadline_usec), "", ,
+                                 method_renew_grant_logged, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_RELEASE_VIP, KVNETD_SIG_RELEASE_VIP,
-                                 SD_BUS_PARAM(service) SD_BUS_PARAM(address), "", , method_release_vip_logged, SD_BUS_VTABLE_UNPRIVILEGED),
+                                 SD_BUS_PARAM(service) SD_BUS_PARAM(address), "", ,
+                                 method_release_vip_logged, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_SET_EGRESS, KVNETD_SIG_SET_EGRESS,
-                                 SD_BUS_PARAM(service) SD_BUS_PARAM(vip4) SD_BUS_PARAM(vip6) SD_BUS_PARAM(pods)
-                                         SD_BUS_PARAM(ports) SD_BUS_PARAM(allowed) SD_BUS_PARAM(denied)
-                                                 SD_BUS_PARAM(excluded),
+                                 SD_BUS_PARAM(service) SD_BUS_PARAM(vip4) SD_BUS_PARAM(vip6)
+                                         SD_BUS_PARAM(pods) SD_BUS_PARAM(ports) SD_BUS_PARAM(allowed)
+                                                 SD_BUS_PARAM(denied) SD_BUS_PARAM(excluded),
                                  "", , method_set_egress_logged, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_REMOVE_SERVICE, KVNETD_SIG_REMOVE_SERVICE, SD_BUS_PARAM(service),
-                                 "", , method_remove_service_logged, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_LIST_VIPS, "", , KVNETD_SIG_LIST_VIPS_REPLY, SD_BUS_PARAM(vips),
-                                 method_list_vips, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_REMOVE_SERVICE, KVNETD_SIG_REMOVE_SERVICE,
+                                 SD_BUS_PARAM(service), "", , method_remove_service_logged,
+                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_LIST_VIPS, "", , KVNETD_SIG_LIST_VIPS_REPLY,
+                                 SD_BUS_PARAM(vips), method_list_vips, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_LIST_EGRESS, "", , KVNETD_SIG_LIST_EGRESS_REPLY,
                                  SD_BUS_PARAM(services), method_list_egress, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_GET_METRICS, "", , "s", SD_BUS_PARAM(metrics),
                                  introspect_method_get_metrics, SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_DESCRIBE_SERVICE, KVNETD_SIG_DESCRIBE_SERVICE, SD_BUS_PARAM(service),
-                                 "s", SD_BUS_PARAM(rules), introspect_method_describe_service,
-                                 SD_BUS_VTABLE_UNPRIVILEGED),
-        SD_BUS_SIGNAL_WITH_NAMES(KVNETD_SIGNAL_GRANT_EXPIRED, KVNETD_SIG_GRANT_EXPIRED, SD_BUS_PARAM(service), 0),
+        SD_BUS_METHOD_WITH_NAMES(KVNETD_METHOD_DESCRIBE_SERVICE, KVNETD_SIG_DESCRIBE_SERVICE,
+                                 SD_BUS_PARAM(service), "s", SD_BUS_PARAM(rules),
+                                 introspect_method_describe_service, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_SIGNAL_WITH_NAMES(KVNETD_SIGNAL_GRANT_EXPIRED, KVNETD_SIG_GRANT_EXPIRED,
+                                 SD_BUS_PARAM(service), 0),
         SD_BUS_VTABLE_END,
 };
 

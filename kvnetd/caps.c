@@ -39,7 +39,8 @@ static bool already_minimal(void)
         for (cap_value_t i = 0; i <= CAP_LAST_CAP; i++) {
                 if (!CAP_IS_SUPPORTED(i))
                         continue;
-                if (cap_get_flag(cur, i, CAP_PERMITTED, &p) < 0 || cap_get_flag(cur, i, CAP_EFFECTIVE, &e) < 0)
+                if (cap_get_flag(cur, i, CAP_PERMITTED, &p) < 0 ||
+                    cap_get_flag(cur, i, CAP_EFFECTIVE, &e) < 0)
                         return false;
                 if (p == CAP_SET && (!kept(i) || e != CAP_SET))
                         return false;
@@ -104,7 +105,8 @@ int caps_setup(const Config *c)
                 if (c->user && geteuid() == 0) {
                         r = switch_user(c->user);
                         if (r < 0)
-                                return log_error_errno(r, "--user=%s: cannot switch to this user: %m", c->user);
+                                return log_error_errno(r, "--user=%s: cannot switch to this user: %m",
+                                                       c->user);
                 }
                 r = set_only_kept();
                 if (r < 0)
@@ -135,6 +137,7 @@ int caps_setup(const Config *c)
                 }
         }
         if (extra && !c->allow_extra_caps)
-                return log_error_errno(EPERM, "refusing to run with extra capabilities (see --allow-extra-caps)");
+                return log_error_errno(EPERM,
+                                       "refusing to run with extra capabilities (see --allow-extra-caps)");
         return 0;
 }

@@ -120,10 +120,12 @@ static int tuple_source(const struct nlattr *orig, int family, IpAddr *ret)
 {
         const struct nlattr *a, *b;
 
-        mnl_attr_for_each_nested(a, orig) {
+        mnl_attr_for_each_nested(a, orig)
+        {
                 if (mnl_attr_get_type(a) != CTA_TUPLE_IP)
                         continue;
-                mnl_attr_for_each_nested(b, a) {
+                mnl_attr_for_each_nested(b, a)
+                {
                         uint16_t type = mnl_attr_get_type(b);
                         uint16_t len = mnl_attr_get_payload_len(b);
 
@@ -187,19 +189,20 @@ static int on_entry(const struct nlmsghdr *h, void *userdata)
 
         if (h->nlmsg_len < MNL_NLMSG_HDRLEN + sizeof(*g))
                 return MNL_CB_OK;
-        mnl_attr_for_each(a, h, sizeof(*g)) switch (mnl_attr_get_type(a)) {
-                case CTA_TUPLE_ORIG:
-                        orig = a;
-                        break;
-                case CTA_ZONE:
-                        zone = a;
-                        break;
-                case CTA_ID:
-                        id = a;
-                        break;
-                default:
-                        break;
-                }
+        mnl_attr_for_each(a, h, sizeof(*g)) switch (mnl_attr_get_type(a))
+        {
+        case CTA_TUPLE_ORIG:
+                orig = a;
+                break;
+        case CTA_ZONE:
+                zone = a;
+                break;
+        case CTA_ID:
+                id = a;
+                break;
+        default:
+                break;
+        }
         /* Matched here too, not only by the kernel's filter: a kernel that
          * ignores CTA_FILTER sends every entry, and is only slower. */
         if (!orig || tuple_source(orig, g->nfgen_family, &src) < 0 || !podmap_get(p->want, &src))

@@ -18,10 +18,10 @@ struct CtWorker {
         pthread_mutex_t lock;
         pthread_cond_t wake;
         PodMap queue;
-        size_t busy;      /* addresses in the pass under way */
-        bool stop;        /* finish the queue, then exit */
-        uint64_t deleted; /* since the loop last read it */
-        int error;        /* of the last failed pass since then */
+        size_t busy;       /* addresses in the pass under way */
+        bool stop;         /* finish the queue, then exit */
+        uint64_t deleted;  /* since the loop last read it */
+        int error;         /* of the last failed pass since then */
         atomic_bool abort; /* drop the pass under way (read without the lock) */
 
         /* The thread's own. */

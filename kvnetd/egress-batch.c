@@ -84,8 +84,9 @@ static void log_change(const EgressChange *c)
         const Service *s = c->service;
         const EgressPolicy *p = c->policy;
         const EgressDiff *d = &c->diff;
-        char service[KVEGRESS_FIELD_MAX], vip[sizeof("KVEGRESS_VIP=") + INET6_ADDRSTRLEN] = "",
-                pods[LOG_PODS_MAX][sizeof("KVEGRESS_POD=") + INET6_ADDRSTRLEN];
+        char service[KVEGRESS_FIELD_MAX],
+                vip[sizeof("KVEGRESS_VIP=") + INET6_ADDRSTRLEN] = "",
+                                              pods[LOG_PODS_MAX][sizeof("KVEGRESS_POD=") + INET6_ADDRSTRLEN];
         const char *fields[3 + LOG_PODS_MAX + 1];
         /* Removing the egress: every pod of the record is in d->removed. */
         size_t n = 0, named = 0;
@@ -101,8 +102,9 @@ static void log_change(const EgressChange *c)
         }
         for (size_t i = 0; i < d->n_added + d->n_removed && named < LOG_PODS_MAX; i++, named++) {
                 char a[INET6_ADDRSTRLEN];
-                (void)snprintf(pods[named], sizeof(pods[named]), "KVEGRESS_POD=%s",
-                               ip_addr_to_string(i < d->n_added ? &d->added[i] : &d->removed[i - d->n_added], a));
+                (void)snprintf(
+                        pods[named], sizeof(pods[named]), "KVEGRESS_POD=%s",
+                        ip_addr_to_string(i < d->n_added ? &d->added[i] : &d->removed[i - d->n_added], a));
                 fields[n++] = pods[named];
         }
         fields[n] = NULL;
@@ -111,8 +113,9 @@ static void log_change(const EgressChange *c)
                    : d->rules_change ? "rules set, "
                                      : "",
                    d->n_added, d->n_removed,
-                   d->n_added + d->n_removed > named ? " (KVEGRESS_POD= names the first " STRINGIFY(LOG_PODS_MAX) ")"
-                                                     : "");
+                   d->n_added + d->n_removed > named
+                           ? " (KVEGRESS_POD= names the first " STRINGIFY(LOG_PODS_MAX) ")"
+                           : "");
 }
 
 /* After the commit that carried c: on success the record follows (cannot
@@ -200,8 +203,8 @@ void manager_egress_flush(Manager *m)
         } else {
                 /* Which one failed? Each on its own: the others still go
                  * in, the bad one is refused with its own error. */
-                log_notice("egress: a transaction of %zu changes failed (%s); committing them one by one", q->n,
-                           kerr ? kerr : "no detail");
+                log_notice("egress: a transaction of %zu changes failed (%s); committing them one by one",
+                           q->n, kerr ? kerr : "no detail");
                 q->fallbacks++;
                 for (size_t i = 0; i < q->n; i++)
                         (void)change_run(m, &q->changes[i], NULL);
@@ -219,7 +222,8 @@ static int on_flush(sd_event_source *source, void *userdata)
 
 /* Calls fn for each pod the diff touches (maps anew, removes or takes
  * over) until one returns non-zero, and returns that. */
-static int foreach_touched_pod(EgressQueue *q, const EgressDiff *d, int (*fn)(EgressQueue *q, const IpAddr *pod))
+static int foreach_touched_pod(EgressQueue *q, const EgressDiff *d,
+                               int (*fn)(EgressQueue *q, const IpAddr *pod))
 {
         const struct {
                 const IpAddr *v;

@@ -34,7 +34,7 @@ typedef struct EgressChange EgressChange;
 typedef struct EgressQueue {
         EgressChange *changes;
         size_t n, cap;
-        PodMap pods;      /* every pod a queued change adds, removes or takes over */
+        PodMap pods;       /* every pod a queued change adds, removes or takes over */
         size_t pods_added; /* pods the queued changes add to the record's pod index */
         sd_event_source *source;
         uint64_t transactions, fallbacks; /* for the metrics and the benchmark */

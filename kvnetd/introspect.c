@@ -99,8 +99,9 @@ int introspect_method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_er
         metrics_sample(f, "kvegress_nft_transactions_total", "result=\"ok\"", (double)m->metrics.nft_ok);
         metrics_sample(f, "kvegress_nft_transactions_total", "result=\"failed\"",
                        (double)m->metrics.nft_failed);
-        metrics_family(f, "kvegress_nft_transaction_duration_seconds", "histogram",
-                       "Time of one egress nft transaction (one netlink batch sent and acknowledged, in kvnetd)");
+        metrics_family(
+                f, "kvegress_nft_transaction_duration_seconds", "histogram",
+                "Time of one egress nft transaction (one netlink batch sent and acknowledged, in kvnetd)");
         metrics_histogram(f, "kvegress_nft_transaction_duration_seconds", "", &m->metrics.nft_seconds);
         metrics_family(f, "kvegress_table_reads_total", "counter",
                        "Reconciles of the nft table, by whether it was read (the ruleset generation had "
@@ -110,8 +111,7 @@ int introspect_method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_er
                        (double)m->metrics.table_reads_skipped);
         metrics_family(f, "kvegress_conntrack_entries_deleted_total", "counter",
                        "Conntrack entries deleted because a pod's SNAT changed");
-        metrics_sample(f, "kvegress_conntrack_entries_deleted_total", "",
-                       (double)m->ct_deleted);
+        metrics_sample(f, "kvegress_conntrack_entries_deleted_total", "", (double)m->ct_deleted);
         metrics_family(f, "kvegress_conntrack_pods_pending", "gauge",
                        "Pod addresses whose conntrack entries are still to be deleted (by kvnetd's worker)");
         metrics_sample(f, "kvegress_conntrack_pods_pending", "", (double)manager_conntrack_pending(m));

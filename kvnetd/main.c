@@ -29,7 +29,8 @@ static void help(void)
                "                             peer's uid/gid, checked on every connection)\n"
                "                             [KVNETD_SOCKET_MODE]\n"
                "     --allow-uid=USERS       Peers admitted by uid, names or numbers [KVNETD_ALLOW_UID];\n"
-               "                             root and group " KVEGRESS_READ_ONLY_GROUP " may only read (kvctl)\n"
+               "                             root and group " KVEGRESS_READ_ONLY_GROUP
+               " may only read (kvctl)\n"
                "                             unless none is given, then root may do everything\n"
                "     --allow-gid=GROUPS      Peers admitted by primary gid [KVNETD_ALLOW_GID]\n"
                "     --vip-range=CIDR        VIPs must lie in one of these (repeatable)\n"
@@ -110,7 +111,8 @@ static int add_interfaces(Config *c, const char *opt, const char *v)
                 return log_error_errno(r, "%s=%s: %s", opt, v, e.message);
         for (char **i = l; *i; i++)
                 if (!ifname_valid(*i))
-                        return log_error_errno(EINVAL, "%s=%s: \"%s\" is not a valid interface name", opt, v, *i);
+                        return log_error_errno(EINVAL, "%s=%s: \"%s\" is not a valid interface name", opt, v,
+                                               *i);
         while (c->interfaces && c->interfaces[n])
                 n++;
         while (l[k])
@@ -141,9 +143,11 @@ static int parse_env(Config *c)
         if (env_get_string("KVNETD_ALLOW_GID", &v) > 0 &&
             (r = gid_list_arg_parse("KVNETD_ALLOW_GID", v, &c->allow_gids, &c->n_allow_gids)) < 0)
                 return r;
-        if (env_get_string("KVNETD_VIP_RANGES", &v) > 0 && (r = add_vip_ranges(c, "KVNETD_VIP_RANGES", v)) < 0)
+        if (env_get_string("KVNETD_VIP_RANGES", &v) > 0 &&
+            (r = add_vip_ranges(c, "KVNETD_VIP_RANGES", v)) < 0)
                 return r;
-        if (env_get_string("KVNETD_INTERFACES", &v) > 0 && (r = add_interfaces(c, "KVNETD_INTERFACES", v)) < 0)
+        if (env_get_string("KVNETD_INTERFACES", &v) > 0 &&
+            (r = add_interfaces(c, "KVNETD_INTERFACES", v)) < 0)
                 return r;
         if (env_get_string("KVNETD_GRACE_PERIOD", &v) > 0 &&
             (r = duration_arg_parse("KVNETD_GRACE_PERIOD", v, 0, UINT64_MAX, &c->grace_usec)) < 0)
@@ -304,12 +308,14 @@ static int parse_argv(Config *c, int argc, char *argv[])
                 case ARG_LOWER_LIMITS: {
                         unsigned long sv, vv, pv;
                         char end;
-                        if (sscanf(optarg, "%lu,%lu,%lu%c", &sv, &vv, &pv, &end) != 3 || sv == 0 || vv == 0 ||
-                            pv == 0 || sv > KVNETD_MAX_SERVICES || vv > KVNETD_MAX_VIPS || pv > KVNETD_MAX_PODS_TOTAL)
-                                return log_error_errno(EINVAL,
-                                                       "--lower-limits=%s: want SERVICES,VIPS,PODS, each 1 up to "
-                                                       "the built-in limit",
-                                                       optarg);
+                        if (sscanf(optarg, "%lu,%lu,%lu%c", &sv, &vv, &pv, &end) != 3 || sv == 0 ||
+                            vv == 0 || pv == 0 || sv > KVNETD_MAX_SERVICES || vv > KVNETD_MAX_VIPS ||
+                            pv > KVNETD_MAX_PODS_TOTAL)
+                                return log_error_errno(
+                                        EINVAL,
+                                        "--lower-limits=%s: want SERVICES,VIPS,PODS, each 1 up to "
+                                        "the built-in limit",
+                                        optarg);
                         c->max_services = sv;
                         c->max_vips = vv;
                         c->max_pods = pv;
@@ -361,7 +367,8 @@ int main(int argc, char *argv[])
 
         log_setup("kvnetd");
         if (set_string(&config.socket_path, KVNETD_SOCKET_PATH_DEFAULT) < 0 ||
-            set_string(&config.state_dir, "/run/kvnetd") < 0 || set_string(&config.table, NFT_TABLE_DEFAULT) < 0)
+            set_string(&config.state_dir, "/run/kvnetd") < 0 ||
+            set_string(&config.table, NFT_TABLE_DEFAULT) < 0)
                 return EXIT_FAILURE;
         r = parse_env(&config);
         if (r >= 0)
@@ -390,14 +397,15 @@ int main(int argc, char *argv[])
                 log_info("--flush: everything a previous run left is removed");
                 goto finish;
         }
-        r = bus_server_new(m->event, config.socket_path, config.socket_mode,
-                           &(BusPeerPolicy){.uids = config.allow_uids,
-                                            .n_uids = config.n_allow_uids,
-                                            .gids = config.allow_gids,
-                                            .n_gids = config.n_allow_gids,
-                                            /* root may change state only when no client is named */
-                                            .allow_root = config.n_allow_uids == 0 && config.n_allow_gids == 0},
-                           KVNETD_MAX_CONNECTIONS, bus_setup_connection, m, &m->bus);
+        r = bus_server_new(
+                m->event, config.socket_path, config.socket_mode,
+                &(BusPeerPolicy){.uids = config.allow_uids,
+                                 .n_uids = config.n_allow_uids,
+                                 .gids = config.allow_gids,
+                                 .n_gids = config.n_allow_gids,
+                                 /* root may change state only when no client is named */
+                                 .allow_root = config.n_allow_uids == 0 && config.n_allow_gids == 0},
+                KVNETD_MAX_CONNECTIONS, bus_setup_connection, m, &m->bus);
         if (r < 0) {
                 log_error_errno(r, "--socket=%s: cannot listen: %m", config.socket_path);
                 goto finish;

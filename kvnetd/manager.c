@@ -99,9 +99,10 @@ int manager_grant_vip(Manager *m, Service *s, const IpAddr *a, const char *ifnam
                 v->tentative = a->family == AF_INET6 && !m->config->ipv6_nodad;
                 service_attach_vip(m, s, v, true);
                 log_event(LOG_INFO, 0, KVEGRESS_MESSAGE_VIP_BOUND,
-                          LOG_OBJECT(.service = s->key, .vip = ip_addr_to_string(a, (char[INET6_ADDRSTRLEN]){})),
-                          "bound VIP %s on %s for %s", ip_addr_to_string(a, (char[INET6_ADDRSTRLEN]){}), ifname,
-                          s->key);
+                          LOG_OBJECT(.service = s->key,
+                                     .vip = ip_addr_to_string(a, (char[INET6_ADDRSTRLEN]){})),
+                          "bound VIP %s on %s for %s", ip_addr_to_string(a, (char[INET6_ADDRSTRLEN]){}),
+                          ifname, s->key);
                 announce_start(m, v);
         }
         service_set_deadline(m, s, deadline);
@@ -137,9 +138,10 @@ int manager_release_vip(Manager *m, Service *s, Vip *v)
                 return log_warning_errno(r, "removing VIP %s from %s failed: %m",
                                          ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), v->ifname);
         log_event(LOG_INFO, 0, KVEGRESS_MESSAGE_VIP_RELEASED,
-                  LOG_OBJECT(.service = s->key, .vip = ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){})),
-                  "released VIP %s on %s of %s", ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}), v->ifname,
-                  s->key);
+                  LOG_OBJECT(.service = s->key,
+                             .vip = ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){})),
+                  "released VIP %s on %s of %s", ip_addr_to_string(&v->addr, (char[INET6_ADDRSTRLEN]){}),
+                  v->ifname, s->key);
         service_detach_vip(m, v, true);
         vip_dad_done(v, -ENOENT, "address: released before duplicate-address detection ended");
         free(v);
@@ -173,8 +175,8 @@ int manager_remove_service(Manager *m, Service *s)
                          * the record, then remove again. A VIP kept here
                          * outlives its grant, or its lease once kvpd lets
                          * it go. */
-                        log_notice("%s: removing its egress failed: %s; rebuilding table inet %s first", s->key,
-                                   strerror(-r), m->config->table);
+                        log_notice("%s: removing its egress failed: %s; rebuilding table inet %s first",
+                                   s->key, strerror(-r), m->config->table);
                         if (manager_reconcile_table(m) >= 0)
                                 r = manager_set_egress(m, s, NULL, NULL);
                 }
@@ -287,21 +289,23 @@ static void fence_service(Manager *m, Service *s, bool deadline)
 
         m->n_fences++;
         for (size_t i = 0; i < s->n_vips; i++)
-                log_event(LOG_NOTICE, 0, KVEGRESS_MESSAGE_VIP_FENCED,
-                          LOG_OBJECT(.service = s->key,
-                                     .vip = ip_addr_to_string(&s->vips[i]->addr, (char[INET6_ADDRSTRLEN]){})),
-                          "%s: fencing VIP %s: %s", s->key,
-                          ip_addr_to_string(&s->vips[i]->addr, (char[INET6_ADDRSTRLEN]){}),
-                          !deadline ? "not claimed again in the grace period after a restart"
-                          : claimed ? "its grant expired without renewal"
-                                    : "its grant deadline, saved before the restart, passed before a client "
-                                      "claimed it again");
+                log_event(
+                        LOG_NOTICE, 0, KVEGRESS_MESSAGE_VIP_FENCED,
+                        LOG_OBJECT(.service = s->key,
+                                   .vip = ip_addr_to_string(&s->vips[i]->addr, (char[INET6_ADDRSTRLEN]){})),
+                        "%s: fencing VIP %s: %s", s->key,
+                        ip_addr_to_string(&s->vips[i]->addr, (char[INET6_ADDRSTRLEN]){}),
+                        !deadline ? "not claimed again in the grace period after a restart"
+                        : claimed ? "its grant expired without renewal"
+                                  : "its grant deadline, saved before the restart, passed before a client "
+                                    "claimed it again");
         if (s->n_vips == 0)
                 log_event(LOG_NOTICE, 0, KVEGRESS_MESSAGE_VIP_FENCED, LOG_OBJECT(.service = s->key),
-                  "%s %s: removing its egress", s->key,
-                  !deadline ? "was not claimed in the grace period"
-                  : claimed ? "grant expired without renewal"
-                            : "grant deadline (saved before the restart) passed before it was claimed again");
+                          "%s %s: removing its egress", s->key,
+                          !deadline ? "was not claimed in the grace period"
+                          : claimed ? "grant expired without renewal"
+                                    : "grant deadline (saved before the restart) passed before it was "
+                                      "claimed again");
         r = manager_remove_service(m, s);
         if (r < 0) {
                 /* Try again soon; the VIP must not outlive its grant. */

@@ -53,13 +53,13 @@ struct Manager {
         sd_event_source *announce_timer;
         sd_event_source *reconcile_timer;
         sd_event_source *save_timer;
-        int journal_fd; /* <state-dir>/vips.journal, open for appending (state.c) */
+        int journal_fd;   /* <state-dir>/vips.journal, open for appending (state.c) */
         usec_t grace_end; /* 0 once the grace period is over */
 
-        struct nl_sock *nl;       /* rtnetlink requests */
-        struct nl_sock *nl_watch; /* address events */
-        PodMap node_addrs;        /* every address on the node (addr.c) */
-        bool node_addrs_stale;    /* rebuilt from a dump before its next use */
+        struct nl_sock *nl;            /* rtnetlink requests */
+        struct nl_sock *nl_watch;      /* address events */
+        PodMap node_addrs;             /* every address on the node (addr.c) */
+        bool node_addrs_stale;         /* rebuilt from a dump before its next use */
         struct LinkLocal *link_locals; /* per interface, for NA (addr.c) */
         size_t n_link_locals, cap_link_locals;
         sd_event_source *nl_watch_source;
@@ -70,7 +70,7 @@ struct Manager {
          * manager_reconcile_table(). */
         uint32_t nft_gen;
         bool nft_gen_known;
-        int arp_fd;                /* AF_PACKET: gratuitous ARP and unsolicited NA (announce.c) */
+        int arp_fd; /* AF_PACKET: gratuitous ARP and unsolicited NA (announce.c) */
 
         /* Conntrack entries of changed pods are deleted by a worker thread
          * (ctworker.c), never on this loop; ct_pending holds the addresses
@@ -107,7 +107,6 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 int manager_start(Manager *m);
 /* On exit: leaves everything in place unless clean_on_stop. */
 void manager_stop(Manager *m);
-
 
 /* Binds the VIP for s (idempotent; claims an adopted VIP). */
 int manager_grant_vip(Manager *m, Service *s, const IpAddr *a, const char *ifname, usec_t deadline);

@@ -172,7 +172,8 @@ static void put_table(NftBatch *b, uint16_t type, uint16_t flags, const char *ta
                         nftnl_table_free(t);
                         return oom(b);
                 }
-                nftnl_table_set_data(t, NFTNL_TABLE_USERDATA, nftnl_udata_buf_data(u), nftnl_udata_buf_len(u));
+                nftnl_table_set_data(t, NFTNL_TABLE_USERDATA, nftnl_udata_buf_data(u),
+                                     nftnl_udata_buf_len(u));
                 nftnl_udata_buf_free(u);
         }
         nftnl_table_nlmsg_build_payload(nlh, t);
@@ -206,7 +207,8 @@ static void put_chain(NftBatch *b, uint16_t type, uint16_t flags, const char *ta
                         nftnl_chain_free(c);
                         return oom(b);
                 }
-                nftnl_chain_set_data(c, NFTNL_CHAIN_USERDATA, nftnl_udata_buf_data(u), nftnl_udata_buf_len(u));
+                nftnl_chain_set_data(c, NFTNL_CHAIN_USERDATA, nftnl_udata_buf_data(u),
+                                     nftnl_udata_buf_len(u));
                 nftnl_udata_buf_free(u);
         }
         nftnl_chain_nlmsg_build_payload(nlh, c);

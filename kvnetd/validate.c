@@ -27,7 +27,8 @@ int validate_string(const char *field, size_t idx, const char *s, ParseError *er
                 return -EINVAL;
         }
         if (strlen(s) > KVNETD_MAX_STRING) {
-                parse_error_set(err, "%s: longer than %d bytes", field_name(field, idx, f), KVNETD_MAX_STRING);
+                parse_error_set(err, "%s: longer than %d bytes", field_name(field, idx, f),
+                                KVNETD_MAX_STRING);
                 return -E2BIG;
         }
         return 0;
@@ -241,7 +242,8 @@ int egress_request_validate(const Config *c, const EgressRequest *req, EgressPol
         for (size_t i = 1; i < p->n_pods; i++)
                 if (ip_addr_equal(&p->pods[i - 1], &p->pods[i])) {
                         char buf[INET6_ADDRSTRLEN];
-                        parse_error_set(err, "pods: %s is listed twice", ip_addr_to_string(&p->pods[i], buf));
+                        parse_error_set(err, "pods: %s is listed twice",
+                                        ip_addr_to_string(&p->pods[i], buf));
                         return -EINVAL;
                 }
 

@@ -17,7 +17,8 @@ int validate_string(const char *field, size_t idx, const char *s, ParseError *er
 int validate_service_key(const char *field, const char *s, ParseError *err);
 /* A VIP: a bare address, or one with /32 (IPv4) or /128 (IPv6), of family
  * (AF_UNSPEC for either), inside one of the configured VIP ranges. */
-int validate_vip(const Config *c, const char *field, const char *s, int family, IpAddr *ret, ParseError *err);
+int validate_vip(const Config *c, const char *field, const char *s, int family, IpAddr *ret,
+                 ParseError *err);
 /* Valid name, on the allowlist, and present in this network namespace. */
 int validate_ifname(const Config *c, const char *field, const char *s, ParseError *err);
 /* deadline must lie in (now, now + KVNETD_MAX_GRANT_USEC]. */

@@ -105,15 +105,15 @@ static int parse_lb_ips(const char *v, EgressAnnotations *a, AnnotationError *er
         for (size_t i = 0; i < n; i++) {
                 if (looks_like_dns_name(l[i]))
                         return fail(err, KV_ANN_LOADBALANCER_IPS, -EINVAL,
-                                    "entry %zu \"%.64s\" is a DNS name; kvegress binds IP addresses only", i + 1,
-                                    l[i]);
+                                    "entry %zu \"%.64s\" is a DNS name; kvegress binds IP addresses only",
+                                    i + 1, l[i]);
                 r = ip_addr_parse(l[i], AF_UNSPEC, &ips[i], &pe);
                 if (r < 0)
                         return fail(err, KV_ANN_LOADBALANCER_IPS, r, "entry %zu: %s", i + 1, pe.message);
                 for (size_t j = 0; j < i; j++)
                         if (ip_addr_equal(&ips[i], &ips[j]))
-                                return fail(err, KV_ANN_LOADBALANCER_IPS, -EINVAL, "entry %zu \"%.64s\" is repeated",
-                                            i + 1, l[i]);
+                                return fail(err, KV_ANN_LOADBALANCER_IPS, -EINVAL,
+                                            "entry %zu \"%.64s\" is repeated", i + 1, l[i]);
         }
         a->lb_ips = TAKE_PTR(ips);
         a->n_lb_ips = n;
@@ -195,8 +195,8 @@ int egress_annotations_parse(const KubeStringMap *annotations, const char *servi
         }
 
         r = parse_strict_bool(KV_ANN_EGRESS_DETECT_API_SERVER,
-                              annotation_get(annotations, KV_ANN_EGRESS_DETECT_API_SERVER), &a.detect_api_server,
-                              err);
+                              annotation_get(annotations, KV_ANN_EGRESS_DETECT_API_SERVER),
+                              &a.detect_api_server, err);
         if (r < 0)
                 return r;
 
@@ -228,8 +228,8 @@ int egress_annotations_parse(const KubeStringMap *annotations, const char *servi
         v = annotation_get(annotations, KV_ANN_SERVICE_VLAN);
         if (v && !blank(v))
                 return fail(err, KV_ANN_SERVICE_VLAN, -EOPNOTSUPP,
-                            "\"%.32s\" is not supported: create the VLAN link on the node and name it in %s", v,
-                            KV_ANN_SERVICE_INTERFACE);
+                            "\"%.32s\" is not supported: create the VLAN link on the node and name it in %s",
+                            v, KV_ANN_SERVICE_INTERFACE);
 
         v = annotation_get(annotations, KV_ANN_SERVICE_INTERFACE);
         if (v && !blank(v)) {

@@ -59,7 +59,8 @@ static int on_list_vips(sd_bus_message *reply, void *userdata, sd_bus_error *ret
         if (r < 0)
                 log_warning_errno(r, "kvnetd: cannot read its grants: %m");
         if (m->carry.n_keys > 0)
-                log_notice("not synced with the API yet: kvnetd's %zu grant(s) are renewed on kvelectd's renewals "
+                log_notice("not synced with the API yet: kvnetd's %zu grant(s) are renewed on kvelectd's "
+                           "renewals "
                            "of their kube-vip Leases until kvpd is",
                            m->carry.n_keys);
         return 0;
@@ -101,10 +102,10 @@ void carry_renewed(Manager *m, const char *lease_namespace, const char *lease_na
                 if (strncmp(key, lease_namespace, ns_len) != 0 || key[ns_len] != '/' ||
                     !streq(key + ns_len + 1, lease_name + strlen(KUBE_VIP_LEASE_PREFIX)))
                         continue;
-                log_debug("%s: carried: renewing its grant on the renewal of Lease %s/%s", key, lease_namespace,
-                          lease_name);
+                log_debug("%s: carried: renewing its grant on the renewal of Lease %s/%s", key,
+                          lease_namespace, lease_name);
                 (void)sd_bus_call_method_async(bus, NULL, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE,
-                                               KVNETD_METHOD_RENEW_GRANT, NULL, NULL, KVNETD_SIG_RENEW_GRANT, key,
-                                               grant);
+                                               KVNETD_METHOD_RENEW_GRANT, NULL, NULL, KVNETD_SIG_RENEW_GRANT,
+                                               key, grant);
         }
 }

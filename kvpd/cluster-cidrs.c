@@ -58,7 +58,7 @@ static IpPrefix prefix_parent(const IpPrefix *p)
         unsigned bit = p->prefixlen - 1; /* the bit that tells the halves apart */
 
         q.prefixlen = p->prefixlen - 1;
-        q.addr.bytes[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
+        q.addr.bytes[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
         return q;
 }
 
@@ -74,8 +74,8 @@ size_t ip_prefix_aggregate(IpPrefix *v, size_t n)
                 prefixes_normalize(v, &n);
                 changed = n != before;
                 for (size_t i = 0; i < n; i++) {
-                        if (i + 1 < n && v[i].family == v[i + 1].family && v[i].prefixlen == v[i + 1].prefixlen &&
-                            v[i].prefixlen > 0) {
+                        if (i + 1 < n && v[i].family == v[i + 1].family &&
+                            v[i].prefixlen == v[i + 1].prefixlen && v[i].prefixlen > 0) {
                                 IpPrefix a = prefix_parent(&v[i]), b = prefix_parent(&v[i + 1]);
                                 if (ip_prefix_equal(&a, &b)) {
                                         v[k++] = a;
@@ -148,7 +148,8 @@ int kubeadm_networking_parse(const char *yaml, char **ret_pod_subnet, char **ret
                         continue;
                 if ((size_t)(colon - p) == strlen("podSubnet") && strncmp(p, "podSubnet", 9) == 0)
                         target = &pod;
-                else if ((size_t)(colon - p) == strlen("serviceSubnet") && strncmp(p, "serviceSubnet", 13) == 0)
+                else if ((size_t)(colon - p) == strlen("serviceSubnet") &&
+                         strncmp(p, "serviceSubnet", 13) == 0)
                         target = &svc;
                 else
                         continue;
@@ -181,8 +182,8 @@ static const char *container_flag(const KubeContainer *c, const char *flag)
         return NULL;
 }
 
-static int select_family(PrefixSet *out, const IpPrefix *env, size_t n_env, const PrefixSet *detected, int family,
-                         const char *fallback, unsigned defaulted_bit, unsigned *defaulted)
+static int select_family(PrefixSet *out, const IpPrefix *env, size_t n_env, const PrefixSet *detected,
+                         int family, const char *fallback, unsigned defaulted_bit, unsigned *defaulted)
 {
         IpPrefix p;
         bool found = false;
@@ -252,10 +253,10 @@ int cluster_cidrs_compute(const ClusterCidrSources *src, ClusterCidrs *ret)
                         goto finish;
         }
 
-        if ((r = select_family(&pod_out, src->env_pod, src->n_env_pod, &pod, AF_INET, CLUSTER_DEFAULT_POD_CIDR4,
-                               CLUSTER_DEFAULTED_POD4, &defaulted)) < 0 ||
-            (r = select_family(&pod_out, src->env_pod, src->n_env_pod, &pod, AF_INET6, CLUSTER_DEFAULT_POD_CIDR6,
-                               CLUSTER_DEFAULTED_POD6, &defaulted)) < 0 ||
+        if ((r = select_family(&pod_out, src->env_pod, src->n_env_pod, &pod, AF_INET,
+                               CLUSTER_DEFAULT_POD_CIDR4, CLUSTER_DEFAULTED_POD4, &defaulted)) < 0 ||
+            (r = select_family(&pod_out, src->env_pod, src->n_env_pod, &pod, AF_INET6,
+                               CLUSTER_DEFAULT_POD_CIDR6, CLUSTER_DEFAULTED_POD6, &defaulted)) < 0 ||
             (r = select_family(&svc_out, src->env_service, src->n_env_service, &svc, AF_INET,
                                CLUSTER_DEFAULT_SERVICE_CIDR4, CLUSTER_DEFAULTED_SVC4, &defaulted)) < 0 ||
             (r = select_family(&svc_out, src->env_service, src->n_env_service, &svc, AF_INET6,

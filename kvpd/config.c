@@ -20,12 +20,15 @@ static const struct {
         VarKind kind;
         const char *help;
 } vars[] = {
-        {"vip_nodename", VAR_USED, "this node's name: local-endpoint match and lease identity (default: hostname)"},
-        {"vip_servicesinterface", VAR_USED, "interface VIPs are bound to, or \"auto\" (default: vip_interface)"},
+        {"vip_nodename", VAR_USED,
+         "this node's name: local-endpoint match and lease identity (default: hostname)"},
+        {"vip_servicesinterface", VAR_USED,
+         "interface VIPs are bound to, or \"auto\" (default: vip_interface)"},
         {"vip_interface", VAR_USED, "fallback for vip_servicesinterface (default: \"auto\")"},
         {"svc_namespace", VAR_USED, "watch Services of this namespace only (default: all)"},
         {"lb_class_name", VAR_USED, "spec.loadBalancerClass handled (default: " LB_CLASS_NAME_DEFAULT ")"},
-        {"lb_class_only", VAR_USED, "legacy mode: ignore Services without a loadBalancerClass (default: false)"},
+        {"lb_class_only", VAR_USED,
+         "legacy mode: ignore Services without a loadBalancerClass (default: false)"},
         {"lb_class_legacy_handling", VAR_USED,
          "true: a Service without a class is handled too, unless lb_class_only (default: true)"},
         {"egress_podcidr", VAR_USED, "pod CIDRs never SNATed, comma list (default: detected)"},
@@ -45,10 +48,12 @@ static const struct {
          "in-cluster)"},
         {"KVEGRESS_KUBE_CONTEXT", VAR_USED, "kubeconfig context (default: current-context)"},
         {"KVEGRESS_KVNETD_SOCKET", VAR_USED, "kvnetd's socket (default " KVNETD_SOCKET_PATH_DEFAULT ")"},
-        {"KVEGRESS_KVELECTD_SOCKET", VAR_USED, "kvelectd's socket (default " KVELECTD_SOCKET_PATH_DEFAULT ")"},
+        {"KVEGRESS_KVELECTD_SOCKET", VAR_USED,
+         "kvelectd's socket (default " KVELECTD_SOCKET_PATH_DEFAULT ")"},
         {"KVEGRESS_KVPD_SOCKET", VAR_USED,
          "kvpd's own read-only socket for kvctl, unless socket-activated (default: none)"},
-        {"KVEGRESS_GRANT_MARGIN", VAR_USED, "VIP grants end this long before leadership may (default 500ms)"},
+        {"KVEGRESS_GRANT_MARGIN", VAR_USED,
+         "VIP grants end this long before leadership may (default 500ms)"},
         {"KVEGRESS_DEBOUNCE", VAR_USED, "changes to one service gathered this long (default 5ms)"},
         {"KVEGRESS_STOP_TIMEOUT", VAR_USED, "bound on the clean-up at SIGTERM (default 5s)"},
         {"KVEGRESS_STATUS_RETRY", VAR_USED, "retry period of failed status writes (default 1s)"},
@@ -60,8 +65,8 @@ void config_help(FILE *f)
 {
         fprintf(f, "Environment (kube-vip's names where it has one):\n");
         for (size_t i = 0; i < ELEMENTSOF(vars); i++)
-                fprintf(f, "  %-26s %s%s\n", vars[i].name, vars[i].kind == VAR_ACCEPTED ? "accepted, no effect: " : "",
-                        vars[i].help);
+                fprintf(f, "  %-26s %s%s\n", vars[i].name,
+                        vars[i].kind == VAR_ACCEPTED ? "accepted, no effect: " : "", vars[i].help);
 }
 
 void config_done(Config *c)
@@ -250,8 +255,8 @@ int config_load(Config *ret)
                 if (r < 0)
                         return r;
         }
-        for (const char *const *n =
-                     (const char *const[]){"vip_leaseduration", "vip_renewdeadline", "vip_retryperiod", NULL};
+        for (const char *const *n = (const char *const[]){"vip_leaseduration", "vip_renewdeadline",
+                                                          "vip_retryperiod", NULL};
              *n; n++) {
                 r = env_get_duration_usec(*n, USEC_PER_MSEC, 3600 * USEC_PER_SEC, &u);
                 if (r < 0)

@@ -7,11 +7,8 @@
 #include "array.h"
 
 static const char *const state_table[_EGRESS_STATE_MAX] = {
-        [EGRESS_NONE] = "none",
-        [EGRESS_INVALID] = "invalid",
-        [EGRESS_IDLE] = "idle",
-        [EGRESS_YIELDING] = "yielding",
-        [EGRESS_READY] = "ready",
+        [EGRESS_NONE] = "none",         [EGRESS_INVALID] = "invalid", [EGRESS_IDLE] = "idle",
+        [EGRESS_YIELDING] = "yielding", [EGRESS_READY] = "ready",
 };
 
 static const char *const vip_source_table[_VIP_SOURCE_MAX] = {
@@ -144,7 +141,8 @@ static int collect_vips(EgressPolicy *p, const KubeService *s, const EgressAnnot
                         if (isempty(s->ingress[i].ip))
                                 continue;
                         if (ip_addr_parse(s->ingress[i].ip, AF_UNSPEC, &ip, &pe) < 0)
-                                return set_error(p, NULL, "status.loadBalancer.ingress[%zu].ip: %s", i, pe.message);
+                                return set_error(p, NULL, "status.loadBalancer.ingress[%zu].ip: %s", i,
+                                                 pe.message);
                         if (!addr_in(p->vips, n, &ip))
                                 p->vips[n++] = ip;
                 }
@@ -214,7 +212,8 @@ static int collect_pass(const KubeEndpointSlice *const *slices, size_t ns, const
                         for (char **a = e->addresses; a && *a; a++) {
                                 IpAddr ip;
                                 if (ip_addr_parse(*a, family, &ip, NULL) < 0)
-                                        continue; /* the API validates these; a bad one is not ours to guess */
+                                        continue; /* the API validates these; a bad one is not ours to guess
+                                                   */
                                 if (addr_in(l->v, l->n, &ip))
                                         continue;
                                 if (l->n >= EGRESS_MAX_PODS)
@@ -244,7 +243,8 @@ static int collect_local(const EgressInput *in, LocalEndpoints *ret)
                 return -ENOMEM;
         for (size_t i = 0; i < in->n_slices; i++) {
                 const KubeEndpointSlice *sl = in->slices[i];
-                if (sl && streq_ptr(sl->service_name, s->meta.name) && streq_ptr(sl->meta.namespace, s->meta.namespace))
+                if (sl && streq_ptr(sl->service_name, s->meta.name) &&
+                    streq_ptr(sl->meta.namespace, s->meta.namespace))
                         slices[ns++] = sl;
         }
         qsort(slices, ns, sizeof(*slices), slice_ptr_cmp);
@@ -271,7 +271,8 @@ static void pick_active(const LocalEndpoints *l, int family, const IpAddr *prev,
         } ranges[] = {{0, l->n_ready}, {l->n_ready, l->n}};
 
         for (size_t k = 0; k < ELEMENTSOF(ranges); k++) {
-                if (prev && prev->family == family && addr_in(l->v + ranges[k].from, ranges[k].to - ranges[k].from, prev)) {
+                if (prev && prev->family == family &&
+                    addr_in(l->v + ranges[k].from, ranges[k].to - ranges[k].from, prev)) {
                         *ret = *prev;
                         *has = true;
                         return;
@@ -432,10 +433,11 @@ int egress_policy_compute(const EgressInput *in, EgressPolicy **ret)
         }
 
         if (!streq_ptr(s->external_traffic_policy, "Local")) {
-                r = set_error(p, NULL,
-                              "spec.externalTrafficPolicy is \"%s\"; egress needs \"Local\" so the VIP lives on "
-                              "the node of the pods it is the source address for",
-                              s->external_traffic_policy ? s->external_traffic_policy : "Cluster");
+                r = set_error(
+                        p, NULL,
+                        "spec.externalTrafficPolicy is \"%s\"; egress needs \"Local\" so the VIP lives on "
+                        "the node of the pods it is the source address for",
+                        s->external_traffic_policy ? s->external_traffic_policy : "Cluster");
                 if (r < 0)
                         return r;
                 *ret = TAKE_PTR(p);
@@ -480,8 +482,8 @@ int egress_policy_compute(const EgressInput *in, EgressPolicy **ret)
                 return 0;
         }
 
-        if (a.ipv6 && !p->has_vip6 && p->n_vips > 0 && (r = add_warning(p, "%s is \"true\" but no VIP is IPv6",
-                                                                          KV_ANN_EGRESS_IPV6)) < 0)
+        if (a.ipv6 && !p->has_vip6 && p->n_vips > 0 &&
+            (r = add_warning(p, "%s is \"true\" but no VIP is IPv6", KV_ANN_EGRESS_IPV6)) < 0)
                 return r;
         for (int f = 0; f < 2; f++) {
                 int family = f == 0 ? AF_INET : AF_INET6;
@@ -489,9 +491,9 @@ int egress_policy_compute(const EgressInput *in, EgressPolicy **ret)
                 /* An allowed list with no entry of this family must not read
                  * as "no restriction" further down: that family is left out. */
                 if (has && !family_allowed(&a, family) &&
-                    (r = add_warning(p, "%s has no %s network; %s egress is off", KV_ANN_EGRESS_ALLOWED_NETWORKS,
-                                     family == AF_INET ? "IPv4" : "IPv6", family == AF_INET ? "IPv4" : "IPv6")) <
-                            0)
+                    (r = add_warning(p, "%s has no %s network; %s egress is off",
+                                     KV_ANN_EGRESS_ALLOWED_NETWORKS, family == AF_INET ? "IPv4" : "IPv6",
+                                     family == AF_INET ? "IPv4" : "IPv6")) < 0)
                         return r;
         }
 
@@ -551,7 +553,8 @@ bool egress_policy_net_equal(const EgressPolicy *a, const EgressPolicy *b)
                 return a == b;
         if (a->has_vip4 != b->has_vip4 || a->has_vip6 != b->has_vip6 || a->n_ports != b->n_ports)
                 return false;
-        if ((a->has_vip4 && !ip_addr_equal(&a->vip4, &b->vip4)) || (a->has_vip6 && !ip_addr_equal(&a->vip6, &b->vip6)))
+        if ((a->has_vip4 && !ip_addr_equal(&a->vip4, &b->vip4)) ||
+            (a->has_vip6 && !ip_addr_equal(&a->vip6, &b->vip6)))
                 return false;
         for (size_t i = 0; i < a->n_ports; i++)
                 if (a->ports[i].proto != b->ports[i].proto || a->ports[i].port != b->ports[i].port)

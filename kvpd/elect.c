@@ -100,11 +100,12 @@ static void campaign_refused(Manager *m, Lease *l, const sd_bus_error *e)
 {
         char why[512];
         bool retry = sd_bus_error_has_name(e, SD_BUS_ERROR_LIMITS_EXCEEDED) ||
-                     sd_bus_error_has_name(e, SD_BUS_ERROR_FAILED) || sd_bus_error_has_name(e, SD_BUS_ERROR_NO_MEMORY);
+                     sd_bus_error_has_name(e, SD_BUS_ERROR_FAILED) ||
+                     sd_bus_error_has_name(e, SD_BUS_ERROR_NO_MEMORY);
         int r;
 
-        (void)snprintf(why, sizeof(why), "kvelectd refused Campaign for lease %s/%s: %s", l->namespace, l->name,
-                       e->message ? e->message : e->name);
+        (void)snprintf(why, sizeof(why), "kvelectd refused Campaign for lease %s/%s: %s", l->namespace,
+                       l->name, e->message ? e->message : e->name);
         for (size_t i = 0; i < m->n_services; i++) {
                 Service *s = m->services[i];
 
@@ -167,11 +168,15 @@ static int send_call(Manager *m, const char *method, Lease *l, bool for_stop)
                 return -ENOTCONN; /* replayed on connect */
         if (campaign)
                 lease_set_campaign_slot(l, NULL);
-        r = sd_bus_call_method_async(bus, campaign ? &slot : NULL, NULL, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE,
-                                     method, campaign ? on_campaign_reply : for_stop ? on_stop_reply : on_reply,
+        r = sd_bus_call_method_async(bus, campaign ? &slot : NULL, NULL, KVELECTD_BUS_PATH,
+                                     KVELECTD_BUS_INTERFACE, method,
+                                     campaign   ? on_campaign_reply
+                                     : for_stop ? on_stop_reply
+                                                : on_reply,
                                      campaign ? (void *)l : (void *)m, "ss", l->namespace, l->name);
         if (r < 0)
-                return log_warning_errno(r, "kvelectd: %s(%s/%s) not sent: %m", method, l->namespace, l->name);
+                return log_warning_errno(r, "kvelectd: %s(%s/%s) not sent: %m", method, l->namespace,
+                                         l->name);
         if (campaign)
                 lease_set_campaign_slot(l, slot);
         if (for_stop)
@@ -248,8 +253,9 @@ static int on_lease_deadline(sd_event_source *es, uint64_t usec, void *userdata)
 
                 if (!l->leading || !l->carried || l->deadline_usec > now)
                         continue;
-                log_warning("lease %s/%s: not renewed by its deadline (kvelectd %s): no longer leading", l->namespace,
-                            l->name, bus_client_get(m->kvelectd) ? "restarted but has not renewed it" : "is gone");
+                log_warning("lease %s/%s: not renewed by its deadline (kvelectd %s): no longer leading",
+                            l->namespace, l->name,
+                            bus_client_get(m->kvelectd) ? "restarted but has not renewed it" : "is gone");
                 l->leading = l->carried = false;
                 l->deadline_usec = 0;
                 m->reports->lease_changed(l, false);
@@ -329,8 +335,8 @@ void elect_apply(Service *s, unsigned actions)
                 if (!s->lease)
                         log_error("%s: out of memory campaigning", s->key);
                 else
-                        log_info("%s: campaigning for lease %s/%s (%zu local pods)", s->key, p->lease_namespace,
-                                 p->lease_name, p->n_pods);
+                        log_info("%s: campaigning for lease %s/%s (%zu local pods)", s->key,
+                                 p->lease_namespace, p->lease_name, p->n_pods);
         }
 }
 
@@ -355,7 +361,8 @@ static int on_leadership(sd_bus_message *msg, void *userdata, sd_bus_error *ret_
 
         r = sd_bus_message_read(msg, KVELECTD_SIG_LEADERSHIP, &ns, &name, &leading, &deadline, &holder);
         if (r < 0)
-                return log_warning_errno(r, "kvelectd: malformed %s signal: %m", KVELECTD_SIGNAL_LEADERSHIP), 0;
+                return log_warning_errno(r, "kvelectd: malformed %s signal: %m", KVELECTD_SIGNAL_LEADERSHIP),
+                       0;
         l = elect_find(m, ns, name);
         if (!l)
                 return 0; /* withdrawn meanwhile */
@@ -428,15 +435,17 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
                         }
                 }
                 if (n > 0)
-                        log_notice("kvelectd gone: keeping %u lease(s) until their deadlines unless it comes back", n);
+                        log_notice("kvelectd gone: keeping %u lease(s) until their deadlines unless it "
+                                   "comes back",
+                                   n);
                 arm_lease_deadline(m);
                 /* The answers it owed will not come: kvnetd's clean-up need
                  * not wait for them. */
                 m->reports->startup_event(m, STARTUP_KVELECTD_GONE);
                 return;
         }
-        r = sd_bus_match_signal(bus, &m->kvelectd_leadership_slot, NULL, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE,
-                                KVELECTD_SIGNAL_LEADERSHIP, on_leadership, m);
+        r = sd_bus_match_signal(bus, &m->kvelectd_leadership_slot, NULL, KVELECTD_BUS_PATH,
+                                KVELECTD_BUS_INTERFACE, KVELECTD_SIGNAL_LEADERSHIP, on_leadership, m);
         if (r >= 0)
                 r = sd_bus_match_signal(bus, &m->kvelectd_renewed_slot, NULL, KVELECTD_BUS_PATH,
                                         KVELECTD_BUS_INTERFACE, KVELECTD_SIGNAL_RENEWED, on_renewed, m);
@@ -446,7 +455,8 @@ static void on_state(BusClient *c, sd_bus *bus, void *userdata)
          * already leads with LeadershipChanged(leading=true). A restarted
          * kvelectd confirms carried leadership once it has renewed. */
         for (size_t i = 0; i < m->n_leases; i++)
-                m->leases[i]->campaign_sent = send_call(m, KVELECTD_METHOD_CAMPAIGN, m->leases[i], false) >= 0;
+                m->leases[i]->campaign_sent =
+                        send_call(m, KVELECTD_METHOD_CAMPAIGN, m->leases[i], false) >= 0;
         m->reports->startup_event(m, STARTUP_KVELECTD_CONNECTED);
 }
 
@@ -463,16 +473,18 @@ static int on_list_campaigns_reply(sd_bus_message *reply, void *userdata, sd_bus
         if (sd_bus_is_open(bus) <= 0)
                 return 0;
         if (e)
-                return log_warning("kvelectd: listing its campaigns failed: %s", e->message ? e->message : e->name),
+                return log_warning("kvelectd: listing its campaigns failed: %s",
+                                   e->message ? e->message : e->name),
                        0;
         r = sd_bus_message_enter_container(reply, 'a', "(ssbst)");
-        while (r >= 0 && (r = sd_bus_message_read(reply, "(ssbst)", &ns, &name, &leading, &deadline, &holder)) > 0) {
+        while (r >= 0 &&
+               (r = sd_bus_message_read(reply, "(ssbst)", &ns, &name, &leading, &deadline, &holder)) > 0) {
                 if (elect_find(m, ns, name))
                         continue;
                 /* kvnetd's clean-up has run: no VIP of this node depends on
                  * it, so releasing the Lease is safe. */
-                log_notice("kvelectd campaigns for lease %s/%s%s, which no Service here wants: withdrawing", ns, name,
-                           leading ? " (leading)" : "");
+                log_notice("kvelectd campaigns for lease %s/%s%s, which no Service here wants: withdrawing",
+                           ns, name, leading ? " (leading)" : "");
                 r = sd_bus_call_method_async(bus, NULL, NULL, KVELECTD_BUS_PATH, KVELECTD_BUS_INTERFACE,
                                              KVELECTD_METHOD_WITHDRAW, on_reply, m, "ss", ns, name);
                 if (r < 0)
@@ -488,8 +500,8 @@ void elect_clean_stale(Manager *m)
         int r;
 
         r = sd_bus_call_method_async(bus_client_get(m->kvelectd), NULL, NULL, KVELECTD_BUS_PATH,
-                                     KVELECTD_BUS_INTERFACE, KVELECTD_METHOD_LIST, on_list_campaigns_reply, m,
-                                     NULL);
+                                     KVELECTD_BUS_INTERFACE, KVELECTD_METHOD_LIST, on_list_campaigns_reply,
+                                     m, NULL);
         if (r < 0) {
                 log_warning_errno(r, "kvelectd: cannot list its campaigns: %m");
                 return;
@@ -503,6 +515,7 @@ int elect_start(Manager *m)
 
         r = bus_client_new(m->event, m->config.kvelectd_socket, on_state, m, &m->kvelectd);
         if (r < 0)
-                return log_error_errno(r, "cannot set up the kvelectd client (%s): %m", m->config.kvelectd_socket);
+                return log_error_errno(r, "cannot set up the kvelectd client (%s): %m",
+                                       m->config.kvelectd_socket);
         return 0;
 }

@@ -20,11 +20,8 @@ static const char *const read_only_methods[] = {KVPD_METHOD_GET_NODE, KVPD_METHO
 static const char *state_to_string(const EgressPolicy *p)
 {
         static const char *const table[_EGRESS_STATE_MAX] = {
-                [EGRESS_NONE] = "none",
-                [EGRESS_INVALID] = "invalid",
-                [EGRESS_IDLE] = "idle",
-                [EGRESS_YIELDING] = "yielding",
-                [EGRESS_READY] = "ready",
+                [EGRESS_NONE] = "none",         [EGRESS_INVALID] = "invalid", [EGRESS_IDLE] = "idle",
+                [EGRESS_YIELDING] = "yielding", [EGRESS_READY] = "ready",
         };
 
         if (!p || p->state < 0 || p->state >= _EGRESS_STATE_MAX)

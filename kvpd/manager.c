@@ -166,7 +166,8 @@ static int on_lag_timer(sd_event_source *es, uint64_t usec, void *userdata)
                           "longest busy stretch %.1f ms of CPU, %.1f ms since start",
                           (double)m->lag_max_usec / USEC_PER_MSEC,
                           (double)(now - m->lag_window_start_usec) / USEC_PER_SEC,
-                          (double)m->lag_max_total_usec / USEC_PER_MSEC, (double)m->busy_max_usec / USEC_PER_MSEC,
+                          (double)m->lag_max_total_usec / USEC_PER_MSEC,
+                          (double)m->busy_max_usec / USEC_PER_MSEC,
                           (double)m->busy_max_total_usec / USEC_PER_MSEC);
                 m->lag_max_usec = m->busy_max_usec = 0;
                 m->lag_window_start_usec = now;
@@ -197,7 +198,8 @@ int manager_start(Manager *m)
 
         r = kube_config_auto(m->config.kubeconfig, m->config.kube_context, &m->kube_config, &error);
         if (r < 0)
-                return log_error_errno(r, "no usable Kubernetes API credentials%s%s (set KVEGRESS_KUBECONFIG)",
+                return log_error_errno(r,
+                                       "no usable Kubernetes API credentials%s%s (set KVEGRESS_KUBECONFIG)",
                                        error ? ": " : "", error ? error : "");
         if (m->kube_config->insecure_skip_tls_verify)
                 log_warning("%s: insecure-skip-tls-verify is set: the API server is not authenticated",
@@ -209,8 +211,9 @@ int manager_start(Manager *m)
                 return log_error_errno(r, "cannot set up the Kubernetes client from %s: %m",
                                        what ? what : "kubeconfig");
         }
-        log_info("node %s, API %s, VIP interface %s, watching %s", m->config.node_name, m->kube_config->server,
-                 m->config.service_interface, m->config.namespace ? m->config.namespace : "all namespaces");
+        log_info("node %s, API %s, VIP interface %s, watching %s", m->config.node_name,
+                 m->kube_config->server, m->config.service_interface,
+                 m->config.namespace ? m->config.namespace : "all namespaces");
 
         lag_probe_start(m);
         r = net_start(m);

@@ -72,11 +72,11 @@ struct Lease {
         char *key; /* "namespace/name" */
         char *namespace;
         char *name;
-        size_t index; /* in Manager.leases */
+        size_t index;       /* in Manager.leases */
         Service **services; /* those whose s->lease is this one */
         size_t n_services, cap_services;
-        unsigned n_wanted;   /* Services that want this lease now */
-        bool campaign_sent;  /* Campaign() sent on the current kvelectd connection */
+        unsigned n_wanted;          /* Services that want this lease now */
+        bool campaign_sent;         /* Campaign() sent on the current kvelectd connection */
         sd_bus_slot *campaign_slot; /* its reply, not in yet: leadership not known yet */
         bool leading;
         /* leading was learnt from a kvelectd connection that is gone. It is
@@ -94,13 +94,13 @@ struct Service {
         char *namespace;
         char *name;
 
-        size_t index; /* in Manager.services */
+        size_t index;         /* in Manager.services */
         EgressPolicy *policy; /* last computed; NULL once the Service is gone */
         bool dirty;
         bool queued;                      /* in the reconciliation queue */
         Service *dirty_next, *dirty_prev; /* the queue's links, while queued */
 
-        Lease *lease;     /* non-NULL while this Service wants its lease */
+        Lease *lease; /* non-NULL while this Service wants its lease */
         bool want_lease;
 
         /* kvnetd: what was last sent (a reference), NULL when nothing is. */
@@ -121,8 +121,8 @@ struct Service {
 
         /* Status on the Service. */
         KubeRequest *status_request;
-        void *status_call; /* its context, freed if the request is cancelled */
-        bool clear_at_stop; /* stopping: clear once the write in flight is answered */
+        void *status_call;      /* its context, freed if the request is cancelled */
+        bool clear_at_stop;     /* stopping: clear once the write in flight is answered */
         char *status_last_body; /* last patch that succeeded, and the RV it was based on */
         char *status_last_rv;
         bool active_reported; /* EgressActive sent for the current holding */
@@ -175,8 +175,8 @@ struct Manager {
         Lease **leases;
         size_t n_leases, cap_leases;
         Hashmap leases_by_key;
-        Hashmap slice_groups; /* "namespace/service" -> SliceGroup */
-        json_t *empty_object;  /* what status.c sees of a stub Service */
+        Hashmap slice_groups;         /* "namespace/service" -> SliceGroup */
+        json_t *empty_object;         /* what status.c sees of a stub Service */
         unsigned n_campaigns_pending; /* leases with a campaign_slot */
 
         /* Event-loop lag, measured with a periodic timer at debug level. */
@@ -193,7 +193,7 @@ struct Manager {
         sd_bus_slot *kvnetd_expired_slot;
         unsigned kvnetd_clean_calls; /* calls of the stale-state clean-up not answered yet */
         bool kvnetd_clean_failed;    /* ... and whether one of them failed */
-        struct { /* carry.c: kvnetd's grants renewed before the first sync */
+        struct {                     /* carry.c: kvnetd's grants renewed before the first sync */
                 char **keys;
                 size_t n_keys;
                 sd_bus_slot *list_slot;
@@ -206,7 +206,7 @@ struct Manager {
         sd_event_source *campaign_retry_source; /* re-sends refused campaigns */
 
         BusServer *introspect; /* read-only, for kvctl; NULL when not configured */
-        struct { /* introspect.c renders them (GetMetrics) */
+        struct {               /* introspect.c renders them (GetMetrics) */
                 uint64_t reconcile_errors;
                 MetricHistogram reconcile_seconds, change_to_snat_seconds;
                 LoopLag loop_lag;

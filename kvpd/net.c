@@ -67,8 +67,8 @@ static void schedule_resync(Manager *m)
         if (m->resync_source && sd_event_source_get_enabled(m->resync_source, NULL) > 0)
                 return;
         if (!m->resync_source)
-                r = sd_event_add_time_relative(m->event, &m->resync_source, CLOCK_MONOTONIC, NET_RETRY_USEC, 0,
-                                               on_resync, m);
+                r = sd_event_add_time_relative(m->event, &m->resync_source, CLOCK_MONOTONIC, NET_RETRY_USEC,
+                                               0, on_resync, m);
         else {
                 r = sd_event_source_set_time_relative(m->resync_source, NET_RETRY_USEC);
                 if (r >= 0)
@@ -102,7 +102,8 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
 
         if (c->for_stop) {
                 if (e)
-                        log_warning("kvnetd: %s(%s): %s", c->method, c->key, e->message ? e->message : e->name);
+                        log_warning("kvnetd: %s(%s): %s", c->method, c->key,
+                                    e->message ? e->message : e->name);
                 m->reports->stop_call_done(m);
                 return 0;
         }
@@ -116,7 +117,8 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
                         /* The VIP may still be bound: the lease stays, and
                          * the resync sends RemoveService again (below:
                          * net_failed). */
-                        log_warning("kvnetd: RemoveService(%s) failed: %s", c->key, e->message ? e->message : e->name);
+                        log_warning("kvnetd: RemoveService(%s) failed: %s", c->key,
+                                    e->message ? e->message : e->name);
                         s->net_unknown = true;
                 } else {
                         s->net_unknown = false;
@@ -130,7 +132,8 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
         if (e) {
                 char why[512];
 
-                (void)snprintf(why, sizeof(why), "kvnetd refused %s: %s", c->method, e->message ? e->message : e->name);
+                (void)snprintf(why, sizeof(why), "kvnetd refused %s: %s", c->method,
+                               e->message ? e->message : e->name);
                 /* Retried every resync; said (log, Event) only when it is
                  * news. The first refusal of a batch is its cause: what
                  * follows (SetEgress after a refused GrantVip) is not. */
@@ -138,7 +141,8 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
                         log_debug("%s: %s (after an earlier refusal of this batch)", c->key, why);
                 else if (service_error_set(s, "kvnetd", why)) {
                         log_event(LOG_WARNING, 0, KVEGRESS_MESSAGE_EGRESS_REFUSED,
-                                  LOG_OBJECT(.service = c->key, .daemon = "kvnetd", .node = m->config.node_name),
+                                  LOG_OBJECT(.service = c->key, .daemon = "kvnetd",
+                                             .node = m->config.node_name),
                                   "%s: %s (%s); retrying every %us", c->key, why, e->name,
                                   (unsigned)(NET_RETRY_USEC / USEC_PER_SEC));
                         m->reports->refused(s, why);
@@ -205,7 +209,11 @@ static int call_send(Service *s, sd_bus_message *msg, const char *method, bool f
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        *c = (Call){.manager = m, .key = strdup(s->key), .gen = s->net_gen, .for_stop = for_stop, .method = method};
+        *c = (Call){.manager = m,
+                    .key = strdup(s->key),
+                    .gen = s->net_gen,
+                    .for_stop = for_stop,
+                    .method = method};
         if (!c->key) {
                 call_free(c);
                 return -ENOMEM;
@@ -413,8 +421,10 @@ void net_apply(Service *s, const NetPlan *plan, uint64_t now_usec)
                                "vip_servicesinterface or " KV_ANN_SERVICE_INTERFACE,
                                m->config.node_name);
                 if (service_error_set(s, "kvpd", why)) {
-                        log_warning_errno(r, "%s: no interface for the VIP (%s is \"auto\" and no subnet holds it): %m",
-                                          s->key, KV_ANN_SERVICE_INTERFACE);
+                        log_warning_errno(
+                                r,
+                                "%s: no interface for the VIP (%s is \"auto\" and no subnet holds it): %m",
+                                s->key, KV_ANN_SERVICE_INTERFACE);
                         m->reports->refused(s, why);
                 }
                 s->net_failed = true;
@@ -453,7 +463,8 @@ void net_apply(Service *s, const NetPlan *plan, uint64_t now_usec)
         steps = calloc(plan_batch_max(s->programmed ? &held : NULL, p), sizeof(NetStep));
         if (!steps)
                 goto oom;
-        n_steps = plan_batch(s->programmed ? &held : NULL, s->programmed_ifname, switching, p, ifname, steps);
+        n_steps =
+                plan_batch(s->programmed ? &held : NULL, s->programmed_ifname, switching, p, ifname, steps);
 
         egress_policy_free(s->programmed);
         s->programmed = egress_policy_ref(p);
@@ -512,7 +523,8 @@ static int on_stale_removed(sd_bus_message *reply, void *userdata, sd_bus_error 
         if (sd_bus_is_open(sd_bus_message_get_bus(reply)) <= 0)
                 return 0;
         if (e)
-                log_warning("kvnetd: RemoveService of stale state failed: %s", e->message ? e->message : e->name);
+                log_warning("kvnetd: RemoveService of stale state failed: %s",
+                            e->message ? e->message : e->name);
         clean_call_done(m, e);
         return 0;
 }
@@ -549,8 +561,8 @@ static int remove_stale(Manager *m, sd_bus_message *reply, const char *entry_sig
                         continue;
                 log_notice("kvnetd holds %s for %s, which this node does not serve: removing it", what, key);
                 r = sd_bus_call_method_async(bus_client_get(m->kvnetd), NULL, NULL, KVNETD_BUS_PATH,
-                                             KVNETD_BUS_INTERFACE, KVNETD_METHOD_REMOVE_SERVICE, on_stale_removed,
-                                             m, KVNETD_SIG_REMOVE_SERVICE, key);
+                                             KVNETD_BUS_INTERFACE, KVNETD_METHOD_REMOVE_SERVICE,
+                                             on_stale_removed, m, KVNETD_SIG_REMOVE_SERVICE, key);
                 if (r < 0) {
                         log_warning_errno(r, "kvnetd: RemoveService(%s) not sent: %m", key);
                         m->kvnetd_clean_failed = true;
@@ -575,7 +587,8 @@ static int on_list_reply(sd_bus_message *reply, void *userdata, sd_bus_error *re
         else {
                 /* Replies carry no member; tell them apart by signature. */
                 vips = streq_ptr(sd_bus_message_get_signature(reply, true), KVNETD_SIG_LIST_VIPS_REPLY);
-                r = remove_stale(m, reply, vips ? "(ssst)" : "(sssasa(sq)asasas)", vips ? "a VIP" : "egress rules");
+                r = remove_stale(m, reply, vips ? "(ssst)" : "(sssasa(sq)asasas)",
+                                 vips ? "a VIP" : "egress rules");
                 if (r < 0) {
                         log_warning_errno(r, "kvnetd: cannot read its state: %m");
                         m->kvnetd_clean_failed = true;
@@ -676,6 +689,7 @@ int net_start(Manager *m)
 
         r = bus_client_new(m->event, m->config.kvnetd_socket, on_state, m, &m->kvnetd);
         if (r < 0)
-                return log_error_errno(r, "cannot set up the kvnetd client (%s): %m", m->config.kvnetd_socket);
+                return log_error_errno(r, "cannot set up the kvnetd client (%s): %m",
+                                       m->config.kvnetd_socket);
         return 0;
 }

@@ -276,7 +276,8 @@ StopPlan plan_stop(const StopFacts *f)
                         return none;
                 return (StopPlan){
                         .phase = STOP_PHASE_RELEASING,
-                        .actions = (f->api_client ? STOP_ACTION_CLEAR_STATUS : 0) | STOP_ACTION_REMOVE_SERVICES,
+                        .actions =
+                                (f->api_client ? STOP_ACTION_CLEAR_STATUS : 0) | STOP_ACTION_REMOVE_SERVICES,
                 };
         }
         if (f->timed_out)

@@ -108,7 +108,7 @@ typedef struct ServiceFacts {
         bool net_failed;                /* kvnetd refused a call of it (or no interface): retried */
         bool net_confirmed;             /* kvnetd accepted every call of it */
         bool removing;                  /* RemoveService sent, not answered: the lease is kept until then */
-        bool net_unknown;               /* kvnetd left while it may have held this: removed before the lease goes */
+        bool net_unknown; /* kvnetd left while it may have held this: removed before the lease goes */
 
         /* The Service's status */
         bool status_cached;    /* the informer has the Service (status is written against it) */
@@ -266,14 +266,14 @@ typedef struct StopFacts {
 /* In this order: the status clear asks what kvnetd had confirmed, which
  * RemoveService forgets. */
 typedef enum StopAction {
-        STOP_ACTION_CLEAR_STATUS = 1 << 0,   /* clear what this node wrote on every Service */
+        STOP_ACTION_CLEAR_STATUS = 1 << 0,    /* clear what this node wrote on every Service */
         STOP_ACTION_REMOVE_SERVICES = 1 << 1, /* RemoveService for every Service kvnetd may hold */
         STOP_ACTION_WITHDRAW = 1 << 2,        /* Withdraw every lease */
         STOP_ACTION_EXIT = 1 << 3,            /* leave the event loop */
 } StopAction;
 
 typedef struct StopPlan {
-        StopPhase phase; /* the phase after the actions */
+        StopPhase phase;  /* the phase after the actions */
         unsigned actions; /* StopAction bits */
 } StopPlan;
 

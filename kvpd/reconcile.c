@@ -194,7 +194,8 @@ static int reconcile_cidrs(Manager *m)
         if (m->informers[WATCH_SERVICECIDRS])
                 (void)kube_informer_foreach_item(m->informers[WATCH_SERVICECIDRS], collect_one, &scs);
         if (m->informers[WATCH_CONTROLLER_MANAGERS])
-                (void)kube_informer_foreach_item(m->informers[WATCH_CONTROLLER_MANAGERS], collect_one, &kcms);
+                (void)kube_informer_foreach_item(m->informers[WATCH_CONTROLLER_MANAGERS], collect_one,
+                                                 &kcms);
         if (m->informers[WATCH_KUBEADM_CONFIG])
                 kubeadm = kube_informer_get_item(m->informers[WATCH_KUBEADM_CONFIG], "kube-system",
                                                  "kubeadm-config");
@@ -245,7 +246,8 @@ static int reconcile_cidrs(Manager *m)
                         fclose(fp);
                 if (fs)
                         fclose(fs);
-                log_info("cluster networks never SNATed: pods %s, services %s%s", strempty(pods), strempty(svcs),
+                log_info("cluster networks never SNATed: pods %s, services %s%s", strempty(pods),
+                         strempty(svcs),
                          c.defaulted ? " (some are defaults: nothing detected for that family; set "
                                        "egress_podcidr/egress_servicecidr if they are wrong)"
                                      : "");
@@ -309,9 +311,10 @@ static int reconcile_service(Service *s)
                  * once per distinct error, even if the pod shows up later. */
                 (void)service_error_set(s, "kvpd", p->error);
                 if (!streq_ptr(s->last_error_logged, p->error)) {
-                        log_event(LOG_WARNING, 0, KVEGRESS_MESSAGE_INPUT_REJECTED,
-                                  LOG_OBJECT(.service = s->key, .daemon = "kvpd", .node = m->config.node_name), "%s",
-                                  p->error);
+                        log_event(
+                                LOG_WARNING, 0, KVEGRESS_MESSAGE_INPUT_REJECTED,
+                                LOG_OBJECT(.service = s->key, .daemon = "kvpd", .node = m->config.node_name),
+                                "%s", p->error);
                         free(s->last_error_logged);
                         s->last_error_logged = strdup(p->error);
                 }
@@ -339,8 +342,8 @@ static int reconcile_service(Service *s)
                 s->prev_active4 = p->active4;
                 s->has_prev_active6 = p->has_active6;
                 s->prev_active6 = p->active6;
-                log_debug("%s: %s, %zu VIPs, %zu local pods", s->key, egress_state_to_string(p->state), p->n_vips,
-                          p->n_pods);
+                log_debug("%s: %s, %zu VIPs, %zu local pods", s->key, egress_state_to_string(p->state),
+                          p->n_vips, p->n_pods);
         }
         egress_policy_free(s->policy);
         s->policy = TAKE_PTR(p);

@@ -35,8 +35,8 @@ void status_event(Service *s, const char *type, const char *reason, const char *
         va_end(ap);
         if (r < 0)
                 return;
-        r = kube_event_emit(m->kube, "kvpd", m->config.node_name, "Service", s->namespace, s->name, uid, type,
-                            reason, msg);
+        r = kube_event_emit(m->kube, "kvpd", m->config.node_name, "Service", s->namespace, s->name, uid,
+                            type, reason, msg);
         if (r < 0)
                 log_debug_errno(r, "%s: cannot send Event %s: %m", s->key, reason);
 }
@@ -62,7 +62,8 @@ static json_t *ingress_normalised(json_t *ingress)
 
         if (!out)
                 return NULL;
-        json_array_foreach(ingress, i, e) {
+        json_array_foreach(ingress, i, e)
+        {
                 json_t *n = json_object(), *ports = json_array(), *p;
                 size_t j;
 
@@ -76,9 +77,9 @@ static json_t *ingress_normalised(json_t *ingress)
                         json_object_set(n, "ip", json_object_get(e, "ip"));
                 if (json_is_string(json_object_get(e, "hostname")))
                         json_object_set(n, "hostname", json_object_get(e, "hostname"));
-                json_array_foreach(json_object_get(e, "ports"), j, p)
-                        json_array_append_new(ports, json_pack("{s:O?,s:O?}", "port", json_object_get(p, "port"),
-                                                               "protocol", json_object_get(p, "protocol")));
+                json_array_foreach(json_object_get(e, "ports"), j, p) json_array_append_new(
+                        ports, json_pack("{s:O?,s:O?}", "port", json_object_get(p, "port"), "protocol",
+                                         json_object_get(p, "protocol")));
                 if (json_array_size(ports) > 0)
                         json_object_set_new(n, "ports", ports);
                 else
@@ -100,8 +101,9 @@ static json_t *ingress_desired(const EgressPolicy *p, json_t *svc)
                 json_t *ports = json_array(), *e;
 
                 json_array_foreach(json_object_get(json_object_get(svc, "spec"), "ports"), j, sp)
-                        json_array_append_new(ports, json_pack("{s:O?,s:O?}", "port", json_object_get(sp, "port"),
-                                                               "protocol", json_object_get(sp, "protocol")));
+                        json_array_append_new(ports,
+                                              json_pack("{s:O?,s:O?}", "port", json_object_get(sp, "port"),
+                                                        "protocol", json_object_get(sp, "protocol")));
                 e = json_pack("{s:s}", "ip", ip_addr_to_string(&p->vips[i], buf));
                 if (!e || !ports) {
                         json_decref(e);
@@ -257,8 +259,8 @@ static int patch(Service *s, bool subresource_status, json_t *body, const char *
         StatusCall *c;
         int r;
 
-        r = kube_resource_path(&kube_resource_services, s->namespace, s->name, subresource_status ? "status" : NULL,
-                               &path);
+        r = kube_resource_path(&kube_resource_services, s->namespace, s->name,
+                               subresource_status ? "status" : NULL, &path);
         if (r < 0)
                 return r;
         text = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
@@ -271,13 +273,17 @@ static int patch(Service *s, bool subresource_status, json_t *body, const char *
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        *c = (StatusCall){.manager = m, .key = strdup(s->key), .body = TAKE_PTR(text), .rv = rv ? strdup(rv) : NULL,
+        *c = (StatusCall){.manager = m,
+                          .key = strdup(s->key),
+                          .body = TAKE_PTR(text),
+                          .rv = rv ? strdup(rv) : NULL,
                           .for_stop = for_stop};
         if (!c->key) {
                 status_call_free(c);
                 return -ENOMEM;
         }
-        r = kube_request(m->kube, "PATCH", path, body, &opts, on_patched, c, for_stop ? NULL : &s->status_request);
+        r = kube_request(m->kube, "PATCH", path, body, &opts, on_patched, c,
+                         for_stop ? NULL : &s->status_request);
         if (r < 0) {
                 status_call_free(c);
                 return log_warning_errno(r, "%s: cannot send a status patch: %m", s->key);
@@ -296,7 +302,8 @@ static int patch(Service *s, bool subresource_status, json_t *body, const char *
 static bool ingress_is_ours(Service *s, json_t *o)
 {
         const char *lb = cached_annotation(o, KV_ANN_LOADBALANCER_IPS);
-        const char *spec_ip = json_string_value(json_object_get(json_object_get(o, "spec"), "loadBalancerIP"));
+        const char *spec_ip =
+                json_string_value(json_object_get(json_object_get(o, "spec"), "loadBalancerIP"));
 
         if (s->policy && s->policy->state != EGRESS_NONE && s->policy->vip_source != VIP_SOURCE_NONE)
                 return s->policy->owns_ingress_status;
@@ -305,8 +312,10 @@ static bool ingress_is_ours(Service *s, json_t *o)
 
 static int clear(Service *s, json_t *o, bool for_stop)
 {
-        const char *rv = json_string_value(json_object_get(json_object_get(o, "metadata"), "resourceVersion"));
-        json_t *ingress = json_object_get(json_object_get(json_object_get(o, "status"), "loadBalancer"), "ingress");
+        const char *rv =
+                json_string_value(json_object_get(json_object_get(o, "metadata"), "resourceVersion"));
+        json_t *ingress =
+                json_object_get(json_object_get(json_object_get(o, "status"), "loadBalancer"), "ingress");
         json_t *body;
         int r;
 
@@ -324,8 +333,8 @@ static int clear(Service *s, json_t *o, bool for_stop)
                 if (r < 0 || !for_stop)
                         return r;
         }
-        body = json_pack("{s:n,s:n,s:n,s:n}", KV_ANN_VIP_HOST, KV_ANN_ACTIVE_ENDPOINT, KV_ANN_ACTIVE_ENDPOINT_IPV6,
-                         KV_ANN_EGRESS_PROGRAMMED);
+        body = json_pack("{s:n,s:n,s:n,s:n}", KV_ANN_VIP_HOST, KV_ANN_ACTIVE_ENDPOINT,
+                         KV_ANN_ACTIVE_ENDPOINT_IPV6, KV_ANN_EGRESS_PROGRAMMED);
         if (!body)
                 return -ENOMEM;
         {
@@ -381,12 +390,14 @@ void status_apply(Service *s, StatusAction action)
             !streq_ptr(cached_annotation(o, KV_ANN_ACTIVE_ENDPOINT), a4) ||
             !streq_ptr(cached_annotation(o, KV_ANN_ACTIVE_ENDPOINT_IPV6), *a6 ? a6 : NULL) ||
             (programmed && !programmed_same(cached_annotation(o, KV_ANN_EGRESS_PROGRAMMED), programmed))) {
-                json_t *body = json_pack("{s:{s:{s:s,s:s,s:o,s:s?}}}", "metadata", "annotations", KV_ANN_VIP_HOST,
-                                         m->config.node_name, KV_ANN_ACTIVE_ENDPOINT, a4, KV_ANN_ACTIVE_ENDPOINT_IPV6,
-                                         *a6 ? json_string(a6) : json_null(), KV_ANN_EGRESS_PROGRAMMED, programmed);
+                json_t *body = json_pack("{s:{s:{s:s,s:s,s:o,s:s?}}}", "metadata", "annotations",
+                                         KV_ANN_VIP_HOST, m->config.node_name, KV_ANN_ACTIVE_ENDPOINT, a4,
+                                         KV_ANN_ACTIVE_ENDPOINT_IPV6, *a6 ? json_string(a6) : json_null(),
+                                         KV_ANN_EGRESS_PROGRAMMED, programmed);
                 if (body) {
-                        (void)patch(s, false, body, json_string_value(json_object_get(
-                                                            json_object_get(o, "metadata"), "resourceVersion")),
+                        (void)patch(s, false, body,
+                                    json_string_value(json_object_get(json_object_get(o, "metadata"),
+                                                                      "resourceVersion")),
                                     false);
                         json_decref(body);
                 }
@@ -394,8 +405,8 @@ void status_apply(Service *s, StatusAction action)
         }
         if (p->owns_ingress_status) {
                 json_t *want = ingress_desired(p, o);
-                json_t *have = ingress_normalised(
-                        json_object_get(json_object_get(json_object_get(o, "status"), "loadBalancer"), "ingress"));
+                json_t *have = ingress_normalised(json_object_get(
+                        json_object_get(json_object_get(o, "status"), "loadBalancer"), "ingress"));
                 if (want && have && !json_equal(want, have)) {
                         json_t *body = json_pack("{s:{s:{s:O}}}", "status", "loadBalancer", "ingress", want);
                         if (body) {
@@ -433,8 +444,8 @@ void status_clear_all(Manager *m)
 
                 if (!o)
                         continue;
-                if (!streq_ptr(cached_annotation(o, KV_ANN_VIP_HOST), m->config.node_name) && !s->net_confirmed &&
-                    !s->status_request && !s->active_reported)
+                if (!streq_ptr(cached_annotation(o, KV_ANN_VIP_HOST), m->config.node_name) &&
+                    !s->net_confirmed && !s->status_request && !s->active_reported)
                         continue;
                 if (s->status_request) {
                         s->clear_at_stop = true;

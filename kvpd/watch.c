@@ -98,7 +98,7 @@ static void mark_key(Manager *m, const char *key, bool relevant_only)
 
 static void on_service_event(Manager *m, const char *key, ServiceItem *old, ServiceItem *new)
 {
-        bool ours = (old && old != &service_item_stub) || (new && new != &service_item_stub);
+        bool ours = (old && old != &service_item_stub) || (new &&new != &service_item_stub);
 
         if (ours)
                 mark_key(m, key, false);
@@ -222,9 +222,8 @@ static void on_slice_event(Manager *m, KubeEndpointSlice *old, KubeEndpointSlice
                 if (slice_index_add(m, new) < 0)
                         log_error("out of memory indexing EndpointSlice %s/%s", new->meta.namespace ?: "",
                                   new->meta.name ?: "");
-                if (new->service_name &&
-                    (!old || !streq_ptr(old->service_name, new->service_name) ||
-                     !streq_ptr(old->meta.namespace, new->meta.namespace)))
+                if (new->service_name && (!old || !streq_ptr(old->service_name, new->service_name) ||
+                                          !streq_ptr(old->meta.namespace, new->meta.namespace)))
                         reconcile_mark_if_relevant(m, new->meta.namespace, new->service_name);
         }
 }
@@ -295,7 +294,7 @@ void watch_done(Manager *m)
         SliceGroup *g;
 
         HASHMAP_FOREACH(&m->slice_groups, i, key, g)
-                slice_group_free(g);
+        slice_group_free(g);
         hashmap_done(&m->slice_groups);
 }
 
@@ -360,7 +359,8 @@ static void on_synced(KubeInformer *inf, void *userdata)
 
 static int informer_start(Manager *m, WatchKind k)
 {
-        KubeInformerOps ops = {.item_event = on_item_event, .synced = on_synced, .transform = cidr_source_transform};
+        KubeInformerOps ops = {
+                .item_event = on_item_event, .synced = on_synced, .transform = cidr_source_transform};
         const KubeResource *res;
         KubeInformerOptions opts = {};
         int r;
@@ -420,7 +420,8 @@ static int on_probe_retry(sd_event_source *es, uint64_t usec, void *userdata)
         (void)usec;
 
         if (probe_send(ctx->manager, ctx->kind) < 0)
-                log_error("cannot probe %s; cluster networks from it are not used", watch_kind_to_string(ctx->kind));
+                log_error("cannot probe %s; cluster networks from it are not used",
+                          watch_kind_to_string(ctx->kind));
         return 0;
 }
 
@@ -436,10 +437,11 @@ static void on_probe(KubeClient *c, const KubeResponse *resp, void *userdata)
                  * whether a source exists. */
                 log_debug_errno(resp->error, "probe of %s failed (HTTP %ld), retrying: %m",
                                 watch_kind_to_string(ctx->kind), resp->http_status);
-                r = sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC, PROBE_RETRY_USEC, 0, on_probe_retry,
-                                               ctx);
+                r = sd_event_add_time_relative(m->event, NULL, CLOCK_MONOTONIC, PROBE_RETRY_USEC, 0,
+                                               on_probe_retry, ctx);
                 if (r < 0)
-                        log_error_errno(r, "cannot schedule a probe of %s: %m", watch_kind_to_string(ctx->kind));
+                        log_error_errno(r, "cannot schedule a probe of %s: %m",
+                                        watch_kind_to_string(ctx->kind));
                 return;
         }
         m->probes_pending--;
@@ -451,8 +453,8 @@ static void on_probe(KubeClient *c, const KubeResponse *resp, void *userdata)
                 return;
         }
         if (resp->http_status != 200)
-                log_warning("probe of %s answered HTTP %ld; watching it anyway", watch_kind_to_string(ctx->kind),
-                            resp->http_status);
+                log_warning("probe of %s answered HTTP %ld; watching it anyway",
+                            watch_kind_to_string(ctx->kind), resp->http_status);
         r = informer_start(m, ctx->kind);
         if (r < 0)
                 m->watch_enabled[ctx->kind] = false;
@@ -475,7 +477,8 @@ static int probe_send(Manager *m, WatchKind k)
         KubeRequestOptions opts = {.timeout_usec = 10 * USEC_PER_SEC};
         int r;
 
-        r = kube_resource_path(resources[k], k == WATCH_SERVICECIDRS ? NULL : "kube-system", NULL, NULL, &path);
+        r = kube_resource_path(resources[k], k == WATCH_SERVICECIDRS ? NULL : "kube-system", NULL, NULL,
+                               &path);
         if (r < 0)
                 return r;
         if (asprintf(&full, "%s%s", path, queries[k]) < 0)
@@ -490,7 +493,8 @@ static int probe_send(Manager *m, WatchKind k)
 int watch_start(Manager *m)
 {
         static const WatchKind required[] = {WATCH_SERVICES, WATCH_ENDPOINTSLICES, WATCH_NODES};
-        static const WatchKind optional[] = {WATCH_SERVICECIDRS, WATCH_CONTROLLER_MANAGERS, WATCH_KUBEADM_CONFIG};
+        static const WatchKind optional[] = {WATCH_SERVICECIDRS, WATCH_CONTROLLER_MANAGERS,
+                                             WATCH_KUBEADM_CONFIG};
         int r;
 
         for (size_t i = 0; i < ELEMENTSOF(optional); i++) {

@@ -14,5 +14,5 @@
 int array_reserve(void **array, size_t *capacity, size_t need, size_t element_size);
 
 /* ARRAY_RESERVE(v, cap, n + 1) before v[n++] = x. */
-#define ARRAY_RESERVE(array, capacity, need)                                                                  \
+#define ARRAY_RESERVE(array, capacity, need)                                                                \
         array_reserve((void **)&(array), &(capacity), (need), sizeof(*(array)))

@@ -48,7 +48,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(BusServer *, bus_server_free);
  * groups (SO_PEERGROUPS), since operators are added to kvegress as a
  * supplementary group. read_only_methods is NULL-terminated and must outlive
  * the server. */
-int bus_server_set_read_only(BusServer *s, const BusPeerPolicy *policy, const char *const *read_only_methods);
+int bus_server_set_read_only(BusServer *s, const BusPeerPolicy *policy,
+                             const char *const *read_only_methods);
 
 /* Called whenever a client connects or disconnects (not while the server is
  * freed), with the number of connections now. */

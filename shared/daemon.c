@@ -147,8 +147,12 @@ int parse_duration_usec(const char *s, uint64_t *ret)
                 const char *suffix;
                 uint64_t usec;
         } units[] = {
-                {"us", 1}, {"ms", USEC_PER_MSEC}, {"s", USEC_PER_SEC}, {"m", 60 * USEC_PER_SEC},
-                {"h", 3600 * USEC_PER_SEC}, {"", USEC_PER_SEC},
+                {"us", 1},
+                {"ms", USEC_PER_MSEC},
+                {"s", USEC_PER_SEC},
+                {"m", 60 * USEC_PER_SEC},
+                {"h", 3600 * USEC_PER_SEC},
+                {"", USEC_PER_SEC},
         };
         unsigned long long x;
         char *end;
@@ -174,7 +178,8 @@ int duration_arg_parse(const char *name, const char *v, uint64_t min_usec, uint6
         uint64_t x;
 
         if (parse_duration_usec(v, &x) < 0)
-                return log_error_errno(EINVAL, "%s=%s: not a duration (seconds, or e.g. 500ms, 15s)", name, v);
+                return log_error_errno(EINVAL, "%s=%s: not a duration (seconds, or e.g. 500ms, 15s)", name,
+                                       v);
         if (x < min_usec && max_usec == UINT64_MAX)
                 return log_error_errno(ERANGE, "%s=%s: must be at least %llums", name, v,
                                        (unsigned long long)(min_usec / USEC_PER_MSEC));
@@ -239,7 +244,8 @@ int node_name_load(const char *option, const char *option_name, char **ret, cons
                 v = env_first(names, &which);
                 if (isempty(v)) {
                         if (gethostname(host, sizeof(host) - 1) < 0)
-                                return log_error_errno(errno, "vip_nodename is unset and gethostname() failed: %m");
+                                return log_error_errno(errno,
+                                                       "vip_nodename is unset and gethostname() failed: %m");
                         v = host;
                         which = "hostname";
                 }

@@ -57,7 +57,10 @@
  * connection is answered org.freedesktop.DBus.Error.AccessDenied. */
 /* GetMetrics() -> s: kvelectd's metrics in the Prometheus text format. */
 #define KVELECTD_METHOD_GET_METRICS "GetMetrics"
-#define KVELECTD_READ_ONLY_METHODS {KVELECTD_METHOD_LIST, KVELECTD_METHOD_GET_METRICS, NULL}
+#define KVELECTD_READ_ONLY_METHODS                                                                          \
+        {                                                                                                   \
+                KVELECTD_METHOD_LIST, KVELECTD_METHOD_GET_METRICS, NULL                                     \
+        }
 
 #define KVELECTD_MAX_CAMPAIGNS 4096
 #define KVELECTD_MAX_CONNECTIONS 8

@@ -114,9 +114,11 @@
  * it is not the configured client, and the kvegress group: kvctl and the
  * metrics exporter) may call these methods only; any other call on their
  * connection is answered org.freedesktop.DBus.Error.AccessDenied. */
-#define KVNETD_READ_ONLY_METHODS                                                                              \
-        {KVNETD_METHOD_LIST_VIPS, KVNETD_METHOD_LIST_EGRESS, KVNETD_METHOD_DESCRIBE_SERVICE,       \
-         KVNETD_METHOD_GET_METRICS, NULL}
+#define KVNETD_READ_ONLY_METHODS                                                                            \
+        {                                                                                                   \
+                KVNETD_METHOD_LIST_VIPS, KVNETD_METHOD_LIST_EGRESS, KVNETD_METHOD_DESCRIBE_SERVICE,         \
+                        KVNETD_METHOD_GET_METRICS, NULL                                                     \
+        }
 /* The group admitted read-only by default (if it exists). */
 #define KVEGRESS_READ_ONLY_GROUP "kvegress"
 

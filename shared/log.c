@@ -15,7 +15,8 @@
 static const char *log_ident = "kvegress";
 static int log_max_level = LOG_INFO;
 static int log_to_journal = -1;
-static bool log_time; /* KVEGRESS_LOG_TIME=1: stderr lines start with the UTC time (tests without a journal) */
+static bool
+        log_time; /* KVEGRESS_LOG_TIME=1: stderr lines start with the UTC time (tests without a journal) */
 
 static bool stderr_is_journal(void)
 {
@@ -65,9 +66,10 @@ int log_level_from_string(const char *s)
                 const char *name;
                 int level;
         } table[] = {
-                {"emerg", LOG_EMERG},     {"alert", LOG_ALERT}, {"crit", LOG_CRIT},     {"err", LOG_ERR},
-                {"error", LOG_ERR},       {"warning", LOG_WARNING}, {"warn", LOG_WARNING}, {"notice", LOG_NOTICE},
-                {"info", LOG_INFO},       {"debug", LOG_DEBUG},
+                {"emerg", LOG_EMERG},  {"alert", LOG_ALERT},   {"crit", LOG_CRIT},
+                {"err", LOG_ERR},      {"error", LOG_ERR},     {"warning", LOG_WARNING},
+                {"warn", LOG_WARNING}, {"notice", LOG_NOTICE}, {"info", LOG_INFO},
+                {"debug", LOG_DEBUG},
         };
 
         if (!s)
@@ -104,10 +106,11 @@ _printf_(7, 0) static int log_dispatch(int level, int error, const char *file, i
                         buf_errno[32], buf_ident[64];
                 size_t n = 0;
 
-#define IOV_PRINTF(buf, ...)                                                                                  \
-        do {                                                                                                  \
-                int _l = snprintf(buf, sizeof(buf), __VA_ARGS__);                                             \
-                iov[n++] = (struct iovec){.iov_base = buf, .iov_len = (size_t)MIN(_l, (int)sizeof(buf) - 1)}; \
+#define IOV_PRINTF(buf, ...)                                                                                \
+        do {                                                                                                \
+                int _l = snprintf(buf, sizeof(buf), __VA_ARGS__);                                           \
+                iov[n++] =                                                                                  \
+                        (struct iovec){.iov_base = buf, .iov_len = (size_t)MIN(_l, (int)sizeof(buf) - 1)};  \
         } while (0)
 
                 IOV_PRINTF(buf_msg, "MESSAGE=%s", msg);
@@ -142,8 +145,8 @@ _printf_(7, 0) static int log_dispatch(int level, int error, const char *file, i
                         struct tm tm;
 
                         if (clock_gettime(CLOCK_REALTIME, &ts) == 0 && gmtime_r(&ts.tv_sec, &tm))
-                                (void)snprintf(stamp, sizeof(stamp), "%02d:%02d:%02d.%03ld ", tm.tm_hour, tm.tm_min,
-                                               tm.tm_sec, ts.tv_nsec / 1000000);
+                                (void)snprintf(stamp, sizeof(stamp), "%02d:%02d:%02d.%03ld ", tm.tm_hour,
+                                               tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
                 }
                 fprintf(stderr, "%s%s[%d]: %s%s%s%s\n", stamp, log_ident, (int)getpid(),
                         level <= LOG_ERR       ? "error: "
@@ -179,8 +182,8 @@ int log_struct_internal(int level, int error, const char *file, int line, const 
         return r;
 }
 
-int log_event_internal(int level, int error, const char *file, int line, const char *func, const char *message_id,
-                       const LogObject *o, const char *fmt, ...)
+int log_event_internal(int level, int error, const char *file, int line, const char *func,
+                       const char *message_id, const LogObject *o, const char *fmt, ...)
 {
         static const char *const names[] = {"KVEGRESS_SERVICE", "KVEGRESS_VIP",   "KVEGRESS_POD",
                                             "KVEGRESS_NODE",    "KVEGRESS_LEASE", "KVEGRESS_DAEMON"};

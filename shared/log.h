@@ -28,7 +28,8 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 int log_struct_internal(int level, int error, const char *file, int line, const char *func,
                         const char *const *fields, const char *fmt, ...) _printf_(7, 8);
 
-#define log_full_errno(level, error, ...) log_internal(level, error, __FILE__, __LINE__, __func__, __VA_ARGS__)
+#define log_full_errno(level, error, ...)                                                                   \
+        log_internal(level, error, __FILE__, __LINE__, __func__, __VA_ARGS__)
 #define log_full(level, ...) (void)log_full_errno(level, 0, __VA_ARGS__)
 
 #define log_debug(...) log_full(LOG_DEBUG, __VA_ARGS__)
@@ -45,7 +46,7 @@ int log_struct_internal(int level, int error, const char *file, int line, const 
 
 /* log_struct(LOG_INFO, 0, LOG_FIELDS("SERVICE=default/web", "VIP=10.0.0.1"), "bound %s", vip); */
 #define LOG_FIELDS(...) ((const char *const[]){__VA_ARGS__, NULL})
-#define log_struct(level, error, fields, ...)                                                                 \
+#define log_struct(level, error, fields, ...)                                                               \
         log_struct_internal(level, error, __FILE__, __LINE__, __func__, fields, __VA_ARGS__)
 
 /* The catalogue's events (shared/catalog.h): the MESSAGE_ID and the object
@@ -55,14 +56,15 @@ int log_struct_internal(int level, int error, const char *file, int line, const 
 typedef struct LogObject {
         const char *service, *vip, *pod, *node, *lease, *daemon;
 } LogObject;
-int log_event_internal(int level, int error, const char *file, int line, const char *func, const char *message_id,
-                       const LogObject *o, const char *fmt, ...) _printf_(8, 9);
-/* log_event(LOG_INFO, 0, KVEGRESS_MESSAGE_VIP_BOUND, LOG_OBJECT(.service = key, .vip = addr), "bound %s", addr); */
+int log_event_internal(int level, int error, const char *file, int line, const char *func,
+                       const char *message_id, const LogObject *o, const char *fmt, ...) _printf_(8, 9);
+/* log_event(LOG_INFO, 0, KVEGRESS_MESSAGE_VIP_BOUND, LOG_OBJECT(.service = key, .vip = addr), "bound %s",
+ * addr); */
 #define LOG_OBJECT(...) (&(const LogObject){__VA_ARGS__})
-#define log_event(level, error, message_id, object, ...)                                                      \
+#define log_event(level, error, message_id, object, ...)                                                    \
         log_event_internal(level, error, __FILE__, __LINE__, __func__, message_id, object, __VA_ARGS__)
 
 /* A fatal error in setup: logs and exits with EXIT_FAILURE. */
-_noreturn_ void log_fatal_internal(int error, const char *file, int line, const char *func, const char *fmt, ...)
-        _printf_(5, 6);
+_noreturn_ void log_fatal_internal(int error, const char *file, int line, const char *func, const char *fmt,
+                                   ...) _printf_(5, 6);
 #define log_fatal_errno(e, ...) log_fatal_internal(e, __FILE__, __LINE__, __func__, __VA_ARGS__)

@@ -29,35 +29,35 @@
 #define USEC_PER_MSEC 1000ULL
 #define NSEC_PER_USEC 1000ULL
 
-#define TAKE_PTR(p)                                                                                           \
-        ({                                                                                                    \
-                __typeof__(p) _ptr_ = (p);                                                                    \
-                (p) = NULL;                                                                                   \
-                _ptr_;                                                                                        \
+#define TAKE_PTR(p)                                                                                         \
+        ({                                                                                                  \
+                __typeof__(p) _ptr_ = (p);                                                                  \
+                (p) = NULL;                                                                                 \
+                _ptr_;                                                                                      \
         })
 
-#define TAKE_FD(fd)                                                                                           \
-        ({                                                                                                    \
-                int _fd_ = (fd);                                                                              \
-                (fd) = -EBADF;                                                                                \
-                _fd_;                                                                                         \
+#define TAKE_FD(fd)                                                                                         \
+        ({                                                                                                  \
+                int _fd_ = (fd);                                                                            \
+                (fd) = -EBADF;                                                                              \
+                _fd_;                                                                                       \
         })
 
 /* Defines const char *name(type v): table[v], or NULL when v is outside the
  * table (systemd's DEFINE_STRING_TABLE_LOOKUP_TO_STRING). */
-#define DEFINE_STRING_TABLE_TO_STRING(name, type, table)                                                      \
-        const char *name(type v)                                                                              \
-        {                                                                                                     \
-                return (size_t)v < ELEMENTSOF(table) ? table[v] : NULL;                                       \
+#define DEFINE_STRING_TABLE_TO_STRING(name, type, table)                                                    \
+        const char *name(type v)                                                                            \
+        {                                                                                                   \
+                return (size_t)v < ELEMENTSOF(table) ? table[v] : NULL;                                     \
         }
 
 /* Defines func##p(type *p) that calls func(*p) when *p is not NULL, for use
  * with _cleanup_. */
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                               \
-        static inline void func##p(type *p)                                                                   \
-        {                                                                                                     \
-                if (*p)                                                                                       \
-                        func(*p);                                                                             \
+#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)                                                             \
+        static inline void func##p(type *p)                                                                 \
+        {                                                                                                   \
+                if (*p)                                                                                     \
+                        func(*p);                                                                           \
         }
 
 static inline void freep(void *p)
@@ -102,8 +102,8 @@ static inline bool isempty(const char *s)
 #define streq(a, b) (strcmp((a), (b)) == 0)
 
 /* Frees *p and sets it to NULL; returns NULL so it can be used in expressions. */
-#define mfree(p)                                                                                              \
-        ({                                                                                                    \
-                free(p);                                                                                      \
-                (__typeof__(p))NULL;                                                                          \
+#define mfree(p)                                                                                            \
+        ({                                                                                                  \
+                free(p);                                                                                    \
+                (__typeof__(p))NULL;                                                                        \
         })

@@ -102,7 +102,8 @@ int ip_prefix_parse(const char *s, int family, bool allow_bare_address, IpPrefix
                 r = ip_addr_parse(s, family, &a, err);
                 if (r < 0)
                         return r;
-                *ret = (IpPrefix){.family = a.family, .addr = a.addr, .prefixlen = family_max_prefixlen(a.family)};
+                *ret = (IpPrefix){
+                        .family = a.family, .addr = a.addr, .prefixlen = family_max_prefixlen(a.family)};
                 return 0;
         }
         if ((size_t)(slash - s) >= sizeof(addr)) {
@@ -123,8 +124,8 @@ int ip_prefix_parse(const char *s, int family, bool allow_bare_address, IpPrefix
         errno = 0;
         len = strtoul(slash + 1, &end, 10);
         if (errno != 0 || *end != '\0' || len > family_max_prefixlen(a.family)) {
-                parse_error_set(err, "\"%s\" is not a valid CIDR: prefix length must be 0..%u", printable(s, q),
-                                family_max_prefixlen(a.family));
+                parse_error_set(err, "\"%s\" is not a valid CIDR: prefix length must be 0..%u",
+                                printable(s, q), family_max_prefixlen(a.family));
                 return -EINVAL;
         }
         *ret = (IpPrefix){.family = a.family, .addr = a.addr, .prefixlen = (unsigned)len};
@@ -334,7 +335,8 @@ static int parse_one_addr(const char *s, int family, void *ret, ParseError *err)
         return ip_addr_parse(s, family, ret, err);
 }
 
-int ip_prefix_list_parse(const char *s, int family, size_t max, IpPrefix **ret, size_t *ret_n, ParseError *err)
+int ip_prefix_list_parse(const char *s, int family, size_t max, IpPrefix **ret, size_t *ret_n,
+                         ParseError *err)
 {
         return parse_list(s, family, max, sizeof(IpPrefix), parse_one_prefix, (void **)ret, ret_n, err);
 }
@@ -366,8 +368,8 @@ int port_list_parse(const char *s, size_t max, PortSpec **ret, size_t *ret_n, Pa
                 L4Proto p;
 
                 if (!colon) {
-                        parse_error_set(err, "entry %zu \"%s\": expected protocol:port, e.g. tcp:8080", i + 1,
-                                        printable(l[i], q));
+                        parse_error_set(err, "entry %zu \"%s\": expected protocol:port, e.g. tcp:8080",
+                                        i + 1, printable(l[i], q));
                         return -EINVAL;
                 }
                 *colon = '\0';
@@ -449,7 +451,8 @@ int service_key_parse(const char *key, char **ret_namespace, char **ret_name, Pa
         if (!ns || !name)
                 return -ENOMEM;
         if (!k8s_dns_label_valid(ns)) {
-                parse_error_set(err, "service key \"%s\": namespace is not a valid DNS label", printable(key, q));
+                parse_error_set(err, "service key \"%s\": namespace is not a valid DNS label",
+                                printable(key, q));
                 return -EINVAL;
         }
         if (!k8s_dns_subdomain_valid(name)) {

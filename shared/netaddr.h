@@ -81,7 +81,8 @@ L4Proto l4_proto_from_string(const char *s);
 /* Comma-separated lists; spaces around entries are allowed, empty entries are
  * errors ("a,,b"), as is an empty list unless allow_empty. *ret is a
  * malloc'd array; *ret_n its length. max bounds the count. */
-int ip_prefix_list_parse(const char *s, int family, size_t max, IpPrefix **ret, size_t *ret_n, ParseError *err);
+int ip_prefix_list_parse(const char *s, int family, size_t max, IpPrefix **ret, size_t *ret_n,
+                         ParseError *err);
 int ip_addr_list_parse(const char *s, int family, size_t max, IpAddr **ret, size_t *ret_n, ParseError *err);
 /* kube-vip's egress-destination-ports: "tcp:8080,udp:5060". The protocol is
  * required (kube-vip's nft path dropped entries without one and then SNATed
@@ -93,7 +94,7 @@ int port_list_parse(const char *s, size_t max, PortSpec **ret, size_t *ret_n, Pa
 int split_comma_list(const char *s, size_t max, char ***ret, ParseError *err);
 
 /* Kubernetes name rules, used for service keys "namespace/name". */
-bool k8s_dns_label_valid(const char *s);    /* RFC 1123 label, <= 63 */
+bool k8s_dns_label_valid(const char *s);     /* RFC 1123 label, <= 63 */
 bool k8s_dns_subdomain_valid(const char *s); /* RFC 1123 subdomain, <= 253 */
 int service_key_parse(const char *key, char **ret_namespace, char **ret_name, ParseError *err);
 

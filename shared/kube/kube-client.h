@@ -100,7 +100,8 @@ typedef struct KubeRequestOptions {
  * cancelled first. ret_request may be NULL if the caller never cancels; the
  * pointer is valid until the callback starts. */
 int kube_request(KubeClient *c, const char *method, const char *path, json_t *body,
-                 const KubeRequestOptions *opts, KubeResponseFn cb, void *userdata, KubeRequest **ret_request);
+                 const KubeRequestOptions *opts, KubeResponseFn cb, void *userdata,
+                 KubeRequest **ret_request);
 /* Cancels a pending request; its callback is not called. NULL is fine. A
  * no-op from inside the request's own callback (it is finished then). */
 void kube_request_cancel(KubeRequest *r);

@@ -171,7 +171,8 @@ static int find_named(Loader *l, json_t *root, const char *list, const char *wha
                 return fail(l, -ENOENT, list, "no %s named \"%s\" (the list is empty)", what, name);
         if (!json_is_array(a))
                 return fail(l, -EINVAL, list, "expected a list");
-        json_array_foreach(a, i, e) {
+        json_array_foreach(a, i, e)
+        {
                 json_t *n = NULL, *body = NULL;
 
                 (void)snprintf(path, sizeof(path), "%s[%zu]", list, i);
@@ -239,8 +240,8 @@ static int load_cluster(Loader *l, json_t *root, const char *name, KubeConfig *c
                 return fail(l, -EINVAL, FIELD("server"), "missing");
         if ((r = get_str(l, cl, "server", FIELD("server"), &server)) < 0 ||
             (r = get_str(l, cl, "certificate-authority", FIELD("certificate-authority"), &ca)) < 0 ||
-            (r = get_str(l, cl, "certificate-authority-data", FIELD("certificate-authority-data"), &ca_data)) <
-                    0 ||
+            (r = get_str(l, cl, "certificate-authority-data", FIELD("certificate-authority-data"),
+                         &ca_data)) < 0 ||
             (r = get_str(l, cl, "tls-server-name", FIELD("tls-server-name"), &sni)) < 0 ||
             (r = get_str(l, cl, "proxy-url", FIELD("proxy-url"), &proxy)) < 0 ||
             (r = get_bool(l, cl, "insecure-skip-tls-verify", FIELD("insecure-skip-tls-verify"),
@@ -303,7 +304,8 @@ static int load_user(Loader *l, json_t *root, const char *name, KubeConfig *c)
         if ((r = get_str(l, u, "token", FIELD("token"), &token)) < 0 ||
             (r = get_str(l, u, "tokenFile", FIELD("tokenFile"), &token_file)) < 0 ||
             (r = get_str(l, u, "client-certificate", FIELD("client-certificate"), &cert)) < 0 ||
-            (r = get_str(l, u, "client-certificate-data", FIELD("client-certificate-data"), &cert_data)) < 0 ||
+            (r = get_str(l, u, "client-certificate-data", FIELD("client-certificate-data"), &cert_data)) <
+                    0 ||
             (r = get_str(l, u, "client-key", FIELD("client-key"), &key)) < 0 ||
             (r = get_str(l, u, "client-key-data", FIELD("client-key-data"), &key_data)) < 0)
                 return r;
@@ -327,7 +329,8 @@ static int load_user(Loader *l, json_t *root, const char *name, KubeConfig *c)
         if ((cert || cert_data) && !(key || key_data))
                 return fail(l, -EINVAL, FIELD("client-key"), "a client certificate needs a client key");
         if ((key || key_data) && !(cert || cert_data))
-                return fail(l, -EINVAL, FIELD("client-certificate"), "a client key needs a client certificate");
+                return fail(l, -EINVAL, FIELD("client-certificate"),
+                            "a client key needs a client certificate");
 #undef FIELD
         return 0;
 }
@@ -438,9 +441,10 @@ int kube_config_in_cluster(const char *root, KubeConfig **ret, char **ret_error)
         if (ret_error)
                 *ret_error = NULL;
         if (isempty(host) || isempty(port))
-                return fail(&l, -ENOENT, NULL,
-                            "not running in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must "
-                            "both be set");
+                return fail(
+                        &l, -ENOENT, NULL,
+                        "not running in a cluster: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT must "
+                        "both be set");
         if (asprintf(&dir, "%s/" SERVICEACCOUNT_DIR, streq(root ?: "/", "/") ? "" : root) < 0)
                 return -ENOMEM;
         c = calloc(1, sizeof(*c));

@@ -59,15 +59,24 @@ KubeApiProblem kube_diagnose_tls_text(const char *text)
 {
         /* OpenSSL's wording, as curl passes it on: an alert the server sent
          * is about our certificate; a failed verification is about its. */
-        static const char *const client[] = {"alert certificate expired", "alert bad certificate",
-                                             "alert unknown ca", "alert certificate required",
-                                             "alert certificate revoked", "alert certificate unknown",
-                                             "alert unsupported certificate", NULL};
-        static const char *const server[] = {"certificate verify failed", "unable to get local issuer",
-                                             "self-signed certificate", "self signed certificate",
-                                             "certificate has expired", "certificate is not yet valid",
-                                             "SSL certificate problem", "does not match target host name",
-                                             "no alternative certificate subject name", NULL};
+        static const char *const client[] = {"alert certificate expired",
+                                             "alert bad certificate",
+                                             "alert unknown ca",
+                                             "alert certificate required",
+                                             "alert certificate revoked",
+                                             "alert certificate unknown",
+                                             "alert unsupported certificate",
+                                             NULL};
+        static const char *const server[] = {"certificate verify failed",
+                                             "unable to get local issuer",
+                                             "self-signed certificate",
+                                             "self signed certificate",
+                                             "certificate has expired",
+                                             "certificate is not yet valid",
+                                             "SSL certificate problem",
+                                             "does not match target host name",
+                                             "no alternative certificate subject name",
+                                             NULL};
 
         if (!text || !text[0])
                 return KUBE_API_OK;
@@ -110,25 +119,29 @@ void kube_diagnose_result(KubeDiagnosis *d, const KubeConfig *cfg, const char *w
         switch (p) {
         case KUBE_API_UNAUTHORIZED:
                 credential_field(cfg, field, sizeof(field));
-                log_warning("kube: API %s refused the credentials from %s (HTTP 401 Unauthorized for %s): check "
-                            "%s; retrying",
-                            server, source_of(cfg), what, field);
+                log_warning(
+                        "kube: API %s refused the credentials from %s (HTTP 401 Unauthorized for %s): check "
+                        "%s; retrying",
+                        server, source_of(cfg), what, field);
                 break;
         case KUBE_API_FORBIDDEN:
                 status_message(body, body_size, msg, sizeof(msg));
-                log_warning("kube: API %s forbids the user of %s %s (HTTP 403 Forbidden%s): the user lacks RBAC "
-                            "rights (apply the shipped rbac.yaml); retrying",
-                            server, source_of(cfg), what, msg);
+                log_warning(
+                        "kube: API %s forbids the user of %s %s (HTTP 403 Forbidden%s): the user lacks RBAC "
+                        "rights (apply the shipped rbac.yaml); retrying",
+                        server, source_of(cfg), what, msg);
                 break;
         case KUBE_API_TLS_SERVER:
                 ca_field(cfg, field, sizeof(field));
-                log_warning("kube: TLS with API %s failed for %s: %s: the server's certificate is not trusted; "
-                            "check %s in %s; retrying",
-                            server, what, tls_error, field, source_of(cfg));
+                log_warning(
+                        "kube: TLS with API %s failed for %s: %s: the server's certificate is not trusted; "
+                        "check %s in %s; retrying",
+                        server, what, tls_error, field, source_of(cfg));
                 break;
         case KUBE_API_TLS_CLIENT:
                 credential_field(cfg, field, sizeof(field));
-                log_warning("kube: TLS with API %s failed for %s: %s: the server refused the client certificate; "
+                log_warning("kube: TLS with API %s failed for %s: %s: the server refused the client "
+                            "certificate; "
                             "check %s in %s; retrying",
                             server, what, tls_error, field, source_of(cfg));
                 break;
@@ -153,12 +166,14 @@ bool kube_diagnose_client_cert(const char *pem, const char *source, const char *
         if (!x)
                 return false; /* not ours to judge: the TLS layer says what is wrong with it */
         if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0) {
-                log_warning("kube: the client certificate (%s in %s) has expired: the API server will refuse it",
-                            field, source ? source : "the kubeconfig");
+                log_warning(
+                        "kube: the client certificate (%s in %s) has expired: the API server will refuse it",
+                        field, source ? source : "the kubeconfig");
                 bad = true;
         } else if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0) {
-                log_warning("kube: the client certificate (%s in %s) is not valid yet: check the node's clock",
-                            field, source ? source : "the kubeconfig");
+                log_warning(
+                        "kube: the client certificate (%s in %s) is not valid yet: check the node's clock",
+                        field, source ? source : "the kubeconfig");
                 bad = true;
         }
         X509_free(x);

@@ -60,8 +60,8 @@ struct KubeHttp {
         uint64_t sent_usec, last_data_usec, idle_timeout_usec;
         sd_event_source *idle_timer;
 
-        char *what;                     /* "GET /api/v1/services", for kube-diagnose.c */
-        char errbuf[CURL_ERROR_SIZE];   /* curl's own words for a failure */
+        char *what;                   /* "GET /api/v1/services", for kube-diagnose.c */
+        char errbuf[CURL_ERROR_SIZE]; /* curl's own words for a failure */
 
         KubeHttp *prev, *next; /* all transfers of the client */
         KubeHttp *ready_next;
@@ -141,7 +141,8 @@ static void file_id(const char *path, FileId *ret)
          * kubelet re-points, and the target is what changes. */
         if (stat(path, &st) < 0)
                 return;
-        *ret = (FileId){.dev = st.st_dev, .ino = st.st_ino, .size = st.st_size, .mtime = st.st_mtim, .valid = true};
+        *ret = (FileId){
+                .dev = st.st_dev, .ino = st.st_ino, .size = st.st_size, .mtime = st.st_mtim, .valid = true};
 }
 
 static bool file_id_eq(const FileId *a, const FileId *b)
@@ -196,7 +197,8 @@ static int reload_certs(KubeClient *c)
         if (r >= 0)
                 r = kube_read_file(c->config->client_key_file, CREDENTIAL_FILE_MAX, &key, NULL);
         if (r < 0) {
-                log_debug_errno(r, "kube: cannot read client certificate %s: %m", c->config->client_cert_file);
+                log_debug_errno(r, "kube: cannot read client certificate %s: %m",
+                                c->config->client_cert_file);
                 return c->cert_pem ? 0 : r;
         }
         c->cert_id = cid;
@@ -537,8 +539,9 @@ static int on_idle_timer(sd_event_source *s, uint64_t usec, void *userdata)
         uint64_t deadline = h->last_data_usec + h->idle_timeout_usec;
 
         if (now_usec() < deadline)
-                return sd_event_source_set_time(s, deadline) < 0 ? 0
-                                                                 : sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+                return sd_event_source_set_time(s, deadline) < 0
+                               ? 0
+                               : sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
         log_debug("kube: no data for %" PRIu64 " ms, dropping the stream",
                   (uint64_t)(h->idle_timeout_usec / USEC_PER_MSEC));
         http_finish(h, -ETIMEDOUT);
@@ -560,10 +563,10 @@ static int add_header(KubeHttp *h, const char *name, const char *value)
         return 0;
 }
 
-#define SETOPT(easy, opt, val)                                                                                \
-        do {                                                                                                  \
-                if (curl_easy_setopt(easy, opt, val) != CURLE_OK)                                             \
-                        return -EIO;                                                                          \
+#define SETOPT(easy, opt, val)                                                                              \
+        do {                                                                                                \
+                if (curl_easy_setopt(easy, opt, val) != CURLE_OK)                                           \
+                        return -EIO;                                                                        \
         } while (0)
 
 static int setup_easy(KubeHttp *h, const KubeHttpParams *p)
@@ -612,8 +615,8 @@ static int setup_easy(KubeHttp *h, const KubeHttpParams *p)
                 SETOPT(h->easy, CURLOPT_SSL_VERIFYPEER, 0L);
                 SETOPT(h->easy, CURLOPT_SSL_VERIFYHOST, 0L);
         } else if (cfg->ca_pem) {
-                struct curl_blob blob = {.data = cfg->ca_pem, .len = strlen(cfg->ca_pem),
-                                         .flags = CURL_BLOB_NOCOPY};
+                struct curl_blob blob = {
+                        .data = cfg->ca_pem, .len = strlen(cfg->ca_pem), .flags = CURL_BLOB_NOCOPY};
                 SETOPT(h->easy, CURLOPT_CAINFO_BLOB, &blob);
         } else if (cfg->ca_file)
                 SETOPT(h->easy, CURLOPT_CAINFO, cfg->ca_file);
@@ -625,8 +628,10 @@ static int setup_easy(KubeHttp *h, const KubeHttpParams *p)
                 if (cert && key) {
                         /* Copied: a rotation may replace c->cert_pem while this
                          * transfer is still connecting. */
-                        struct curl_blob cb = {.data = (void *)cert, .len = strlen(cert), .flags = CURL_BLOB_COPY};
-                        struct curl_blob kb = {.data = (void *)key, .len = strlen(key), .flags = CURL_BLOB_COPY};
+                        struct curl_blob cb = {
+                                .data = (void *)cert, .len = strlen(cert), .flags = CURL_BLOB_COPY};
+                        struct curl_blob kb = {
+                                .data = (void *)key, .len = strlen(key), .flags = CURL_BLOB_COPY};
                         SETOPT(h->easy, CURLOPT_SSLCERT_BLOB, &cb);
                         SETOPT(h->easy, CURLOPT_SSLCERTTYPE, "PEM");
                         SETOPT(h->easy, CURLOPT_SSLKEY_BLOB, &kb);
@@ -740,7 +745,8 @@ int kube_http_start(KubeClient *c, const KubeHttpParams *p, const KubeHttpOps *o
 
         if (h->stream && h->idle_timeout_usec > 0) {
                 r = sd_event_add_time(c->event, &h->idle_timer, CLOCK_MONOTONIC,
-                                      h->sent_usec + h->idle_timeout_usec, USEC_PER_SEC / 10, on_idle_timer, h);
+                                      h->sent_usec + h->idle_timeout_usec, USEC_PER_SEC / 10, on_idle_timer,
+                                      h);
                 if (r < 0) {
                         http_free(h);
                         return r;
@@ -867,7 +873,8 @@ static int setup_url(KubeClient *c)
                 struct curl_slist *l;
 
                 if (asprintf(&line, "%s:%s:%s:%s", c->config->tls_server_name, port, host, port) < 0 ||
-                    asprintf(&c->base_url, "%s://%s:%s%s", scheme, c->config->tls_server_name, port, path) < 0) {
+                    asprintf(&c->base_url, "%s://%s:%s%s", scheme, c->config->tls_server_name, port, path) <
+                            0) {
                         r = -ENOMEM;
                         goto finish;
                 }
@@ -900,7 +907,8 @@ finish:
         return r;
 }
 
-int kube_client_new(sd_event *event, const KubeConfig *config, const KubeClientOptions *opts, KubeClient **ret)
+int kube_client_new(sd_event *event, const KubeConfig *config, const KubeClientOptions *opts,
+                    KubeClient **ret)
 {
         _cleanup_(kube_client_freep) KubeClient *c = NULL;
         int r;
@@ -919,7 +927,8 @@ int kube_client_new(sd_event *event, const KubeConfig *config, const KubeClientO
                 return -ENOMEM;
         c->request_timeout_usec = opts && opts->request_timeout_usec ? opts->request_timeout_usec
                                                                      : DEFAULT_REQUEST_TIMEOUT_USEC;
-        c->token_reload_usec = opts && opts->token_reload_usec ? opts->token_reload_usec : DEFAULT_TOKEN_RELOAD_USEC;
+        c->token_reload_usec =
+                opts && opts->token_reload_usec ? opts->token_reload_usec : DEFAULT_TOKEN_RELOAD_USEC;
         if (opts && opts->user_agent)
                 c->user_agent = strdup(opts->user_agent);
         else
@@ -935,7 +944,8 @@ int kube_client_new(sd_event *event, const KubeConfig *config, const KubeClientO
         r = kube_client_refresh_credentials(c, true);
         if (r < 0)
                 return r;
-        (void)kube_diagnose_client_cert(c->config->client_cert_pem, c->config->source, "client-certificate-data");
+        (void)kube_diagnose_client_cert(c->config->client_cert_pem, c->config->source,
+                                        "client-certificate-data");
 
         c->multi = curl_multi_init();
         if (!c->multi)

@@ -102,7 +102,7 @@ static void entries_clear(KubeInformer *inf, Hashmap *h)
         CacheEntry *e;
 
         HASHMAP_FOREACH(h, i, key, e)
-                entry_free(inf, e);
+        entry_free(inf, e);
         hashmap_done(h);
 }
 
@@ -112,7 +112,7 @@ static void keys_clear(Hashmap *h)
         char *v;
 
         HASHMAP_FOREACH(h, i, key, v)
-                free(v);
+        free(v);
         hashmap_done(h);
 }
 
@@ -264,11 +264,11 @@ static void schedule(KubeInformer *inf, NextAction next, uint64_t delay)
                 run_next(inf);
                 return;
         }
-        log_debug("kube: %s: %s again in %" PRIu64 " ms", inf->res->plural, next == NEXT_LIST ? "list" : "watch",
-                  (uint64_t)(delay / USEC_PER_MSEC));
+        log_debug("kube: %s: %s again in %" PRIu64 " ms", inf->res->plural,
+                  next == NEXT_LIST ? "list" : "watch", (uint64_t)(delay / USEC_PER_MSEC));
         if (!inf->retry) {
-                r = sd_event_add_time_relative(kube_client_event(inf->client), &inf->retry, CLOCK_MONOTONIC, delay,
-                                               USEC_PER_MSEC, on_retry, inf);
+                r = sd_event_add_time_relative(kube_client_event(inf->client), &inf->retry, CLOCK_MONOTONIC,
+                                               delay, USEC_PER_MSEC, on_retry, inf);
                 if (r >= 0)
                         (void)sd_event_source_set_description(inf->retry, "kube-informer-retry");
         } else {
@@ -404,8 +404,8 @@ static int apply_list(KubeInformer *inf)
         if (!gone)
                 return -ENOMEM;
         HASHMAP_FOREACH(&inf->cache, k, key, e)
-                if (!hashmap_get(&inf->listing, e->key))
-                        gone[n_gone++] = e;
+        if (!hashmap_get(&inf->listing, e->key))
+                gone[n_gone++] = e;
         keys_clear(&inf->listing);
         for (size_t j = 0; r >= 0 && j < n_gone; j++) {
                 (void)hashmap_remove(&inf->cache, gone[j]->key);
@@ -453,7 +453,8 @@ static int take_page(KubeInformer *inf, const KubeHttpResult *res)
         if (!inf->list_rv && (r = set_str(&inf->list_rv, rv)) < 0)
                 return r;
 
-        json_array_foreach(items, i, item) {
+        json_array_foreach(items, i, item)
+        {
                 CacheEntry *e = NULL;
 
                 if (!json_is_object(item))
@@ -541,8 +542,8 @@ static int start_list(KubeInformer *inf)
         r = build_path(inf, false, &path);
         if (r < 0)
                 return r;
-        r = kube_http_start(inf->client, &(KubeHttpParams){.path = path, .timeout_usec = 60 * USEC_PER_SEC}, &ops,
-                            inf, &inf->http);
+        r = kube_http_start(inf->client, &(KubeHttpParams){.path = path, .timeout_usec = 60 * USEC_PER_SEC},
+                            &ops, inf, &inf->http);
         if (r < 0)
                 return r;
         kube_client_stats(inf->client)->lists++;
@@ -666,9 +667,8 @@ static bool too_large_rv(const KubeHttpResult *res)
                 return false;
         st = json_loadb(res->body, res->body_size, 0, NULL);
         causes = json_object_get(json_object_get(st, "details"), "causes");
-        json_array_foreach(causes, i, c)
-                if (streq_ptr(json_string_value(json_object_get(c, "reason")), "ResourceVersionTooLarge"))
-                        return true;
+        json_array_foreach(causes, i, c) if (streq_ptr(json_string_value(json_object_get(c, "reason")),
+                                                       "ResourceVersionTooLarge")) return true;
         return strstr(json_string_value(json_object_get(st, "message")) ?: "", "Too large resource version");
 }
 
@@ -686,7 +686,8 @@ static void on_watch_done(KubeHttp *h, const KubeHttpResult *res, void *userdata
         inf->http = NULL;
         enter(inf);
         if (res->error == WATCH_EXPIRED) {
-                log_debug("kube: %s: resourceVersion %s expired, relisting", inf->res->plural, inf->rv ?: "");
+                log_debug("kube: %s: resourceVersion %s expired, relisting", inf->res->plural,
+                          inf->rv ?: "");
                 relist(inf, 0);
         } else if (res->error < 0) {
                 log_debug_errno(res->error, "kube: %s: watch failed: %m", inf->res->plural);
@@ -694,7 +695,8 @@ static void on_watch_done(KubeHttp *h, const KubeHttpResult *res, void *userdata
         } else if (res->status == 200) {
                 /* The server's timeoutSeconds ran out: carry on from the last
                  * RV. One that closes at once with nothing is a failing server. */
-                bool short_lived = now_usec() - inf->watch_started_usec < WATCH_SHORT_USEC && inf->watch_events == 0;
+                bool short_lived =
+                        now_usec() - inf->watch_started_usec < WATCH_SHORT_USEC && inf->watch_events == 0;
 
                 if (kube_json_splitter_partial(&inf->splitter))
                         log_debug("kube: %s: stream ended inside an event", inf->res->plural);
@@ -702,7 +704,8 @@ static void on_watch_done(KubeHttp *h, const KubeHttpResult *res, void *userdata
         } else if (res->status == 410)
                 relist(inf, 0);
         else if (too_large_rv(res))
-                relist(inf, MAX((uint64_t)res->retry_after_sec * USEC_PER_SEC, kube_backoff_next(&inf->backoff)));
+                relist(inf,
+                       MAX((uint64_t)res->retry_after_sec * USEC_PER_SEC, kube_backoff_next(&inf->backoff)));
         else
                 retry_after_error(inf, res, NEXT_WATCH);
         (void)leave(inf);
@@ -721,9 +724,10 @@ static int start_watch(KubeInformer *inf)
         kube_json_splitter_done(&inf->splitter);
         inf->watch_events = 0;
         inf->watch_started_usec = now_usec();
-        r = kube_http_start(inf->client,
-                            &(KubeHttpParams){.path = path, .stream = true, .idle_timeout_usec = inf->idle_usec},
-                            &ops, inf, &inf->http);
+        r = kube_http_start(
+                inf->client,
+                &(KubeHttpParams){.path = path, .stream = true, .idle_timeout_usec = inf->idle_usec}, &ops,
+                inf, &inf->http);
         if (r < 0)
                 return r;
         kube_client_stats(inf->client)->watches++;
@@ -754,8 +758,10 @@ int kube_informer_new(KubeClient *c, const KubeResource *res, const KubeInformer
         inf->page_limit = opts && opts->page_limit ? opts->page_limit : DEFAULT_PAGE_LIMIT;
         kube_json_splitter_init(&inf->splitter, WATCH_EVENT_MAX);
         if (opts && ((r = set_str(&inf->namespace, opts->namespace)) < 0 ||
-                     (r = set_str(&inf->label_selector, isempty(opts->label_selector) ? NULL : opts->label_selector)) < 0 ||
-                     (r = set_str(&inf->field_selector, isempty(opts->field_selector) ? NULL : opts->field_selector)) < 0))
+                     (r = set_str(&inf->label_selector,
+                                  isempty(opts->label_selector) ? NULL : opts->label_selector)) < 0 ||
+                     (r = set_str(&inf->field_selector,
+                                  isempty(opts->field_selector) ? NULL : opts->field_selector)) < 0))
                 return r;
 
         inf->watch_timeout_min = DEFAULT_WATCH_TIMEOUT_MIN_SEC;
@@ -833,7 +839,8 @@ int kube_informer_foreach(KubeInformer *inf, int (*fn)(json_t *object, void *use
 
         if (!inf || !fn || inf->ops.transform)
                 return -EINVAL;
-        HASHMAP_FOREACH(&inf->cache, i, key, e) {
+        HASHMAP_FOREACH(&inf->cache, i, key, e)
+        {
                 int r = fn(e->item, userdata);
                 if (r != 0)
                         return r;
@@ -849,7 +856,8 @@ int kube_informer_foreach_item(KubeInformer *inf, int (*fn)(const char *key, voi
 
         if (!inf || !fn)
                 return -EINVAL;
-        HASHMAP_FOREACH(&inf->cache, i, key, e) {
+        HASHMAP_FOREACH(&inf->cache, i, key, e)
+        {
                 int r = fn(key, e->item, userdata);
                 if (r != 0)
                         return r;

@@ -85,7 +85,8 @@ void kube_json_splitter_init(KubeJsonSplitter *s, size_t max_value);
 void kube_json_splitter_done(KubeJsonSplitter *s);
 /* -EBADMSG for bytes that are not a JSON stream, -E2BIG for a value over
  * max_value. */
-int kube_json_splitter_feed(KubeJsonSplitter *s, const void *p, size_t n, KubeJsonValueFn fn, void *userdata);
+int kube_json_splitter_feed(KubeJsonSplitter *s, const void *p, size_t n, KubeJsonValueFn fn,
+                            void *userdata);
 /* True if a value has begun but not ended. */
 bool kube_json_splitter_partial(const KubeJsonSplitter *s);
 
@@ -144,7 +145,7 @@ KubeEvents *kube_events_new(KubeClient *c);
 KubeEvents *kube_events_free(KubeEvents *e);
 void kube_events_get_stats(const KubeEvents *e, KubeEventStats *ret);
 int kube_events_emit(KubeEvents *e, const char *component, const char *host, const char *involved_kind,
-                     const char *namespace, const char *name, const char *uid, const char *type, const char *reason,
-                     const char *message);
+                     const char *namespace, const char *name, const char *uid, const char *type,
+                     const char *reason, const char *message);
 /* The client's correlator, created on first use (NULL: out of memory). */
 KubeEvents *kube_client_events(KubeClient *c);

@@ -95,8 +95,8 @@ static int get_int(json_t *obj, const char *key, const char *path, int64_t min, 
         if (!json_is_integer(v))
                 return fail(err, "%s%s%s: expected an integer", path, *path ? "." : "", key);
         if (json_integer_value(v) < min || json_integer_value(v) > max)
-                return fail(err, "%s%s%s: %" JSON_INTEGER_FORMAT " out of range", path, *path ? "." : "", key,
-                            json_integer_value(v));
+                return fail(err, "%s%s%s: %" JSON_INTEGER_FORMAT " out of range", path, *path ? "." : "",
+                            key, json_integer_value(v));
         *ret = json_integer_value(v);
         return 0;
 }
@@ -140,7 +140,8 @@ static int get_strv(json_t *obj, const char *key, const char *path, char ***ret,
         l = calloc(json_array_size(a) + 1, sizeof(char *));
         if (!l)
                 return -ENOMEM;
-        json_array_foreach(a, i, v) {
+        json_array_foreach(a, i, v)
+        {
                 if (!json_is_string(v))
                         return fail(err, "%s%s%s[%zu]: expected a string", path, *path ? "." : "", key, i);
                 if (has_nul(v))
@@ -165,7 +166,8 @@ static void string_map_done(KubeStringMap *m)
         m->n = 0;
 }
 
-static int get_string_map(json_t *obj, const char *key, const char *path, KubeStringMap *ret, KubeParseError *err)
+static int get_string_map(json_t *obj, const char *key, const char *path, KubeStringMap *ret,
+                          KubeParseError *err)
 {
         json_t *o = NULL, *v = NULL;
         const char *k;
@@ -181,14 +183,17 @@ static int get_string_map(json_t *obj, const char *key, const char *path, KubeSt
         ret->values = calloc(json_object_size(o) + 1, sizeof(char *));
         if (!ret->keys || !ret->values)
                 return -ENOMEM;
-        json_object_foreach(o, k, v) {
+        json_object_foreach(o, k, v)
+        {
                 /* Go decodes a null map value as "". */
                 if (!json_is_string(v) && !json_is_null(v))
-                        return fail(err, "%s%s%s[\"%s\"]: expected a string", path, *path ? "." : "", key, k);
+                        return fail(err, "%s%s%s[\"%s\"]: expected a string", path, *path ? "." : "", key,
+                                    k);
                 /* A value cut short at a NUL could, say, drop entries from
                  * an egress-denied-networks list: refuse it. */
                 if (json_is_string(v) && has_nul(v))
-                        return fail(err, "%s%s%s[\"%s\"]: contains a NUL byte", path, *path ? "." : "", key, k);
+                        return fail(err, "%s%s%s[\"%s\"]: contains a NUL byte", path, *path ? "." : "", key,
+                                    k);
                 ret->keys[ret->n] = strdup(k);
                 ret->values[ret->n] = strdup(json_is_string(v) ? json_string_value(v) : "");
                 ret->n++;
@@ -333,7 +338,8 @@ int kube_service_parse(json_t *j, KubeService **ret, KubeParseError *err)
         r = alloc_array(json_array_size(a), sizeof(KubeServicePort), (void **)&s->ports);
         if (r < 0)
                 return r;
-        json_array_foreach(a, i, v) {
+        json_array_foreach(a, i, v)
+        {
                 KubeServicePort *p = &s->ports[i];
 
                 s->n_ports = i + 1;
@@ -353,7 +359,8 @@ int kube_service_parse(json_t *j, KubeService **ret, KubeParseError *err)
         r = alloc_array(json_array_size(a), sizeof(KubeLoadBalancerIngress), (void **)&s->ingress);
         if (r < 0)
                 return r;
-        json_array_foreach(a, i, v) {
+        json_array_foreach(a, i, v)
+        {
                 KubeLoadBalancerIngress *in = &s->ingress[i];
 
                 s->n_ingress = i + 1;
@@ -449,7 +456,8 @@ int kube_endpointslice_parse(json_t *j, KubeEndpointSlice **ret, KubeParseError 
         r = alloc_array(json_array_size(a), sizeof(KubeEndpoint), (void **)&s->endpoints);
         if (r < 0)
                 return r;
-        json_array_foreach(a, i, v) {
+        json_array_foreach(a, i, v)
+        {
                 KubeEndpoint *e = &s->endpoints[i];
                 json_t *cond = NULL, *ref = NULL;
 
@@ -536,7 +544,8 @@ int kube_node_parse(json_t *j, KubeNode **ret, KubeParseError *err)
         r = alloc_array(json_array_size(a), sizeof(KubeNodeAddress), (void **)&n->addresses);
         if (r < 0)
                 return r;
-        json_array_foreach(a, i, v) {
+        json_array_foreach(a, i, v)
+        {
                 n->n_addresses = i + 1;
                 (void)snprintf(path, sizeof(path), "status.addresses[%zu]", i);
                 if (!json_is_object(v))
@@ -548,7 +557,8 @@ int kube_node_parse(json_t *j, KubeNode **ret, KubeParseError *err)
         r = get_array(status, "conditions", "status", &a, err);
         if (r < 0)
                 return r;
-        json_array_foreach(a, i, v) {
+        json_array_foreach(a, i, v)
+        {
                 _cleanup_free_ char *type = NULL, *st = NULL;
 
                 (void)snprintf(path, sizeof(path), "status.conditions[%zu]", i);
@@ -671,7 +681,8 @@ int kube_pod_parse(json_t *j, KubePod **ret, KubeParseError *err)
         r = alloc_array(json_array_size(a), sizeof(KubeContainer), (void **)&p->containers);
         if (r < 0)
                 return r;
-        json_array_foreach(a, i, v) {
+        json_array_foreach(a, i, v)
+        {
                 KubeContainer *c = &p->containers[i];
 
                 p->n_containers = i + 1;
@@ -690,7 +701,8 @@ int kube_pod_parse(json_t *j, KubePod **ret, KubeParseError *err)
         p->pod_ips = calloc(json_array_size(a) + 2, sizeof(char *));
         if (!p->pod_ips)
                 return -ENOMEM;
-        json_array_foreach(a, i, v) {
+        json_array_foreach(a, i, v)
+        {
                 (void)snprintf(path, sizeof(path), "status.podIPs[%zu]", i);
                 if (!json_is_object(v))
                         return fail(err, "%s: expected an object", path);

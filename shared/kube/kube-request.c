@@ -112,8 +112,9 @@ static bool method_valid(const char *m)
                      streq(m, "DELETE"));
 }
 
-int kube_request(KubeClient *c, const char *method, const char *path, json_t *body, const KubeRequestOptions *opts,
-                 KubeResponseFn cb, void *userdata, KubeRequest **ret_request)
+int kube_request(KubeClient *c, const char *method, const char *path, json_t *body,
+                 const KubeRequestOptions *opts, KubeResponseFn cb, void *userdata,
+                 KubeRequest **ret_request)
 {
         _cleanup_(request_freep) KubeRequest *r = NULL;
         int k;
@@ -162,13 +163,13 @@ void kube_request_cancel(KubeRequest *r)
 }
 
 int kube_event_emit(KubeClient *c, const char *component, const char *host, const char *involved_kind,
-                    const char *namespace, const char *name, const char *uid, const char *type, const char *reason,
-                    const char *message)
+                    const char *namespace, const char *name, const char *uid, const char *type,
+                    const char *reason, const char *message)
 {
         if (!c)
                 return -EINVAL;
-        return kube_events_emit(kube_client_events(c), component, host, involved_kind, namespace, name, uid, type,
-                                reason, message);
+        return kube_events_emit(kube_client_events(c), component, host, involved_kind, namespace, name, uid,
+                                type, reason, message);
 }
 
 int kube_request_merge_patch_annotations(KubeClient *c, const KubeResource *res, const char *namespace,

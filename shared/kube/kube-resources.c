@@ -9,20 +9,21 @@
 #include "kube-internal.h"
 
 const KubeResource kube_resource_services = {"", "v1", "services", "Service", true};
-const KubeResource kube_resource_endpointslices = {"discovery.k8s.io", "v1", "endpointslices", "EndpointSlice",
-                                                   true};
+const KubeResource kube_resource_endpointslices = {"discovery.k8s.io", "v1", "endpointslices",
+                                                   "EndpointSlice", true};
 const KubeResource kube_resource_nodes = {"", "v1", "nodes", "Node", false};
 const KubeResource kube_resource_pods = {"", "v1", "pods", "Pod", true};
 const KubeResource kube_resource_configmaps = {"", "v1", "configmaps", "ConfigMap", true};
 const KubeResource kube_resource_leases = {"coordination.k8s.io", "v1", "leases", "Lease", true};
-const KubeResource kube_resource_servicecidrs = {"networking.k8s.io", "v1", "servicecidrs", "ServiceCIDR", false};
+const KubeResource kube_resource_servicecidrs = {"networking.k8s.io", "v1", "servicecidrs", "ServiceCIDR",
+                                                 false};
 const KubeResource kube_resource_events = {"", "v1", "events", "Event", true};
 
 const KubeResource *kube_resource_from_plural(const char *plural)
 {
         static const KubeResource *const all[] = {
-                &kube_resource_services, &kube_resource_endpointslices, &kube_resource_nodes,
-                &kube_resource_pods,     &kube_resource_configmaps,     &kube_resource_leases,
+                &kube_resource_services,     &kube_resource_endpointslices, &kube_resource_nodes,
+                &kube_resource_pods,         &kube_resource_configmaps,     &kube_resource_leases,
                 &kube_resource_servicecidrs, &kube_resource_events,
         };
 
@@ -78,8 +79,8 @@ static int append_segment(KubeBuf *b, const char *seg)
         return kube_buf_append(b, e, strlen(e));
 }
 
-int kube_resource_path(const KubeResource *res, const char *namespace, const char *name, const char *subresource,
-                       char **ret)
+int kube_resource_path(const KubeResource *res, const char *namespace, const char *name,
+                       const char *subresource, char **ret)
 {
         _cleanup_(kube_buf_done) KubeBuf b = {};
         int r;

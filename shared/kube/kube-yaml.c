@@ -16,8 +16,10 @@
 /* YAML 1.1 as go-yaml v2 reads it, which is what kubectl uses. */
 static json_t *plain_scalar(const char *s)
 {
-        static const char *const yes[] = {"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"};
-        static const char *const no[] = {"n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"};
+        static const char *const yes[] = {"y",    "Y",    "yes", "Yes", "YES", "true",
+                                          "True", "TRUE", "on",  "On",  "ON"};
+        static const char *const no[] = {"n",     "N",     "no",  "No",  "NO", "false",
+                                         "False", "FALSE", "off", "Off", "OFF"};
 
         if (*s == '\0' || streq(s, "~") || streq(s, "null") || streq(s, "Null") || streq(s, "NULL"))
                 return json_null();
@@ -52,9 +54,9 @@ int kube_yaml_parse(const char *text, size_t size, json_t **ret, char **ret_erro
 
                 if (!yaml_parser_parse(parser, &ev)) {
                         if (ret_error)
-                                (void)asprintf(ret_error, "line %zu column %zu: %s",
-                                               parser->problem_mark.line + 1, parser->problem_mark.column + 1,
-                                               parser->problem ?: "invalid YAML");
+                                (void)asprintf(
+                                        ret_error, "line %zu column %zu: %s", parser->problem_mark.line + 1,
+                                        parser->problem_mark.column + 1, parser->problem ?: "invalid YAML");
                         r = -EBADMSG;
                         break;
                 }
@@ -120,15 +122,17 @@ int kube_yaml_parse(const char *text, size_t size, json_t **ret, char **ret_erro
                                         /* A key: only scalars can be kubeconfig keys. */
                                         if (!json_is_string(v) && !json_is_boolean(v) && !json_is_null(v)) {
                                                 if (ret_error)
-                                                        (void)asprintf(ret_error,
-                                                                       "line %zu: mapping key is not a scalar",
-                                                                       ev.start_mark.line + 1);
+                                                        (void)asprintf(
+                                                                ret_error,
+                                                                "line %zu: mapping key is not a scalar",
+                                                                ev.start_mark.line + 1);
                                                 r = -EBADMSG;
                                         } else {
-                                                keys[depth - 1] = strdup(
-                                                        json_is_string(v) ? json_string_value(v)
-                                                        : json_is_true(v) ? "true"
-                                                        : json_is_false(v) ? "false" : "");
+                                                keys[depth - 1] =
+                                                        strdup(json_is_string(v)  ? json_string_value(v)
+                                                               : json_is_true(v)  ? "true"
+                                                               : json_is_false(v) ? "false"
+                                                                                  : "");
                                                 if (!keys[depth - 1])
                                                         r = -ENOMEM;
                                                 push = false;

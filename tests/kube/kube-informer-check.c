@@ -83,8 +83,9 @@ static void on_event(KubeInformer *inf, KubeWatchEventType type, json_t *obj, vo
         if (m->quiet)
                 return;
         j = json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s?}", "op", "event", "resource",
-                      w ? w->res->plural : "?", "type", names[type], "namespace", meta(obj, "namespace"), "name",
-                      meta(obj, "name"), "uid", meta(obj, "uid"), "rv", meta(obj, "resourceVersion"));
+                      w ? w->res->plural : "?", "type", names[type], "namespace", meta(obj, "namespace"),
+                      "name", meta(obj, "name"), "uid", meta(obj, "uid"), "rv",
+                      meta(obj, "resourceVersion"));
         if (j && m->objects)
                 (void)json_object_set(j, "object", obj);
         print_json(j);
@@ -104,9 +105,10 @@ static void on_synced(KubeInformer *inf, void *userdata)
         Manager *m = userdata;
         Watch *w = watch_of(m, inf);
 
-        print_json(json_pack("{s:s, s:s, s:I, s:s?, s:I, s:I}", "op", "synced", "resource", w ? w->res->plural : "?",
-                             "size", (json_int_t)kube_informer_size(inf), "rv", kube_informer_resource_version(inf),
-                             "elapsed_ms", (json_int_t)((now_usec() - m->start_usec) / 1000), "events",
+        print_json(json_pack("{s:s, s:s, s:I, s:s?, s:I, s:I}", "op", "synced", "resource",
+                             w ? w->res->plural : "?", "size", (json_int_t)kube_informer_size(inf), "rv",
+                             kube_informer_resource_version(inf), "elapsed_ms",
+                             (json_int_t)((now_usec() - m->start_usec) / 1000), "events",
                              (json_int_t)(w ? w->events : 0)));
         check_all_synced(m);
 }
@@ -119,9 +121,10 @@ typedef struct DumpCtx {
 static int dump_one(json_t *obj, void *userdata)
 {
         DumpCtx *d = userdata;
-        json_t *j = json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s?}", "op", "cache", "resource", d->w->res->plural,
-                              "namespace", meta(obj, "namespace"), "name", meta(obj, "name"), "uid", meta(obj, "uid"),
-                              "rv", meta(obj, "resourceVersion"));
+        json_t *j =
+                json_pack("{s:s, s:s, s:s?, s:s?, s:s?, s:s?}", "op", "cache", "resource", d->w->res->plural,
+                          "namespace", meta(obj, "namespace"), "name", meta(obj, "name"), "uid",
+                          meta(obj, "uid"), "rv", meta(obj, "resourceVersion"));
 
         if (j && d->m->objects)
                 (void)json_object_set(j, "object", obj);
@@ -137,8 +140,9 @@ static void dump(Manager *m)
         for (size_t i = 0; i < m->n_watches; i++) {
                 DumpCtx d = {m, &m->watches[i]};
                 (void)kube_informer_foreach(m->watches[i].inf, dump_one, &d);
-                (void)json_object_set_new(rvs, m->watches[i].res->plural,
-                                          json_string(kube_informer_resource_version(m->watches[i].inf) ?: ""));
+                (void)json_object_set_new(
+                        rvs, m->watches[i].res->plural,
+                        json_string(kube_informer_resource_version(m->watches[i].inf) ?: ""));
                 (void)json_object_set_new(sizes, m->watches[i].res->plural,
                                           json_integer((json_int_t)kube_informer_size(m->watches[i].inf)));
         }
@@ -165,18 +169,17 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
 
 int main(int argc, char **argv)
 {
-        static const struct option options[] = {
-                {"kubeconfig", required_argument, NULL, 'k'},
-                {"context", required_argument, NULL, 'c'},
-                {"namespace", required_argument, NULL, 'n'},
-                {"label-selector", required_argument, NULL, 'l'},
-                {"field-selector", required_argument, NULL, 'f'},
-                {"page-limit", required_argument, NULL, 'p'},
-                {"quiet", no_argument, NULL, 'q'},
-                {"exit-after-sync", no_argument, NULL, 'x'},
-                {"objects", no_argument, NULL, 'o'},
-                {"debug", no_argument, NULL, 'd'},
-                {}};
+        static const struct option options[] = {{"kubeconfig", required_argument, NULL, 'k'},
+                                                {"context", required_argument, NULL, 'c'},
+                                                {"namespace", required_argument, NULL, 'n'},
+                                                {"label-selector", required_argument, NULL, 'l'},
+                                                {"field-selector", required_argument, NULL, 'f'},
+                                                {"page-limit", required_argument, NULL, 'p'},
+                                                {"quiet", no_argument, NULL, 'q'},
+                                                {"exit-after-sync", no_argument, NULL, 'x'},
+                                                {"objects", no_argument, NULL, 'o'},
+                                                {"debug", no_argument, NULL, 'd'},
+                                                {}};
         const char *kubeconfig = NULL, *context = NULL;
         KubeInformerOptions io = {};
         KubeConfig *cfg = NULL;

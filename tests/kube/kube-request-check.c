@@ -81,8 +81,8 @@ static void on_response(KubeClient *c, const KubeResponse *resp, void *userdata)
                 fprintf(stderr, "BUG: callback invoked re-entrantly\n"), abort();
         j = json_pack("{s:i, s:s, s:I, s:s?, s:s?, s:I, s:O?, s:I}", "error", resp->error, "errno",
                       resp->error < 0 ? strerrorname_np(-resp->error) ?: "" : "", "status",
-                      (json_int_t)resp->http_status, "reason", resp->reason, "message", resp->message, "retry_after",
-                      (json_int_t)resp->retry_after_sec, "body", resp->body, "elapsed_ms",
+                      (json_int_t)resp->http_status, "reason", resp->reason, "message", resp->message,
+                      "retry_after", (json_int_t)resp->retry_after_sec, "body", resp->body, "elapsed_ms",
                       (json_int_t)((now_usec() - call->start_usec) / 1000));
         if (call->index != SIZE_MAX)
                 (void)json_array_set_new(m->results, call->index, j);
@@ -101,7 +101,8 @@ static void on_response(KubeClient *c, const KubeResponse *resp, void *userdata)
 
 static void fail_line(const char *why)
 {
-        print_json(json_pack("{s:i, s:s, s:I}", "error", -EINVAL, "errno", "EINVAL", "status", (json_int_t)0));
+        print_json(
+                json_pack("{s:i, s:s, s:I}", "error", -EINVAL, "errno", "EINVAL", "status", (json_int_t)0));
         fprintf(stderr, "bad command: %s\n", why);
 }
 
@@ -120,12 +121,13 @@ static int start_one(Manager *m, json_t *cmd, size_t index)
         m->sync_guard++;
         if (!op || streq(op, "cancel")) {
                 KubeRequestOptions o = {
-                        .timeout_usec = (uint64_t)json_integer_value(json_object_get(cmd, "timeout_ms")) * 1000,
+                        .timeout_usec =
+                                (uint64_t)json_integer_value(json_object_get(cmd, "timeout_ms")) * 1000,
                         .content_type = json_string_value(json_object_get(cmd, "content_type")),
                 };
                 r = kube_request(m->client, json_string_value(json_object_get(cmd, "method")) ?: "GET",
-                                 json_string_value(json_object_get(cmd, "path")) ?: "", json_object_get(cmd, "body"), &o,
-                                 on_response, call, &req);
+                                 json_string_value(json_object_get(cmd, "path")) ?: "",
+                                 json_object_get(cmd, "body"), &o, on_response, call, &req);
                 if (r >= 0 && op) {
                         kube_request_cancel(req);
                         free(call);
@@ -134,10 +136,12 @@ static int start_one(Manager *m, json_t *cmd, size_t index)
                         return 1; /* nothing pending */
                 }
         } else if (streq(op, "patch_annotations")) {
-                const KubeResource *res = kube_resource_from_plural(json_string_value(json_object_get(cmd, "resource")));
+                const KubeResource *res =
+                        kube_resource_from_plural(json_string_value(json_object_get(cmd, "resource")));
                 r = res ? kube_request_merge_patch_annotations(
                                   m->client, res, json_string_value(json_object_get(cmd, "namespace")),
-                                  json_string_value(json_object_get(cmd, "name")), json_object_get(cmd, "annotations"),
+                                  json_string_value(json_object_get(cmd, "name")),
+                                  json_object_get(cmd, "annotations"),
                                   json_string_value(json_object_get(cmd, "rv")), on_response, call, NULL)
                         : -EINVAL;
         } else if (streq(op, "event")) {
@@ -196,12 +200,13 @@ static void next_command(Manager *m)
                         size_t i;
 
                         m->results = json_array();
+                        json_array_foreach(reqs, i, q)(void) json_array_append_new(m->results, json_null());
                         json_array_foreach(reqs, i, q)
-                                (void)json_array_append_new(m->results, json_null());
-                        json_array_foreach(reqs, i, q) {
+                        {
                                 r = start_one(m, q, i);
                                 if (r < 0)
-                                        (void)json_array_set_new(m->results, i, json_pack("{s:i}", "error", r));
+                                        (void)json_array_set_new(m->results, i,
+                                                                 json_pack("{s:i}", "error", r));
                         }
                         json_decref(cmd);
                         if (m->pending > 0)
@@ -213,8 +218,8 @@ static void next_command(Manager *m)
                 r = start_one(m, cmd, SIZE_MAX);
                 json_decref(cmd);
                 if (r < 0) {
-                        print_json(json_pack("{s:i, s:s, s:I}", "error", r, "errno", strerrorname_np(-r) ?: "",
-                                             "status", (json_int_t)0));
+                        print_json(json_pack("{s:i, s:s, s:I}", "error", r, "errno",
+                                             strerrorname_np(-r) ?: "", "status", (json_int_t)0));
                         continue;
                 }
                 if (r == 0)
@@ -243,14 +248,13 @@ static int on_stdin(sd_event_source *s, int fd, uint32_t revents, void *userdata
 
 int main(int argc, char **argv)
 {
-        static const struct option options[] = {
-                {"kubeconfig", required_argument, NULL, 'k'},
-                {"context", required_argument, NULL, 'c'},
-                {"timeout-ms", required_argument, NULL, 't'},
-                {"token-reload-ms", required_argument, NULL, 'r'},
-                {"in-cluster", required_argument, NULL, 'i'},
-                {"debug", no_argument, NULL, 'd'},
-                {}};
+        static const struct option options[] = {{"kubeconfig", required_argument, NULL, 'k'},
+                                                {"context", required_argument, NULL, 'c'},
+                                                {"timeout-ms", required_argument, NULL, 't'},
+                                                {"token-reload-ms", required_argument, NULL, 'r'},
+                                                {"in-cluster", required_argument, NULL, 'i'},
+                                                {"debug", no_argument, NULL, 'd'},
+                                                {}};
         const char *kubeconfig = NULL, *context = NULL, *in_cluster = NULL;
         KubeClientOptions co = {};
         KubeConfig *cfg = NULL;

@@ -163,7 +163,8 @@ START_TEST(test_every_fixture)
                         ck_assert_ptr_nonnull(c->server);
                         kube_config_free(c);
                 } else {
-                        ck_assert_msg(err && strstr(err, de->d_name), "%s: %s", de->d_name, err ?: "(no message)");
+                        ck_assert_msg(err && strstr(err, de->d_name), "%s: %s", de->d_name,
+                                      err ?: "(no message)");
                         free(err);
                 }
                 n++;
@@ -187,24 +188,31 @@ static void write_file(const char *name, const char *text)
         ck_assert_int_eq(fclose(f), 0);
 }
 
-#define HEAD                                                                                                  \
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts:\n- name: c\n  context:\n    cluster: k\n" \
+#define HEAD                                                                                                \
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts:\n- name: c\n  context:\n    cluster: " \
+        "k\n"                                                                                               \
         "    user: u\n"
 
 static const struct {
         const char *yaml;
         const char *want_in_message; /* NULL: must load */
 } error_cases[] = {
-        {HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h:6443\nusers:\n- name: u\n  user:\n    token: t\n",
+        {HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h:6443\nusers:\n- name: u\n  user:\n   "
+              " token: t\n",
          NULL},
         {HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h:6443\n"
               "    insecure-skip-tls-verify: true\n    certificate-authority: ca.crt\nusers: []\n",
-         "clusters[\"k\"].cluster.insecure-skip-tls-verify: specifying a root certificates file with the insecure"},
-        {HEAD "clusters:\n- name: k\n  cluster:\n    insecure-skip-tls-verify: true\n", "clusters[\"k\"].cluster.server: missing"},
-        {HEAD "clusters:\n- name: k\n  cluster:\n    server: ftp://h\n", "clusters[\"k\"].cluster.server: \"ftp://h\""},
-        {HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h\n    certificate-authority-data: '***'\n",
+         "clusters[\"k\"].cluster.insecure-skip-tls-verify: specifying a root certificates file with the "
+         "insecure"},
+        {HEAD "clusters:\n- name: k\n  cluster:\n    insecure-skip-tls-verify: true\n",
+         "clusters[\"k\"].cluster.server: missing"},
+        {HEAD "clusters:\n- name: k\n  cluster:\n    server: ftp://h\n",
+         "clusters[\"k\"].cluster.server: \"ftp://h\""},
+        {HEAD
+         "clusters:\n- name: k\n  cluster:\n    server: https://h\n    certificate-authority-data: '***'\n",
          "clusters[\"k\"].cluster.certificate-authority-data: not valid base64"},
-        {HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h\n    insecure-skip-tls-verify: maybe\n",
+        {HEAD
+         "clusters:\n- name: k\n  cluster:\n    server: https://h\n    insecure-skip-tls-verify: maybe\n",
          "insecure-skip-tls-verify: expected true or false"},
         {HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h\nusers:\n- name: u\n  user:\n"
               "    client-certificate: a.crt\n",
@@ -214,7 +222,8 @@ static const struct {
          "users[\"u\"].user.username: basic authentication is not supported"},
         {HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h\nusers:\n- name: v\n  user: {}\n",
          "users: no user named \"u\""},
-        {HEAD "clusters:\n- name: k\n  cluster:\n    server: [1, 2]\n", "clusters[\"k\"].cluster.server: expected a string"},
+        {HEAD "clusters:\n- name: k\n  cluster:\n    server: [1, 2]\n",
+         "clusters[\"k\"].cluster.server: expected a string"},
         {HEAD "clusters: 7\n", "clusters: expected a list"},
         {HEAD "clusters:\n- 7\n", "clusters[0]: expected a mapping"},
         {"apiVersion: v1\nclusters: []\n", "current-context: not set"},
@@ -222,7 +231,8 @@ static const struct {
         {"a: [1, 2\n", "not a kubeconfig: line"},
         {"a: &x [1]\nb: *x\n", "aliases are not supported"},
         {"", "empty document"},
-        {"{\"apiVersion\":\"v1\",\"current-context\":\"c\",\"contexts\":[{\"name\":\"c\",\"context\":{\"cluster\":"
+        {"{\"apiVersion\":\"v1\",\"current-context\":\"c\",\"contexts\":[{\"name\":\"c\",\"context\":{"
+         "\"cluster\":"
          "\"k\"}}],\"clusters\":[{\"name\":\"k\",\"cluster\":{\"server\":\"https://h/\"}}]}",
          NULL},
 };
@@ -256,9 +266,10 @@ START_TEST(test_relative_kubeconfig_path)
         char want[512], cwd[512];
         KubeConfig *c;
 
-        write_file("rel.conf", HEAD "clusters:\n- name: k\n  cluster:\n    server: https://h\n"
-                               "    certificate-authority: pki/ca.crt\nusers:\n- name: u\n  user:\n"
-                               "    tokenFile: ../tok\n    client-certificate: /abs/c.pem\n    client-key: k.pem\n");
+        write_file("rel.conf", HEAD
+                   "clusters:\n- name: k\n  cluster:\n    server: https://h\n"
+                   "    certificate-authority: pki/ca.crt\nusers:\n- name: u\n  user:\n"
+                   "    tokenFile: ../tok\n    client-certificate: /abs/c.pem\n    client-key: k.pem\n");
         ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
         ck_assert_int_eq(chdir("/tmp"), 0);
         {
@@ -346,7 +357,8 @@ START_TEST(test_yaml)
         ck_assert(json_is_null(json_object_get(j, "c")));
         ck_assert(json_is_null(json_object_get(j, "d")));
         ck_assert_str_eq(json_string_value(json_object_get(j, "e")), "12");
-        ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(j, "f"), 1), "g")), "h");
+        ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(j, "f"), 1), "g")),
+                         "h");
         ck_assert_str_eq(json_string_value(json_object_get(j, "q")), "r");
         json_decref(j);
 

@@ -106,8 +106,8 @@ START_TEST(test_fixture_parses)
                 size_t i;
 
                 json_array_foreach(json_object_get(j, "items"), i, item)
-                        ck_assert_msg(parse_kind("Service", item, &err) == 0, "%s items[%zu]: %s", fixtures[_i], i,
-                                      err.message);
+                        ck_assert_msg(parse_kind("Service", item, &err) == 0, "%s items[%zu]: %s",
+                                      fixtures[_i], i, err.message);
         } else
                 ck_assert_msg(parse_kind(kind, j, &err) == 0, "%s: %s", fixtures[_i], err.message);
         json_decref(j);
@@ -201,7 +201,8 @@ START_TEST(test_endpointslice_values)
         json_decref(j);
 
         /* nil conditions take the API defaults. */
-        j = json_loads("{\"addressType\":\"IPv4\",\"endpoints\":[{\"addresses\":[\"10.0.0.1\"],\"conditions\":{}}]}",
+        j = json_loads("{\"addressType\":\"IPv4\",\"endpoints\":[{\"addresses\":[\"10.0.0.1\"],"
+                       "\"conditions\":{}}]}",
                        0, NULL);
         ck_assert_int_eq(kube_endpointslice_parse(j, &s, NULL), 0);
         ck_assert(s->endpoints[0].ready && s->endpoints[0].serving && !s->endpoints[0].terminating);
@@ -233,7 +234,8 @@ START_TEST(test_lease_node_values)
         kube_lease_free(l);
         json_decref(j);
 
-        j = json_loads("{\"kind\":\"Lease\",\"spec\":{\"renewTime\":\"2025-05-12T09:02:11.00487Z\"}}", 0, NULL);
+        j = json_loads("{\"kind\":\"Lease\",\"spec\":{\"renewTime\":\"2025-05-12T09:02:11.00487Z\"}}", 0,
+                       NULL);
         KubeParseError err = {};
         ck_assert_int_lt(kube_lease_parse(j, &l, &err), 0);
         ck_assert_msg(strstr(err.message, "spec.renewTime"), "%s", err.message);
@@ -255,11 +257,12 @@ END_TEST
 
 START_TEST(test_status_values)
 {
-        json_t *j = json_loads("{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\","
-                               "\"message\":\"Timeout: Too large resource version: 9, current: 8\",\"reason\":"
-                               "\"Timeout\",\"details\":{\"causes\":[{\"reason\":\"ResourceVersionTooLarge\"}],"
-                               "\"retryAfterSeconds\":1},\"code\":504}",
-                               0, NULL);
+        json_t *j = json_loads(
+                "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\","
+                "\"message\":\"Timeout: Too large resource version: 9, current: 8\",\"reason\":"
+                "\"Timeout\",\"details\":{\"causes\":[{\"reason\":\"ResourceVersionTooLarge\"}],"
+                "\"retryAfterSeconds\":1},\"code\":504}",
+                0, NULL);
         KubeStatus *s = NULL;
 
         ck_assert_int_eq(kube_status_parse(j, &s, NULL), 0);
@@ -283,13 +286,15 @@ static void visit(json_t *root, json_t *node, const char *path, VisitFn fn, void
         size_t i;
 
         if (json_is_object(node))
-                json_object_foreach(node, k, v) {
+                json_object_foreach(node, k, v)
+                {
                         (void)snprintf(sub, sizeof(sub), "%s%s%s", path, *path ? "." : "", k);
                         fn(root, node, k, 0, sub, userdata);
                         visit(root, v, sub, fn, userdata);
                 }
         else if (json_is_array(node))
-                json_array_foreach(node, i, v) {
+                json_array_foreach(node, i, v)
+                {
                         (void)snprintf(sub, sizeof(sub), "%s[%zu]", path, i);
                         fn(root, node, NULL, i, sub, userdata);
                         visit(root, v, sub, fn, userdata);
@@ -333,8 +338,8 @@ static void with_replacement(json_t *root, json_t *parent, const char *key, size
                 if (strchr(comp, '['))
                         *strchr(comp, '[') = '\0';
                 ck_assert_int_eq(r, -EBADMSG);
-                ck_assert_msg(strstr(err.message, comp) || streq(path, "") , "%s: wrong type at %s: message \"%s\"",
-                              ctx->file, path, err.message);
+                ck_assert_msg(strstr(err.message, comp) || streq(path, ""),
+                              "%s: wrong type at %s: message \"%s\"", ctx->file, path, err.message);
                 ctx->failed_ok++;
         }
 }

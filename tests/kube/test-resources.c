@@ -13,10 +13,12 @@ static const struct {
 } path_cases[] = {
         {&kube_resource_services, NULL, NULL, NULL, "/api/v1/services"},
         {&kube_resource_services, "default", NULL, NULL, "/api/v1/namespaces/default/services"},
-        {&kube_resource_services, "default", "web", "status", "/api/v1/namespaces/default/services/web/status"},
+        {&kube_resource_services, "default", "web", "status",
+         "/api/v1/namespaces/default/services/web/status"},
         {&kube_resource_leases, "kube-system", "plndr-svcs-lock", NULL,
          "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/plndr-svcs-lock"},
-        {&kube_resource_endpointslices, "ns", NULL, NULL, "/apis/discovery.k8s.io/v1/namespaces/ns/endpointslices"},
+        {&kube_resource_endpointslices, "ns", NULL, NULL,
+         "/apis/discovery.k8s.io/v1/namespaces/ns/endpointslices"},
         {&kube_resource_nodes, NULL, "n1", NULL, "/api/v1/nodes/n1"},
         {&kube_resource_servicecidrs, NULL, NULL, NULL, "/apis/networking.k8s.io/v1/servicecidrs"},
         {&kube_resource_events, "default", NULL, NULL, "/api/v1/namespaces/default/events"},
@@ -30,8 +32,8 @@ static const struct {
 START_TEST(test_path)
 {
         char *p = NULL;
-        int r = kube_resource_path(path_cases[_i].res, path_cases[_i].ns, path_cases[_i].name, path_cases[_i].sub,
-                                   &p);
+        int r = kube_resource_path(path_cases[_i].res, path_cases[_i].ns, path_cases[_i].name,
+                                   path_cases[_i].sub, &p);
 
         if (path_cases[_i].want) {
                 ck_assert_int_eq(r, 0);
@@ -47,8 +49,10 @@ START_TEST(test_query)
         KubeBuf b = {};
 
         ck_assert_int_eq(kube_buf_printf(&b, "/api/v1/services"), 0);
-        ck_assert_int_eq(kube_query_append(&b, "labelSelector", "kubernetes.io/service-name=egress-demo"), 0);
-        ck_assert_int_eq(kube_query_append(&b, "fieldSelector", "spec.nodeName=n1,status.phase!=Running"), 0);
+        ck_assert_int_eq(kube_query_append(&b, "labelSelector", "kubernetes.io/service-name=egress-demo"),
+                         0);
+        ck_assert_int_eq(kube_query_append(&b, "fieldSelector", "spec.nodeName=n1,status.phase!=Running"),
+                         0);
         ck_assert_int_eq(kube_query_append(&b, "labelSelector", "env in (a,b)"), 0);
         ck_assert_str_eq(b.data, "/api/v1/services?labelSelector=kubernetes.io%2Fservice-name%3Degress-demo"
                                  "&fieldSelector=spec.nodeName%3Dn1%2Cstatus.phase%21%3DRunning"

@@ -43,8 +43,8 @@ END_TEST
 
 START_TEST(test_microtime_roundtrip)
 {
-        static const uint64_t values[] = {0, 1, 999999, 1000000, 1072918861000004ULL, 1709251199999999ULL,
-                                          253402300799999999ULL};
+        static const uint64_t values[] = {
+                0, 1, 999999, 1000000, 1072918861000004ULL, 1709251199999999ULL, 253402300799999999ULL};
         char buf[32];
 
         for (size_t i = 0; i < ELEMENTSOF(values); i++) {

@@ -145,9 +145,8 @@ END_TEST
 
 START_TEST(test_tricky_strings)
 {
-        static const char text[] =
-                "{\"a\":\"}{\\\"\\\\\",\"b\":[\"]\",{\"c\":\"\\u007d\"}]}{\"x\":1}\n"
-                "{\n  \"pretty\": [1,\n 2]\n}\n[1,[2]]{\"u\":\"\xc3\xa9\xe2\x82\xac\"}";
+        static const char text[] = "{\"a\":\"}{\\\"\\\\\",\"b\":[\"]\",{\"c\":\"\\u007d\"}]}{\"x\":1}\n"
+                                   "{\n  \"pretty\": [1,\n 2]\n}\n[1,[2]]{\"u\":\"\xc3\xa9\xe2\x82\xac\"}";
         KubeJsonSplitter s;
         Collected c = {.values = json_array()};
 
@@ -171,7 +170,8 @@ START_TEST(test_broken)
 
         /* A truncated event stays pending, never half-delivered. */
         kube_json_splitter_init(&s, 1 << 20);
-        ck_assert_int_eq(kube_json_splitter_feed(&s, "{\"type\":\"ADDED\",\"object\":{", 26, collect, &c), 0);
+        ck_assert_int_eq(kube_json_splitter_feed(&s, "{\"type\":\"ADDED\",\"object\":{", 26, collect, &c),
+                         0);
         ck_assert(kube_json_splitter_partial(&s));
         ck_assert_uint_eq(json_array_size(c.values), 0);
         kube_json_splitter_done(&s);
@@ -179,8 +179,8 @@ START_TEST(test_broken)
         static const char *const bad[] = {"x", "7\n", "\"s\"", "}", "{\"a\":}", "{\"a\" 1}", "{\"a\":tru}"};
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 kube_json_splitter_init(&s, 1 << 20);
-                ck_assert_msg(kube_json_splitter_feed(&s, bad[i], strlen(bad[i]), collect, &c) == -EBADMSG, "%s",
-                              bad[i]);
+                ck_assert_msg(kube_json_splitter_feed(&s, bad[i], strlen(bad[i]), collect, &c) == -EBADMSG,
+                              "%s", bad[i]);
                 kube_json_splitter_done(&s);
         }
 
@@ -204,7 +204,8 @@ START_TEST(test_broken)
         {
                 char *deep = malloc(KUBE_JSON_DEPTH_MAX + 10);
                 memset(deep, '[', KUBE_JSON_DEPTH_MAX + 10);
-                ck_assert_int_eq(kube_json_splitter_feed(&s, deep, KUBE_JSON_DEPTH_MAX + 10, collect, &c), -EBADMSG);
+                ck_assert_int_eq(kube_json_splitter_feed(&s, deep, KUBE_JSON_DEPTH_MAX + 10, collect, &c),
+                                 -EBADMSG);
                 free(deep);
         }
         kube_json_splitter_done(&s);

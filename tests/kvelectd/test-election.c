@@ -978,8 +978,8 @@ static const struct {
          {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_FIRE, SEQ_LISTED, SEQ_SYNCED, SEQ_SERVE, SEQ_WAIT_1S, SEQ_RELEASE},
          0},
         {"withdrawn and back while the GET is in flight",
-         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_WITHDRAW, SEQ_CAMPAIGN, SEQ_SYNCED, SEQ_SERVE, SEQ_WAIT_1S,
-          SEQ_RELEASE},
+         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_WITHDRAW, SEQ_CAMPAIGN, SEQ_SYNCED, SEQ_SERVE,
+          SEQ_WAIT_1S, SEQ_RELEASE},
          0},
         /* Released before the list: the GET shows it, the write follows. */
         {"released before the list",
@@ -993,12 +993,8 @@ static const struct {
         {"expiry, GET answered after a second",
          {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_SYNCED, SEQ_WAIT_1S, SEQ_SERVE},
          LD},
-        {"expiry, GET lost",
-         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_SYNCED, SEQ_LOST},
-         LD},
-        {"expiry, never synced, GETs only",
-         {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_SERVE},
-         LD + RP},
+        {"expiry, GET lost", {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_SYNCED, SEQ_LOST}, LD},
+        {"expiry, never synced, GETs only", {SEQ_PENDING, SEQ_CAMPAIGN, SEQ_LISTED, SEQ_SERVE}, LD + RP},
 };
 
 static void seq_put_holder(Fixture *f, const char *holder, int dur, bool watched)
@@ -1121,8 +1117,9 @@ START_TEST(test_campaign_while_unsynced)
                 serve(&f);
         }
         ck_assert_msg(election_is_leading(f.e), "%s: never leads", seq_cases[_i].name);
-        ck_assert_msg(t_write - t_end <= seq_cases[_i].within, "%s: wrote %llu ms after the last step (at most %llu)",
-                      seq_cases[_i].name, (unsigned long long)((t_write - t_end) / MS),
+        ck_assert_msg(t_write - t_end <= seq_cases[_i].within,
+                      "%s: wrote %llu ms after the last step (at most %llu)", seq_cases[_i].name,
+                      (unsigned long long)((t_write - t_end) / MS),
                       (unsigned long long)(seq_cases[_i].within / MS));
         json_decref(held);
         fixture_done(&f);

@@ -91,7 +91,8 @@ START_TEST(test_deadline)
 
         ck_assert_int_eq(validate_deadline(now, now + 1, "deadline_usec", &e), 0);
         ck_assert_int_eq(validate_deadline(now, now + KVNETD_MAX_GRANT_USEC, "deadline_usec", &e), 0);
-        ck_assert_int_eq(validate_deadline(now, now + KVNETD_MAX_GRANT_USEC + 1, "deadline_usec", &e), -EINVAL);
+        ck_assert_int_eq(validate_deadline(now, now + KVNETD_MAX_GRANT_USEC + 1, "deadline_usec", &e),
+                         -EINVAL);
         ck_assert_str_eq(e.message, "deadline_usec: more than 300s from now");
         ck_assert_int_eq(validate_deadline(now, now, "deadline_usec", &e), -EINVAL);
         ck_assert_int_eq(validate_deadline(now, 0, "deadline_usec", &e), -EINVAL);
@@ -138,13 +139,20 @@ START_TEST(test_string_limit)
 }
 END_TEST
 
-static int validate_egress(const char *vip4, const char *vip6, const char **pods, size_t n_pods, const char **protos,
-                           const uint16_t *ports, size_t n_ports, const char **nets, size_t n_nets,
-                           EgressPolicy **ret, ParseError *e)
+static int validate_egress(const char *vip4, const char *vip6, const char **pods, size_t n_pods,
+                           const char **protos, const uint16_t *ports, size_t n_ports, const char **nets,
+                           size_t n_nets, EgressPolicy **ret, ParseError *e)
 {
         EgressRequest req = {
-                .vip4 = vip4, .vip6 = vip6, .pods = pods, .n_pods = n_pods, .port_protos = protos,
-                .port_numbers = ports, .n_ports = n_ports, .denied = nets, .n_denied = n_nets,
+                .vip4 = vip4,
+                .vip6 = vip6,
+                .pods = pods,
+                .n_pods = n_pods,
+                .port_protos = protos,
+                .port_numbers = ports,
+                .n_ports = n_ports,
+                .denied = nets,
+                .n_denied = n_nets,
         };
         return egress_request_validate(test_config(), &req, ret, e);
 }
@@ -159,11 +167,12 @@ START_TEST(test_egress_valid_and_normalised)
         ParseError e = {};
         char buf[IP_PREFIX_STRING_MAX];
 
-        ck_assert_int_eq(validate_egress("192.168.0.245", "fd00:192::245", pods, 3, protos, ports, 3, nets, 4, &p, &e),
+        ck_assert_int_eq(validate_egress("192.168.0.245", "fd00:192::245", pods, 3, protos, ports, 3, nets,
+                                         4, &p, &e),
                          0);
         ck_assert_uint_eq(p->n_pods, 3);
         ck_assert_str_eq(ip_addr_to_string(&p->pods[0], buf), "10.244.1.5"); /* sorted */
-        ck_assert_uint_eq(p->n_ports, 2);                                     /* de-duplicated */
+        ck_assert_uint_eq(p->n_ports, 2);                                    /* de-duplicated */
         ck_assert_int_eq(p->ports[0].proto, L4_PROTO_TCP);
         ck_assert_uint_eq(p->n_denied, 2); /* contained prefixes dropped */
         ck_assert_str_eq(ip_prefix_to_string(&p->denied[0], buf), "10.0.0.0/8");
@@ -179,20 +188,30 @@ static const struct {
         int r;
         const char *error;
 } egress_bad[] = {
-        {"fd00:192::245", "", "10.244.1.5", "tcp", 80, "10.0.0.0/8", -EINVAL, "vip4: \"fd00:192::245\" is not a valid IPv4"},
-        {"", "192.168.0.245", "fd00::1", "tcp", 80, "10.0.0.0/8", -EINVAL, "vip6: \"192.168.0.245\" is not a valid IPv6"},
-        {"192.168.0.1", "", "10.244.1.5", "tcp", 80, "10.0.0.0/8", -EINVAL, "vip4: 192.168.0.1 is not inside"},
-        {"192.168.0.245", "", "10.244.1.300", "tcp", 80, "10.0.0.0/8", -EINVAL, "pods[1]: \"10.244.1.300\" is not a valid IP address"},
-        {"192.168.0.245", "", "fd00::1", "tcp", 80, "10.0.0.0/8", -EINVAL, "pods[1]: IPv6 pod but vip6 is empty"},
-        {"", "fd00:192::245", "10.244.1.5", "tcp", 80, "10.0.0.0/8", -EINVAL, "pods[0]: IPv4 pod but vip4 is empty"},
+        {"fd00:192::245", "", "10.244.1.5", "tcp", 80, "10.0.0.0/8", -EINVAL,
+         "vip4: \"fd00:192::245\" is not a valid IPv4"},
+        {"", "192.168.0.245", "fd00::1", "tcp", 80, "10.0.0.0/8", -EINVAL,
+         "vip6: \"192.168.0.245\" is not a valid IPv6"},
+        {"192.168.0.1", "", "10.244.1.5", "tcp", 80, "10.0.0.0/8", -EINVAL,
+         "vip4: 192.168.0.1 is not inside"},
+        {"192.168.0.245", "", "10.244.1.300", "tcp", 80, "10.0.0.0/8", -EINVAL,
+         "pods[1]: \"10.244.1.300\" is not a valid IP address"},
+        {"192.168.0.245", "", "fd00::1", "tcp", 80, "10.0.0.0/8", -EINVAL,
+         "pods[1]: IPv6 pod but vip6 is empty"},
+        {"", "fd00:192::245", "10.244.1.5", "tcp", 80, "10.0.0.0/8", -EINVAL,
+         "pods[0]: IPv4 pod but vip4 is empty"},
         {"192.168.0.245", "", "", "tcp", 80, "10.0.0.0/8", -EINVAL, "pods[1]: must not be empty"},
-        {"192.168.0.245", "", "10.244.1.5", "icmp", 80, "10.0.0.0/8", -EINVAL, "ports[0]: protocol must be tcp, udp or sctp"},
+        {"192.168.0.245", "", "10.244.1.5", "icmp", 80, "10.0.0.0/8", -EINVAL,
+         "ports[0]: protocol must be tcp, udp or sctp"},
         {"192.168.0.245", "", "10.244.1.5", "TCP", 80, "10.0.0.0/8", -EINVAL, "ports[0]: protocol must be"},
         {"192.168.0.245", "", "10.244.1.5", "", 80, "10.0.0.0/8", -EINVAL, "ports[0]: must not be empty"},
-        {"192.168.0.245", "", "10.244.1.5", "tcp", 0, "10.0.0.0/8", -EINVAL, "ports[0]: port must be 1..65535"},
-        {"192.168.0.245", "", "10.244.1.5", "tcp", 80, "10.0.0.0/33", -EINVAL, "denied[0]: \"10.0.0.0/33\" is not a valid CIDR"},
+        {"192.168.0.245", "", "10.244.1.5", "tcp", 0, "10.0.0.0/8", -EINVAL,
+         "ports[0]: port must be 1..65535"},
+        {"192.168.0.245", "", "10.244.1.5", "tcp", 80, "10.0.0.0/33", -EINVAL,
+         "denied[0]: \"10.0.0.0/33\" is not a valid CIDR"},
         {"192.168.0.245", "", "10.244.1.5", "tcp", 80, "", -EINVAL, "denied[0]: must not be empty"},
-        {"192.168.0.245", "", "10.244.1.4", "tcp", 80, "10.0.0.0/8", -EINVAL, "pods: 10.244.1.4 is listed twice"},
+        {"192.168.0.245", "", "10.244.1.4", "tcp", 80, "10.0.0.0/8", -EINVAL,
+         "pods: 10.244.1.4 is listed twice"},
 };
 
 START_TEST(test_egress_refused)
@@ -206,8 +225,8 @@ START_TEST(test_egress_refused)
         ParseError e = {};
         int r;
 
-        r = validate_egress(egress_bad[_i].vip4, egress_bad[_i].vip6, pods + first, 2 - first, protos, ports, 1, nets,
-                            1, &p, &e);
+        r = validate_egress(egress_bad[_i].vip4, egress_bad[_i].vip6, pods + first, 2 - first, protos, ports,
+                            1, nets, 1, &p, &e);
         ck_assert_int_eq(r, egress_bad[_i].r);
         ck_assert_ptr_null(p);
         ck_assert_msg(strstr(e.message, egress_bad[_i].error), "case %d: got \"%s\"", _i, e.message);
@@ -218,7 +237,7 @@ START_TEST(test_egress_limits)
 {
         size_t n = KVNETD_MAX_PODS_PER_SERVICE + 1;
         const char **pods = calloc(n, sizeof(char *));
-        char (*bufs)[16] = calloc(n, 16);
+        char(*bufs)[16] = calloc(n, 16);
         const char *nets[KVNETD_MAX_NETWORKS + 1];
         char netbufs[KVNETD_MAX_NETWORKS + 1][20];
         const char *protos[KVNETD_MAX_PORTS + 1];
@@ -230,36 +249,40 @@ START_TEST(test_egress_limits)
                 snprintf(bufs[i], 16, "10.%zu.%zu.%zu", i >> 16, (i >> 8) & 255, i & 255);
                 pods[i] = bufs[i];
         }
-        ck_assert_int_eq(validate_egress("192.168.0.245", "", pods, n - 1, NULL, NULL, 0, NULL, 0, &p, &e), 0);
+        ck_assert_int_eq(validate_egress("192.168.0.245", "", pods, n - 1, NULL, NULL, 0, NULL, 0, &p, &e),
+                         0);
         egress_policy_free(p);
         p = NULL;
-        ck_assert_int_eq(validate_egress("192.168.0.245", "", pods, n, NULL, NULL, 0, NULL, 0, &p, &e), -E2BIG);
+        ck_assert_int_eq(validate_egress("192.168.0.245", "", pods, n, NULL, NULL, 0, NULL, 0, &p, &e),
+                         -E2BIG);
         ck_assert_str_eq(e.message, "pods: 16385 entries, the limit is 16384");
 
         for (size_t i = 0; i <= KVNETD_MAX_NETWORKS; i++) {
                 snprintf(netbufs[i], 20, "10.%zu.0.0/16", i);
                 nets[i] = netbufs[i];
         }
-        ck_assert_int_eq(validate_egress("192.168.0.245", "", pods, 1, NULL, NULL, 0, nets, KVNETD_MAX_NETWORKS, &p, &e),
+        ck_assert_int_eq(validate_egress("192.168.0.245", "", pods, 1, NULL, NULL, 0, nets,
+                                         KVNETD_MAX_NETWORKS, &p, &e),
                          0);
         egress_policy_free(p);
         p = NULL;
-        ck_assert_int_eq(
-                validate_egress("192.168.0.245", "", pods, 1, NULL, NULL, 0, nets, KVNETD_MAX_NETWORKS + 1, &p, &e),
-                -E2BIG);
+        ck_assert_int_eq(validate_egress("192.168.0.245", "", pods, 1, NULL, NULL, 0, nets,
+                                         KVNETD_MAX_NETWORKS + 1, &p, &e),
+                         -E2BIG);
         ck_assert_str_eq(e.message, "denied: 257 entries, the limit is 256");
 
         for (size_t i = 0; i <= KVNETD_MAX_PORTS; i++) {
                 protos[i] = "udp";
                 ports[i] = (uint16_t)(1000 + i);
         }
-        ck_assert_int_eq(validate_egress("192.168.0.245", "", pods, 1, protos, ports, KVNETD_MAX_PORTS, NULL, 0, &p, &e),
+        ck_assert_int_eq(validate_egress("192.168.0.245", "", pods, 1, protos, ports, KVNETD_MAX_PORTS, NULL,
+                                         0, &p, &e),
                          0);
         egress_policy_free(p);
         p = NULL;
-        ck_assert_int_eq(
-                validate_egress("192.168.0.245", "", pods, 1, protos, ports, KVNETD_MAX_PORTS + 1, NULL, 0, &p, &e),
-                -E2BIG);
+        ck_assert_int_eq(validate_egress("192.168.0.245", "", pods, 1, protos, ports, KVNETD_MAX_PORTS + 1,
+                                         NULL, 0, &p, &e),
+                         -E2BIG);
         free(pods);
         free(bufs);
 }

@@ -13,7 +13,8 @@ static char *prefixes_to_string(const IpPrefix *v, size_t n, char *buf, size_t s
 
         buf[0] = '\0';
         for (size_t i = 0; i < n && o < size; i++)
-                o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? "," : "", ip_prefix_to_string(&v[i], p));
+                o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? "," : "",
+                                      ip_prefix_to_string(&v[i], p));
         return buf;
 }
 
@@ -63,11 +64,12 @@ START_TEST(test_aggregate_many_nodes)
 }
 END_TEST
 
-static const char kubeadm_yaml[] = "apiServer: {}\napiVersion: kubeadm.k8s.io/v1beta4\nclusterName: kubernetes\n"
-                                   "controlPlaneEndpoint: 192.168.10.40:6443\nnetworking:\n"
-                                   "  dnsDomain: cluster.local\n  podSubnet: 10.244.0.0/16,fd00:10:244::/56\n"
-                                   "  serviceSubnet: \"10.96.0.0/12,fd00:10:96::/112\"\nproxy: {}\n"
-                                   "scheduler:\n  podSubnet: 1.2.3.0/24\n";
+static const char kubeadm_yaml[] =
+        "apiServer: {}\napiVersion: kubeadm.k8s.io/v1beta4\nclusterName: kubernetes\n"
+        "controlPlaneEndpoint: 192.168.10.40:6443\nnetworking:\n"
+        "  dnsDomain: cluster.local\n  podSubnet: 10.244.0.0/16,fd00:10:244::/56\n"
+        "  serviceSubnet: \"10.96.0.0/12,fd00:10:96::/112\"\nproxy: {}\n"
+        "scheduler:\n  podSubnet: 1.2.3.0/24\n";
 
 START_TEST(test_kubeadm_parse)
 {
@@ -103,7 +105,8 @@ START_TEST(test_defaults)
 
         ck_assert_int_eq(cluster_cidrs_compute(&src, &c), 0);
         check(&c, "10.0.0.0/16,fd00:10:244::/56", "10.96.0.0/12,fd00:10:96::/112",
-              CLUSTER_DEFAULTED_POD4 | CLUSTER_DEFAULTED_POD6 | CLUSTER_DEFAULTED_SVC4 | CLUSTER_DEFAULTED_SVC6);
+              CLUSTER_DEFAULTED_POD4 | CLUSTER_DEFAULTED_POD6 | CLUSTER_DEFAULTED_SVC4 |
+                      CLUSTER_DEFAULTED_SVC6);
         cluster_cidrs_done(&c);
 }
 END_TEST
@@ -124,9 +127,12 @@ START_TEST(test_all_sources)
         KubePod kcm = {.containers = &ctr, .n_containers = 1};
         const KubePod *kcms[] = {&kcm};
         ClusterCidrSources src = {
-                .service_cidrs = scs, .n_service_cidrs = 1,
-                .nodes = nodes, .n_nodes = 2,
-                .controller_managers = kcms, .n_controller_managers = 1,
+                .service_cidrs = scs,
+                .n_service_cidrs = 1,
+                .nodes = nodes,
+                .n_nodes = 2,
+                .controller_managers = kcms,
+                .n_controller_managers = 1,
         };
         ClusterCidrs c = {};
 

@@ -10,11 +10,15 @@
 static void clear_env(void)
 {
         static const char *const names[] = {
-                "vip_nodename", "KVEGRESS_NODE_NAME", "vip_servicesinterface", "vip_interface", "svc_namespace",
-                "egress_podcidr", "egress_servicecidr", "KUBERNETES_SERVICE_HOST", "KVEGRESS_KUBECONFIG",
-                "CREDENTIALS_DIRECTORY", "KVEGRESS_GRANT_MARGIN", "vip_leaseduration", "egress_clean",
-                "vip_arpRate", "KVEGRESS_KVNETD_SOCKET", "lb_class_name", "lb_class_only",
-                "lb_class_legacy_handling",
+                "vip_nodename",           "KVEGRESS_NODE_NAME",
+                "vip_servicesinterface",  "vip_interface",
+                "svc_namespace",          "egress_podcidr",
+                "egress_servicecidr",     "KUBERNETES_SERVICE_HOST",
+                "KVEGRESS_KUBECONFIG",    "CREDENTIALS_DIRECTORY",
+                "KVEGRESS_GRANT_MARGIN",  "vip_leaseduration",
+                "egress_clean",           "vip_arpRate",
+                "KVEGRESS_KVNETD_SOCKET", "lb_class_name",
+                "lb_class_only",          "lb_class_legacy_handling",
         };
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
                 unsetenv(names[i]);

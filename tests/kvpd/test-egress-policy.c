@@ -59,7 +59,10 @@ typedef struct Ep {
         bool ready, serving, terminating;
 } Ep;
 
-#define READY(a, n) {a, n, true, true, false}
+#define READY(a, n)                                                                                         \
+        {                                                                                                   \
+                a, n, true, true, false                                                                     \
+        }
 
 typedef struct Slice {
         KubeEndpointSlice sl;
@@ -67,7 +70,8 @@ typedef struct Slice {
         char *addrs[8][2];
 } Slice;
 
-static void slice_init(Slice *s, const char *name, const char *service, const char *type, const Ep *eps, size_t n)
+static void slice_init(Slice *s, const char *name, const char *service, const char *type, const Ep *eps,
+                       size_t n)
 {
         *s = (Slice){};
         s->sl.meta.name = (char *)name;
@@ -143,7 +147,8 @@ static const char *prefixes_str(const IpPrefix *v, size_t n, char *buf, size_t s
 
         buf[0] = '\0';
         for (size_t i = 0; i < n && o < size; i++)
-                o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? "," : "", ip_prefix_to_string(&v[i], a));
+                o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? "," : "",
+                                      ip_prefix_to_string(&v[i], a));
         return buf;
 }
 
@@ -163,9 +168,9 @@ static const struct {
         {{"10.244.2.13", NODE, false, true, true}, EGRESS_READY, true},   /* terminating, still serving */
         {{"10.244.2.14", NODE, true, true, true}, EGRESS_READY, true},    /* terminating */
         {{"10.244.2.15", NODE, false, false, false}, EGRESS_READY, true}, /* starting up */
-        {READY("10.244.1.15", "worker-1"), EGRESS_IDLE, false},          /* other node */
-        {READY("10.244.1.16", NULL), EGRESS_IDLE, false},                /* no nodeName */
-        {READY("10.244.2.17", "WORKER-2"), EGRESS_IDLE, false},          /* names are exact */
+        {READY("10.244.1.15", "worker-1"), EGRESS_IDLE, false},           /* other node */
+        {READY("10.244.1.16", NULL), EGRESS_IDLE, false},                 /* no nodeName */
+        {READY("10.244.2.17", "WORKER-2"), EGRESS_IDLE, false},           /* names are exact */
 };
 
 START_TEST(test_endpoint_conditions)
@@ -190,9 +195,11 @@ END_TEST
  * draining and the starting ones too. */
 START_TEST(test_prefers_ready_nodes)
 {
-        Ep yield[] = {{"10.244.2.20", NODE, false, true, true}, {"10.244.2.21", NODE, false, false, false},
+        Ep yield[] = {{"10.244.2.20", NODE, false, true, true},
+                      {"10.244.2.21", NODE, false, false, false},
                       READY("10.244.1.5", "worker-1")};
-        Ep mixed[] = {{"10.244.2.20", NODE, false, true, true}, READY("10.244.2.22", NODE),
+        Ep mixed[] = {{"10.244.2.20", NODE, false, true, true},
+                      READY("10.244.2.22", NODE),
                       READY("10.244.1.5", "worker-1")};
         Ep remote_terminating[] = {{"10.244.2.20", NODE, false, true, true},
                                    {"10.244.1.5", "worker-1", false, true, true}};
@@ -321,10 +328,12 @@ static const struct {
 } invalid_cases[] = {
         {"Cluster", NULL, NULL, NULL, "externalTrafficPolicy is \"Cluster\""},
         {NULL, NULL, NULL, NULL, "externalTrafficPolicy"},
-        {"Local", KV_ANN_EGRESS_DESTINATION_PORTS, "tcp:8080,udp:650000", KV_ANN_EGRESS_DESTINATION_PORTS, "650000"},
+        {"Local", KV_ANN_EGRESS_DESTINATION_PORTS, "tcp:8080,udp:650000", KV_ANN_EGRESS_DESTINATION_PORTS,
+         "650000"},
         {"Local", KV_ANN_EGRESS_DESTINATION_PORTS, "8080", KV_ANN_EGRESS_DESTINATION_PORTS, "8080"},
         {"Local", KV_ANN_EGRESS_DENIED_NETWORKS, "10.0.0.0/8,bad", KV_ANN_EGRESS_DENIED_NETWORKS, "bad"},
-        {"Local", KV_ANN_EGRESS_ALLOWED_NETWORKS, "300.0.0.0/8", KV_ANN_EGRESS_ALLOWED_NETWORKS, "300.0.0.0/8"},
+        {"Local", KV_ANN_EGRESS_ALLOWED_NETWORKS, "300.0.0.0/8", KV_ANN_EGRESS_ALLOWED_NETWORKS,
+         "300.0.0.0/8"},
         {"Local", KV_ANN_LOADBALANCER_IPS, "vip.example.com", KV_ANN_LOADBALANCER_IPS, "DNS name"},
         {"Local", KV_ANN_EGRESS_DETECT_API_SERVER, "yes", KV_ANN_EGRESS_DETECT_API_SERVER, "yes"},
 };
@@ -432,7 +441,8 @@ START_TEST(test_all_slices_all_pods)
         ck_assert_str_eq(p->ifname, "eth1");
         ck_assert_str_eq(p->lease_namespace, "default");
         ck_assert_str_eq(p->lease_name, "kubevip-web");
-        ck_assert_str_eq(prefixes_str(p->excluded, p->n_excluded, buf, sizeof(buf)), "10.244.0.0/16,10.96.0.0/12");
+        ck_assert_str_eq(prefixes_str(p->excluded, p->n_excluded, buf, sizeof(buf)),
+                         "10.244.0.0/16,10.96.0.0/12");
         ck_assert_uint_eq(p->n_denied, 0);
 }
 END_TEST
@@ -553,7 +563,8 @@ START_TEST(test_filters)
         ck_assert_uint_eq(p->n_ports, 2);
         ck_assert_uint_eq(p->ports[1].port, 53);
         ck_assert_str_eq(prefixes_str(p->allowed, p->n_allowed, buf, sizeof(buf)), "172.16.0.0/12");
-        ck_assert_str_eq(prefixes_str(p->denied, p->n_denied, buf, sizeof(buf)), "172.18.0.0/24,10.96.0.1/32");
+        ck_assert_str_eq(prefixes_str(p->denied, p->n_denied, buf, sizeof(buf)),
+                         "172.18.0.0/24,10.96.0.1/32");
         ck_assert_str_eq(p->ifname, "eth2");
         ck_assert_str_eq(p->lease_namespace, "infra");
         ck_assert_str_eq(p->lease_name, "shared");
@@ -592,7 +603,8 @@ START_TEST(test_denied_networks_limit)
                 }
                 ck_assert_int_eq(p->state, EGRESS_INVALID);
                 ck_assert(streq_ptr(p->error_annotation, KV_ANN_EGRESS_DENIED_NETWORKS));
-                ck_assert_msg(strstr(p->error, "default/web: " KV_ANN_EGRESS_DENIED_NETWORKS), "%s", p->error);
+                ck_assert_msg(strstr(p->error, "default/web: " KV_ANN_EGRESS_DENIED_NETWORKS), "%s",
+                              p->error);
                 ck_assert_msg(strstr(p->error, KV_ANN_EGRESS_DETECT_API_SERVER), "%s", p->error);
         }
         /* One fewer network with detection: exactly at the limit. */
@@ -643,7 +655,8 @@ int main(void)
         SRunner *sr;
         int failed;
 
-        tcase_add_loop_test(tc, test_endpoint_conditions, 0, sizeof(endpoint_cases) / sizeof(endpoint_cases[0]));
+        tcase_add_loop_test(tc, test_endpoint_conditions, 0,
+                            sizeof(endpoint_cases) / sizeof(endpoint_cases[0]));
         tcase_add_loop_test(tc, test_invalid, 0, sizeof(invalid_cases) / sizeof(invalid_cases[0]));
         tcase_add_test(tc, test_not_egress);
         tcase_add_loop_test(tc, test_lb_class, 0, sizeof(lb_class_cases) / sizeof(lb_class_cases[0]));

@@ -169,7 +169,8 @@ START_TEST(test_trimmed_slices)
                 kube_endpointslice_keep_node(sl, rows[i].node);
                 ck_assert_uint_le(sl->n_endpoints, 1);
                 p = compute(svc, slices, 1, &c, rows[i].node);
-                ck_assert_msg(p->state == rows[i].state, "%s: %s", rows[i].node, egress_state_to_string(p->state));
+                ck_assert_msg(p->state == rows[i].state, "%s: %s", rows[i].node,
+                              egress_state_to_string(p->state));
                 egress_policy_free(p);
                 kube_endpointslice_free(sl);
         }

@@ -76,7 +76,8 @@ START_TEST(test_put_get_remove)
                 }
                 ck_assert_uint_eq(wrong, 0);
                 ck_assert_uint_eq(hashmap_size(&h), n);
-                HASHMAP_FOREACH(&h, i, k, v) {
+                HASHMAP_FOREACH(&h, i, k, v)
+                {
                         wrong += v != (void *)k;
                         seen++;
                 }

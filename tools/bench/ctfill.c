@@ -69,8 +69,8 @@ typedef union {
         struct in6_addr in6;
 } addr_t;
 
-static void tuple(struct buf *b, uint16_t type, int family, const addr_t *src, const addr_t *dst, uint16_t sport,
-                  uint16_t dport)
+static void tuple(struct buf *b, uint16_t type, int family, const addr_t *src, const addr_t *dst,
+                  uint16_t sport, uint16_t dport)
 {
         size_t t = nest_start(b, type), n;
         uint8_t proto = IPPROTO_UDP;
