@@ -18,6 +18,8 @@ packages=(
     # tests: network namespaces, packets, the test API server, sanitizers
     iproute2 nftables conntrack iputils-ping iputils-arping tcpdump socat
     netcat-openbsd python3 openssl util-linux procps psmisc libclang-rt-14-dev clang
+    # tests/unit/check-format.py: the C formatting .clang-format declares
+    clang-format
     systemd dbus
     # tests/ops scrapes kvctl's metrics with curl and parses them with Prometheus's own parser
     curl python3-prometheus-client
