@@ -107,6 +107,7 @@ struct Service {
         EgressPolicy *programmed;
         char *programmed_ifname; /* resolved ("auto" looked up) */
         uint64_t net_gen;        /* bumped per batch of calls; stale replies are ignored */
+        uint64_t remove_gen;     /* net_gen of the last RemoveService sent: only its answer confirms */
         unsigned net_inflight;
         bool net_failed;    /* a call of the current batch failed; retried by the resync timer */
         bool net_confirmed; /* kvnetd accepted every call of the current batch */

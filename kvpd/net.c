@@ -110,8 +110,9 @@ static int on_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_err
         /* Only the answer to the last RemoveService confirms the removal:
          * one answered after a later batch was sent (kvnetd stopped while
          * kvpd removed, granted, removed again) is followed by that batch,
-         * which binds the VIP again. */
-        if (s && streq(c->method, KVNETD_METHOD_REMOVE_SERVICE) && s->removing && s->net_gen == c->gen) {
+         * which binds the VIP again. (Not net_gen: a GrantExpired moves it
+         * on without sending anything.) */
+        if (s && streq(c->method, KVNETD_METHOD_REMOVE_SERVICE) && s->removing && s->remove_gen == c->gen) {
                 s->removing = false;
                 if (e) {
                         /* The VIP may still be bound: the lease stays, and
@@ -374,6 +375,7 @@ static void net_remove(Service *s, bool for_stop)
                           s->key);
         else {
                 s->removing = !for_stop;
+                s->remove_gen = s->net_gen;
                 log_info("%s: egress removed from this node", s->key);
         }
 }
