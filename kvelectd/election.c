@@ -209,17 +209,19 @@ static void check_deadline(Election *e, uint64_t now, ElectionOutput *out)
                 e->next_attempt = now + jittered_retry(e);
 }
 
-/* A request made while leading must end before leadership does; acquisition
- * requests get half the renew deadline, so a granted lease always has at
- * least that much validity left when the answer arrives. Returns 0 when too
- * little time is left to bother. */
+/* A request made while leading must end before leadership does, and may
+ * use nearly all the time left: under a backlog it waits for a place in
+ * flight (kube-http.c), and a renewal that waits 6 s of the 8 s left still
+ * keeps the leadership. Acquisition requests get half the renew deadline,
+ * so a granted lease always has at least that much validity left when the
+ * answer arrives. Returns 0 when too little time is left to bother. */
 static uint64_t request_timeout(const Election *e, uint64_t now)
 {
         uint64_t t = e->config.renew_deadline_usec / 2;
 
         if (e->leading) {
                 uint64_t left = e->deadline > now ? e->deadline - now : 0;
-                t = MIN(t, left - left / 10);
+                t = left - left / 10;
         }
         if (e->releasing) {
                 uint64_t left = e->release_deadline > now ? e->release_deadline - now : 0;
@@ -250,6 +252,7 @@ static int issue(Election *e, uint64_t now, ElectionStep step, ElectionRequestTy
                 .id = e->request_id,
                 .body = body,
                 .timeout_usec = timeout,
+                .priority_usec = e->leading ? e->deadline : now + e->config.renew_deadline_usec / 2,
         };
         return 0;
 }

@@ -79,6 +79,13 @@ typedef struct ElectionRequest {
         uint64_t id;  /* pass back in ElectionResponse.id */
         json_t *body; /* CREATE/UPDATE; owned by the ElectionOutput */
         uint64_t timeout_usec;
+        /* When it is needed (CLOCK_MONOTONIC usec), to order it among
+         * requests waiting for the transport: a leader's renewal by its
+         * deadline; anything else (an acquisition, a release) as if it were
+         * a renewal with half its validity left, so that it waits at most
+         * for the renewals that are due before that, each once, and the
+         * renewals that could wait longer do. */
+        uint64_t priority_usec;
 } ElectionRequest;
 
 typedef enum ElectionEvent {

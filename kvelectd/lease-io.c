@@ -58,7 +58,7 @@ int lease_io_send(Campaign *c, const ElectionRequest *req)
 {
         const char *ns = election_namespace(c->election), *name = election_name(c->election);
         _cleanup_free_ char *path = NULL;
-        KubeRequestOptions opts = {.timeout_usec = req->timeout_usec};
+        KubeRequestOptions opts = {.timeout_usec = req->timeout_usec, .priority_usec = req->priority_usec};
         const char *method;
         int r;
 

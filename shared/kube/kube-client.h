@@ -77,7 +77,9 @@ typedef struct KubeResponse {
         const char *message;
         /* Retry-After header in seconds, or 0. */
         unsigned retry_after_sec;
-        /* CLOCK_MONOTONIC time the request was handed to the transport. */
+        /* CLOCK_MONOTONIC time the request was handed to the transport:
+         * after its wait, if any, for a place among those in flight, and
+         * before the server can have seen it. */
         uint64_t sent_usec;
 } KubeResponse;
 
@@ -86,6 +88,12 @@ typedef void (*KubeResponseFn)(KubeClient *c, const KubeResponse *resp, void *us
 typedef struct KubeRequestOptions {
         /* 0 = the client's default. */
         uint64_t timeout_usec;
+        /* Order among the requests waiting for a place in flight
+         * (CLOCK_MONOTONIC usec, earliest first): the time by which this
+         * one is needed. 0: the time of the call (first come, first
+         * served). Under a backlog, kvelectd puts the renewal of the
+         * leadership that ends first ahead of the others. */
+        uint64_t priority_usec;
         /* For PATCH: "application/merge-patch+json",
          * "application/strategic-merge-patch+json", "application/json-patch+json". */
         const char *content_type;

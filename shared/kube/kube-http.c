@@ -31,11 +31,20 @@
 /* Bigger than any sane list page; a runaway body fails instead of eating memory. */
 #define BODY_MAX (256U * 1024U * 1024U)
 #define CREDENTIAL_FILE_MAX (1024U * 1024U)
-/* One-shot requests in flight at once; more wait in a FIFO. Over HTTP/1.1
- * each in-flight request holds a TLS connection (~80 KiB), so 1,000 Lease
- * renewals fired together would otherwise open 1,000 of them. Watches are
- * long-lived and not counted: a queue of renewals must never hold back the
- * watch that tells us a Lease was released. */
+/* One-shot requests in flight at once; more wait in a queue, in order of
+ * their priority (the time by which each is needed; the time of the call
+ * by default, which makes it a FIFO). Over HTTP/1.1 each in-flight request
+ * holds a TLS connection (~80 KiB), so 1,000 Lease renewals fired together
+ * would otherwise open 1,000 of them. Watches are long-lived and not
+ * counted: a queue of renewals must never hold back the watch that tells us
+ * a Lease was released.
+ *
+ * Why an order and not a FIFO: when the API answers fewer requests per
+ * second than are asked (1,000 Leases renewed every 2 s ask 500/s), a FIFO
+ * makes every request wait the whole queue, all of them time out together,
+ * and every leadership is lost at once. Served by deadline, each Lease is
+ * renewed as often as the API allows, and none is lost while that is more
+ * often than once per renew deadline. */
 #define MAX_INFLIGHT_REQUESTS 8U
 
 struct KubeHttp {
@@ -50,6 +59,8 @@ struct KubeHttp {
         bool queued;  /* waiting for a place among MAX_INFLIGHT_REQUESTS */
         bool counted; /* holds one of those places */
         uint64_t timeout_usec;
+        uint64_t made_usec;     /* kube_http_start(): the timeout counts from here */
+        uint64_t priority_usec; /* queue order, earliest first */
         KubeBuf body;    /* whole body, or the error body of a stream */
         KubeBuf pending; /* stream bytes not yet handed to ops.data */
         char *content_type;
@@ -323,6 +334,29 @@ static void queue_remove(KubeHttp *h)
                 c->queue_tail = prev;
         h->queued = false;
         h->queue_next = NULL;
+}
+
+/* After the last one of no later priority: equal priorities keep their
+ * order. From the tail when it is not earlier than the tail (the default
+ * priority, the time of the call, always is): O(1) then, else a walk. */
+static void queue_insert(KubeHttp *h)
+{
+        KubeClient *c = h->client;
+        KubeHttp *prev = NULL;
+
+        h->queued = true;
+        if (c->queue_tail && c->queue_tail->priority_usec <= h->priority_usec)
+                prev = c->queue_tail;
+        else
+                for (KubeHttp *i = c->queue_head; i && i->priority_usec <= h->priority_usec; i = i->queue_next)
+                        prev = i;
+        h->queue_next = prev ? prev->queue_next : c->queue_head;
+        if (prev)
+                prev->queue_next = h;
+        else
+                c->queue_head = h;
+        if (!h->queue_next)
+                c->queue_tail = h;
 }
 
 static void http_finish(KubeHttp *h, int error)
@@ -675,14 +709,16 @@ static int setup_easy(KubeHttp *h, const KubeHttpParams *p)
 }
 
 /* Hands h to curl. A request that waited in the queue keeps its deadline:
- * its timeout counts from when it was made (sent_usec), as its caller's
- * safety margins do. */
+ * its timeout counts from when it was made (made_usec), as its caller's
+ * safety margins do. sent_usec is now: the server cannot have seen it
+ * before. */
 static void http_add(KubeHttp *h)
 {
         KubeClient *c = h->client;
 
+        h->sent_usec = now_usec();
         if (h->timeout_usec > 0) {
-                uint64_t waited = now_usec() - h->sent_usec;
+                uint64_t waited = h->sent_usec - h->made_usec;
 
                 if (waited >= h->timeout_usec) {
                         http_finish(h, -ETIMEDOUT);
@@ -740,7 +776,8 @@ int kube_http_start(KubeClient *c, const KubeHttpParams *p, const KubeHttpOps *o
                 http_free(h);
                 return r;
         }
-        h->sent_usec = h->last_data_usec = now_usec();
+        h->made_usec = h->sent_usec = h->last_data_usec = now_usec();
+        h->priority_usec = p->priority_usec ?: h->made_usec;
         c->stats.requests++;
 
         if (h->stream && h->idle_timeout_usec > 0) {
@@ -753,14 +790,9 @@ int kube_http_start(KubeClient *c, const KubeHttpParams *p, const KubeHttpOps *o
                 }
         }
         h->timeout_usec = p->timeout_usec;
-        if (!h->stream && c->n_inflight >= MAX_INFLIGHT_REQUESTS) {
-                h->queued = true;
-                if (c->queue_tail)
-                        c->queue_tail->queue_next = h;
-                else
-                        c->queue_head = h;
-                c->queue_tail = h;
-        } else
+        if (!h->stream && c->n_inflight >= MAX_INFLIGHT_REQUESTS)
+                queue_insert(h);
+        else
                 http_add(h);
         if (ret)
                 *ret = h;

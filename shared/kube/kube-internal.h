@@ -104,7 +104,7 @@ typedef struct KubeHttpResult {
         size_t body_size;
         const char *content_type;
         unsigned retry_after_sec;
-        uint64_t sent_usec;
+        uint64_t sent_usec; /* handed to curl (after the queue) */
 } KubeHttpResult;
 
 typedef struct KubeHttpOps {
@@ -122,6 +122,7 @@ typedef struct KubeHttpParams {
         size_t body_size;
         const char *content_type;
         uint64_t timeout_usec;      /* whole exchange; 0 = none (streams) */
+        uint64_t priority_usec;     /* queue order, earliest first; 0 = now */
         uint64_t idle_timeout_usec; /* streams: no byte for this long fails */
         bool stream;
 } KubeHttpParams;

@@ -20,7 +20,7 @@ struct KubeRequest {
         KubeResponseFn cb;
         void *userdata;
         char *method, *path, *body, *content_type;
-        uint64_t timeout_usec;
+        uint64_t timeout_usec, priority_usec;
         bool retried_auth, in_callback;
 };
 
@@ -100,6 +100,7 @@ static int request_send(KubeRequest *r)
                 .body_size = r->body ? strlen(r->body) : 0,
                 .content_type = r->content_type,
                 .timeout_usec = r->timeout_usec,
+                .priority_usec = r->priority_usec,
         };
         static const KubeHttpOps ops = {.done = on_done};
 
@@ -131,6 +132,7 @@ int kube_request(KubeClient *c, const char *method, const char *path, json_t *bo
         r->cb = cb;
         r->userdata = userdata;
         r->timeout_usec = opts && opts->timeout_usec ? opts->timeout_usec : kube_client_request_timeout(c);
+        r->priority_usec = opts ? opts->priority_usec : 0;
         r->method = strdup(method);
         r->path = strdup(path);
         if (!r->method || !r->path)

@@ -531,6 +531,35 @@ START_TEST(test_send_time_from_transport)
 }
 END_TEST
 
+/* Requests waiting for the transport are served in order of priority
+ * (kube-http.c): a renewal by its deadline, so the leadership that ends
+ * first is renewed first; an acquisition as a renewal with half its
+ * validity left. Its timeout is nearly all the time left, since it may
+ * wait in that queue. */
+START_TEST(test_request_priority)
+{
+        Fixture f;
+
+        fixture_init(&f, "worker-1");
+        campaign(&f);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_GET);
+        ck_assert_uint_eq(f.req.priority_usec, f.now.mono + RD / 2);
+        ck_assert_uint_eq(f.req.timeout_usec, RD / 2);
+        ck_assert_int_eq(serve(&f), 404);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_CREATE);
+        ck_assert_uint_eq(f.req.priority_usec, f.now.mono + RD / 2);
+        ck_assert_int_eq(serve(&f), 201);
+        ck_assert(election_is_leading(f.e));
+
+        fire(&f);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_UPDATE);
+        ck_assert_uint_eq(f.req.priority_usec, election_deadline(f.e));
+        ck_assert_uint_gt(f.req.timeout_usec, RD / 2);
+        ck_assert_uint_lt(f.now.mono + f.req.timeout_usec, election_deadline(f.e));
+        fixture_done(&f);
+}
+END_TEST
+
 START_TEST(test_hung_request_cancelled_at_deadline)
 {
         Fixture f;
@@ -1608,6 +1637,7 @@ static Suite *election_suite(void)
         tcase_add_test(tc, test_renew_keeps_acquire_and_transitions);
         tcase_add_test(tc, test_renew_deadline_from_send_time);
         tcase_add_test(tc, test_send_time_from_transport);
+        tcase_add_test(tc, test_request_priority);
         tcase_add_test(tc, test_hung_request_cancelled_at_deadline);
         tcase_add_test(tc, test_release_body);
         tcase_add_test(tc, test_release_conflict);
