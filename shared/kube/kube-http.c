@@ -46,6 +46,8 @@
  * renewed as often as the API allows, and none is lost while that is more
  * often than once per renew deadline. */
 #define MAX_INFLIGHT_REQUESTS 8U
+/* A queued request with less time than this left is failed, not sent. */
+#define QUEUED_MIN_LEFT_USEC (100 * USEC_PER_MSEC)
 
 struct KubeHttp {
         KubeClient *client;
@@ -56,13 +58,14 @@ struct KubeHttp {
         char *body_copy;
 
         bool stream, in_multi, finished, cancelled, in_ready, in_callback;
-        bool queued;  /* waiting for a place among MAX_INFLIGHT_REQUESTS */
+        bool queued; /* waiting for a place among MAX_INFLIGHT_REQUESTS */
+        bool queued_once;
         bool counted; /* holds one of those places */
         uint64_t timeout_usec;
         uint64_t made_usec;     /* kube_http_start(): the timeout counts from here */
         uint64_t priority_usec; /* queue order, earliest first */
-        KubeBuf body;    /* whole body, or the error body of a stream */
-        KubeBuf pending; /* stream bytes not yet handed to ops.data */
+        KubeBuf body;           /* whole body, or the error body of a stream */
+        KubeBuf pending;        /* stream bytes not yet handed to ops.data */
         char *content_type;
         unsigned retry_after_sec;
         long status;
@@ -73,6 +76,13 @@ struct KubeHttp {
 
         char *what;                   /* "GET /api/v1/services", for kube-diagnose.c */
         char errbuf[CURL_ERROR_SIZE]; /* curl's own words for a failure */
+        /* A queued request has no curl handle yet (one costs about 20 KiB,
+         * its receive buffer included, and 1,000 renewals can wait at once):
+         * what setup_easy() needs is kept here until it leaves the queue. */
+        struct {
+                char *method, *path, *body, *content_type;
+                size_t body_size;
+        } deferred;
 
         KubeHttp *prev, *next; /* all transfers of the client */
         KubeHttp *ready_next;
@@ -344,11 +354,12 @@ static void queue_insert(KubeHttp *h)
         KubeClient *c = h->client;
         KubeHttp *prev = NULL;
 
-        h->queued = true;
+        h->queued = h->queued_once = true;
         if (c->queue_tail && c->queue_tail->priority_usec <= h->priority_usec)
                 prev = c->queue_tail;
         else
-                for (KubeHttp *i = c->queue_head; i && i->priority_usec <= h->priority_usec; i = i->queue_next)
+                for (KubeHttp *i = c->queue_head; i && i->priority_usec <= h->priority_usec;
+                     i = i->queue_next)
                         prev = i;
         h->queue_next = prev ? prev->queue_next : c->queue_head;
         if (prev)
@@ -472,6 +483,59 @@ static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
 
 /* ---- transfers ---- */
 
+static void deferred_done(KubeHttp *h)
+{
+        free(h->deferred.method);
+        free(h->deferred.path);
+        free(h->deferred.body);
+        free(h->deferred.content_type);
+        h->deferred = (typeof(h->deferred)){};
+}
+
+static int deferred_save(KubeHttp *h, const KubeHttpParams *p)
+{
+        if ((p->method && !(h->deferred.method = strdup(p->method))) ||
+            !(h->deferred.path = strdup(p->path)) ||
+            (p->content_type && !(h->deferred.content_type = strdup(p->content_type))))
+                return -ENOMEM;
+        if (p->body) {
+                h->deferred.body = malloc(p->body_size + 1);
+                if (!h->deferred.body)
+                        return -ENOMEM;
+                memcpy(h->deferred.body, p->body, p->body_size);
+                h->deferred.body[p->body_size] = '\0';
+                h->deferred.body_size = p->body_size;
+        }
+        return 0;
+}
+
+static int setup_easy(KubeHttp *h, const KubeHttpParams *p);
+
+/* The curl handle, now (a request about to be sent) or from what was
+ * deferred when it was queued. */
+static int easy_create(KubeHttp *h, const KubeHttpParams *p)
+{
+        KubeHttpParams d;
+        int r;
+
+        h->easy = curl_easy_init();
+        if (!h->easy)
+                return -ENOMEM;
+        if (p)
+                return setup_easy(h, p);
+        d = (KubeHttpParams){
+                .method = h->deferred.method,
+                .path = h->deferred.path,
+                .body = h->deferred.body,
+                .body_size = h->deferred.body_size,
+                .content_type = h->deferred.content_type,
+                .timeout_usec = h->timeout_usec,
+        };
+        r = setup_easy(h, &d);
+        deferred_done(h);
+        return r;
+}
+
 static void http_free(KubeHttp *h)
 {
         KubeClient *c = h->client;
@@ -482,6 +546,7 @@ static void http_free(KubeHttp *h)
         if (h->easy)
                 curl_easy_cleanup(h->easy);
         curl_slist_free_all(h->headers);
+        deferred_done(h);
         free(h->body_copy);
         free(h->content_type);
         free(h->what);
@@ -715,15 +780,28 @@ static int setup_easy(KubeHttp *h, const KubeHttpParams *p)
 static void http_add(KubeHttp *h)
 {
         KubeClient *c = h->client;
+        uint64_t waited;
+        int r;
 
         h->sent_usec = now_usec();
-        if (h->timeout_usec > 0) {
-                uint64_t waited = h->sent_usec - h->made_usec;
-
-                if (waited >= h->timeout_usec) {
-                        http_finish(h, -ETIMEDOUT);
+        waited = h->sent_usec - h->made_usec;
+        /* One that waited in the queue until almost nothing is left would
+         * most likely time out on the wire, and a transfer cut by its
+         * timeout costs its connection (a new TLS handshake for the next
+         * request) just when the API is slow. */
+        if (h->timeout_usec > 0 && (waited >= h->timeout_usec ||
+                                    (h->queued_once && h->timeout_usec - waited < QUEUED_MIN_LEFT_USEC))) {
+                http_finish(h, -ETIMEDOUT);
+                return;
+        }
+        if (!h->easy) {
+                r = easy_create(h, NULL);
+                if (r < 0) {
+                        http_finish(h, r);
                         return;
                 }
+        }
+        if (h->timeout_usec > 0) {
                 (void)curl_easy_setopt(h->easy, CURLOPT_TIMEOUT_MS,
                                        (long)MAX((h->timeout_usec - waited) / USEC_PER_MSEC, 1ULL));
         }
@@ -766,12 +844,11 @@ int kube_http_start(KubeClient *c, const KubeHttpParams *p, const KubeHttpOps *o
                 c->transfers->prev = h;
         c->transfers = h;
 
-        h->easy = curl_easy_init();
-        if (!h->easy) {
-                http_free(h);
-                return -ENOMEM;
-        }
-        r = setup_easy(h, p);
+        h->timeout_usec = p->timeout_usec;
+        if (!h->stream && c->n_inflight >= MAX_INFLIGHT_REQUESTS)
+                r = deferred_save(h, p);
+        else
+                r = easy_create(h, p);
         if (r < 0) {
                 http_free(h);
                 return r;
@@ -789,8 +866,7 @@ int kube_http_start(KubeClient *c, const KubeHttpParams *p, const KubeHttpOps *o
                         return r;
                 }
         }
-        h->timeout_usec = p->timeout_usec;
-        if (!h->stream && c->n_inflight >= MAX_INFLIGHT_REQUESTS)
+        if (!h->easy)
                 queue_insert(h);
         else
                 http_add(h);
