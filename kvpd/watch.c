@@ -46,6 +46,94 @@ static const char *meta_string(json_t *o, const char *field)
 
 /* ---- Services ---- */
 
+/* Whose annotations kvpd reads (annotations.h) or writes (status.c). */
+static bool annotation_ours(const char *key)
+{
+        return strncmp(key, KV_ANNOTATION_PREFIX, strlen(KV_ANNOTATION_PREFIX)) == 0 ||
+               strncmp(key, "kvegress.io/", strlen("kvegress.io/")) == 0;
+}
+
+/* Only our annotations, and no labels: kvpd reads nothing else of them,
+ * and a kubectl-applied Service carries its whole manifest as an
+ * annotation. */
+static void service_meta_trim(KubeObjectMeta *meta)
+{
+        KubeStringMap *a = &meta->annotations;
+        size_t n = 0;
+
+        for (size_t i = 0; i < a->n; i++) {
+                if (annotation_ours(a->keys[i])) {
+                        a->keys[n] = a->keys[i];
+                        a->values[n++] = a->values[i];
+                        continue;
+                }
+                free(a->keys[i]);
+                free(a->values[i]);
+        }
+        a->n = n;
+        /* NULL-terminated, as the parser leaves them. */
+        if (a->keys)
+                a->keys[n] = NULL;
+        if (a->values)
+                a->values[n] = NULL;
+        for (size_t i = 0; i < meta->labels.n; i++) {
+                free(meta->labels.keys[i]);
+                free(meta->labels.values[i]);
+        }
+        meta->labels.keys = mfree(meta->labels.keys);
+        meta->labels.values = mfree(meta->labels.values);
+        meta->labels.n = 0;
+}
+
+/* What status.c reads of the cached Service, and nothing else: name,
+ * namespace, uid, resourceVersion, our annotations, spec.loadBalancerIP,
+ * each spec.ports[]'s port and protocol, status.loadBalancer. The values are
+ * shared with o (reference counts), not copied. A whole Service as a
+ * jansson tree costs several KiB, and kvpd keeps one per egress Service.
+ * NULL if out of memory. */
+static json_t *service_json_trim(json_t *o)
+{
+        json_t *meta = json_object_get(o, "metadata"), *spec = json_object_get(o, "spec");
+        json_t *lb = json_object_get(json_object_get(o, "status"), "loadBalancer");
+        json_t *out = json_object(), *m = json_object(), *ann = json_object(), *sp = json_object();
+        json_t *ports = json_array(), *v, *port;
+        const char *key;
+        size_t i;
+        bool ok = out && m && ann && sp && ports;
+
+        for (const char *const *f = (const char *const[]){"name", "namespace", "uid", "resourceVersion", NULL};
+             ok && *f; f++)
+                if ((v = json_object_get(meta, *f)))
+                        ok = json_object_set(m, *f, v) == 0;
+        json_object_foreach(json_object_get(meta, "annotations"), key, v)
+                if (ok && annotation_ours(key))
+                        ok = json_object_set(ann, key, v) == 0;
+        if (ok && (v = json_object_get(spec, "loadBalancerIP")))
+                ok = json_object_set(sp, "loadBalancerIP", v) == 0;
+        json_array_foreach(json_object_get(spec, "ports"), i, port) {
+                json_t *p = ok ? json_object() : NULL;
+
+                ok = p && json_array_append_new(ports, p) == 0;
+                if (ok && (v = json_object_get(port, "port")))
+                        ok = json_object_set(p, "port", v) == 0;
+                if (ok && (v = json_object_get(port, "protocol")))
+                        ok = json_object_set(p, "protocol", v) == 0;
+        }
+        if (ok)
+                ok = json_object_set_new(sp, "ports", TAKE_PTR(ports)) == 0 &&
+                     json_object_set_new(m, "annotations", TAKE_PTR(ann)) == 0 &&
+                     json_object_set_new(out, "metadata", TAKE_PTR(m)) == 0 &&
+                     json_object_set_new(out, "spec", TAKE_PTR(sp)) == 0 &&
+                     (!lb || json_object_set_new(out, "status", json_pack("{s:O}", "loadBalancer", lb)) == 0);
+        json_decref(ports);
+        json_decref(ann);
+        json_decref(m);
+        json_decref(sp);
+        if (!ok)
+                return json_decref(out), NULL;
+        return out;
+}
+
 static void *service_transform(KubeInformer *inf, json_t *o, void *userdata)
 {
         json_t *ann = json_object_get(json_object_get(o, "metadata"), "annotations");
@@ -64,9 +152,17 @@ static void *service_transform(KubeInformer *inf, json_t *o, void *userdata)
                           meta_string(o, "name") ?: "");
                 return NULL;
         }
-        it->json = json_incref(o);
+        it->json = service_json_trim(o);
+        if (!it->json) {
+                log_error("out of memory caching Service %s/%s", meta_string(o, "namespace") ?: "",
+                          meta_string(o, "name") ?: "");
+                free(it);
+                return NULL;
+        }
         if (kube_service_parse(o, &it->service, &e) < 0)
                 it->error = strdup(e.message);
+        else
+                service_meta_trim(&it->service->meta);
         return it;
 }
 
