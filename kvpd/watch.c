@@ -101,16 +101,17 @@ static json_t *service_json_trim(json_t *o)
         size_t i;
         bool ok = out && m && ann && sp && ports;
 
-        for (const char *const *f = (const char *const[]){"name", "namespace", "uid", "resourceVersion", NULL};
+        for (const char *const *f =
+                     (const char *const[]){"name", "namespace", "uid", "resourceVersion", NULL};
              ok && *f; f++)
                 if ((v = json_object_get(meta, *f)))
                         ok = json_object_set(m, *f, v) == 0;
-        json_object_foreach(json_object_get(meta, "annotations"), key, v)
-                if (ok && annotation_ours(key))
-                        ok = json_object_set(ann, key, v) == 0;
+        json_object_foreach(json_object_get(meta, "annotations"), key, v) if (ok && annotation_ours(key))
+                ok = json_object_set(ann, key, v) == 0;
         if (ok && (v = json_object_get(spec, "loadBalancerIP")))
                 ok = json_object_set(sp, "loadBalancerIP", v) == 0;
-        json_array_foreach(json_object_get(spec, "ports"), i, port) {
+        json_array_foreach(json_object_get(spec, "ports"), i, port)
+        {
                 json_t *p = ok ? json_object() : NULL;
 
                 ok = p && json_array_append_new(ports, p) == 0;
@@ -124,7 +125,8 @@ static json_t *service_json_trim(json_t *o)
                      json_object_set_new(m, "annotations", TAKE_PTR(ann)) == 0 &&
                      json_object_set_new(out, "metadata", TAKE_PTR(m)) == 0 &&
                      json_object_set_new(out, "spec", TAKE_PTR(sp)) == 0 &&
-                     (!lb || json_object_set_new(out, "status", json_pack("{s:O}", "loadBalancer", lb)) == 0);
+                     (!lb ||
+                      json_object_set_new(out, "status", json_pack("{s:O}", "loadBalancer", lb)) == 0);
         json_decref(ports);
         json_decref(ann);
         json_decref(m);
