@@ -91,12 +91,8 @@ static int parse_argv(int argc, char *argv[])
                 ARG_LOG_LEVEL,
         };
         static const struct option options[] = {
-                {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, ARG_VERSION},
-                {"socket", required_argument, NULL, ARG_SOCKET},
-                {"socket-mode", required_argument, NULL, ARG_SOCKET_MODE},
-                {"allow-uid", required_argument, NULL, ARG_ALLOW_UID},
-                {"allow-gid", required_argument, NULL, ARG_ALLOW_GID},
+                DAEMON_LONG_OPTIONS_HELP_VERSION(ARG_VERSION),
+                BUS_SERVER_LONG_OPTIONS(ARG_SOCKET, ARG_SOCKET_MODE, ARG_ALLOW_UID, ARG_ALLOW_GID),
                 {"kubeconfig", required_argument, NULL, ARG_KUBECONFIG},
                 {"node-name", required_argument, NULL, ARG_NODE_NAME},
                 {"lease-duration", required_argument, NULL, ARG_LEASE_DURATION},

@@ -216,12 +216,8 @@ static int parse_argv(Config *c, int argc, char *argv[])
                 ARG_LOWER_LIMITS,
         };
         static const struct option options[] = {
-                {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, ARG_VERSION},
-                {"socket", required_argument, NULL, ARG_SOCKET},
-                {"socket-mode", required_argument, NULL, ARG_SOCKET_MODE},
-                {"allow-uid", required_argument, NULL, ARG_ALLOW_UID},
-                {"allow-gid", required_argument, NULL, ARG_ALLOW_GID},
+                DAEMON_LONG_OPTIONS_HELP_VERSION(ARG_VERSION),
+                BUS_SERVER_LONG_OPTIONS(ARG_SOCKET, ARG_SOCKET_MODE, ARG_ALLOW_UID, ARG_ALLOW_GID),
                 {"vip-range", required_argument, NULL, ARG_VIP_RANGE},
                 {"interface", required_argument, NULL, ARG_INTERFACE},
                 {"grace-period", required_argument, NULL, ARG_GRACE},

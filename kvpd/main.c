@@ -26,8 +26,7 @@ static int parse_argv(int argc, char *argv[])
 {
         enum { ARG_VERSION = 0x100 };
         static const struct option options[] = {
-                {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, ARG_VERSION},
+                DAEMON_LONG_OPTIONS_HELP_VERSION(ARG_VERSION),
                 {},
         };
         int c;

@@ -18,10 +18,6 @@
 #include "service.h"
 #include "watch.h"
 
-#ifndef PROJECT_VERSION
-#define PROJECT_VERSION "unknown"
-#endif
-
 int manager_new(Manager **ret)
 {
         _cleanup_(manager_freep) Manager *m = NULL;

@@ -80,6 +80,16 @@ int socket_mode_arg_parse(const char *name, const char *v, mode_t *ret);
 int uid_list_arg_parse(const char *name, const char *v, uid_t **ret, size_t *ret_n);
 int gid_list_arg_parse(const char *name, const char *v, gid_t **ret, size_t *ret_n);
 
+/* The same options' rows of a getopt_long() table; the caller's enum gives
+ * the values, its switch calls the parsers above. */
+/* clang-format off */
+#define BUS_SERVER_LONG_OPTIONS(socket, socket_mode, allow_uid, allow_gid)      \
+        {"socket", required_argument, NULL, (socket)},                          \
+        {"socket-mode", required_argument, NULL, (socket_mode)},                \
+        {"allow-uid", required_argument, NULL, (allow_uid)},                    \
+        {"allow-gid", required_argument, NULL, (allow_gid)}
+/* clang-format on */
+
 /* sd-bus.h and sd-event.h define the *_unrefp cleanup helpers already. */
 static inline void sd_bus_error_freep(sd_bus_error *e)
 {

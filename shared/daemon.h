@@ -22,6 +22,14 @@ void daemon_notify_ready(const char *status);
 void daemon_notify_stopping(void);
 void daemon_notify_status(const char *status);
 
+/* --help (-h) and --version, the first rows of every program's
+ * getopt_long() table (daemon_print_version() answers the latter). */
+/* clang-format off */
+#define DAEMON_LONG_OPTIONS_HELP_VERSION(version)                               \
+        {"help", no_argument, NULL, 'h'},                                       \
+        {"version", no_argument, NULL, (version)}
+/* clang-format on */
+
 /* Standard --version output. */
 void daemon_print_version(const char *program);
 
