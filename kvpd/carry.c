@@ -20,10 +20,12 @@ static bool carrying(const Manager *m)
 
 void carry_forget(Manager *m)
 {
-        for (size_t i = 0; i < m->carry.n_keys; i++)
-                free(m->carry.keys[i]);
-        m->carry.keys = mfree(m->carry.keys);
-        m->carry.n_keys = 0;
+        const char *key;
+        void *value;
+
+        for (size_t i = 0; hashmap_next(&m->carry.keys, &i, &key, &value);)
+                free(value);
+        hashmap_done(&m->carry.keys);
         m->carry.list_slot = sd_bus_slot_unref(m->carry.list_slot);
 }
 
@@ -41,28 +43,27 @@ static int on_list_vips(sd_bus_message *reply, void *userdata, sd_bus_error *ret
         carry_forget(m);
         r = sd_bus_message_enter_container(reply, 'a', "(ssst)");
         while (r > 0) {
+                char *k;
+
                 r = sd_bus_message_read(reply, "(ssst)", &key, &vip, &iface, &deadline);
                 if (r <= 0)
                         break;
-                /* One key per Service, however many VIPs it has. */
-                if (m->carry.n_keys > 0 && streq(m->carry.keys[m->carry.n_keys - 1], key))
+                /* One entry per Service, however many VIPs it has. */
+                if (hashmap_get(&m->carry.keys, key))
                         continue;
-                char **k = reallocarray(m->carry.keys, m->carry.n_keys + 1, sizeof(char *));
-                if (!k)
+                k = strdup(key);
+                if (!k || hashmap_put(&m->carry.keys, k, k) < 0) {
+                        free(k);
                         break;
-                m->carry.keys = k;
-                m->carry.keys[m->carry.n_keys] = strdup(key);
-                if (!m->carry.keys[m->carry.n_keys])
-                        break;
-                m->carry.n_keys++;
+                }
         }
         if (r < 0)
                 log_warning_errno(r, "kvnetd: cannot read its grants: %m");
-        if (m->carry.n_keys > 0)
+        if (hashmap_size(&m->carry.keys) > 0)
                 log_notice("not synced with the API yet: kvnetd's %zu grant(s) are renewed on kvelectd's "
                            "renewals "
                            "of their kube-vip Leases until kvpd is",
-                           m->carry.n_keys);
+                           hashmap_size(&m->carry.keys));
         return 0;
 }
 
@@ -83,29 +84,28 @@ void carry_list_grants(Manager *m)
 void carry_renewed(Manager *m, const char *lease_namespace, const char *lease_name, uint64_t deadline_usec)
 {
         sd_bus *bus = bus_client_get(m->kvnetd);
+        char key[KVNETD_MAX_SERVICE_KEY + 2];
         uint64_t now = now_usec(), grant;
-        size_t ns_len = strlen(lease_namespace);
+        const size_t prefix = strlen(KUBE_VIP_LEASE_PREFIX);
 
         if (!carrying(m)) {
-                if (m->carry.n_keys > 0)
+                if (hashmap_size(&m->carry.keys) > 0)
                         carry_forget(m);
                 return;
         }
-        if (!bus || strncmp(lease_name, KUBE_VIP_LEASE_PREFIX, strlen(KUBE_VIP_LEASE_PREFIX)) != 0)
+        if (!bus || strncmp(lease_name, KUBE_VIP_LEASE_PREFIX, prefix) != 0)
+                return;
+        /* Lease ns/kubevip-NAME belongs to Service ns/NAME: one lookup. */
+        if ((size_t)snprintf(key, sizeof(key), "%s/%s", lease_namespace, lease_name + prefix) >=
+                    sizeof(key) ||
+            !hashmap_get(&m->carry.keys, key))
                 return;
         grant = plan_grant_deadline(deadline_usec, m->config.grant_margin_usec, now);
         if (grant <= now)
                 return;
-        for (size_t i = 0; i < m->carry.n_keys; i++) {
-                const char *key = m->carry.keys[i];
-
-                if (strncmp(key, lease_namespace, ns_len) != 0 || key[ns_len] != '/' ||
-                    !streq(key + ns_len + 1, lease_name + strlen(KUBE_VIP_LEASE_PREFIX)))
-                        continue;
-                log_debug("%s: carried: renewing its grant on the renewal of Lease %s/%s", key,
-                          lease_namespace, lease_name);
-                (void)sd_bus_call_method_async(bus, NULL, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE,
-                                               KVNETD_METHOD_RENEW_GRANT, NULL, NULL, KVNETD_SIG_RENEW_GRANT,
-                                               key, grant);
-        }
+        log_debug("%s: carried: renewing its grant on the renewal of Lease %s/%s", key, lease_namespace,
+                  lease_name);
+        (void)sd_bus_call_method_async(bus, NULL, NULL, KVNETD_BUS_PATH, KVNETD_BUS_INTERFACE,
+                                       KVNETD_METHOD_RENEW_GRANT, NULL, NULL, KVNETD_SIG_RENEW_GRANT, key,
+                                       grant);
 }

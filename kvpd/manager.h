@@ -195,8 +195,7 @@ struct Manager {
         unsigned kvnetd_clean_calls; /* calls of the stale-state clean-up not answered yet */
         bool kvnetd_clean_failed;    /* ... and whether one of them failed */
         struct {                     /* carry.c: kvnetd's grants renewed before the first sync */
-                char **keys;
-                size_t n_keys;
+                Hashmap keys;        /* service key -> the same string (owned) */
                 sd_bus_slot *list_slot;
         } carry;
 
