@@ -38,60 +38,79 @@ int manager_nft_commit(Manager *m, NftBatch *b, char **ret_error)
 /* Rebuilds our table from the record when someone removed or changed it.
  * One transaction: "add table; delete table" removes whatever is there
  * (and is harmless when nothing is), then everything is created again, so
- * the kernel switches from the old table to the rebuilt one atomically. */
+ * the kernel switches from the old table to the rebuilt one atomically.
+ * Only what the record knows the policy of can be rebuilt: an adopted
+ * egress not yet replayed (and a legacy chain) is forgotten. */
 static int nft_rebuild(Manager *m)
 {
         _cleanup_(nft_batch_freep) NftBatch *b = NULL;
         _cleanup_free_ char *err = NULL;
         _cleanup_free_ IpAddr *all = NULL;
+        _cleanup_free_ const char **names = NULL;
         const char *table = m->config->table;
-        size_t n_all = 0;
+        size_t n_all = 0, n = 0;
         int r;
 
         r = service_all_pods(m, &all, &n_all);
         if (r < 0)
                 return r;
+        names = calloc(MAX(m->n_classes, (size_t)1), sizeof(*names));
+        if (!names)
+                return -ENOMEM;
         r = nft_batch_new(true, NULL, &b);
         if (r < 0)
                 return r;
         nft_batch_skeleton(b, table);
         nft_batch_delete_table(b, table);
         nft_batch_skeleton(b, table);
+        /* Each class from the policy of one of its services ("touched":
+         * rebuilt). */
         for (Service *s = m->services; s; s = s->next)
-                if (s->policy) {
-                        nft_batch_service(b, table, s->chain, s->key, s->policy, false, 0);
-                        nft_batch_pods(b, table, s->pods, s->n_pods, s->chain);
+                if (s->policy && s->cls && !s->cls->touched) {
+                        nft_batch_class(b, table, s->cls->name, s->policy, false, 0);
+                        s->cls->touched = true;
+                        names[n++] = s->cls->name;
                 }
+        for (Service *s = m->services; s; s = s->next)
+                if (s->policy && s->cls) {
+                        nft_batch_class_pods(b, table, s->cls->name, s->key, s->pods, s->n_pods, true);
+                        nft_batch_vip_pods(b, table, s->key, &s->vip4, &s->vip6, s->pods, s->n_pods, true);
+                }
+        nft_batch_dispatch(b, table, false, names, n);
         r = manager_nft_commit(m, b, &err);
+        for (EgressClass *c = m->classes; c; c = c->next) {
+                if (r >= 0)
+                        c->in_kernel = c->touched;
+                c->touched = false;
+        }
         if (r < 0)
                 return log_error_errno(r, "cannot rebuild table inet %s: %s", table, err ? err : "");
         for (Service *s = m->services; s; s = s->next) {
-                if (s->policy) {
-                        s->sets = nft_policy_sets(s->policy);
+                if (s->policy || !service_has_egress(s))
                         continue;
-                }
-                if (s->has_chain) {
-                        /* An adopted chain we cannot rebuild: forget it. */
-                        for (size_t i = 0; i < s->n_pods; i++)
+                /* An adopted egress we cannot rebuild: forget it. */
+                for (size_t i = 0; i < s->n_pods; i++)
+                        if (podmap_get(&m->pods, &s->pods[i]) == s)
                                 podmap_remove(&m->pods, &s->pods[i]);
-                        s->pods = mfree(s->pods);
-                        s->n_pods = 0;
-                        s->has_chain = false;
-                        s->sets = 0;
-                }
+                s->pods = mfree(s->pods);
+                s->n_pods = 0;
+                service_drop_egress(m, s);
         }
+        egress_classes_gc(m);
         manager_queue_conntrack(m, all, n_all);
         return 0;
 }
 
-/* Whether the kernel holds what we last programmed: the skeleton, for each
- * service with a chain that chain with our fingerprint and exactly our pods
- * in the maps, and no other chain of ours. Returns 1 if so, 0 if not (with
+/* Whether the kernel holds what we last programmed: the skeleton; each
+ * class in the kernel with our fingerprint, its sets and its two base chain
+ * rules, and no other; for each service exactly its pods in its class's
+ * sets and in the VIP maps to its VIPs, commented with its key, and no
+ * other element; legacy chains as adopted. Returns 1 if so, 0 if not (with
  * a reason), negative errno if the table could not be read. */
 static int nft_table_matches(Manager *m, const char **ret_reason)
 {
         _cleanup_(nft_table_info_done) NftTableInfo t = {};
-        size_t expected = 0;
+        size_t classes = 0, services = 0, legacy = 0;
         int r;
 
         r = nft_read_table(m->nft, m->config->table, &t);
@@ -105,30 +124,92 @@ static int nft_table_matches(Manager *m, const char **ret_reason)
                 *ret_reason = "its maps or base chain changed";
                 return 0;
         }
-        for (Service *s = m->services; s; s = s->next) {
-                const NftChainInfo *c;
+        if (t.foreign) {
+                *ret_reason = t.foreign;
+                return 0;
+        }
+        if ((m->n_legacy > 0) != t.legacy_maps || (m->n_legacy > 0) != t.legacy_rules) {
+                *ret_reason = "the old pod maps or their rules changed";
+                return 0;
+        }
+        for (EgressClass *c = m->classes; c; c = c->next) {
+                const NftClassInfo *ci;
 
-                if (!s->has_chain)
+                if (!c->in_kernel)
                         continue;
-                expected++;
-                c = nft_table_info_find(&t, s->chain);
-                if (!c || c->fingerprint != s->fingerprint) {
-                        *ret_reason = "a service chain or its rules changed";
+                classes++;
+                ci = nft_table_info_class(&t, c->name);
+                if (!ci || ci->fingerprint != c->fingerprint || ci->sets != c->sets || !ci->p4 || !ci->p6 ||
+                    !ci->dispatch4 || !ci->dispatch6) {
+                        *ret_reason = "a class chain, its sets or its base chain rules changed";
                         return 0;
                 }
-                if (c->n_pods != s->n_pods) {
-                        *ret_reason = "pod mappings changed";
-                        return 0;
-                }
-                /* Both sorted with ip_addr_compare(). */
-                for (size_t i = 0; i < s->n_pods; i++)
-                        if (!ip_addr_equal(&c->pods[i], &s->pods[i])) {
-                                *ret_reason = "pod mappings changed";
+        }
+        if (t.n_classes != classes) {
+                *ret_reason = "a class kvnetd did not make appeared";
+                return 0;
+        }
+        for (Service *s = m->services; s; s = s->next) {
+                const NftServiceInfo *si;
+
+                if (s->legacy) {
+                        char chain[NFT_NAME_MAX];
+                        const NftLegacyInfo *li;
+                        uintptr_t i;
+
+                        legacy++;
+                        nft_legacy_chain_name(s->key, chain);
+                        i = (uintptr_t)strmap_get(&t.legacy_index, chain);
+                        li = i ? &t.legacy[i - 1] : NULL;
+                        if (!li || !streq_ptr(li->key, s->key) || li->n_pods != s->n_pods) {
+                                *ret_reason = "an old service chain or its pods changed";
                                 return 0;
                         }
+                        for (size_t k = 0; k < s->n_pods; k++)
+                                if (!ip_addr_equal(&li->pods[k], &s->pods[k])) {
+                                        *ret_reason = "an old service chain or its pods changed";
+                                        return 0;
+                                }
+                }
+                if (!s->cls)
+                        continue;
+                si = nft_table_info_service(&t, s->key);
+                if (s->n_pods == 0) {
+                        if (si) {
+                                *ret_reason = "elements of a service with no pods appeared";
+                                return 0;
+                        }
+                        continue;
+                }
+                services++;
+                if (!si || si->split || !streq(si->cls, s->cls->name) || si->n_pods != s->n_pods) {
+                        *ret_reason = "pod set elements changed";
+                        return 0;
+                }
+                if (si->n_vips != s->n_pods) {
+                        *ret_reason = "VIP map elements changed";
+                        return 0;
+                }
+                /* All sorted with ip_addr_compare(). */
+                for (size_t i = 0; i < s->n_pods; i++) {
+                        const IpAddr *vip = s->pods[i].family == AF_INET ? &s->vip4 : &s->vip6;
+                        if (!ip_addr_equal(&si->pods[i], &s->pods[i])) {
+                                *ret_reason = "pod set elements changed";
+                                return 0;
+                        }
+                        if (!ip_addr_equal(&si->vips[i].pod, &s->pods[i]) ||
+                            !ip_addr_equal(&si->vips[i].vip, vip)) {
+                                *ret_reason = "VIP map elements changed";
+                                return 0;
+                        }
+                }
         }
-        if (t.n_chains != expected) {
-                *ret_reason = "a chain we did not make appeared, or pods map to one";
+        if (t.n_services != services) {
+                *ret_reason = "elements of a service kvnetd does not know appeared";
+                return 0;
+        }
+        if (t.n_legacy != legacy) {
+                *ret_reason = "an old chain kvnetd does not know appeared";
                 return 0;
         }
         return 1;
@@ -220,12 +301,147 @@ static void batch_skeleton(NftBatch *b, Manager *m, const void *arg)
         nft_batch_skeleton(b, m->config->table);
 }
 
-static void batch_remove_chain(NftBatch *b, Manager *m, const void *arg)
+/* What adoption removes at once, in one transaction: what cannot be
+ * adopted (old chains with no key, VIP map elements of a service with no
+ * class), classes no service is in, and the old pod maps when no old chain
+ * is left; the base chain is rewritten when a class or the maps go. */
+static int adopt_fixup(Manager *m, const NftTableInfo *t)
 {
-        const NftChainInfo *c = arg;
+        _cleanup_(nft_batch_freep) NftBatch *b = NULL;
+        _cleanup_free_ const char **names = NULL;
+        _cleanup_free_ char *err = NULL;
+        const char *table = m->config->table;
+        bool rewrite = t->legacy_maps && m->n_legacy == 0;
+        size_t n = 0;
+        int r;
 
-        nft_batch_pods(b, m->config->table, c->pods, c->n_pods, NULL);
-        nft_batch_remove_service(b, m->config->table, c->chain, c->sets);
+        r = nft_batch_new(true, NULL, &b);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < t->n_legacy; i++)
+                if (!t->legacy[i].key) {
+                        log_warning("removing chain %s: not one kvnetd made", t->legacy[i].chain);
+                        nft_batch_remove_legacy(b, table, t->legacy[i].chain, t->legacy[i].pods,
+                                                t->legacy[i].n_pods, t->legacy[i].sets);
+                }
+        for (size_t i = 0; i < t->n_services; i++)
+                if (!t->services[i].cls[0]) {
+                        const NftServiceInfo *si = &t->services[i];
+                        log_warning("removing the VIP map elements of %s: its pods are in no class",
+                                    si->key);
+                        for (size_t k = 0; k < si->n_vips; k++)
+                                nft_batch_vip_pods(b, table, NULL, NULL, NULL, &si->vips[k].pod, 1, false);
+                }
+        for (EgressClass *c = m->classes; c; c = c->next)
+                rewrite |= c->refs == 0;
+        if (rewrite) {
+                names = calloc(MAX(m->n_classes, (size_t)1), sizeof(*names));
+                if (!names)
+                        return -ENOMEM;
+                for (EgressClass *c = m->classes; c; c = c->next)
+                        if (c->refs > 0)
+                                names[n++] = c->name;
+                nft_batch_dispatch(b, table, m->n_legacy > 0, names, n);
+                for (EgressClass *c = m->classes; c; c = c->next)
+                        if (c->refs == 0) {
+                                log_info("removing class %s: no service is in it", c->name);
+                                nft_batch_remove_class(b, table, c->name, c->sets);
+                        }
+                if (t->legacy_maps && m->n_legacy == 0)
+                        nft_batch_remove_legacy_maps(b, table);
+        }
+        if (nft_batch_is_empty(b))
+                return 0;
+        r = manager_nft_commit(m, b, &err);
+        if (r < 0)
+                return log_warning_errno(r, "cannot remove what kvnetd cannot adopt in table inet %s: %s",
+                                         table, err ? err : "");
+        for (EgressClass *c = m->classes; c; c = c->next)
+                if (c->refs == 0)
+                        c->in_kernel = false;
+        egress_classes_gc(m);
+        return 0;
+}
+
+/* The record takes what the table holds. False if something there is not
+ * as kvnetd makes it (the reconcile will read the table and rebuild it). */
+static int adopt_table(Manager *m, NftTableInfo *t, usec_t grace, bool *adopted, bool *ret_consistent)
+{
+        bool consistent = !t->foreign;
+        int r;
+
+        for (size_t i = 0; i < t->n_legacy; i++) {
+                NftLegacyInfo *li = &t->legacy[i];
+                Service *s;
+
+                if (!li->key)
+                        continue; /* adopt_fixup() */
+                r = service_get_or_add(m, li->key, grace, &s);
+                if (r < 0)
+                        return r;
+                if (podmap_reserve(&m->pods, li->n_pods) < 0)
+                        return -ENOMEM;
+                s->legacy = true;
+                s->legacy_sets = li->sets;
+                m->n_legacy++;
+                s->pods = TAKE_PTR(li->pods);
+                s->n_pods = li->n_pods;
+                for (size_t k = 0; k < s->n_pods; k++)
+                        (void)podmap_put(&m->pods, &s->pods[k], s);
+                *adopted = true;
+                log_info("adopted egress chain (previous layout) of %s with %zu pods until replayed", s->key,
+                         s->n_pods);
+        }
+        for (size_t i = 0; i < t->n_classes; i++) {
+                const NftClassInfo *ci = &t->classes[i];
+                EgressClass *c = egress_class_get(m, ci->name, ci->fingerprint, ci->sets);
+
+                if (!c)
+                        return -ENOMEM;
+                c->in_kernel = true;
+                if (!ci->fingerprint || !ci->p4 || !ci->p6 || !ci->dispatch4 || !ci->dispatch6)
+                        consistent = false;
+        }
+        for (size_t i = 0; i < t->n_services; i++) {
+                NftServiceInfo *si = &t->services[i];
+                Service *s;
+
+                if (!si->cls[0])
+                        continue; /* adopt_fixup() */
+                r = service_get_or_add(m, si->key, grace, &s);
+                if (r < 0)
+                        return r;
+                if (service_has_egress(s) || podmap_reserve(&m->pods, si->n_pods) < 0) {
+                        if (!service_has_egress(s))
+                                return -ENOMEM;
+                        consistent = false;
+                        continue;
+                }
+                s->cls = egress_class_find(m, si->cls);
+                s->cls->refs++;
+                for (size_t k = 0; k < si->n_vips; k++) {
+                        IpAddr *vip = si->vips[k].vip.family == AF_INET ? &s->vip4 : &s->vip6;
+                        if (vip->family == 0)
+                                *vip = si->vips[k].vip;
+                }
+                s->pods = TAKE_PTR(si->pods);
+                s->n_pods = si->n_pods;
+                consistent &= !si->split && si->n_vips == s->n_pods;
+                for (size_t k = 0; k < s->n_pods; k++) {
+                        const IpAddr *vip = s->pods[k].family == AF_INET ? &s->vip4 : &s->vip6;
+                        if (podmap_get(&m->pods, &s->pods[k]))
+                                consistent = false;
+                        (void)podmap_put(&m->pods, &s->pods[k], s);
+                        if (k < si->n_vips && (!ip_addr_equal(&si->vips[k].pod, &s->pods[k]) ||
+                                               !ip_addr_equal(&si->vips[k].vip, vip)))
+                                consistent = false;
+                }
+                *adopted = true;
+                log_info("adopted egress of %s in class %s with %zu pods until replayed", s->key,
+                         s->cls->name, s->n_pods);
+        }
+        *ret_consistent = consistent;
+        return 0;
 }
 
 /* Reads what a previous kvnetd left: our addresses and our table. Nothing
@@ -239,7 +455,7 @@ int manager_adopt(Manager *m)
         size_t n_addrs = 0, n_entries = 0;
         usec_t grace = now_usec() + m->config->grace_usec;
         uint32_t gen = 0, gen_after = 0;
-        bool adopted = false, have_gen;
+        bool adopted = false, have_gen, consistent = true;
         int r;
 
         r = state_load(m->config, &entries, &n_entries);
@@ -302,45 +518,35 @@ int manager_adopt(Manager *m)
                 m->nft_gen = gen;
                 m->nft_gen_known = true;
         }
-        if (t.exists && !t.skeleton_ok) {
+        if (t.exists && !t.skeleton_ok && !t.legacy_maps) {
                 log_warning("table inet %s is not as kvnetd makes it: recreating it", m->config->table);
                 (void)apply_one(m, batch_delete_table, NULL, NULL);
                 nft_table_info_done(&t);
         }
         if (!t.exists || !t.skeleton_ok) {
+                /* A new table, or the previous layout (an upgrade): its
+                 * chains keep SNATing until each service is replayed. */
                 _cleanup_free_ char *err = NULL;
+                if (t.exists)
+                        log_notice(
+                                "table inet %s has the previous layout: moving each service to the new one "
+                                "as it is replayed",
+                                m->config->table);
                 r = apply_one(m, batch_skeleton, NULL, &err);
                 if (r < 0) {
                         log_error("cannot create table inet %s: %s", m->config->table, err ? err : "");
                         goto finish;
                 }
         }
-        for (size_t i = 0; i < t.n_chains; i++) {
-                NftChainInfo *c = &t.chains[i];
-                Service *s;
-
-                if (!c->key) {
-                        /* Not identifiable: remove it with its pods now. */
-                        log_warning("removing chain %s: not one kvnetd made", c->chain);
-                        (void)apply_one(m, batch_remove_chain, c, NULL);
-                        continue;
-                }
-                r = service_get_or_add(m, c->key, grace, &s);
-                if (r < 0)
-                        goto finish;
-                if (podmap_reserve(&m->pods, c->n_pods) < 0) {
-                        r = -ENOMEM;
-                        goto finish;
-                }
-                s->has_chain = true;
-                s->fingerprint = c->fingerprint;
-                s->sets = c->sets;
-                s->pods = TAKE_PTR(c->pods);
-                s->n_pods = c->n_pods;
-                for (size_t k = 0; k < s->n_pods; k++)
-                        (void)podmap_put(&m->pods, &s->pods[k], s);
-                adopted = true;
-                log_info("adopted egress chain of %s with %zu pods until replayed", s->key, s->n_pods);
+        r = adopt_table(m, &t, grace, &adopted, &consistent);
+        if (r < 0)
+                goto finish;
+        (void)adopt_fixup(m, &t);
+        if (!consistent) {
+                log_warning("table inet %s is not all as kvnetd makes it (%s): comparing it at the next "
+                            "reconcile",
+                            m->config->table, t.foreign ? t.foreign : "elements out of place");
+                m->nft_gen_known = false;
         }
         m->grace_end = adopted ? grace : 0;
         r = 0;

@@ -163,7 +163,7 @@ static int method_grant_vip(sd_bus_message *msg, void *userdata, sd_bus_error *e
         }
         r = manager_grant_vip(m, s, &a, ifname, deadline);
         if (r < 0) {
-                if (created && s->n_vips == 0 && !s->has_chain)
+                if (created && s->n_vips == 0 && !service_has_egress(s))
                         (void)manager_remove_service(m, s);
                 if (r == -E2BIG)
                         snprintf(buf, sizeof(buf),

@@ -27,23 +27,157 @@ static void change_done(EgressChange *c)
         *c = (EgressChange){};
 }
 
+/* What one transaction does to the classes: each class a change touches
+ * holds, while it is composed, the number of services it will have
+ * (planned); a class comes or goes only at the end (nft.h: the base chain
+ * is rewritten then, and an emptied class removed after it). */
+typedef struct ClassPlan {
+        EgressClass **touched;
+        size_t n, cap;
+        size_t legacy_removed; /* legacy chains this transaction removes */
+        bool dispatch;         /* the base chain's rules are rewritten */
+        int error;
+} ClassPlan;
+
+static void plan_touch(ClassPlan *pl, EgressClass *c)
+{
+        if (!c || c->touched)
+                return;
+        if (ARRAY_RESERVE(pl->touched, pl->cap, pl->n + 1) < 0) {
+                pl->error = -ENOMEM;
+                return;
+        }
+        c->touched = true;
+        c->planned = c->refs;
+        pl->touched[pl->n++] = c;
+}
+
+/* The pods taken over from adopted leftovers leave their owners' elements. */
+static void compose_stolen(Manager *m, NftBatch *b, const EgressDiff *d)
+{
+        const char *table = m->config->table;
+
+        for (size_t i = 0; i < d->n_stolen; i++) {
+                const Service *owner = podmap_get(&m->pods, &d->stolen[i]);
+
+                if (!owner)
+                        continue;
+                if (owner->cls) {
+                        nft_batch_class_pods(b, table, owner->cls->name, NULL, &d->stolen[i], 1, false);
+                        nft_batch_vip_pods(b, table, NULL, NULL, NULL, &d->stolen[i], 1, false);
+                } else if (owner->legacy)
+                        nft_batch_legacy_pods(b, table, &d->stolen[i], 1);
+        }
+}
+
 /* The change's part of a transaction. */
-static void change_compose(Manager *m, NftBatch *b, const EgressChange *c)
+static void change_compose(Manager *m, NftBatch *b, ClassPlan *pl, const EgressChange *c)
 {
         const char *table = m->config->table;
         const Service *s = c->service;
         const EgressDiff *d = &c->diff;
+        const EgressPolicy *p = c->policy;
+        EgressClass *old = s->cls, *cls = d->cls;
 
-        if (c->policy) {
-                if (d->rules_change)
-                        nft_batch_service(b, table, s->chain, s->key, c->policy, s->has_chain, s->sets);
-                nft_batch_pods(b, table, d->removed, d->n_removed, NULL);
-                nft_batch_pods(b, table, d->stolen, d->n_stolen, NULL);
-                nft_batch_pods(b, table, d->added, d->n_added, s->chain);
-        } else if (s->has_chain) {
-                nft_batch_pods(b, table, s->pods, s->n_pods, NULL);
-                nft_batch_remove_service(b, table, s->chain, s->sets);
+        if (p) {
+                plan_touch(pl, cls);
+                plan_touch(pl, old);
+                if (pl->error < 0)
+                        return;
+                if (!cls->in_kernel && !cls->created) {
+                        nft_batch_class(b, table, cls->name, p, false, 0);
+                        cls->created = true;
+                } else if (d->class_rewrite && cls->in_kernel && !cls->rewritten) {
+                        nft_batch_class(b, table, cls->name, p, true, cls->sets);
+                        cls->rewritten = true;
+                }
+                compose_stolen(m, b, d);
+                if (d->class_change) {
+                        if (old) {
+                                nft_batch_class_pods(b, table, old->name, NULL, s->pods, s->n_pods, false);
+                                old->planned--;
+                        }
+                        nft_batch_class_pods(b, table, cls->name, s->key, d->new_pods, d->n_new, true);
+                        cls->planned++;
+                } else {
+                        nft_batch_class_pods(b, table, cls->name, NULL, d->removed, d->n_removed, false);
+                        nft_batch_class_pods(b, table, cls->name, s->key, d->added, d->n_added, true);
+                }
+                if (d->vip_change) {
+                        if (old)
+                                nft_batch_vip_pods(b, table, NULL, NULL, NULL, s->pods, s->n_pods, false);
+                        nft_batch_vip_pods(b, table, s->key, &p->vip4, &p->vip6, d->new_pods, d->n_new,
+                                           true);
+                } else {
+                        nft_batch_vip_pods(b, table, NULL, NULL, NULL, d->removed, d->n_removed, false);
+                        nft_batch_vip_pods(b, table, s->key, &p->vip4, &p->vip6, d->added, d->n_added, true);
+                }
+        } else if (old) {
+                plan_touch(pl, old);
+                if (pl->error < 0)
+                        return;
+                nft_batch_class_pods(b, table, old->name, NULL, s->pods, s->n_pods, false);
+                nft_batch_vip_pods(b, table, NULL, NULL, NULL, s->pods, s->n_pods, false);
+                old->planned--;
         }
+        if (s->legacy && (!p || d->class_change)) {
+                char chain[NFT_NAME_MAX];
+
+                nft_legacy_chain_name(s->key, chain);
+                nft_batch_remove_legacy(b, table, chain, s->pods, s->n_pods, s->legacy_sets);
+                pl->legacy_removed++;
+        }
+}
+
+/* After every change: classes that come or go, and the base chain. */
+static void plan_compose_end(Manager *m, NftBatch *b, ClassPlan *pl)
+{
+        _cleanup_free_ const char **names = NULL;
+        const char *table = m->config->table;
+        bool legacy_gone = m->n_legacy > 0 && pl->legacy_removed == m->n_legacy;
+        size_t n = 0;
+
+        if (pl->error < 0)
+                return;
+        for (size_t i = 0; i < pl->n; i++) {
+                EgressClass *c = pl->touched[i];
+                if (c->created || (c->in_kernel && c->planned == 0))
+                        pl->dispatch = true;
+        }
+        if (!pl->dispatch && !legacy_gone)
+                return;
+        names = calloc(MAX(m->n_classes, (size_t)1), sizeof(*names));
+        if (!names) {
+                pl->error = -ENOMEM;
+                return;
+        }
+        for (EgressClass *c = m->classes; c; c = c->next)
+                if (c->touched ? (c->in_kernel || c->created) && c->planned > 0 : c->in_kernel)
+                        names[n++] = c->name;
+        nft_batch_dispatch(b, table, m->n_legacy > pl->legacy_removed, names, n);
+        for (size_t i = 0; i < pl->n; i++) {
+                EgressClass *c = pl->touched[i];
+                if (c->in_kernel && c->planned == 0)
+                        nft_batch_remove_class(b, table, c->name, c->sets);
+        }
+        if (legacy_gone)
+                nft_batch_remove_legacy_maps(b, table);
+}
+
+/* After the commit (ok: it went in): the classes follow. The services
+ * follow in change_finish(). */
+static void plan_done(ClassPlan *pl, bool ok)
+{
+        for (size_t i = 0; i < pl->n; i++) {
+                EgressClass *c = pl->touched[i];
+                if (ok && c->created)
+                        c->in_kernel = true;
+                if (ok && c->planned == 0)
+                        c->in_kernel = false;
+                c->touched = c->created = c->rewritten = false;
+        }
+        free(pl->touched);
+        *pl = (ClassPlan){};
 }
 
 static bool change_is_empty(const EgressChange *c)
@@ -51,8 +185,9 @@ static bool change_is_empty(const EgressChange *c)
         const EgressDiff *d = &c->diff;
 
         if (!c->policy)
-                return !c->service->has_chain;
-        return !d->rules_change && d->n_removed == 0 && d->n_stolen == 0 && d->n_added == 0;
+                return !service_has_egress(c->service);
+        return !d->rules_change && !d->class_rewrite && d->n_removed == 0 && d->n_stolen == 0 &&
+               d->n_added == 0;
 }
 
 static int commit(Manager *m, NftBatch *b, char **ret_error)
@@ -150,11 +285,15 @@ static int change_run(Manager *m, EgressChange *c, char **ret_error)
         _cleanup_free_ char *kerr = NULL;
         int r;
 
+        ClassPlan pl = {};
+
         r = nft_batch_new(true, NULL, &b);
         if (r >= 0) {
-                change_compose(m, b, c);
-                r = commit(m, b, &kerr);
+                change_compose(m, b, &pl, c);
+                plan_compose_end(m, b, &pl);
+                r = pl.error < 0 ? pl.error : commit(m, b, &kerr);
         }
+        plan_done(&pl, r >= 0);
         r = change_finish(m, c, r, kerr);
         if (ret_error)
                 *ret_error = TAKE_PTR(kerr);
@@ -168,6 +307,7 @@ static void queue_reset(Manager *m)
         for (size_t i = 0; i < q->n; i++)
                 change_done(&q->changes[i]);
         q->n = 0;
+        egress_classes_gc(m);
         q->pods_added = 0;
         podmap_done(&q->pods);
         if (q->source)
@@ -179,6 +319,7 @@ void manager_egress_flush(Manager *m)
         EgressQueue *q = &m->egress;
         _cleanup_(nft_batch_freep) NftBatch *b = NULL;
         _cleanup_free_ char *kerr = NULL;
+        ClassPlan pl = {};
         int r;
 
         if (q->n == 0)
@@ -192,9 +333,11 @@ void manager_egress_flush(Manager *m)
         r = nft_batch_new(true, NULL, &b);
         if (r >= 0) {
                 for (size_t i = 0; i < q->n; i++)
-                        change_compose(m, b, &q->changes[i]);
-                r = commit(m, b, &kerr);
+                        change_compose(m, b, &pl, &q->changes[i]);
+                plan_compose_end(m, b, &pl);
+                r = pl.error < 0 ? pl.error : commit(m, b, &kerr);
         }
+        plan_done(&pl, r >= 0);
         if (r >= 0) {
                 log_debug("egress: %zu changes in one transaction (%zu netlink messages)", q->n,
                           nft_batch_messages(b));
@@ -263,14 +406,7 @@ static int remember_pods(EgressQueue *q, const EgressDiff *d)
 /* The diff of policy against s's record, in c. */
 static int diff(Manager *m, Service *s, EgressPolicy *p, EgressChange *c, char **ret_error)
 {
-        uint64_t fp = 0;
-
-        if (p) {
-                fp = nft_policy_fingerprint(m->config->table, s->chain, s->key, p);
-                if (fp == 0)
-                        return -ENOMEM;
-        }
-        return service_egress_diff(m, s, p, fp, &c->diff, ret_error);
+        return service_egress_diff(m, s, p, &c->diff, ret_error);
 }
 
 int egress_queue_set(Manager *m, Service *s, EgressPolicy *policy, sd_bus_message *msg, char **ret_error)
@@ -336,6 +472,7 @@ int egress_apply_now(Manager *m, Service *s, EgressPolicy *policy, char **ret_er
         r = change_run(m, &c, ret_error);
         manager_update_status(m);
         change_done(&c);
+        egress_classes_gc(m);
         return r;
 }
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "introspect.h"
+#include "nft.h"
 
 /* Appends `nft list <what>` to f; a missing object is skipped (a service
  * without ports has no ports set). */
@@ -21,14 +22,20 @@ static void list_object(struct nft_ctx *ctx, const char *what, FILE *f)
 
 int introspect_list_nft(Manager *m, const Service *s, char **ret, size_t *ret_size)
 {
-        static const char *const set_suffixes[] = {"ex4", "ex6", "al4", "al6", "ports"};
+        static const char *const set_suffixes[] = {"al4", "al6", "ports", "ex4", "ex6"};
+        char chain[NFT_NAME_MAX], cmd[128];
         struct nft_ctx *ctx;
-        char cmd[128];
         FILE *f;
 
         /* A context of its own: the manager's prints JSON for its own reads.
-         * The names are ours (the table from the command line, the chain a
-         * hash of the key), never client text. */
+         * The names are ours (the table from the command line, the class a
+         * hash of its rules, a legacy chain a hash of the key), never client
+         * text. The class's pod sets are not listed: they hold the pods of
+         * every service in the class. */
+        if (s->cls)
+                snprintf(chain, sizeof(chain), "%s", s->cls->name);
+        else
+                nft_legacy_chain_name(s->key, chain);
         ctx = nft_ctx_new(NFT_CTX_DEFAULT);
         if (!ctx)
                 return -ENOMEM;
@@ -41,11 +48,11 @@ int introspect_list_nft(Manager *m, const Service *s, char **ret, size_t *ret_si
                 nft_ctx_free(ctx);
                 return -ENOMEM;
         }
-        (void)snprintf(cmd, sizeof(cmd), "list chain inet %s %s", m->config->table, s->chain);
+        (void)snprintf(cmd, sizeof(cmd), "list chain inet %s %s", m->config->table, chain);
         list_object(ctx, cmd, f);
         for (size_t i = 0; i < ELEMENTSOF(set_suffixes); i++) {
-                (void)snprintf(cmd, sizeof(cmd), "list set inet %s %s-%s", m->config->table, s->chain,
-                               set_suffixes[i]);
+                (void)snprintf(cmd, sizeof(cmd), "list set inet %s %s%c%s", m->config->table, chain,
+                               s->cls ? '_' : '-', set_suffixes[i]);
                 list_object(ctx, cmd, f);
         }
         nft_ctx_free(ctx);

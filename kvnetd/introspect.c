@@ -53,7 +53,7 @@ int introspect_method_describe_service(sd_bus_message *msg, void *userdata, sd_b
                 return sd_bus_error_set(error, KVNETD_ERROR_INVALID_ARGS, e.message);
         manager_egress_flush(m); /* show what every earlier request made */
         s = manager_find_service(m, key);
-        if (!s || !s->has_chain)
+        if (!s || !service_has_egress(s))
                 return sd_bus_error_setf(error, KVNETD_ERROR_NOT_GRANTED,
                                          "service: %s has no egress on this node", key);
 
@@ -79,7 +79,7 @@ int introspect_method_get_metrics(sd_bus_message *msg, void *userdata, sd_bus_er
         (void)error;
         for (Service *s = m->services; s; s = s->next) {
                 n_pods += s->n_pods;
-                n_chains += s->has_chain;
+                n_chains += service_has_egress(s);
         }
         f = open_memstream(&text, &size);
         if (!f)

@@ -31,7 +31,7 @@
 
 static void service_maybe_free(Manager *m, Service *s)
 {
-        if (s->n_vips == 0 && !s->has_chain)
+        if (s->n_vips == 0 && !service_has_egress(s))
                 service_free(m, s);
 }
 
@@ -128,7 +128,7 @@ int manager_release_vip(Manager *m, Service *s, Vip *v)
         /* Egress that SNATs to this VIP goes first: never a rule whose
          * source address this node does not hold. An adopted chain's policy
          * is unknown, so it goes too. */
-        if (s->has_chain && (!s->policy || policy_uses(s->policy, &v->addr))) {
+        if (service_has_egress(s) && (!s->policy || policy_uses(s->policy, &v->addr))) {
                 r = manager_set_egress(m, s, NULL, NULL);
                 if (r < 0)
                         return r;
@@ -166,7 +166,7 @@ int manager_remove_service(Manager *m, Service *s)
 
         manager_egress_flush(m); /* s may have a change queued */
 
-        if (s->has_chain) {
+        if (service_has_egress(s)) {
                 r = manager_set_egress(m, s, NULL, NULL);
                 if (r < 0) {
                         /* Someone else's nft command (the table deleted,
@@ -330,9 +330,9 @@ static void grace_end(Manager *m)
                         fence_service(m, s, false);
                         continue;
                 }
-                if (s->has_chain && !s->policy) {
+                if (service_has_egress(s) && !s->policy) {
                         (void)manager_set_egress(m, s, NULL, NULL);
-                        if (s->n_vips == 0 && !s->has_chain) {
+                        if (s->n_vips == 0 && !service_has_egress(s)) {
                                 service_free(m, s);
                                 continue;
                         }

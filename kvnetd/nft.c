@@ -46,9 +46,8 @@ struct NftBatch {
         int error; /* first build error (-ENOMEM) */
 };
 
-static uint64_t fnv1a(const char *s, size_t n)
+static uint64_t fnv1a_from(uint64_t h, const char *s, size_t n)
 {
-        uint64_t h = 0xcbf29ce484222325ULL;
 
         for (size_t i = 0; i < n; i++) {
                 h ^= (unsigned char)s[i];
@@ -57,9 +56,14 @@ static uint64_t fnv1a(const char *s, size_t n)
         return h;
 }
 
-void nft_chain_name(const char *key, char ret[static 24])
+static uint64_t fnv1a(const char *s, size_t n)
 {
-        snprintf(ret, 24, "svc_%016llx", (unsigned long long)fnv1a(key, strlen(key)));
+        return fnv1a_from(0xcbf29ce484222325ULL, s, n);
+}
+
+void nft_legacy_chain_name(const char *key, char ret[static NFT_NAME_MAX])
+{
+        snprintf(ret, NFT_NAME_MAX, "svc_%016llx", (unsigned long long)fnv1a(key, strlen(key)));
 }
 
 int nft_batch_new(bool netlink, FILE *text, NftBatch **ret)
@@ -228,9 +232,11 @@ static struct nftnl_set *set_new(const char *table, const char *name)
         return s;
 }
 
-/* A set of key_type (nft datatype id) and key_len bytes, with flags. */
+/* A set of key_type (nft datatype id) and key_len bytes, with flags; a
+ * map if data_type (NFT_DATA_VERDICT, or an nft datatype id of data_len
+ * bytes). */
 static void put_set(NftBatch *b, const char *table, const char *name, uint32_t key_type, uint32_t key_len,
-                    uint32_t flags, bool verdict_map)
+                    uint32_t flags, uint32_t data_type, uint32_t data_len)
 {
         struct nlmsghdr *nlh = msg_begin(b, NFT_MSG_NEWSET, NLM_F_CREATE);
         struct nftnl_set *s;
@@ -244,9 +250,11 @@ static void put_set(NftBatch *b, const char *table, const char *name, uint32_t k
         nftnl_set_set_u32(s, NFTNL_SET_ID, ++b->set_ids);
         nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, key_type);
         nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, key_len);
-        nftnl_set_set_u32(s, NFTNL_SET_FLAGS, flags | (verdict_map ? NFT_SET_MAP : 0));
-        if (verdict_map)
-                nftnl_set_set_u32(s, NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
+        nftnl_set_set_u32(s, NFTNL_SET_FLAGS, flags | (data_type ? NFT_SET_MAP : 0));
+        if (data_type)
+                nftnl_set_set_u32(s, NFTNL_SET_DATA_TYPE, data_type);
+        if (data_len)
+                nftnl_set_set_u32(s, NFTNL_SET_DATA_LEN, data_len);
         nftnl_set_nlmsg_build_payload(nlh, s);
         nftnl_set_free(s);
         msg_end(b);
@@ -360,7 +368,8 @@ static void e_ct_daddr(Rule *rule, int family)
         nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
 }
 
-static void e_lookup(Rule *rule, uint32_t sreg, const char *set, bool verdict, bool inverted)
+/* A lookup in set; dreg 0: a plain set, else a map's data to dreg. */
+static void e_lookup(Rule *rule, uint32_t sreg, const char *set, uint32_t dreg, bool inverted)
 {
         struct nftnl_expr *e = rule_expr(rule, "lookup");
 
@@ -368,8 +377,8 @@ static void e_lookup(Rule *rule, uint32_t sreg, const char *set, bool verdict, b
                 return;
         nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, sreg);
         nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set);
-        if (verdict)
-                nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_VERDICT);
+        if (dreg)
+                nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, dreg);
         if (inverted)
                 nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
 }
@@ -382,6 +391,17 @@ static void e_return(Rule *rule)
                 return;
         nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
         nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, NFT_RETURN);
+}
+
+static void e_goto(Rule *rule, const char *chain)
+{
+        struct nftnl_expr *e = rule_expr(rule, "immediate");
+
+        if (!e)
+                return;
+        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, NFT_GOTO);
+        nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, chain);
 }
 
 static void e_counter(Rule *rule)
@@ -413,22 +433,22 @@ static void e_daddr_prefix(Rule *rule, const IpPrefix *p)
         e_cmp(rule, NFT_REG_1, NFT_CMP_EQ, p->addr.bytes, len);
 }
 
-static void e_snat(Rule *rule, const IpAddr *vip)
+/* counter snat ip[6] to ip[6] saddr map @vip4/6 */
+static void e_snat_map(Rule *rule, int family)
 {
-        uint32_t len = vip->family == AF_INET ? 4 : 16;
         struct nftnl_expr *e;
 
         e_counter(rule);
-        e = rule_expr(rule, "immediate");
-        if (e) {
-                nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_1);
-                nftnl_expr_set(e, NFTNL_EXPR_IMM_DATA, vip->addr.bytes, len);
-        }
+        if (family == AF_INET)
+                e_payload(rule, NFT_PAYLOAD_NETWORK_HEADER, 12, 4, NFT_REG_1);
+        else
+                e_payload(rule, NFT_PAYLOAD_NETWORK_HEADER, 8, 16, NFT_REG_1);
+        e_lookup(rule, NFT_REG_1, family == AF_INET ? "vip4" : "vip6", NFT_REG_1, false);
         e = rule_expr(rule, "nat");
         if (e) {
                 nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_TYPE, NFT_NAT_SNAT);
                 nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FAMILY,
-                                   vip->family == AF_INET ? NFPROTO_IPV4 : NFPROTO_IPV6);
+                                   family == AF_INET ? NFPROTO_IPV4 : NFPROTO_IPV6);
                 nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_1);
         }
 }
@@ -516,8 +536,10 @@ static void elems_flush(Elems *x)
         x->n = 0;
 }
 
-/* One element: key of len bytes, flags, and for a map a goto to chain. */
-static void elems_put(Elems *x, const void *key, uint32_t len, uint32_t flags, const char *chain)
+/* One element: key of len bytes, flags, and for a map a goto to chain or
+ * data of len bytes; a comment if given. */
+static void elems_put(Elems *x, const void *key, uint32_t len, uint32_t flags, const char *chain,
+                      const void *data, const char *comment)
 {
         struct nftnl_set_elem *e;
 
@@ -543,6 +565,18 @@ static void elems_put(Elems *x, const void *key, uint32_t len, uint32_t flags, c
         if (chain) {
                 nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT, NFT_GOTO);
                 nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_CHAIN, chain);
+        }
+        if (data)
+                nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, data, len);
+        if (comment) {
+                struct nftnl_udata_buf *u = comment_udata(NFTNL_UDATA_SET_ELEM_COMMENT, comment);
+                if (!u) {
+                        nftnl_set_elem_free(e);
+                        return oom(x->b);
+                }
+                nftnl_set_elem_set(e, NFTNL_SET_ELEM_USERDATA, nftnl_udata_buf_data(u),
+                                   nftnl_udata_buf_len(u));
+                nftnl_udata_buf_free(u);
         }
         nftnl_set_elem_add(x->s, e);
         x->n++;
@@ -604,55 +638,77 @@ static void interval_elements(NftBatch *b, const char *table, const char *set, c
                 for (unsigned bit = v[i].prefixlen; bit < len * 8; bit++)
                         last[bit / 8] |= (uint8_t)(0x80 >> (bit % 8));
                 if (first && memcmp(start, zero, len) != 0)
-                        elems_put(&x, zero, len, NFT_SET_ELEM_INTERVAL_END, NULL);
+                        elems_put(&x, zero, len, NFT_SET_ELEM_INTERVAL_END, NULL, NULL, NULL);
                 if (!first && open && memcmp(start, end, len) == 0) {
                         /* adjacent: extend the open interval */
                 } else {
                         if (open)
-                                elems_put(&x, end, len, NFT_SET_ELEM_INTERVAL_END, NULL);
-                        elems_put(&x, start, len, 0, NULL);
+                                elems_put(&x, end, len, NFT_SET_ELEM_INTERVAL_END, NULL, NULL, NULL);
+                        elems_put(&x, start, len, 0, NULL, NULL, NULL);
                 }
                 first = false;
                 memcpy(end, last, len);
                 open = addr_next(end, len);
         }
         if (open)
-                elems_put(&x, end, len, NFT_SET_ELEM_INTERVAL_END, NULL);
+                elems_put(&x, end, len, NFT_SET_ELEM_INTERVAL_END, NULL, NULL, NULL);
         elems_flush(&x);
 }
 
 /* --- what kvnetd composes -------------------------------------------------- */
 
-void nft_batch_skeleton(NftBatch *b, const char *table)
+static void dispatch_rule(NftBatch *b, const char *table, int family, const char *set, const char *chain,
+                          bool vmap)
 {
         Rule rule;
 
+        rule_begin(b, &rule, table, "postrouting");
+        e_nfproto(&rule, family);
+        if (family == AF_INET)
+                e_payload(&rule, NFT_PAYLOAD_NETWORK_HEADER, 12, 4, NFT_REG_1);
+        else
+                e_payload(&rule, NFT_PAYLOAD_NETWORK_HEADER, 8, 16, NFT_REG_1);
+        e_lookup(&rule, NFT_REG_1, set, vmap ? NFT_REG_VERDICT : 0, false);
+        if (!vmap)
+                e_goto(&rule, chain);
+        rule_end(b, &rule, NULL);
+}
+
+void nft_batch_skeleton(NftBatch *b, const char *table)
+{
         text(b, "add table inet %s { comment \"kvnetd: egress SNAT, managed by kvnetd\" ; }\n", table);
         put_table(b, NFT_MSG_NEWTABLE, NLM_F_CREATE, table, "kvnetd: egress SNAT, managed by kvnetd");
-        text(b, "add map inet %s pod4 { type ipv4_addr : verdict ; }\n", table);
-        put_set(b, table, "pod4", NFT_TYPE_IPADDR, 4, 0, true);
-        text(b, "add map inet %s pod6 { type ipv6_addr : verdict ; }\n", table);
-        put_set(b, table, "pod6", NFT_TYPE_IP6ADDR, 16, 0, true);
+        text(b, "add map inet %s vip4 { type ipv4_addr : ipv4_addr ; }\n", table);
+        put_set(b, table, "vip4", NFT_TYPE_IPADDR, 4, 0, NFT_TYPE_IPADDR, 4);
+        text(b, "add map inet %s vip6 { type ipv6_addr : ipv6_addr ; }\n", table);
+        put_set(b, table, "vip6", NFT_TYPE_IP6ADDR, 16, 0, NFT_TYPE_IP6ADDR, 16);
         text(b,
              "add chain inet %s postrouting { type nat hook postrouting priority srcnat - 10 ; policy "
              "accept ; }\n",
              table);
         put_chain(b, NFT_MSG_NEWCHAIN, NLM_F_CREATE, table, "postrouting", NULL, true);
-        /* The rules only where the chain is new: "add rule" would append a
-         * second copy. A table being created has none; a rebuild deletes
-         * the table first. */
-        text(b, "add rule inet %s postrouting ip saddr vmap @pod4\n", table);
-        rule_begin(b, &rule, table, "postrouting");
-        e_nfproto(&rule, AF_INET);
-        e_payload(&rule, NFT_PAYLOAD_NETWORK_HEADER, 12, 4, NFT_REG_1);
-        e_lookup(&rule, NFT_REG_1, "pod4", true, false);
-        rule_end(b, &rule, NULL);
-        text(b, "add rule inet %s postrouting ip6 saddr vmap @pod6\n", table);
-        rule_begin(b, &rule, table, "postrouting");
-        e_nfproto(&rule, AF_INET6);
-        e_payload(&rule, NFT_PAYLOAD_NETWORK_HEADER, 8, 16, NFT_REG_1);
-        e_lookup(&rule, NFT_REG_1, "pod6", true, false);
-        rule_end(b, &rule, NULL);
+}
+
+void nft_batch_dispatch(NftBatch *b, const char *table, bool legacy, const char *const *classes, size_t n)
+{
+        char set[32];
+
+        text(b, "flush chain inet %s postrouting\n", table);
+        put_flush_chain(b, table, "postrouting");
+        if (legacy) {
+                text(b, "add rule inet %s postrouting ip saddr vmap @pod4\n", table);
+                dispatch_rule(b, table, AF_INET, "pod4", NULL, true);
+                text(b, "add rule inet %s postrouting ip6 saddr vmap @pod6\n", table);
+                dispatch_rule(b, table, AF_INET6, "pod6", NULL, true);
+        }
+        for (size_t i = 0; i < n; i++) {
+                snprintf(set, sizeof(set), "%s_p4", classes[i]);
+                text(b, "add rule inet %s postrouting ip saddr @%s goto %s\n", table, set, classes[i]);
+                dispatch_rule(b, table, AF_INET, set, classes[i], false);
+                snprintf(set, sizeof(set), "%s_p6", classes[i]);
+                text(b, "add rule inet %s postrouting ip6 saddr @%s goto %s\n", table, set, classes[i]);
+                dispatch_rule(b, table, AF_INET6, set, classes[i], false);
+        }
 }
 
 void nft_batch_delete_table(NftBatch *b, const char *table)
@@ -682,9 +738,10 @@ static const struct {
         {NFT_SET_EX4, "ex4"}, {NFT_SET_EX6, "ex6"},
 };
 
+/* A class's sets: cls_<h>_<suffix>; a legacy chain's: svc_<h>-<suffix>. */
 static void set_name(const char *chain, const char *suffix, char ret[static 32])
 {
-        snprintf(ret, 32, "%s-%s", chain, suffix);
+        snprintf(ret, 32, "%s%c%s", chain, strncmp(chain, "svc_", 4) == 0 ? '-' : '_', suffix);
 }
 
 /* The excluded and denied networks, normalised together (they do the same
@@ -705,10 +762,9 @@ static IpPrefix *exclusions(const EgressPolicy *p, size_t *ret_n)
         return ex;
 }
 
-/* The service's sets' contents and rules; the fingerprint is a hash of
- * their text. With b == NULL only the text is written (to f). */
-static int service_content(NftBatch *b, const char *table, const char *chain, const char *key,
-                           const EgressPolicy *p)
+/* The class's optional sets' contents and its rules (all but the last).
+ * With a text-only batch, only the text. */
+static int class_content(NftBatch *b, const char *table, const char *chain, const EgressPolicy *p)
 {
         _cleanup_free_ IpPrefix *ex = NULL;
         char buf[IP_PREFIX_STRING_MAX], name[32];
@@ -745,16 +801,16 @@ static int service_content(NftBatch *b, const char *table, const char *chain, co
                                : p->ports[i].proto == L4_PROTO_UDP ? IPPROTO_UDP
                                                                    : IPPROTO_SCTP;
                         memcpy(k + 4, &port, 2);
-                        elems_put(&x, k, sizeof(k), 0, NULL);
+                        elems_put(&x, k, sizeof(k), 0, NULL, NULL, NULL);
                 }
                 text(b, " }\n");
                 elems_flush(&x);
         }
 
-        text(b, "add rule inet %s %s counter comment \"%s\"\n", table, chain, key);
+        text(b, "add rule inet %s %s counter\n", table, chain);
         rule_begin(b, &rule, table, chain);
         e_counter(&rule);
-        rule_end(b, &rule, key);
+        rule_end(b, &rule, NULL);
         for (size_t i = 0; i < n_ex; i++) {
                 text(b, "add rule inet %s %s ct original %s daddr %s return\n", table, chain,
                      ex[i].family == AF_INET ? "ip" : "ip6", ip_prefix_to_string(&ex[i], buf));
@@ -780,7 +836,7 @@ static int service_content(NftBatch *b, const char *table, const char *chain, co
                                      "return\n",
                                      table, chain, fam, ip, name);
                                 e_ct_daddr(&rule, family);
-                                e_lookup(&rule, NFT_REG_1, name, false, true);
+                                e_lookup(&rule, NFT_REG_1, name, 0, true);
                         } else
                                 text(b, "add rule inet %s %s meta nfproto %s return\n", table, chain, fam);
                         e_return(&rule);
@@ -793,133 +849,113 @@ static int service_content(NftBatch *b, const char *table, const char *chain, co
                 rule_begin(b, &rule, table, chain);
                 e_meta(&rule, NFT_META_L4PROTO, NFT_REG_1);
                 e_payload(&rule, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, NFT_REG32_01);
-                e_lookup(&rule, NFT_REG_1, name, false, true);
+                e_lookup(&rule, NFT_REG_1, name, 0, true);
                 e_return(&rule);
                 rule_end(b, &rule, NULL);
         }
-        if (p->vip4.family == AF_INET) {
-                text(b, "add rule inet %s %s meta nfproto ipv4 counter snat ip to %s\n", table, chain,
-                     ip_addr_to_string(&p->vip4, buf));
-                rule_begin(b, &rule, table, chain);
-                e_nfproto(&rule, AF_INET);
-                e_snat(&rule, &p->vip4);
-                rule_end(b, &rule, NULL);
-        }
-        if (p->vip6.family == AF_INET6) {
-                text(b, "add rule inet %s %s meta nfproto ipv6 counter snat ip6 to %s\n", table, chain,
-                     ip_addr_to_string(&p->vip6, buf));
-                rule_begin(b, &rule, table, chain);
-                e_nfproto(&rule, AF_INET6);
-                e_snat(&rule, &p->vip6);
-                rule_end(b, &rule, NULL);
-        }
+        /* The VIP of the pod's service, from the maps: every pod in the
+         * class's sets has one (a miss would end the rule, not SNAT). */
+        text(b, "add rule inet %s %s meta nfproto ipv4 counter snat ip to ip saddr map @vip4\n", table,
+             chain);
+        rule_begin(b, &rule, table, chain);
+        e_nfproto(&rule, AF_INET);
+        e_snat_map(&rule, AF_INET);
+        rule_end(b, &rule, NULL);
+        text(b, "add rule inet %s %s meta nfproto ipv6 counter snat ip6 to ip6 saddr map @vip6\n", table,
+             chain);
+        rule_begin(b, &rule, table, chain);
+        e_nfproto(&rule, AF_INET6);
+        e_snat_map(&rule, AF_INET6);
+        rule_end(b, &rule, NULL);
         return 0;
 }
 
-uint64_t nft_policy_fingerprint(const char *table, const char *chain, const char *key, const EgressPolicy *p)
+int nft_policy_class(const EgressPolicy *p, char name[static NFT_NAME_MAX], uint64_t *ret_fingerprint,
+                     char **ret_text)
 {
         _cleanup_free_ char *s = NULL;
         NftBatch b = {};
         size_t n = 0;
         int r;
 
+        /* The text with names of no table and no class: the class's name
+         * is a hash of what it does. */
         b.text = open_memstream(&s, &n);
         if (!b.text)
-                return 0; /* never matches a stored fingerprint: forces a rewrite */
-        r = service_content(&b, table, chain, key, p);
+                return -ENOMEM;
+        r = class_content(&b, "t", "c", p);
         if (fclose(b.text) != 0 || r < 0)
-                return 0;
-        return fnv1a(s, n) | 1;
+                return -ENOMEM;
+        snprintf(name, NFT_NAME_MAX, "cls_%016llx", (unsigned long long)fnv1a(s, n));
+        if (ret_fingerprint)
+                /* A second hash of the same text (another offset basis). */
+                *ret_fingerprint = fnv1a_from(0x84222325cbf29ce4ULL, s, n) | 1;
+        if (ret_text)
+                *ret_text = TAKE_PTR(s);
+        return 0;
 }
 
-void nft_batch_service(NftBatch *b, const char *table, const char *chain, const char *key,
-                       const EgressPolicy *p, bool exists, unsigned old_sets)
+static const char *const set_types[] = {"ipv4_addr ; flags interval", "ipv6_addr ; flags interval",
+                                        "inet_proto . inet_service"};
+
+void nft_batch_class(NftBatch *b, const char *table, const char *name, const EgressPolicy *p, bool exists,
+                     unsigned old_sets)
 {
-        static const char *const set_types[] = {"ipv4_addr ; flags interval", "ipv6_addr ; flags interval",
-                                                "inet_proto . inet_service"};
         unsigned sets = nft_policy_sets(p);
-        uint64_t fp = nft_policy_fingerprint(table, chain, key, p);
-        char name[32], comment[32];
+        char set[32], comment[32], want[NFT_NAME_MAX];
+        uint64_t fp;
         Rule rule;
 
-        if (fp == 0)
+        if (nft_policy_class(p, want, &fp, NULL) < 0 || !streq(want, name))
                 return oom(b);
         if (exists) {
-                /* Replace in place, inside the one transaction: no packet
-                 * ever sees the chain empty. */
-                text(b, "flush chain inet %s %s\n", table, chain);
-                put_flush_chain(b, table, chain);
+                /* In place, inside the one transaction: no packet ever
+                 * sees the chain empty. */
+                text(b, "flush chain inet %s %s\n", table, name);
+                put_flush_chain(b, table, name);
         } else {
-                text(b, "add chain inet %s %s { comment \"%s\" ; }\n", table, chain, key);
-                put_chain(b, NFT_MSG_NEWCHAIN, NLM_F_CREATE, table, chain, key, false);
+                text(b, "add chain inet %s %s\n", table, name);
+                put_chain(b, NFT_MSG_NEWCHAIN, NLM_F_CREATE, table, name, NULL, false);
+                set_name(name, "p4", set);
+                text(b, "add set inet %s %s { type ipv4_addr ; }\n", table, set);
+                put_set(b, table, set, NFT_TYPE_IPADDR, 4, 0, 0, 0);
+                set_name(name, "p6", set);
+                text(b, "add set inet %s %s { type ipv6_addr ; }\n", table, set);
+                put_set(b, table, set, NFT_TYPE_IP6ADDR, 16, 0, 0, 0);
                 old_sets = 0;
         }
-        for (size_t i = 0; i < ELEMENTSOF(set_names); i++) {
+        for (size_t i = 0; i < ELEMENTSOF(set_types); i++) {
                 unsigned bit = set_names[i].bit;
 
-                set_name(chain, set_names[i].suffix, name);
+                set_name(name, set_names[i].suffix, set);
                 if ((old_sets & bit) && !(sets & bit)) {
-                        text(b, "delete set inet %s %s\n", table, name);
-                        put_set_del(b, table, name, false);
+                        text(b, "delete set inet %s %s\n", table, set);
+                        put_set_del(b, table, set, false);
                 } else if (old_sets & bit) {
-                        text(b, "flush set inet %s %s\n", table, name);
-                        put_set_del(b, table, name, true);
+                        text(b, "flush set inet %s %s\n", table, set);
+                        put_set_del(b, table, set, true);
                 } else if (sets & bit) {
-                        text(b, "add set inet %s %s { type %s ; }\n", table, name, set_types[i]);
+                        text(b, "add set inet %s %s { type %s ; }\n", table, set, set_types[i]);
                         if (bit == NFT_SET_PORTS)
-                                put_set(b, table, name,
+                                put_set(b, table, set,
                                         NFT_TYPE_INET_PROTOCOL << NFT_TYPE_BITS | NFT_TYPE_INET_SERVICE, 8,
-                                        0, false);
+                                        0, 0, 0);
                         else
-                                put_set(b, table, name,
+                                put_set(b, table, set,
                                         bit == NFT_SET_AL4 ? NFT_TYPE_IPADDR : NFT_TYPE_IP6ADDR,
-                                        bit == NFT_SET_AL4 ? 4 : 16, NFT_SET_INTERVAL, false);
+                                        bit == NFT_SET_AL4 ? 4 : 16, NFT_SET_INTERVAL, 0, 0);
                 }
         }
-        if (service_content(b, table, chain, key, p) < 0)
+        if (class_content(b, table, name, p) < 0)
                 return oom(b);
         snprintf(comment, sizeof(comment), "fp=%016llx", (unsigned long long)fp);
-        text(b, "add rule inet %s %s return comment \"%s\"\n", table, chain, comment);
-        rule_begin(b, &rule, table, chain);
+        text(b, "add rule inet %s %s return comment \"%s\"\n", table, name, comment);
+        rule_begin(b, &rule, table, name);
         e_return(&rule);
         rule_end(b, &rule, comment);
 }
 
-static void pods_family(NftBatch *b, const char *table, const IpAddr *pods, size_t n, const char *chain,
-                        int family)
-{
-        const char *map = family == AF_INET ? "pod4" : "pod6";
-        Elems x = {.b = b, .table = table, .set = map, .add = chain != NULL};
-        bool first = true;
-        char buf[INET6_ADDRSTRLEN];
-
-        for (size_t i = 0; i < n; i++) {
-                if (pods[i].family != family)
-                        continue;
-                if (b->text) {
-                        if (first)
-                                text(b, "%s element inet %s %s { ", chain ? "add" : "delete", table, map);
-                        else
-                                fputs(", ", b->text);
-                        fputs(ip_addr_to_string(&pods[i], buf), b->text);
-                        if (chain)
-                                text(b, " : goto %s", chain);
-                }
-                first = false;
-                elems_put(&x, pods[i].addr.bytes, family == AF_INET ? 4 : 16, 0, chain);
-        }
-        if (!first && b->text)
-                fputs(" }\n", b->text);
-        elems_flush(&x);
-}
-
-void nft_batch_pods(NftBatch *b, const char *table, const IpAddr *pods, size_t n, const char *chain)
-{
-        pods_family(b, table, pods, n, chain, AF_INET);
-        pods_family(b, table, pods, n, chain, AF_INET6);
-}
-
-void nft_batch_remove_service(NftBatch *b, const char *table, const char *chain, unsigned sets)
+static void remove_chain_and_sets(NftBatch *b, const char *table, const char *chain, unsigned sets)
 {
         char name[32];
 
@@ -933,6 +969,95 @@ void nft_batch_remove_service(NftBatch *b, const char *table, const char *chain,
                         text(b, "delete set inet %s %s\n", table, name);
                         put_set_del(b, table, name, false);
                 }
+}
+
+void nft_batch_remove_class(NftBatch *b, const char *table, const char *name, unsigned sets)
+{
+        char set[32];
+
+        remove_chain_and_sets(b, table, name, sets & (NFT_SET_AL4 | NFT_SET_AL6 | NFT_SET_PORTS));
+        set_name(name, "p4", set);
+        text(b, "delete set inet %s %s\n", table, set);
+        put_set_del(b, table, set, false);
+        set_name(name, "p6", set);
+        text(b, "delete set inet %s %s\n", table, set);
+        put_set_del(b, table, set, false);
+}
+
+/* One family's elements of pods in set: keys only, or (vip) map elements
+ * to vip; a comment on added ones. */
+static void pod_elements(NftBatch *b, const char *table, const char *set, int family, const IpAddr *pods,
+                         size_t n, bool add, const char *comment, const IpAddr *vip, const char *chain)
+{
+        Elems x = {.b = b, .table = table, .set = set, .add = add};
+        uint32_t len = family == AF_INET ? 4 : 16;
+        bool first = true;
+        char buf[INET6_ADDRSTRLEN];
+
+        for (size_t i = 0; i < n; i++) {
+                if (pods[i].family != family)
+                        continue;
+                if (b->text) {
+                        if (first)
+                                text(b, "%s element inet %s %s { ", add ? "add" : "delete", table, set);
+                        else
+                                fputs(", ", b->text);
+                        fputs(ip_addr_to_string(&pods[i], buf), b->text);
+                        if (add && comment)
+                                text(b, " comment \"%s\"", comment);
+                        if (add && vip)
+                                text(b, " : %s", ip_addr_to_string(vip, buf));
+                        if (add && chain)
+                                text(b, " : goto %s", chain);
+                }
+                first = false;
+                elems_put(&x, pods[i].addr.bytes, len, 0, add ? chain : NULL,
+                          add && vip ? vip->addr.bytes : NULL, add ? comment : NULL);
+        }
+        if (!first && b->text)
+                fputs(" }\n", b->text);
+        elems_flush(&x);
+}
+
+void nft_batch_class_pods(NftBatch *b, const char *table, const char *name, const char *key,
+                          const IpAddr *pods, size_t n, bool add)
+{
+        char set[32];
+
+        set_name(name, "p4", set);
+        pod_elements(b, table, set, AF_INET, pods, n, add, key, NULL, NULL);
+        set_name(name, "p6", set);
+        pod_elements(b, table, set, AF_INET6, pods, n, add, key, NULL, NULL);
+}
+
+void nft_batch_vip_pods(NftBatch *b, const char *table, const char *key, const IpAddr *vip4,
+                        const IpAddr *vip6, const IpAddr *pods, size_t n, bool add)
+{
+        if (!add || (vip4 && vip4->family == AF_INET))
+                pod_elements(b, table, "vip4", AF_INET, pods, n, add, key, add ? vip4 : NULL, NULL);
+        if (!add || (vip6 && vip6->family == AF_INET6))
+                pod_elements(b, table, "vip6", AF_INET6, pods, n, add, key, add ? vip6 : NULL, NULL);
+}
+
+void nft_batch_legacy_pods(NftBatch *b, const char *table, const IpAddr *pods, size_t n)
+{
+        pod_elements(b, table, "pod4", AF_INET, pods, n, false, NULL, NULL, NULL);
+        pod_elements(b, table, "pod6", AF_INET6, pods, n, false, NULL, NULL, NULL);
+}
+
+void nft_batch_remove_legacy(NftBatch *b, const char *table, const char *chain, const IpAddr *pods, size_t n,
+                             unsigned sets)
+{
+        nft_batch_legacy_pods(b, table, pods, n);
+        remove_chain_and_sets(b, table, chain, sets);
+}
+
+void nft_batch_remove_legacy_maps(NftBatch *b, const char *table)
+{
+        text(b, "delete map inet %s pod4\n", table);
+        put_set_del(b, table, "pod4", false);
+        text(b, "delete map inet %s pod6\n", table);
+        put_set_del(b, table, "pod6", false);
 }
 
 /* --- the transaction ----------------------------------------------------- */
@@ -1120,49 +1245,107 @@ finish:
 
 void nft_table_info_done(NftTableInfo *t)
 {
-        for (size_t i = 0; i < t->n_chains; i++) {
-                free(t->chains[i].key);
-                free(t->chains[i].pods);
+        for (size_t i = 0; i < t->n_services; i++) {
+                free(t->services[i].key);
+                free(t->services[i].pods);
+                free(t->services[i].vips);
         }
-        free(t->chains);
-        strmap_done(&t->index);
+        for (size_t i = 0; i < t->n_legacy; i++) {
+                free(t->legacy[i].key);
+                free(t->legacy[i].pods);
+        }
+        free(t->classes);
+        free(t->services);
+        free(t->legacy);
+        strmap_done(&t->class_index);
+        strmap_done(&t->service_index);
+        strmap_done(&t->legacy_index);
         *t = (NftTableInfo){};
 }
 
-const NftChainInfo *nft_table_info_find(const NftTableInfo *t, const char *chain)
+const NftClassInfo *nft_table_info_class(const NftTableInfo *t, const char *name)
 {
-        uintptr_t i = (uintptr_t)strmap_get(&t->index, chain);
-        return i ? &t->chains[i - 1] : NULL;
+        uintptr_t i = (uintptr_t)strmap_get(&t->class_index, name);
+        return i ? &t->classes[i - 1] : NULL;
 }
 
-static NftChainInfo *table_chain(NftTableInfo *t, const char *name, bool create)
+const NftServiceInfo *nft_table_info_service(const NftTableInfo *t, const char *key)
 {
-        uintptr_t i = (uintptr_t)strmap_get(&t->index, name);
-        NftChainInfo *n;
+        uintptr_t i = (uintptr_t)strmap_get(&t->service_index, key);
+        return i ? &t->services[i - 1] : NULL;
+}
+
+/* Whether name is prefix + 16 lower-case hex digits, and what follows. */
+static bool hex_name(const char *name, const char *prefix, const char **ret_rest)
+{
+        size_t n = strlen(prefix);
+
+        if (!name || strncmp(name, prefix, n) != 0)
+                return false;
+        for (size_t i = 0; i < 16; i++)
+                if (!strchr("0123456789abcdef", name[n + i]) || name[n + i] == 0)
+                        return false;
+        *ret_rest = name + n + 16;
+        return true;
+}
+
+/* The entries grow by one; the maps hold indexes, not pointers. */
+static NftClassInfo *info_class(NftTableInfo *t, const char *name, size_t len)
+{
+        char buf[NFT_NAME_MAX];
+        uintptr_t i;
+
+        if (len >= sizeof(buf))
+                return NULL;
+        memcpy(buf, name, len);
+        buf[len] = 0;
+        i = (uintptr_t)strmap_get(&t->class_index, buf);
+        if (i)
+                return &t->classes[i - 1];
+        if (ARRAY_RESERVE(t->classes, t->cap_classes, t->n_classes + 1) < 0 ||
+            strmap_put(&t->class_index, buf, (void *)(uintptr_t)(t->n_classes + 1)) < 0)
+                return NULL;
+        t->classes[t->n_classes] = (NftClassInfo){};
+        strcpy(t->classes[t->n_classes].name, buf);
+        return &t->classes[t->n_classes++];
+}
+
+static NftServiceInfo *info_service(NftTableInfo *t, const char *key)
+{
+        uintptr_t i = (uintptr_t)strmap_get(&t->service_index, key);
+        char *k;
 
         if (i)
-                return &t->chains[i - 1];
-        if (!create || strlen(name) >= sizeof(t->chains[0].chain))
+                return &t->services[i - 1];
+        if (ARRAY_RESERVE(t->services, t->cap_services, t->n_services + 1) < 0)
                 return NULL;
-        if (ARRAY_RESERVE(t->chains, t->cap_chains, t->n_chains + 1) < 0)
+        k = strdup(key);
+        if (!k || strmap_put(&t->service_index, key, (void *)(uintptr_t)(t->n_services + 1)) < 0) {
+                free(k);
                 return NULL;
-        n = &t->chains[t->n_chains];
-        *n = (NftChainInfo){};
-        strcpy(n->chain, name);
-        /* The key points into the array, which may move: re-index then. */
-        if (strmap_put(&t->index, n->chain, (void *)(uintptr_t)(t->n_chains + 1)) < 0)
-                return NULL;
-        t->n_chains++;
-        return n;
+        }
+        t->services[t->n_services] = (NftServiceInfo){.key = k};
+        return &t->services[t->n_services++];
 }
 
-static int table_reindex(NftTableInfo *t)
+static NftLegacyInfo *info_legacy(NftTableInfo *t, const char *chain, size_t len)
 {
-        strmap_done(&t->index);
-        for (size_t i = 0; i < t->n_chains; i++)
-                if (strmap_put(&t->index, t->chains[i].chain, (void *)(uintptr_t)(i + 1)) < 0)
-                        return -ENOMEM;
-        return 0;
+        char buf[NFT_NAME_MAX];
+        uintptr_t i;
+
+        if (len >= sizeof(buf))
+                return NULL;
+        memcpy(buf, chain, len);
+        buf[len] = 0;
+        i = (uintptr_t)strmap_get(&t->legacy_index, buf);
+        if (i)
+                return &t->legacy[i - 1];
+        if (ARRAY_RESERVE(t->legacy, t->cap_legacy, t->n_legacy + 1) < 0 ||
+            strmap_put(&t->legacy_index, buf, (void *)(uintptr_t)(t->n_legacy + 1)) < 0)
+                return NULL;
+        t->legacy[t->n_legacy] = (NftLegacyInfo){};
+        strcpy(t->legacy[t->n_legacy].chain, buf);
+        return &t->legacy[t->n_legacy++];
 }
 
 static int list_json(struct nft_ctx *ctx, const char *cmd, json_t **ret)
@@ -1187,29 +1370,203 @@ static int list_json(struct nft_ctx *ctx, const char *cmd, json_t **ret)
         return *ret ? 0 : -EBADMSG;
 }
 
-static int read_map(NftTableInfo *t, json_t *map, int family)
+/* An element's key: "10.0.0.1", or {"elem": {"val": "10.0.0.1", "comment":
+ * "ns/name"}} with a comment. */
+static const char *elem_key(json_t *e, const char **ret_comment)
 {
-        json_t *elems = json_object_get(map, "elem"), *e;
+        json_t *o = json_object_get(e, "elem");
+
+        *ret_comment = NULL;
+        if (!o)
+                return json_string_value(e);
+        *ret_comment = json_string_value(json_object_get(o, "comment"));
+        return json_string_value(json_object_get(o, "val"));
+}
+
+/* The service of an element's comment; NULL if it names none. */
+static int elem_service(NftTableInfo *t, const char *comment, NftServiceInfo **ret)
+{
+        *ret = NULL;
+        if (!comment || service_key_parse(comment, NULL, NULL, NULL) < 0) {
+                t->foreign = "an element with no service key";
+                return 0;
+        }
+        *ret = info_service(t, comment);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int read_vip_map(NftTableInfo *t, json_t *map, int family)
+{
+        json_t *e;
         size_t i;
 
-        json_array_foreach(elems, i, e)
+        json_array_foreach(json_object_get(map, "elem"), i, e)
         {
-                const char *addr = json_string_value(json_array_get(e, 0));
+                const char *comment, *pod = elem_key(json_array_get(e, 0), &comment),
+                                     *vip = json_string_value(json_array_get(e, 1));
+                NftServiceInfo *s;
+                NftVipElem v;
+                int r;
+
+                if (!pod || !vip || ip_addr_parse(pod, family, &v.pod, NULL) < 0 ||
+                    ip_addr_parse(vip, family, &v.vip, NULL) < 0) {
+                        t->foreign = "a VIP map element not as kvnetd makes them";
+                        continue;
+                }
+                r = elem_service(t, comment, &s);
+                if (r < 0)
+                        return r;
+                if (!s)
+                        continue;
+                if (ARRAY_RESERVE(s->vips, s->cap_vips, s->n_vips + 1) < 0)
+                        return -ENOMEM;
+                s->vips[s->n_vips++] = v;
+        }
+        return 0;
+}
+
+static int read_class_set(NftTableInfo *t, NftClassInfo *c, json_t *set, int family)
+{
+        json_t *e;
+        size_t i;
+
+        json_array_foreach(json_object_get(set, "elem"), i, e)
+        {
+                const char *comment, *pod = elem_key(e, &comment);
+                NftServiceInfo *s;
+                IpAddr a;
+                int r;
+
+                if (!pod || ip_addr_parse(pod, family, &a, NULL) < 0) {
+                        t->foreign = "a pod set element not as kvnetd makes them";
+                        continue;
+                }
+                r = elem_service(t, comment, &s);
+                if (r < 0)
+                        return r;
+                if (!s)
+                        continue;
+                if (!s->cls[0])
+                        strcpy(s->cls, c->name);
+                else if (!streq(s->cls, c->name))
+                        s->split = true;
+                if (ARRAY_RESERVE(s->pods, s->cap_pods, s->n_pods + 1) < 0)
+                        return -ENOMEM;
+                s->pods[s->n_pods++] = a;
+        }
+        return 0;
+}
+
+static int read_legacy_map(NftTableInfo *t, json_t *map, int family)
+{
+        json_t *e;
+        size_t i;
+
+        json_array_foreach(json_object_get(map, "elem"), i, e)
+        {
+                const char *addr = json_string_value(json_array_get(e, 0)), *rest;
                 const char *target = json_string_value(
                         json_object_get(json_object_get(json_array_get(e, 1), "goto"), "target"));
-                NftChainInfo *c;
+                NftLegacyInfo *c;
                 IpAddr a;
 
-                if (!addr || !target || ip_addr_parse(addr, family, &a, NULL) < 0)
-                        continue; /* not ours: reconciled away when the service is */
-                c = table_chain(t, target, true);
-                if (!c)
-                        return -ENOMEM;
-                if (ARRAY_RESERVE(c->pods, c->cap_pods, c->n_pods + 1) < 0)
+                if (!addr || !hex_name(target, "svc_", &rest) || *rest ||
+                    ip_addr_parse(addr, family, &a, NULL) < 0) {
+                        t->foreign = "an old pod map element not as kvnetd made them";
+                        continue;
+                }
+                c = info_legacy(t, target, strlen(target));
+                if (!c || ARRAY_RESERVE(c->pods, c->cap_pods, c->n_pods + 1) < 0)
                         return -ENOMEM;
                 c->pods[c->n_pods++] = a;
         }
         return 0;
+}
+
+static int read_set(NftTableInfo *t, json_t *o)
+{
+        const char *name = json_string_value(json_object_get(o, "name")), *rest;
+
+        if (hex_name(name, "cls_", &rest)) {
+                NftClassInfo *c = info_class(t, name, rest - name);
+
+                if (!c)
+                        return -ENOMEM;
+                if (streq(rest, "_p4")) {
+                        c->p4 = true;
+                        return read_class_set(t, c, o, AF_INET);
+                }
+                if (streq(rest, "_p6")) {
+                        c->p6 = true;
+                        return read_class_set(t, c, o, AF_INET6);
+                }
+                for (size_t k = 0; k < 3; k++)
+                        if (rest[0] == '_' && streq(rest + 1, set_names[k].suffix)) {
+                                c->sets |= set_names[k].bit;
+                                return 0;
+                        }
+        } else if (hex_name(name, "svc_", &rest) && rest[0] == '-') {
+                NftLegacyInfo *c = info_legacy(t, name, rest - name);
+
+                if (!c)
+                        return -ENOMEM;
+                for (size_t k = 0; k < ELEMENTSOF(set_names); k++)
+                        if (streq(rest + 1, set_names[k].suffix)) {
+                                c->sets |= set_names[k].bit;
+                                return 0;
+                        }
+        }
+        t->foreign = "a set kvnetd did not make";
+        return 0;
+}
+
+/* A base chain rule: "ip[6] saddr @cls_<h>_p4/6 goto cls_<h>", or the old
+ * shape's "ip[6] saddr vmap @pod4/6". */
+static void read_base_rule(NftTableInfo *t, json_t *o)
+{
+        json_t *expr = json_object_get(o, "expr");
+        json_t *match = json_object_get(json_array_get(expr, 0), "match");
+        json_t *left = json_object_get(json_object_get(match, "left"), "payload");
+        const char *proto = json_string_value(json_object_get(left, "protocol"));
+        const char *field = json_string_value(json_object_get(left, "field"));
+        const char *set = json_string_value(json_object_get(match, "right"));
+        const char *target = json_string_value(
+                json_object_get(json_object_get(json_array_get(expr, 1), "goto"), "target"));
+        json_t *vmap = json_object_get(json_array_get(expr, 0), "vmap");
+        char want[40];
+        const char *rest;
+
+        if (vmap && json_array_size(expr) == 1) {
+                const char *data = json_string_value(json_object_get(vmap, "data"));
+                if (streq_ptr(data, "@pod4") || streq_ptr(data, "@pod6")) {
+                        t->legacy_rules = true;
+                        return;
+                }
+        }
+        if (json_array_size(expr) == 2 && match && streq_ptr(field, "saddr") && set &&
+            hex_name(target, "cls_", &rest) && !*rest) {
+                bool v4 = streq_ptr(proto, "ip");
+                NftClassInfo *c;
+
+                snprintf(want, sizeof(want), "@%s_p%c", target, v4 ? '4' : '6');
+                if ((v4 || streq_ptr(proto, "ip6")) && streq(set, want) &&
+                    streq_ptr(json_string_value(json_object_get(match, "op")), "==")) {
+                        c = info_class(t, target, strlen(target));
+                        if (c) {
+                                if (v4)
+                                        c->dispatch4 = true;
+                                else
+                                        c->dispatch6 = true;
+                                return;
+                        }
+                }
+        }
+        t->foreign = "a base chain rule kvnetd did not make";
+}
+
+static int by_pod(const void *a, const void *b)
+{
+        return ip_addr_compare(&((const NftVipElem *)a)->pod, &((const NftVipElem *)b)->pod);
 }
 
 int nft_read_table(struct nft_ctx *ctx, const char *table, NftTableInfo *ret)
@@ -1217,7 +1574,7 @@ int nft_read_table(struct nft_ctx *ctx, const char *table, NftTableInfo *ret)
         _cleanup_free_ char *cmd = NULL;
         NftTableInfo t = {};
         json_t *j = NULL, *items, *it;
-        bool have_pod4 = false, have_pod6 = false, have_base = false;
+        bool have_vip4 = false, have_vip6 = false, have_base = false, pod4 = false, pod6 = false;
         size_t i;
         int r = 0;
 
@@ -1232,81 +1589,88 @@ int nft_read_table(struct nft_ctx *ctx, const char *table, NftTableInfo *ret)
                 return r;
         t.exists = true;
         items = json_object_get(j, "nftables");
-        /* First the chains and the maps, then what refers to chains. */
         json_array_foreach(items, i, it)
         {
                 json_t *o;
 
+                r = 0;
                 if ((o = json_object_get(it, "map"))) {
                         const char *name = json_string_value(json_object_get(o, "name"));
-                        if (streq_ptr(name, "pod4")) {
-                                have_pod4 = true;
-                                r = read_map(&t, o, AF_INET);
+                        if (streq_ptr(name, "vip4")) {
+                                have_vip4 = true;
+                                r = read_vip_map(&t, o, AF_INET);
+                        } else if (streq_ptr(name, "vip6")) {
+                                have_vip6 = true;
+                                r = read_vip_map(&t, o, AF_INET6);
+                        } else if (streq_ptr(name, "pod4")) {
+                                pod4 = true;
+                                r = read_legacy_map(&t, o, AF_INET);
                         } else if (streq_ptr(name, "pod6")) {
-                                have_pod6 = true;
-                                r = read_map(&t, o, AF_INET6);
-                        }
-                        if (r < 0)
-                                goto fail;
-                } else if ((o = json_object_get(it, "chain"))) {
-                        const char *name = json_string_value(json_object_get(o, "name"));
+                                pod6 = true;
+                                r = read_legacy_map(&t, o, AF_INET6);
+                        } else
+                                t.foreign = "a map kvnetd did not make";
+                } else if ((o = json_object_get(it, "set")))
+                        r = read_set(&t, o);
+                else if ((o = json_object_get(it, "chain"))) {
+                        const char *name = json_string_value(json_object_get(o, "name")), *rest;
                         if (streq_ptr(name, "postrouting"))
                                 have_base = true;
-                        else if (name && strncmp(name, "svc_", 4) == 0 && !table_chain(&t, name, true)) {
-                                r = -ENOMEM;
-                                goto fail;
-                        }
-                }
-        }
-        r = table_reindex(&t);
-        if (r < 0)
-                goto fail;
-        json_array_foreach(items, i, it)
-        {
-                json_t *o;
-
-                if ((o = json_object_get(it, "set"))) {
-                        const char *name = json_string_value(json_object_get(o, "name"));
-                        const char *dash = name ? strrchr(name, '-') : NULL;
-                        char chain[24];
-                        NftChainInfo *c;
-
-                        if (!dash || (size_t)(dash - name) >= sizeof(chain))
-                                continue;
-                        memcpy(chain, name, dash - name);
-                        chain[dash - name] = 0;
-                        c = table_chain(&t, chain, false);
-                        if (!c)
-                                continue;
-                        for (size_t k = 0; k < ELEMENTSOF(set_names); k++)
-                                if (streq(dash + 1, set_names[k].suffix))
-                                        c->sets |= set_names[k].bit;
+                        else if (hex_name(name, "cls_", &rest) && !*rest) {
+                                if (!info_class(&t, name, strlen(name)))
+                                        r = -ENOMEM;
+                        } else if (hex_name(name, "svc_", &rest) && !*rest) {
+                                if (!info_legacy(&t, name, strlen(name)))
+                                        r = -ENOMEM;
+                        } else
+                                t.foreign = "a chain kvnetd did not make";
                 } else if ((o = json_object_get(it, "rule"))) {
                         const char *chain = json_string_value(json_object_get(o, "chain"));
-                        const char *comment = json_string_value(json_object_get(o, "comment"));
-                        NftChainInfo *c;
+                        const char *comment = json_string_value(json_object_get(o, "comment")), *rest;
                         unsigned long long fp;
 
-                        if (!chain || !comment || !(c = table_chain(&t, chain, false)))
-                                continue;
-                        if (sscanf(comment, "fp=%llx", &fp) == 1)
-                                c->fingerprint = fp;
-                        else if (!c->key && service_key_parse(comment, NULL, NULL, NULL) >= 0) {
-                                char want[24];
+                        if (streq_ptr(chain, "postrouting"))
+                                read_base_rule(&t, o);
+                        else if (hex_name(chain, "cls_", &rest) && !*rest) {
+                                if (comment && sscanf(comment, "fp=%llx", &fp) == 1) {
+                                        NftClassInfo *c = info_class(&t, chain, strlen(chain));
+                                        if (!c)
+                                                r = -ENOMEM;
+                                        else
+                                                c->fingerprint = fp;
+                                }
+                        } else if (hex_name(chain, "svc_", &rest) && !*rest && comment &&
+                                   service_key_parse(comment, NULL, NULL, NULL) >= 0) {
+                                NftLegacyInfo *c = info_legacy(&t, chain, strlen(chain));
+                                char want[NFT_NAME_MAX];
+
                                 /* The key must hash to the chain's name, or
                                  * it is not a chain we made. */
-                                nft_chain_name(comment, want);
-                                if (streq(want, chain) && !(c->key = strdup(comment))) {
+                                nft_legacy_chain_name(comment, want);
+                                if (!c)
                                         r = -ENOMEM;
-                                        goto fail;
-                                }
+                                else if (streq(want, chain) && !c->key && !(c->key = strdup(comment)))
+                                        r = -ENOMEM;
                         }
                 }
+                if (r < 0)
+                        goto fail;
         }
-        t.skeleton_ok = have_pod4 && have_pod6 && have_base;
-        for (size_t k = 0; k < t.n_chains; k++)
-                if (t.chains[k].n_pods > 1)
-                        qsort(t.chains[k].pods, t.chains[k].n_pods, sizeof(IpAddr),
+        t.skeleton_ok = have_vip4 && have_vip6 && have_base;
+        t.legacy_maps = pod4 && pod6;
+        if (pod4 != pod6)
+                t.foreign = "one of the old pod maps only";
+        for (size_t k = 0; k < t.n_services; k++) {
+                NftServiceInfo *s = &t.services[k];
+                if (s->n_pods > 1)
+                        qsort(s->pods, s->n_pods, sizeof(IpAddr),
+                              (int (*)(const void *, const void *))ip_addr_compare);
+                if (s->n_vips > 1)
+                        qsort(s->vips, s->n_vips, sizeof(NftVipElem), by_pod);
+        }
+        for (size_t k = 0; k < t.n_legacy; k++)
+                if (t.legacy[k].n_pods > 1)
+                        qsort(t.legacy[k].pods, t.legacy[k].n_pods, sizeof(IpAddr),
                               (int (*)(const void *, const void *))ip_addr_compare);
         json_decref(j);
         *ret = t;

@@ -91,14 +91,10 @@ Service *service_earliest(const Manager *m)
 int manager_add_service(Manager *m, const char *key, Service **ret)
 {
         _cleanup_free_ Service *s = NULL;
-        char chain[24];
         int r;
 
         if (m->n_services >= m->max_services)
                 return -E2BIG;
-        nft_chain_name(key, chain);
-        if (strmap_get(&m->services_by_chain, chain))
-                return -EEXIST;
         if (ARRAY_RESERVE(m->deadlines, m->cap_deadlines, m->n_deadlines + 1) < 0)
                 return -ENOMEM;
         s = calloc(1, sizeof(*s));
@@ -107,15 +103,8 @@ int manager_add_service(Manager *m, const char *key, Service **ret)
         s->key = strdup(key);
         if (!s->key)
                 return -ENOMEM;
-        memcpy(s->chain, chain, sizeof(chain));
         r = strmap_put(&m->services_by_key, key, s);
         if (r < 0) {
-                free(s->key);
-                return r;
-        }
-        r = strmap_put(&m->services_by_chain, chain, s);
-        if (r < 0) {
-                strmap_remove(&m->services_by_key, key);
                 free(s->key);
                 return r;
         }
@@ -142,7 +131,7 @@ void service_free(Manager *m, Service *s)
                 s->next->prev = s->prev;
         m->n_services--;
         strmap_remove(&m->services_by_key, s->key);
-        strmap_remove(&m->services_by_chain, s->chain);
+        service_drop_egress(m, s);
         if (s->heap_index != SIZE_MAX)
                 heap_remove(m, s);
         for (size_t i = 0; i < s->n_vips; i++) {
@@ -159,6 +148,84 @@ void service_free(Manager *m, Service *s)
         egress_policy_free(s->policy);
         free(s->key);
         free(s);
+}
+
+/* --- egress classes ------------------------------------------------------- */
+
+EgressClass *egress_class_find(Manager *m, const char *name)
+{
+        return strmap_get(&m->classes_by_name, name);
+}
+
+EgressClass *egress_class_get(Manager *m, const char *name, uint64_t fingerprint, unsigned sets)
+{
+        EgressClass *c = egress_class_find(m, name);
+
+        if (c)
+                return c;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return NULL;
+        snprintf(c->name, sizeof(c->name), "%s", name);
+        c->fingerprint = fingerprint;
+        c->sets = sets;
+        if (strmap_put(&m->classes_by_name, c->name, c) < 0) {
+                free(c);
+                return NULL;
+        }
+        c->next = m->classes;
+        if (m->classes)
+                m->classes->prev = c;
+        m->classes = c;
+        m->n_classes++;
+        return c;
+}
+
+static void class_free(Manager *m, EgressClass *c)
+{
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                m->classes = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        m->n_classes--;
+        strmap_remove(&m->classes_by_name, c->name);
+        free(c->text);
+        free(c);
+}
+
+void egress_class_maybe_free(Manager *m, EgressClass *c)
+{
+        if (c && c->refs == 0 && !c->in_kernel)
+                class_free(m, c);
+}
+
+void egress_classes_gc(Manager *m)
+{
+        EgressClass *next;
+
+        for (EgressClass *c = m->classes; c; c = next) {
+                next = c->next;
+                egress_class_maybe_free(m, c);
+        }
+}
+
+void service_drop_egress(Manager *m, Service *s)
+{
+        EgressClass *c = s->cls;
+
+        if (c) {
+                c->refs--;
+                s->cls = NULL;
+                egress_class_maybe_free(m, c);
+        }
+        if (s->legacy) {
+                s->legacy = false;
+                s->legacy_sets = 0;
+                m->n_legacy--;
+        }
+        s->vip4 = s->vip6 = (IpAddr){};
 }
 
 Vip *manager_find_vip(Manager *m, const IpAddr *a)
@@ -207,6 +274,7 @@ void egress_diff_done(EgressDiff *d)
         free(d->stolen);
         free(d->flush);
         free(d->new_pods);
+        free(d->cls_text);
         *d = (EgressDiff){};
 }
 
@@ -215,12 +283,28 @@ static IpAddr *addrs_alloc(size_t n)
         return calloc(MAX(n, (size_t)1), sizeof(IpAddr));
 }
 
-int service_egress_diff(Manager *m, Service *s, const EgressPolicy *p, uint64_t fingerprint, EgressDiff *d,
-                        char **ret_error)
+int service_egress_diff(Manager *m, Service *s, const EgressPolicy *p, EgressDiff *d, char **ret_error)
 {
         size_t n_new = p ? p->n_pods : 0, i = 0, k = 0, total;
+        char name[24];
 
-        *d = (EgressDiff){.fingerprint = p ? fingerprint : 0};
+        *d = (EgressDiff){};
+        if (p) {
+                EgressClass *c;
+
+                if (nft_policy_class(p, name, &d->fingerprint, &d->cls_text) < 0)
+                        return -ENOMEM;
+                c = egress_class_find(m, name);
+                if (c && c->text && !streq(c->text, d->cls_text)) {
+                        if (ret_error)
+                                (void)asprintf(ret_error,
+                                               "service: its egress class name %s is another policy's "
+                                               "(a hash collision)",
+                                               name);
+                        egress_diff_done(d);
+                        return -EEXIST;
+                }
+        }
         d->added = addrs_alloc(n_new);
         d->removed = addrs_alloc(s->n_pods);
         d->stolen = addrs_alloc(n_new);
@@ -270,11 +354,16 @@ int service_egress_diff(Manager *m, Service *s, const EgressPolicy *p, uint64_t 
         if (n_new > 0)
                 memcpy(d->new_pods, p->pods, n_new * sizeof(IpAddr));
         d->n_new = n_new;
-        d->rules_change = p && (!s->has_chain || s->fingerprint != fingerprint);
+        if (p) {
+                d->class_change = !s->cls || !streq(s->cls->name, name);
+                d->vip_change =
+                        !s->cls || !ip_addr_equal(&s->vip4, &p->vip4) || !ip_addr_equal(&s->vip6, &p->vip6);
+        }
+        d->rules_change = d->class_change || d->vip_change;
 
         /* Every pod whose SNAT changes: added, removed, taken over, and all
          * of them when the rules (VIP, ports, networks) change. */
-        if (!p || (d->rules_change && s->has_chain)) {
+        if (!p || (d->rules_change && service_has_egress(s))) {
                 if (s->n_pods)
                         memcpy(d->flush, s->pods, s->n_pods * sizeof(IpAddr));
                 d->n_flush = s->n_pods;
@@ -292,6 +381,13 @@ int service_egress_diff(Manager *m, Service *s, const EgressPolicy *p, uint64_t 
         /* The pod index must take the added pods without growing later. */
         if (podmap_reserve(&m->pods, d->n_added) < 0)
                 goto oom;
+        /* Last, so that a refused change leaves no class behind. */
+        if (p) {
+                d->cls = egress_class_get(m, name, d->fingerprint, nft_policy_sets(p));
+                if (!d->cls)
+                        goto oom;
+                d->class_rewrite = d->cls->in_kernel && d->cls->fingerprint != d->fingerprint;
+        }
         return 0;
 oom:
         egress_diff_done(d);
@@ -340,12 +436,22 @@ void service_egress_apply(Manager *m, Service *s, EgressPolicy *p, EgressDiff *d
         s->n_pods = d->n_new;
         if (s->n_pods == 0)
                 s->pods = mfree(s->pods);
-        if (p && d->rules_change)
-                s->sets = nft_policy_sets(p);
-        else if (!p)
-                s->sets = 0;
-        s->has_chain = p != NULL;
-        s->fingerprint = d->fingerprint;
+        if (p) {
+                EgressClass *c = d->cls;
+
+                if (s->cls != c) {
+                        c->refs++;
+                        service_drop_egress(m, s); /* after the new class is held: it cannot go */
+                        s->cls = c;
+                }
+                if (!c->text)
+                        c->text = TAKE_PTR(d->cls_text);
+                c->fingerprint = d->fingerprint;
+                c->sets = nft_policy_sets(p);
+                s->vip4 = p->vip4;
+                s->vip6 = p->vip6;
+        } else
+                service_drop_egress(m, s);
         egress_policy_free(s->policy);
         s->policy = p;
 }
@@ -375,7 +481,12 @@ void service_record_done(Manager *m)
         while (m->services)
                 service_free(m, m->services);
         strmap_done(&m->services_by_key);
-        strmap_done(&m->services_by_chain);
+        while (m->classes) {
+                m->classes->refs = 0;
+                m->classes->in_kernel = false;
+                class_free(m, m->classes);
+        }
+        strmap_done(&m->classes_by_name);
         podmap_done(&m->vips_by_addr);
         podmap_done(&m->pods);
         m->deadlines = mfree(m->deadlines);

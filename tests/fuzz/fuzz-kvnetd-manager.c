@@ -42,7 +42,7 @@ static bool allowed_interface(const Config *c, const char *ifname)
 
 static void maybe_free(Manager *m, Service *s)
 {
-        if (s->n_vips == 0 && !s->has_chain)
+        if (s->n_vips == 0 && !service_has_egress(s))
                 service_free(m, s);
 }
 
@@ -163,22 +163,20 @@ static void check_policy(const Manager *m, const Service *s, const EgressPolicy 
 int manager_set_egress(Manager *m, Service *s, EgressPolicy *policy, char **ret_error)
 {
         EgressDiff d = {};
-        uint64_t fp = 0;
         int r;
 
         fuzz_assert(s && manager_find_service(m, s->key) == s);
-        if (policy) {
+        if (policy)
                 check_policy(m, s, policy);
-                fp = nft_policy_fingerprint("kvegress", s->chain, s->key, policy);
-        }
         /* The real diff; the "transaction" always succeeds here. */
-        r = service_egress_diff(m, s, policy, fp, &d, ret_error);
+        r = service_egress_diff(m, s, policy, &d, ret_error);
         if (r < 0) {
                 egress_policy_free(policy);
                 return r;
         }
         service_egress_apply(m, s, policy, &d);
         egress_diff_done(&d);
+        fuzz_assert(!policy || (s->cls && s->cls->refs > 0 && egress_class_find(m, s->cls->name) == s->cls));
         for (size_t i = 0; i < s->n_pods; i++)
                 fuzz_assert(podmap_get(&m->pods, &s->pods[i]) == s);
         maybe_free(m, s);
@@ -238,4 +236,6 @@ void fuzz_manager_reset(Manager *m)
         while (m->services)
                 service_free(m, m->services);
         fuzz_assert(m->n_services == 0 && m->n_vips == 0 && m->pods.n == 0 && m->n_deadlines == 0);
+        /* A class goes with its last service. */
+        fuzz_assert(m->n_classes == 0 && m->n_legacy == 0);
 }

@@ -339,7 +339,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 fuzz_assert(ip_addr_parse("192.168.0.231", AF_INET, &a, NULL) == 0);
                 fuzz_assert(manager_grant_vip(&manager, s, &a, "lo", now_usec() + USEC_PER_SEC) == 0);
                 s->vips[0]->adopted = true;
-                s->has_chain = true;
+                /* with an adopted egress class */
+                s->cls = egress_class_get(&manager, "cls_0000000000000000", 1, 0);
+                fuzz_assert(s->cls);
+                s->cls->refs++;
         }
 
         script = fuzz_strdup(data, size);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of kvnetd/nft.c: the nft batches kvnetd composes, against
- * golden files (tests/kvnetd/golden/), and the fingerprint that lets a
- * restarted kvnetd recognise its own rules. */
+ * golden files (tests/kvnetd/golden/), and the class name and fingerprint
+ * that let services of the same policy share a chain and a restarted
+ * kvnetd recognise its own rules. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,22 +52,22 @@ static EgressPolicy *policy(void)
 
 /* The batch as nft text; the same batch built as netlink has as many
  * messages and no build error. */
-static char *build(void (*fn)(NftBatch *b, const EgressPolicy *p, const char *chain), const EgressPolicy *p)
+static char *build(void (*fn)(NftBatch *b, const EgressPolicy *p, const char *cls), const EgressPolicy *p)
 {
-        char *buf = NULL, chain[24];
+        char *buf = NULL, cls[NFT_NAME_MAX];
         size_t n = 0, n_text, n_netlink;
         FILE *f = open_memstream(&buf, &n);
         NftBatch *b = NULL;
 
         ck_assert_ptr_nonnull(f);
-        nft_chain_name("default/web", chain);
+        ck_assert_int_eq(nft_policy_class(p, cls, NULL, NULL), 0);
         ck_assert_int_eq(nft_batch_new(false, f, &b), 0);
-        fn(b, p, chain);
+        fn(b, p, cls);
         n_text = nft_batch_messages(b);
         nft_batch_free(b);
         fclose(f);
         ck_assert_int_eq(nft_batch_new(true, NULL, &b), 0);
-        fn(b, p, chain);
+        fn(b, p, cls);
         n_netlink = nft_batch_messages(b);
         nft_batch_free(b);
         ck_assert_uint_eq(n_text, n_netlink);
@@ -95,28 +96,73 @@ static void compare_golden(const char *name, const char *got)
         free(want);
 }
 
-static void new_service(NftBatch *b, const EgressPolicy *p, const char *chain)
+/* The first service of a new class on an empty node. */
+static void new_service(NftBatch *b, const EgressPolicy *p, const char *cls)
 {
+        const char *classes[] = {cls};
+
         nft_batch_skeleton(b, "kvegress");
-        nft_batch_service(b, "kvegress", chain, "default/web", p, false, 0);
-        nft_batch_pods(b, "kvegress", p->pods, p->n_pods, chain);
+        nft_batch_class(b, "kvegress", cls, p, false, 0);
+        nft_batch_class_pods(b, "kvegress", cls, "default/web", p->pods, p->n_pods, true);
+        nft_batch_vip_pods(b, "kvegress", "default/web", &p->vip4, &p->vip6, p->pods, p->n_pods, true);
+        nft_batch_dispatch(b, "kvegress", false, classes, 1);
 }
 
-/* From the layout before named exclusion sets went (ex4, ex6 present). */
-static void replace_service(NftBatch *b, const EgressPolicy *p, const char *chain)
+/* One pod replaced by another: elements only. */
+static void pod_change(NftBatch *b, const EgressPolicy *p, const char *cls)
 {
         IpAddr gone;
 
         ck_assert_int_eq(ip_addr_parse("10.244.1.9", AF_UNSPEC, &gone, NULL), 0);
-        nft_batch_service(b, "kvegress", chain, "default/web", p, true, NFT_SET_ALL);
-        nft_batch_pods(b, "kvegress", &gone, 1, NULL);
-        nft_batch_pods(b, "kvegress", p->pods, 1, chain);
+        nft_batch_class_pods(b, "kvegress", cls, NULL, &gone, 1, false);
+        nft_batch_class_pods(b, "kvegress", cls, "default/web", p->pods, 1, true);
+        nft_batch_vip_pods(b, "kvegress", NULL, NULL, NULL, &gone, 1, false);
+        nft_batch_vip_pods(b, "kvegress", "default/web", &p->vip4, &p->vip6, p->pods, 1, true);
 }
 
-static void remove_service(NftBatch *b, const EgressPolicy *p, const char *chain)
+/* A policy change (ports dropped): the pods move to a new class, the old
+ * one (no other service in it) goes after the base chain no longer
+ * refers to it. */
+static void policy_change(NftBatch *b, const EgressPolicy *p, const char *cls)
 {
-        nft_batch_pods(b, "kvegress", p->pods, p->n_pods, NULL);
-        nft_batch_remove_service(b, "kvegress", chain, nft_policy_sets(p));
+        EgressPolicy q = *p;
+        char to[NFT_NAME_MAX];
+        const char *classes[1] = {to};
+
+        q.n_ports = 0;
+        ck_assert_int_eq(nft_policy_class(&q, to, NULL, NULL), 0);
+        ck_assert_str_ne(to, cls);
+        nft_batch_class(b, "kvegress", to, &q, false, 0);
+        nft_batch_class_pods(b, "kvegress", cls, NULL, p->pods, p->n_pods, false);
+        nft_batch_class_pods(b, "kvegress", to, "default/web", p->pods, p->n_pods, true);
+        nft_batch_dispatch(b, "kvegress", false, classes, 1);
+        nft_batch_remove_class(b, "kvegress", cls, nft_policy_sets(p));
+}
+
+static void remove_service(NftBatch *b, const EgressPolicy *p, const char *cls)
+{
+        nft_batch_class_pods(b, "kvegress", cls, NULL, p->pods, p->n_pods, false);
+        nft_batch_vip_pods(b, "kvegress", NULL, NULL, NULL, p->pods, p->n_pods, false);
+        nft_batch_dispatch(b, "kvegress", false, NULL, 0);
+        nft_batch_remove_class(b, "kvegress", cls, nft_policy_sets(p));
+}
+
+/* An upgraded node: a service leaves its chain of the previous layout for
+ * its class; it was the last, so the old pod maps go too. */
+static void legacy_move(NftBatch *b, const EgressPolicy *p, const char *cls)
+{
+        const char *classes[] = {cls};
+        char chain[NFT_NAME_MAX];
+
+        nft_legacy_chain_name("default/web", chain);
+        ck_assert_str_eq(chain, "svc_9d2ba50824d634bb");
+        nft_batch_skeleton(b, "kvegress");
+        nft_batch_class(b, "kvegress", cls, p, false, 0);
+        nft_batch_class_pods(b, "kvegress", cls, "default/web", p->pods, p->n_pods, true);
+        nft_batch_vip_pods(b, "kvegress", "default/web", &p->vip4, &p->vip6, p->pods, p->n_pods, true);
+        nft_batch_remove_legacy(b, "kvegress", chain, p->pods, p->n_pods, NFT_SET_ALL);
+        nft_batch_dispatch(b, "kvegress", false, classes, 1);
+        nft_batch_remove_legacy_maps(b, "kvegress");
 }
 
 START_TEST(test_golden_batches)
@@ -126,30 +172,47 @@ START_TEST(test_golden_batches)
 
         compare_golden("new-service.nft", s = build(new_service, p));
         free(s);
-        compare_golden("replace-service.nft", s = build(replace_service, p));
+        compare_golden("pod-change.nft", s = build(pod_change, p));
+        free(s);
+        compare_golden("policy-change.nft", s = build(policy_change, p));
         free(s);
         compare_golden("remove-service.nft", s = build(remove_service, p));
+        free(s);
+        compare_golden("legacy-move.nft", s = build(legacy_move, p));
         free(s);
         egress_policy_free(p);
 }
 END_TEST
 
-START_TEST(test_fingerprint)
+START_TEST(test_class)
 {
         EgressPolicy *p = policy(), *q = policy();
-        char chain[24];
-        uint64_t a, b;
+        char a[NFT_NAME_MAX], b[NFT_NAME_MAX];
+        uint64_t fa, fb;
+        char *ta, *tb;
 
-        nft_chain_name("default/web", chain);
-        ck_assert_str_eq(chain, "svc_9d2ba50824d634bb");
-        a = nft_policy_fingerprint("kvegress", chain, "default/web", p);
-        b = nft_policy_fingerprint("kvegress", chain, "default/web", q);
-        ck_assert_uint_eq(a, b);
-        /* Pods are diffed element by element, not part of the rules. */
+        ck_assert_int_eq(nft_policy_class(p, a, &fa, &ta), 0);
+        ck_assert_int_eq(strlen(a), 20);
+        ck_assert(strncmp(a, "cls_", 4) == 0);
+        ck_assert_int_eq(nft_policy_class(q, b, &fb, &tb), 0);
+        ck_assert_str_eq(a, b);
+        ck_assert_uint_eq(fa, fb);
+        ck_assert_str_eq(ta, tb);
+        free(tb);
+        /* Neither the pods nor the VIPs are part of the class. */
         q->n_pods = 1;
-        ck_assert_uint_eq(nft_policy_fingerprint("kvegress", chain, "default/web", q), a);
+        q->vip4 = (IpAddr){};
+        ck_assert_int_eq(nft_policy_class(q, b, &fb, NULL), 0);
+        ck_assert_str_eq(a, b);
+        ck_assert_uint_eq(fa, fb);
+        /* Its rules are. */
         q->n_ports = 1;
-        ck_assert_uint_ne(nft_policy_fingerprint("kvegress", chain, "default/web", q), a);
+        ck_assert_int_eq(nft_policy_class(q, b, &fb, &tb), 0);
+        ck_assert_str_ne(a, b);
+        ck_assert_uint_ne(fa, fb);
+        ck_assert_str_ne(ta, tb);
+        free(ta);
+        free(tb);
         egress_policy_free(p);
         egress_policy_free(q);
 }
@@ -163,7 +226,7 @@ int main(void)
         int failed;
 
         tcase_add_test(tc, test_golden_batches);
-        tcase_add_test(tc, test_fingerprint);
+        tcase_add_test(tc, test_class);
         suite_add_tcase(s, tc);
         sr = srunner_create(s);
         srunner_run_all(sr, CK_NORMAL);
