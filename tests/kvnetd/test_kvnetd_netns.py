@@ -200,7 +200,7 @@ class VipTest(KvnetdCase):
         self.egress()
         self.c.release_vip(SVC, VIP4)
         self.assertNotIn(VIP4, [a[0] for a in self.vips_on_eth1()])
-        self.assertNotIn("svc_", self.table())
+        self.assertNotIn("cls_", self.table())
         self.assertEqual(self.src("tcp", EXT4, 8080), NODE_SVC4)
         self.c.release_vip(SVC, VIP4)  # idempotent
 
@@ -232,17 +232,24 @@ class TableTamperTest(KvnetdCase):
             self.assertGreater(self.kvnetd.read_log().count(rebuilt), n, "the tampering changed nothing")
         return want
 
-    def test_flushed_pod_map_is_restored(self):
+    def test_flushed_vip_map_is_restored(self):
         self.egress()
         self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
-        self.wait_restored(self.tamper("flush", "map", "inet", "kvegress", "pod4"))
+        self.wait_restored(self.tamper("flush", "map", "inet", "kvegress", "vip4"))
         self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
-        self.assertIn("differs from what kvnetd programmed (pod mappings changed)", self.kvnetd.read_log())
+        self.assertIn("differs from what kvnetd programmed (VIP map elements changed)", self.kvnetd.read_log())
 
-    def test_flushed_service_chain_is_restored(self):
+    def test_flushed_pod_set_is_restored(self):
         self.egress()
-        chain = re.search(r"chain (svc_[0-9a-f]+)", self.listing()).group(1)
-        self.wait_restored(self.tamper("flush", "chain", "inet", "kvegress", chain))
+        cls = re.search(r"chain (cls_[0-9a-f]{16}) ", self.listing()).group(1)
+        self.wait_restored(self.tamper("flush", "set", "inet", "kvegress", cls + "_p4"))
+        self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
+        self.assertIn("differs from what kvnetd programmed (pod set elements changed)", self.kvnetd.read_log())
+
+    def test_flushed_class_chain_is_restored(self):
+        self.egress()
+        cls = re.search(r"chain (cls_[0-9a-f]{16}) ", self.listing()).group(1)
+        self.wait_restored(self.tamper("flush", "chain", "inet", "kvegress", cls))
         self.assertEqual(self.src("udp", EXT4, 5060), VIP4)
 
     def test_foreign_chain_and_mapping_are_removed(self):
@@ -251,8 +258,10 @@ class TableTamperTest(KvnetdCase):
         # One nft transaction: kvnetd reconciles every 2 s, and under load it
         # removed the chain between two separate commands (the element's add
         # then failed), or before a listing could show it.
-        self.net.node.run("nft", "add chain inet kvegress svc_0000000000000000; "
-                          "add element inet kvegress pod4 { %s : goto svc_0000000000000000 }" % POD4_B)
+        cls = re.search(r"chain (cls_[0-9a-f]{16}) ", want).group(1)
+        self.net.node.run("nft", "add chain inet kvegress cls_0000000000000000; "
+                          "add element inet kvegress %s_p4 { %s }; add element inet kvegress vip4 { %s : %s }"
+                          % (cls, POD4_B, POD4_B, VIP4))
         self.wait_restored(want)
         self.assertEqual(self.src("tcp", EXT4, 8080, src=POD4_B), NODE_SVC4)
 
@@ -313,7 +322,7 @@ class FencingTest(KvnetdCase):
         args = self.c.wait_signal("GrantExpired", 6)
         self.assertEqual(args, ["default/fence"])
         self.assertNotIn(VIP4, [a[0] for a in self.vips_on_eth1()])
-        self.assertNotIn("svc_", self.table())
+        self.assertNotIn("cls_", self.table())
         self.assertEqual(self.src("tcp", EXT4, 8080), NODE_SVC4)
 
     def test_renewed_grant_is_kept(self):
@@ -375,7 +384,7 @@ class RestartTest(KvnetdCase):
             self.assertEqual(k.stop(), 0)
             self.kvnetd.start()
         self.assertEqual(self.vips_on_eth1(), [])
-        self.assertNotIn("svc_", self.table())
+        self.assertNotIn("cls_", self.table())
 
 
 class LoweredCapsTest(KvnetdCase):
@@ -418,7 +427,7 @@ class BatchTest(KvnetdCase):
     def test_pipelined_changes_one_bad_only_that_one_fails(self):
         """SetEgress requests that arrive together go in one transaction;
         when the kernel refuses it (here: a pod mapping someone else put in
-        our map with another verdict), each is committed on its own, so only
+        our VIP map with another address), each is committed on its own, so only
         the bad one fails and the others are applied and answered."""
         from dbus_p2p import ERROR, METHOD_CALL, marshal
         sig = "sssasa(sq)asasas"
@@ -427,7 +436,7 @@ class BatchTest(KvnetdCase):
         for k, v in zip(keys, vips):
             self.c.grant_vip(k, v, "eth1")
         bad = "10.250.0.3"
-        self.net.node.nft(f"add chain inet kvegress foreign\nadd element inet kvegress pod4 {{ {bad} : goto foreign }}\n")
+        self.net.node.nft(f"add element inet kvegress vip4 {{ {bad} : 10.9.9.9 }}\n")
         # All six in one write, so that kvnetd reads them in one iteration.
         class Held:
             out = []
@@ -559,7 +568,8 @@ class RequestValidationTest(KvnetdCase):
         self.c.set_egress("default/other", VIP4_B, "", [POD4_B])
         self.set(CONFLICT, "pods: 10.244.1.6 is mapped by service default/other", pods=[POD4_B])
         self.grant(CONFLICT, "is granted to service default/other", address=VIP4_B)
-        self.assertEqual(self.table().count("\tchain svc_"), 1)  # only default/other's
+        self.assertEqual(self.table().count("comment \"default/other\""), 2)  # only default/other's pod
+        self.assertNotIn(SVC, self.table())
 
     def test_limits_at_and_one_past(self):
         self.c.grant_vip(SVC, VIP4, "eth1")
