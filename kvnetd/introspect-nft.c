@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* `nft list` of one service's chain and sets, for DescribeService. Apart
- * from introspect.c so the fuzz target runs the handler without a kernel. */
+/* `nft list` of one service's class chain and sets and `nft get` of its VIP
+ * map elements, for DescribeService. Apart from introspect.c so the fuzz
+ * target runs the handler without a kernel. */
 #include <nftables/libnftables.h>
 #include <stdio.h>
 
@@ -19,6 +20,9 @@ static void list_object(struct nft_ctx *ctx, const char *what, FILE *f)
         if (out)
                 fputs(out, f);
 }
+
+/* Pods whose VIP map elements are listed, per family. */
+#define DESCRIBE_PODS_MAX 64
 
 int introspect_list_nft(Manager *m, const Service *s, char **ret, size_t *ret_size)
 {
@@ -54,6 +58,30 @@ int introspect_list_nft(Manager *m, const Service *s, char **ret, size_t *ret_si
                 (void)snprintf(cmd, sizeof(cmd), "list set inet %s %s%c%s", m->config->table, chain,
                                s->cls ? '_' : '-', set_suffixes[i]);
                 list_object(ctx, cmd, f);
+        }
+        /* Its own elements: the VIP each pod maps to, with the key. */
+        for (int family = AF_INET; s->cls && family; family = family == AF_INET ? AF_INET6 : 0) {
+                _cleanup_free_ char *get = NULL;
+                size_t n = 0, len = 0, shown = 0;
+                FILE *g = open_memstream(&get, &len);
+
+                if (!g)
+                        break;
+                fprintf(g, "get element inet %s %s { ", m->config->table,
+                        family == AF_INET ? "vip4" : "vip6");
+                for (size_t i = 0; i < s->n_pods; i++)
+                        if (s->pods[i].family == family && n++ < DESCRIBE_PODS_MAX) {
+                                fprintf(g, "%s%s", shown ? ", " : "",
+                                        ip_addr_to_string(&s->pods[i], (char[INET6_ADDRSTRLEN]){}));
+                                shown++;
+                        }
+                fputs(" }", g);
+                if (fclose(g) != 0)
+                        break;
+                if (shown > 0)
+                        list_object(ctx, get, f);
+                if (n > shown)
+                        fprintf(f, "# ... and %zu more pods\n", n - shown);
         }
         nft_ctx_free(ctx);
         return fclose(f) == 0 ? 0 : -ENOMEM;

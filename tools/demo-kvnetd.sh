@@ -53,7 +53,7 @@ with netns.Topology("kvdemo") as t:
         show(net, "after")
         say("\nkvnetd's table (one nft transaction per change):")
         for line in net.node.run("nft", "list", "table", "inet", "kvegress").stdout.splitlines():
-            if "snat ip" in line or "goto svc_" in line:
+            if "snat ip" in line or "goto cls_" in line or "comment \"default/web\"" in line:
                 say("    " + line.strip())
     k.stop()
     say("\nStopped kvnetd; removing every namespace.")

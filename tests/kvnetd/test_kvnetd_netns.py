@@ -205,6 +205,41 @@ class VipTest(KvnetdCase):
         self.c.release_vip(SVC, VIP4)  # idempotent
 
 
+class ClassTest(KvnetdCase):
+    """Services with the same policy (bar VIPs and pods) share one class:
+    one chain and its sets; each pod leaves from its own service's VIP."""
+
+    def classes(self):
+        return sorted(set(re.findall(r"chain (cls_[0-9a-f]{16}) ", self.table())))
+
+    def test_services_share_a_class_until_their_policies_differ(self):
+        self.c.grant_vip(SVC, VIP4, "eth1")
+        self.c.grant_vip("default/other", VIP4_B, "eth1")
+        self.c.set_egress(SVC, VIP4, "", [POD4], excluded=POD_CIDRS)
+        before = self.table()
+        self.c.set_egress("default/other", VIP4_B, "", [POD4_B], excluded=POD_CIDRS)
+        self.assertEqual(len(self.classes()), 1)
+        # The second service added elements only: no chain, rule or set.
+        strip = lambda t: [l for l in t.splitlines() if "elements" not in l]  # noqa: E731
+        self.assertEqual(strip(self.table()), strip(before))
+        self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
+        self.assertEqual(self.src("tcp", EXT4, 8080, src=POD4_B), VIP4_B)
+        # A policy of its own: a second class; then back, and the second goes.
+        self.c.set_egress("default/other", VIP4_B, "", [POD4_B], excluded=POD_CIDRS, ports=[("udp", 5060)])
+        self.assertEqual(len(self.classes()), 2)
+        self.assertEqual(self.src("tcp", EXT4, 8080, src=POD4_B), NODE_SVC4)
+        self.assertEqual(self.src("udp", EXT4, 5060, src=POD4_B), VIP4_B)
+        self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
+        self.c.set_egress("default/other", VIP4_B, "", [POD4_B], excluded=POD_CIDRS)
+        self.assertEqual(len(self.classes()), 1)
+        self.assertEqual(self.src("tcp", EXT4, 8080, src=POD4_B), VIP4_B)
+        # The last service of a class takes it with it.
+        self.c.remove_service("default/other")
+        self.c.remove_service(SVC)
+        self.assertEqual(self.classes(), [])
+        self.assertEqual(self.src("tcp", EXT4, 8080), NODE_SVC4)
+
+
 class TableTamperTest(KvnetdCase):
     """Someone else's nft commands on our table are undone at the next
     reconcile (every 2 s in these tests), and the pod leaves from the VIP
@@ -370,6 +405,48 @@ class RestartTest(KvnetdCase):
         self.assertEqual(self.src("tcp", EXT4, 8080, src=POD4_B), NODE_SVC4)
         self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
         self.assertEqual([e[0] for e in self.c.list_egress()], [SVC])
+
+    def test_previous_layout_is_moved_service_by_service(self):
+        """An upgrade: the table kvnetd before the class layout left (a
+        verdict map pod -> goto svc_<hash of the key>, a chain per service)
+        keeps SNATing after the restart, and each replayed service moves to
+        its class in one transaction, the old maps going with the last."""
+        self.egress()
+        self.c.close()
+        self.assertEqual(self.kvnetd.stop(), 0)
+        old = "svc_9d2ba50824d634bb"  # the old chain name of default/web (tests/kvnetd/test-nft.c)
+        self.net.node.nft(
+            "delete table inet kvegress\n"
+            "add table inet kvegress\n"
+            "add map inet kvegress pod4 { type ipv4_addr : verdict ; }\n"
+            "add map inet kvegress pod6 { type ipv6_addr : verdict ; }\n"
+            "add chain inet kvegress postrouting { type nat hook postrouting priority srcnat - 10 ; policy accept ; }\n"
+            "add rule inet kvegress postrouting ip saddr vmap @pod4\n"
+            "add rule inet kvegress postrouting ip6 saddr vmap @pod6\n"
+            f"add chain inet kvegress {old} {{ comment \"{SVC}\" ; }}\n"
+            f"add rule inet kvegress {old} counter comment \"{SVC}\"\n"
+            f"add rule inet kvegress {old} meta nfproto ipv4 counter snat ip to {VIP4}\n"
+            f"add rule inet kvegress {old} meta nfproto ipv6 counter snat ip6 to {VIP6}\n"
+            f"add rule inet kvegress {old} return comment \"fp=0123456789abcdef\"\n"
+            f"add element inet kvegress pod4 {{ {POD4} : goto {old} }}\n"
+            f"add element inet kvegress pod6 {{ {POD6} : goto {old} }}\n")
+        self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
+        self.kvnetd.start()
+        self.c = self.kvnetd.client()
+        self.addCleanup(self.c.close)
+        self.assertIn("has the previous layout", self.kvnetd.read_log())
+        self.assertIn(old, self.table())
+        self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)  # before the replay
+        self.egress()
+        table = self.table()
+        self.assertNotIn("svc_", table)
+        self.assertNotIn("pod4", table)
+        self.assertIn("snat ip to ip saddr map @vip4", table)
+        self.assertEqual(self.src("tcp", EXT4, 8080), VIP4)
+        self.assertEqual(self.src("tcp", EXT6, 8080, src=POD6), VIP6)
+        # And the reconcile finds it as programmed.
+        time.sleep(2.5)
+        self.assertNotIn("differs from what kvnetd programmed", self.kvnetd.read_log())
 
     def test_clean_on_stop_removes_everything(self):
         self.c.close()

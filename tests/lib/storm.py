@@ -8,7 +8,7 @@ The pieces are usable on their own:
                   in a slice, with no namespace of its own), annotations edited (ports, denied networks, egress
                   off and on, a new VIP), Services deleted and created.
   kernel_view()   what one node's kernel holds: the VIPs on its service interface, and from `table inet kvegress`
-                  each service chain (its key, SNAT addresses, ports) and the pods mapped to it.
+                  each service's pods (element comments in its class's sets), the VIPs they map to, its ports.
   desired_state() what every node should hold, from the API's Services and EndpointSlices.
   diff()          the differences between the two (empty when converged).
   Sampler         a thread asserting, all the time: no VIP on two nodes at once (from AddrWatcher's rtnetlink
@@ -311,45 +311,47 @@ def desired_state(c):
     return out
 
 
+def _elem(x):
+    """An nft JSON set element: (key, comment or None)."""
+    if isinstance(x, dict) and "elem" in x:
+        return x["elem"]["val"], x["elem"].get("comment")
+    return x, None
+
+
 def kernel_view(node):
     """{"vips": set, "table": bool, "services": {key: {"snat": set, "pods": set, "ports": set}},
-    "mapped": {pod: key or None}} as the node's kernel holds them now."""
+    "mapped": {pod: key or None}} as the node's kernel holds them now. kvnetd's table (kvnetd/nft.h): a
+    service's pods are elements of its class's sets (cls_<h>_p4/_p6) and of the VIP maps (vip4/vip6, pod ->
+    VIP), each commented with the service key; the class's ports are in cls_<h>_ports."""
     out = {"vips": set(node.vips()), "table": False, "services": {}, "mapped": {}}
     p = run(["nft", "-j", "list", "table", "inet", "kvegress"], ns=node.netns, check=False)
     if p.returncode != 0:
         return out
     out["table"] = True
-    chains = collections.defaultdict(lambda: {"key": None, "snat": set(), "pods": set(), "ports": set()})
-    sets = {}
-    maps = []
+    services = collections.defaultdict(lambda: {"snat": set(), "pods": set(), "ports": set(), "chain": None})
+    chains, ports, members = set(), {}, []
     for o in json.loads(p.stdout).get("nftables", []):
-        if "rule" in o:
-            r = o["rule"]
-            if not r["chain"].startswith("svc_"):
-                continue
-            ch = chains[r["chain"]]
-            cm = r.get("comment")
-            if cm and not cm.startswith("fp="):
-                ch["key"] = cm
-            for e in r.get("expr", []):
-                if "snat" in e and isinstance(e["snat"].get("addr"), str):
-                    ch["snat"].add(e["snat"]["addr"])
-        elif "set" in o and o["set"]["name"].endswith("-ports"):
-            sets[o["set"]["name"][:-len("-ports")]] = {(x["concat"][0], x["concat"][1])
-                                                      for x in o["set"].get("elem", []) if "concat" in x}
-        elif "map" in o and o["map"]["name"] in ("pod4", "pod6"):
-            maps += o["map"].get("elem", [])
-    for chain, ports in sets.items():
-        chains[chain]["ports"] = ports
-    for addr, verdict in maps:
-        target = (verdict.get("goto") or verdict.get("jump") or {}).get("target")
-        ch = chains.get(target)
-        out["mapped"][addr] = ch["key"] if ch else None
-        if ch:
-            ch["pods"].add(addr)
-    for name, ch in chains.items():
-        out["services"][ch["key"] or name] = {"snat": ch["snat"], "pods": ch["pods"], "ports": ch["ports"],
-                                              "chain": name}
+        if "chain" in o:
+            chains.add(o["chain"]["name"])
+        elif "set" in o and o["set"]["name"].startswith("cls_"):
+            name = o["set"]["name"]
+            if name.endswith("_ports"):
+                ports[name[:-len("_ports")]] = {(x["concat"][0], x["concat"][1])
+                                                for x in o["set"].get("elem", []) if "concat" in x}
+            elif name.endswith(("_p4", "_p6")):
+                members += [(name[:-3],) + _elem(x) for x in o["set"].get("elem", [])]
+        elif "map" in o and o["map"]["name"] in ("vip4", "vip6"):
+            for k, vip in o["map"].get("elem", []):
+                key = _elem(k)[1]
+                if key:
+                    services[key]["snat"].add(vip)
+    for cls, addr, key in members:
+        out["mapped"][addr] = key if key and cls in chains else None
+        if key:
+            services[key]["pods"].add(addr)
+            services[key]["chain"] = cls
+            services[key]["ports"] = ports.get(cls, set())
+    out["services"] = dict(services)
     return out
 
 
@@ -374,9 +376,11 @@ def diff(desired, views):
         if not got:
             bad.append("%s: no egress chain on its holder %s" % (key, h))
         else:
-            if got["snat"] != d["vips"]:
-                bad.append("%s: SNAT to %s on %s, want %s" % (key, sorted(got["snat"]), h, sorted(d["vips"])))
             want_pods = d["eps"].get(h, set())
+            # The VIP maps hold a VIP for each pod of its family.
+            want_snat = {v for v in d["vips"] if any((":" in v) == (":" in a) for a in want_pods)}
+            if got["snat"] != want_snat:
+                bad.append("%s: SNAT to %s on %s, want %s" % (key, sorted(got["snat"]), h, sorted(want_snat)))
             if got["pods"] != want_pods:
                 bad.append("%s: %s maps pods %s, want %s" % (key, h, sorted(got["pods"]), sorted(want_pods)))
             if got["ports"] != d["ports"]:
@@ -393,7 +397,7 @@ def diff(desired, views):
             bad.append("%s: VIP %s left (no Service wants it)" % (n, a))
         for pod, key in sorted(v["mapped"].items()):
             if key is None:
-                bad.append("%s: pod %s mapped to a chain that does not exist" % (n, pod))
+                bad.append("%s: pod %s in a class with no chain, or with no service key" % (n, pod))
     return bad
 
 

@@ -143,8 +143,9 @@ class TestKvctl(kvc_test.ClusterTestCase):
         rules = self.kvctl("rules", "default/web")
         self.assertEqual(rules.returncode, 0, rules.stderr)
         print(rules.stdout)
-        self.assertIn("snat ip to %s" % VIP, rules.stdout)
-        self.assertIn('comment "default/web"', rules.stdout)
+        # The class chain (kvnetd/nft.h) and the Service's own VIP map elements.
+        self.assertIn("snat ip to ip saddr map @vip4", rules.stdout)
+        self.assertIn('%s comment "default/web" : %s' % (pods[0].ips[0], VIP), rules.stdout)
         self.assertIn("tcp . 80", rules.stdout)
         self.assertEqual(json.loads(self.kvctl("--json", "rules", "default/web").stdout)["rules"], rules.stdout)
         # kvnetd's journal line for the transaction names the Service, the VIP and the pod (KVEGRESS_POD=).

@@ -764,8 +764,9 @@ class BootTest(unittest.TestCase):
         self.assertRegex(k["leases"]["out"], r"(?m)^%s +yes +%s " % (re.escape(LEASE), NODE_NAME))
         rules = k["rules"]
         self.assertEqual(rules["rc"], 0, rules)
-        self.assertEqual(rules["out"].count("snat ip to %s" % VIP), 1, rules["out"])
-        self.assertIn('comment "%s"' % SERVICE, rules["out"])
+        # The class chain (kvnetd/nft.h) and the Service's one pod's VIP map element.
+        self.assertEqual(rules["out"].count("snat ip to ip saddr map @vip4"), 1, rules["out"])
+        self.assertEqual(rules["out"].count('comment "%s" : %s' % (SERVICE, VIP)), 1, rules["out"])
         self.assertEqual(k["rules_unknown"]["rc"], 1, k["rules_unknown"])
         self.assertIn("default/nothere has no egress on this node", k["rules_unknown"]["err"])
         # Neither root nor group kvegress: refused by the daemons, so down (2).
