@@ -7,9 +7,14 @@
  * transaction that carries it: a client never hears "done" before the
  * kernel holds it. The queue is flushed by a defer source that runs after
  * every request already received (so a cold replay of N Services costs a
- * few transactions, not N, and each of those walks the whole table once in
- * the kernel's validation), when it is full, and before anything that reads
+ * few transactions, not N: each transaction costs the kernel a fixed
+ * overhead, and one that creates or removes a class rewrites the base
+ * chain), when it is full, and before anything that reads
  * or changes the egress record otherwise (manager_egress_flush()).
+ *
+ * The changes of one transaction share its class bookkeeping (a class two
+ * services join is created once; one emptied is removed after the base
+ * chain stops referring to it: egress-batch.c, ClassPlan).
  *
  * Queued changes never overlap: one per service, and no pod touched by two
  * (a request that would overlap flushes the queue first and is then diffed
