@@ -246,13 +246,15 @@ def main():
     limit = args.limit or (120 if args.quick else 240)
     rest = args.rest or (20 if args.quick else 60)
 
-    kc.VIP_RANGE4 = str(VIP_NET)  # room for the egress VIPs
     log_level_info(kc.Node)
     kc.install_signal_handlers()
     tbl = Table(f"The three daemons on one node, API server holding {n_services:,} Services and {n_services:,} "
                 f"EndpointSlices, {n_egress:,} egress with endpoints on this node",
                 ["figure", "kvnetd", "kvelectd", "kvpd", "together"])
-    with kc.Cluster(build_dir=benchlib.BUILD, nodes=1, daemons=(), lease=(15, 10, 2)) as c:
+    # Room for the egress VIPs: kvnetd refuses a VIP outside its ranges (the
+    # default range, a /29, would hold 6 of them).
+    with kc.Cluster(build_dir=benchlib.BUILD, nodes=1, daemons=(), lease=(15, 10, 2),
+                    vip_ranges=(str(VIP_NET), kc.VIP_RANGE6)) as c:
         t0 = time.monotonic()
         preload(c, n_services, n_egress)
         load_s = time.monotonic() - t0
