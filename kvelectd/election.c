@@ -253,6 +253,7 @@ static int issue(Election *e, uint64_t now, ElectionStep step, ElectionRequestTy
                 .body = body,
                 .timeout_usec = timeout,
                 .priority_usec = e->leading ? e->deadline : now + e->config.renew_deadline_usec / 2,
+                .acquisition = !e->leading && !e->releasing && !is_holder(e),
         };
         return 0;
 }

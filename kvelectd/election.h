@@ -86,6 +86,11 @@ typedef struct ElectionRequest {
          * for the renewals that are due before that, each once, and the
          * renewals that could wait longer do. */
         uint64_t priority_usec;
+        /* Taking a Lease this node does not hold (not a renewal, not a
+         * release, not the first write of a restarted holder): the
+         * transport may refuse it while renewals wait (lease-io.c), and the
+         * election then tries again a retryPeriod later. */
+        bool acquisition;
 } ElectionRequest;
 
 typedef enum ElectionEvent {

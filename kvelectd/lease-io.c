@@ -1,7 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Turns the election's request intents into API calls: GET, POST to the
  * collection, PUT conditional on the body's resourceVersion, each with the
- * timeout the state machine chose, and hands the outcome back. */
+ * timeout the state machine chose, and hands the outcome back.
+ *
+ * Admission: a Lease taken is a Lease to renew every retryPeriod. When the
+ * API answers slower than the renewals ask (requests wait for a place in
+ * flight), taking more Leases would only make every renewal later, until
+ * the ones held are lost together (1,000 campaigns against a slow API
+ * server: hundreds fenced). So an acquisition is sent only while no request
+ * waits and fewer than LEASE_IO_ACQUISITIONS_MAX are in flight; otherwise
+ * the election counts it as a failed attempt and tries again a jittered
+ * retryPeriod later. The node then holds as many Leases as the API lets it
+ * renew, and takes more as the API catches up. */
+#include <assert.h>
+
 #include "catalog.h"
 #include "log.h"
 #include "manager.h"
@@ -27,6 +39,17 @@ static void api_reachability(Campaign *c, const KubeResponse *kr)
                           "Kubernetes API reachable again");
 }
 
+#define LEASE_IO_ACQUISITIONS_MAX 4U
+
+static void acquisition_done(Campaign *c)
+{
+        if (!c->acquiring)
+                return;
+        c->acquiring = false;
+        assert(c->manager->n_acquiring > 0);
+        c->manager->n_acquiring--;
+}
+
 static void on_response(KubeClient *client, const KubeResponse *kr, void *userdata)
 {
         Campaign *c = userdata;
@@ -38,6 +61,7 @@ static void on_response(KubeClient *client, const KubeResponse *kr, void *userda
         };
 
         c->request = NULL;
+        acquisition_done(c);
         api_reachability(c, kr);
         if (kr->error == 0 && kr->http_status >= 200 && kr->http_status < 300 && json_is_object(kr->body))
                 resp.object = kr->body;
@@ -81,11 +105,20 @@ int lease_io_send(Campaign *c, const ElectionRequest *req)
                 return r;
 
         lease_io_cancel(c);
+        if (req->acquisition && (c->manager->n_acquiring >= LEASE_IO_ACQUISITIONS_MAX ||
+                                 kube_client_waiting(c->manager->client) > 0)) {
+                log_debug("%s: not taking the Lease now: renewals wait for the API", c->key);
+                return -EBUSY;
+        }
         c->request_id = req->id;
         r = kube_request(c->manager->client, method, path, req->body, &opts, on_response, c, &c->request);
         if (r < 0) {
                 c->request = NULL;
                 return r;
+        }
+        if (req->acquisition) {
+                c->acquiring = true;
+                c->manager->n_acquiring++;
         }
         return 0;
 }
@@ -94,4 +127,5 @@ void lease_io_cancel(Campaign *c)
 {
         kube_request_cancel(c->request);
         c->request = NULL;
+        acquisition_done(c);
 }

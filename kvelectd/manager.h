@@ -26,6 +26,7 @@ struct Campaign {
         Election *election;
         KubeRequest *request;
         uint64_t request_id;
+        bool acquiring; /* the request in flight is an acquisition (counted in n_acquiring) */
         sd_event_source *timer;
         LeaseWatch *watch; /* NULL with --no-watch */
         /* Another node held the Lease, and its last renewTime (or release)
@@ -74,6 +75,8 @@ struct Manager {
         /* The last Lease request failed without an HTTP answer (or with a
          * 5xx): said once, and once more when the API answers again. */
         bool api_unreachable;
+        /* Acquisitions in flight; at most LEASE_IO_ACQUISITIONS_MAX. */
+        unsigned n_acquiring;
         struct { /* introspect.c renders them (GetMetrics) */
                 uint64_t transitions;
                 MetricHistogram failover_seconds;

@@ -231,3 +231,6 @@ typedef struct KubeClientStats {
         uint64_t errors;
 } KubeClientStats;
 void kube_client_get_stats(const KubeClient *c, KubeClientStats *ret);
+/* Requests waiting for a place among those in flight: more than zero means
+ * the API (or the client's share of it) is answering slower than asked. */
+size_t kube_client_waiting(const KubeClient *c);

@@ -117,12 +117,18 @@ struct KubeClient {
         KubeHttp *ready_head, *ready_tail;
         KubeHttp *queue_head, *queue_tail;
         unsigned n_inflight;
+        size_t n_queued; /* on the queue: waiting for a place in flight */
         bool dispatching, free_pending;
 
         KubeClientStats stats;
         KubeEvents *events; /* kube-events.c */
         KubeDiagnosis diagnosis;
 };
+
+size_t kube_client_waiting(const KubeClient *c)
+{
+        return c->n_queued;
+}
 
 KubeClientStats *kube_client_stats(KubeClient *c)
 {
@@ -344,6 +350,7 @@ static void queue_remove(KubeHttp *h)
                 c->queue_tail = prev;
         h->queued = false;
         h->queue_next = NULL;
+        c->n_queued--;
 }
 
 /* After the last one of no later priority: equal priorities keep their
@@ -355,6 +362,7 @@ static void queue_insert(KubeHttp *h)
         KubeHttp *prev = NULL;
 
         h->queued = h->queued_once = true;
+        c->n_queued++;
         if (c->queue_tail && c->queue_tail->priority_usec <= h->priority_usec)
                 prev = c->queue_tail;
         else
