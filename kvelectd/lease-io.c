@@ -7,11 +7,16 @@
  * API answers slower than the renewals ask (requests wait for a place in
  * flight), taking more Leases would only make every renewal later, until
  * the ones held are lost together (1,000 campaigns against a slow API
- * server: hundreds fenced). So an acquisition is sent only while no request
- * waits and fewer than LEASE_IO_ACQUISITIONS_MAX are in flight; otherwise
- * the election counts it as a failed attempt and tries again a jittered
- * retryPeriod later. The node then holds as many Leases as the API lets it
- * renew, and takes more as the API catches up. */
+ * server: hundreds fenced). So an acquisition is sent only while every
+ * waiting request (renewals, in deadline order) has at least a quarter of
+ * the renew deadline left, and fewer than LEASE_IO_ACQUISITIONS_MAX are in
+ * flight; otherwise the election counts it as a failed attempt and tries
+ * again a jittered retryPeriod later. Renewals that wait with time to spare
+ * are normal under load (served by deadline, each Lease is renewed less
+ * often than every retryPeriod, still within its deadline), so they do not
+ * stop acquisitions; renewals near their deadline do. The node then holds
+ * as many Leases as the API lets it renew, and takes more as the API
+ * catches up. */
 #include <assert.h>
 
 #include "catalog.h"
@@ -48,6 +53,17 @@ static void acquisition_done(Campaign *c)
         c->acquiring = false;
         assert(c->manager->n_acquiring > 0);
         c->manager->n_acquiring--;
+}
+
+static bool acquisition_admitted(Manager *m)
+{
+        uint64_t earliest;
+
+        if (m->n_acquiring >= LEASE_IO_ACQUISITIONS_MAX)
+                return false;
+        if (!kube_client_earliest_waiting(m->client, &earliest))
+                return true;
+        return earliest > manager_now().mono + m->election_config.renew_deadline_usec / 4;
 }
 
 static void on_response(KubeClient *client, const KubeResponse *kr, void *userdata)
@@ -105,9 +121,8 @@ int lease_io_send(Campaign *c, const ElectionRequest *req)
                 return r;
 
         lease_io_cancel(c);
-        if (req->acquisition && (c->manager->n_acquiring >= LEASE_IO_ACQUISITIONS_MAX ||
-                                 kube_client_waiting(c->manager->client) > 0)) {
-                log_debug("%s: not taking the Lease now: renewals wait for the API", c->key);
+        if (req->acquisition && !acquisition_admitted(c->manager)) {
+                log_debug("%s: not taking the Lease now: renewals are late", c->key);
                 return -EBUSY;
         }
         c->request_id = req->id;

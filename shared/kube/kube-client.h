@@ -231,6 +231,7 @@ typedef struct KubeClientStats {
         uint64_t errors;
 } KubeClientStats;
 void kube_client_get_stats(const KubeClient *c, KubeClientStats *ret);
-/* Requests waiting for a place among those in flight: more than zero means
- * the API (or the client's share of it) is answering slower than asked. */
-size_t kube_client_waiting(const KubeClient *c);
+/* The earliest priority (KubeRequestOptions.priority_usec) among the
+ * requests waiting for a place in flight; false when none waits. How
+ * little time it has left says how far behind the API is. */
+bool kube_client_earliest_waiting(const KubeClient *c, uint64_t *ret_priority_usec);

@@ -117,7 +117,6 @@ struct KubeClient {
         KubeHttp *ready_head, *ready_tail;
         KubeHttp *queue_head, *queue_tail;
         unsigned n_inflight;
-        size_t n_queued; /* on the queue: waiting for a place in flight */
         bool dispatching, free_pending;
 
         KubeClientStats stats;
@@ -125,9 +124,12 @@ struct KubeClient {
         KubeDiagnosis diagnosis;
 };
 
-size_t kube_client_waiting(const KubeClient *c)
+bool kube_client_earliest_waiting(const KubeClient *c, uint64_t *ret_priority_usec)
 {
-        return c->n_queued;
+        if (!c->queue_head)
+                return false;
+        *ret_priority_usec = c->queue_head->priority_usec;
+        return true;
 }
 
 KubeClientStats *kube_client_stats(KubeClient *c)
@@ -350,7 +352,6 @@ static void queue_remove(KubeHttp *h)
                 c->queue_tail = prev;
         h->queued = false;
         h->queue_next = NULL;
-        c->n_queued--;
 }
 
 /* After the last one of no later priority: equal priorities keep their
@@ -362,7 +363,6 @@ static void queue_insert(KubeHttp *h)
         KubeHttp *prev = NULL;
 
         h->queued = h->queued_once = true;
-        c->n_queued++;
         if (c->queue_tail && c->queue_tail->priority_usec <= h->priority_usec)
                 prev = c->queue_tail;
         else
