@@ -708,6 +708,14 @@ int election_timer(Election *e, ElectionTime now, ElectionOutput *out)
         return r;
 }
 
+int election_admit(Election *e, ElectionTime now, ElectionOutput *out)
+{
+        if (!e->campaigning || e->leading || e->releasing || e->step != STEP_IDLE)
+                return 0;
+        e->next_attempt = MIN(e->next_attempt, now.mono);
+        return election_timer(e, now, out);
+}
+
 uint64_t election_next_wakeup(const Election *e)
 {
         uint64_t t = UINT64_MAX;

@@ -144,6 +144,10 @@ int election_set_view(Election *e, ElectionTime now, ElectionView view, json_t *
 int election_complete(Election *e, ElectionTime now, const ElectionResponse *resp, ElectionOutput *out);
 /* Call at election_next_wakeup() (earlier or later is harmless). */
 int election_timer(Election *e, ElectionTime now, ElectionOutput *out);
+/* The transport has room again for an acquisition it refused: try now
+ * rather than a retryPeriod after the refusal. A no-op unless an attempt
+ * is waiting. */
+int election_admit(Election *e, ElectionTime now, ElectionOutput *out);
 
 /* CLOCK_MONOTONIC usec of the next election_timer() call; UINT64_MAX for none. */
 uint64_t election_next_wakeup(const Election *e);

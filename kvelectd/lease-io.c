@@ -11,7 +11,9 @@
  * waiting request (renewals, in deadline order) has at least a quarter of
  * the renew deadline left, and fewer than LEASE_IO_ACQUISITIONS_MAX are in
  * flight; otherwise the election counts it as a failed attempt and tries
- * again a jittered retryPeriod later. Renewals that wait with time to spare
+ * again when an acquisition in flight ends (the waiting campaigns are
+ * admitted in the order they were refused), or a jittered retryPeriod
+ * later if renewals are late. Renewals that wait with time to spare
  * are normal under load (served by deadline, each Lease is renewed less
  * often than every retryPeriod, still within its deadline), so they do not
  * stop acquisitions; renewals near their deadline do. The node then holds
@@ -46,6 +48,8 @@ static void api_reachability(Campaign *c, const KubeResponse *kr)
 
 #define LEASE_IO_ACQUISITIONS_MAX 4U
 
+static void admission_wake(Manager *m);
+
 static void acquisition_done(Campaign *c)
 {
         if (!c->acquiring)
@@ -53,6 +57,7 @@ static void acquisition_done(Campaign *c)
         c->acquiring = false;
         assert(c->manager->n_acquiring > 0);
         c->manager->n_acquiring--;
+        admission_wake(c->manager);
 }
 
 static bool acquisition_admitted(Manager *m)
@@ -64,6 +69,83 @@ static bool acquisition_admitted(Manager *m)
         if (!kube_client_earliest_waiting(m->client, &earliest))
                 return true;
         return earliest > manager_now().mono + m->election_config.renew_deadline_usec / 4;
+}
+
+static void waiter_remove(Campaign *c)
+{
+        Manager *m = c->manager;
+
+        if (!c->admission_waiting)
+                return;
+        if (c->admission_prev)
+                c->admission_prev->admission_next = c->admission_next;
+        else
+                m->admission_waiters = c->admission_next;
+        if (c->admission_next)
+                c->admission_next->admission_prev = c->admission_prev;
+        else
+                m->admission_waiters_tail = c->admission_prev;
+        c->admission_prev = c->admission_next = NULL;
+        c->admission_waiting = false;
+}
+
+static void waiter_append(Campaign *c)
+{
+        Manager *m = c->manager;
+
+        if (c->admission_waiting)
+                return;
+        c->admission_waiting = true;
+        c->admission_prev = m->admission_waiters_tail;
+        c->admission_next = NULL;
+        if (m->admission_waiters_tail)
+                m->admission_waiters_tail->admission_next = c;
+        else
+                m->admission_waiters = c;
+        m->admission_waiters_tail = c;
+}
+
+/* Outside any campaign's own callbacks (a defer source), so admitting one
+ * campaign never runs inside another's completion. */
+static int on_admission(sd_event_source *s, void *userdata)
+{
+        Manager *m = userdata;
+
+        while (m->admission_waiters && acquisition_admitted(m)) {
+                Campaign *c = m->admission_waiters;
+                ElectionOutput out = {};
+                int r;
+
+                waiter_remove(c);
+                r = election_admit(c->election, manager_now(), &out);
+                campaign_apply(c, &out, r); /* may refuse and append it again: then stop */
+                if (c->admission_waiting)
+                        break;
+        }
+        return 0;
+}
+
+static void admission_wake(Manager *m)
+{
+        int r;
+
+        if (!m->admission_waiters)
+                return;
+        if (!m->admission_event) {
+                r = sd_event_add_defer(m->event, &m->admission_event, on_admission, m);
+                if (r < 0) {
+                        /* The waiters still try at their retry timers. */
+                        log_debug_errno(r, "cannot add the admission source: %m");
+                        return;
+                }
+                (void)sd_event_source_set_description(m->admission_event, "lease-admission");
+        }
+        (void)sd_event_source_set_enabled(m->admission_event, SD_EVENT_ONESHOT);
+}
+
+void lease_io_forget(Campaign *c)
+{
+        waiter_remove(c);
 }
 
 static void on_response(KubeClient *client, const KubeResponse *kr, void *userdata)
@@ -122,9 +204,11 @@ int lease_io_send(Campaign *c, const ElectionRequest *req)
 
         lease_io_cancel(c);
         if (req->acquisition && !acquisition_admitted(c->manager)) {
-                log_debug("%s: not taking the Lease now: renewals are late", c->key);
+                log_debug("%s: not taking the Lease now: acquisitions in flight, or renewals late", c->key);
+                waiter_append(c);
                 return -EBUSY;
         }
+        waiter_remove(c);
         c->request_id = req->id;
         r = kube_request(c->manager->client, method, path, req->body, &opts, on_response, c, &c->request);
         if (r < 0) {

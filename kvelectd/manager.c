@@ -49,6 +49,7 @@ static void campaign_free(Campaign *c)
                 return;
         m = c->manager;
         lease_io_cancel(c);
+        lease_io_forget(c);
         sd_event_source_disable_unref(c->timer);
         if (c->prev)
                 c->prev->next = c->next;
@@ -471,6 +472,7 @@ Manager *manager_free(Manager *m)
         /* The last campaign of a namespace took its watch along. */
         sd_event_source_disable_unref(m->stop_timer);
         sd_event_source_disable_unref(m->orphan_timer);
+        sd_event_source_disable_unref(m->admission_event);
         loop_lag_stop(&m->metrics.loop_lag);
         bus_server_free(m->bus);
         kube_client_free(m->client);

@@ -27,6 +27,10 @@ struct Campaign {
         KubeRequest *request;
         uint64_t request_id;
         bool acquiring; /* the request in flight is an acquisition (counted in n_acquiring) */
+        /* Its acquisition was refused for want of room (lease-io.c): on
+         * Manager.admission_waiters, admitted in turn as room comes. */
+        bool admission_waiting;
+        Campaign *admission_prev, *admission_next;
         sd_event_source *timer;
         LeaseWatch *watch; /* NULL with --no-watch */
         /* Another node held the Lease, and its last renewTime (or release)
@@ -77,6 +81,10 @@ struct Manager {
         bool api_unreachable;
         /* Acquisitions in flight; at most LEASE_IO_ACQUISITIONS_MAX. */
         unsigned n_acquiring;
+        /* Campaigns whose acquisition was refused, first refused first
+         * (a FIFO), and the defer source that admits them. */
+        Campaign *admission_waiters, *admission_waiters_tail;
+        sd_event_source *admission_event;
         struct { /* introspect.c renders them (GetMetrics) */
                 uint64_t transitions;
                 MetricHistogram failover_seconds;
@@ -117,6 +125,8 @@ void campaign_complete(Campaign *c, const ElectionResponse *resp);
 /* lease-io.c: send one request of the state machine. */
 int lease_io_send(Campaign *c, const ElectionRequest *req);
 void lease_io_cancel(Campaign *c);
+/* Off the admission waiters (a campaign being freed). */
+void lease_io_forget(Campaign *c);
 
 /* lease-watch.c: one informer per namespace with campaigns. */
 int lease_watch_ref(Manager *m, const char *namespace, LeaseWatch **ret);
