@@ -905,6 +905,65 @@ START_TEST(test_leader_sees_foreign_holder)
 }
 END_TEST
 
+/* lease-io.c refuses an acquisition while renewals are late or enough are
+ * in flight: the election takes it as a failed attempt, waits, and tries
+ * again at once when admitted. Renewals are never acquisitions; neither is
+ * a restarted holder's first write. */
+START_TEST(test_admission)
+{
+        Fixture f;
+        ElectionOutput out = {};
+        uint64_t refused_at;
+
+        fixture_init(&f, "worker-1");
+        campaign(&f);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_GET);
+        ck_assert(f.req.acquisition);
+        ck_assert_int_eq(serve(&f), 404);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_CREATE);
+        ck_assert(f.req.acquisition);
+        refused_at = f.now.mono;
+        complete(&f, -EBUSY, 0, NULL, f.now.mono);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_NONE);
+        ck_assert(!election_is_leading(f.e));
+        ck_assert_uint_ge(election_next_wakeup(f.e), refused_at + RP);
+
+        /* Admitted 100 ms later: it tries at once. */
+        advance(&f, 100 * MS);
+        take(&f, &out, election_admit(f.e, f.now, &out));
+        ck_assert_int_ne(f.req.type, ELECTION_REQUEST_NONE);
+        ck_assert(f.req.acquisition);
+        while (f.req.type != ELECTION_REQUEST_NONE)
+                serve(&f);
+        ck_assert(election_is_leading(f.e));
+
+        /* Leading: admission changes nothing, and renewals are not
+         * acquisitions. */
+        take(&f, &out, election_admit(f.e, f.now, &out));
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_NONE);
+        fire(&f);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_UPDATE);
+        ck_assert(!f.req.acquisition);
+        ck_assert_int_eq(serve(&f), 200);
+        fixture_done(&f);
+
+        /* A restarted kvelectd finds its own name in the Lease: its first
+         * write keeps a leadership kvpd still holds, so it is not held
+         * back. */
+        fixture_init(&f, "worker-1");
+        {
+                json_t *l = server_put_foreign(&f, "worker-1", 15, "2025-05-12T09:00:00.000000Z", 4);
+
+                set_watched(&f, l);
+                json_decref(l);
+        }
+        campaign(&f);
+        ck_assert_int_eq(f.req.type, ELECTION_REQUEST_UPDATE);
+        ck_assert(!f.req.acquisition);
+        fixture_done(&f);
+}
+END_TEST
+
 START_TEST(test_api_down_then_back)
 {
         Fixture f;
@@ -1651,6 +1710,7 @@ static Suite *election_suite(void)
         tcase_add_test(tc, test_watch_stale_costs_a_get);
         tcase_add_test(tc, test_leader_sees_foreign_holder);
         tcase_add_test(tc, test_api_down_then_back);
+        tcase_add_test(tc, test_admission);
         tcase_add_loop_test(tc, test_campaign_while_unsynced, 0, ELEMENTSOF(seq_cases));
         suite_add_tcase(s, tc);
 
