@@ -96,6 +96,8 @@ static int on_loop_lag(sd_event_source *s, uint64_t usec, void *userdata)
         (void)sd_event_now(sd_event_source_get_event(s), CLOCK_MONOTONIC, &now);
         l->last_seconds = now > l->due_usec ? (double)(now - l->due_usec) / USEC_PER_SEC : 0;
         metric_histogram_observe(&l->histogram, l->last_seconds);
+        if (l->last_seconds > l->max_seconds)
+                l->max_seconds = l->last_seconds;
         l->due_usec = now + LOOP_LAG_PERIOD_USEC;
         (void)sd_event_source_set_time(s, l->due_usec);
         return sd_event_source_set_enabled(s, SD_EVENT_ON);
@@ -130,4 +132,9 @@ void loop_lag_write(FILE *f, const LoopLag *l, const char *daemon)
         metrics_family(f, "kvegress_event_loop_lag_seconds", "histogram",
                        "How late a 1 s timer of the daemon's event loop fires (the loop was busy)");
         metrics_histogram(f, "kvegress_event_loop_lag_seconds", labels, &l->histogram);
+        metrics_family(f, "kvegress_event_loop_lag_max_seconds", "gauge",
+                       "The latest the daemon's 1 s timer has fired since start");
+        fprintf(f, "kvegress_event_loop_lag_max_seconds{%s} ", labels);
+        print_value(f, l->max_seconds);
+        fputc('\n', f);
 }

@@ -50,6 +50,7 @@ typedef struct LoopLag {
         sd_event_source *source;
         uint64_t due_usec;
         double last_seconds;
+        double max_seconds; /* the worst since start */
         MetricHistogram histogram;
 } LoopLag;
 int loop_lag_start(sd_event *e, LoopLag *l);

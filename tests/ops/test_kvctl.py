@@ -282,6 +282,9 @@ class TestKvctl(kvc_test.ClusterTestCase):
         self.assertGreaterEqual(self.value(s_old, "kvegress_nft_transactions_total", result="ok"), 1.0)
         self.assertGreaterEqual(self.value(s_old, "kvegress_change_to_snat_seconds_count"), 1.0)
         self.assertGreaterEqual(self.value(s_old, "kvegress_event_loop_lag_seconds_count", daemon="kvnetd"), 1.0)
+        for d in ("kvnetd", "kvelectd", "kvpd"):
+            lag = self.value(s_old, "kvegress_event_loop_lag_max_seconds", daemon=d)
+            self.assertTrue(0.0 <= lag < 5.0, "%s: worst event-loop lag %s s" % (d, lag))
         transitions = self.value(s_new, "kube_vip_leader_election_transitions_total")
         failovers = self.value(s_new, "kvegress_failover_duration_seconds_count")
         self.assertEqual(self.curl(old, path="/nope")[0], 404)
