@@ -253,6 +253,17 @@ static void log_change(const EgressChange *c)
                            : "");
 }
 
+/* Whether the record's pods, plus added and less freed (what the queue
+ * does to the pod index), plus d's net change, stay within the node's pod
+ * limit. A pod d takes over (stolen) is in the index already: it is counted
+ * in d->n_added and does not grow it. Net, not gross: at the limit every
+ * change that replaces a pod adds one and removes one, and counting only
+ * the additions made each of them a transaction of its own. */
+static bool pods_fit(const Manager *m, size_t added, size_t freed, const EgressDiff *d)
+{
+        return m->pods.n + added + d->n_added <= m->max_pods_total + freed + d->n_removed + d->n_stolen;
+}
+
 /* After the commit that carried c: on success the record follows (cannot
  * fail) and the conntrack entries of the changed pods are queued; then the
  * request is answered either way. */
@@ -300,6 +311,21 @@ static int change_run(Manager *m, EgressChange *c, char **ret_error)
         return r;
 }
 
+/* One change of a refused batch on its own. The queue admitted it with
+ * the pods the changes before it free (pods_fit()): if one of those failed,
+ * its pods are still mapped, and this one may no longer fit. */
+static int fallback_run(Manager *m, EgressChange *c)
+{
+        _cleanup_free_ char *msg = NULL;
+
+        if (pods_fit(m, 0, 0, &c->diff))
+                return change_run(m, c, NULL);
+        (void)asprintf(&msg, "pods: %zu pod mappings on this node would pass the limit of %zu",
+                       m->pods.n + c->diff.n_added - c->diff.n_removed - c->diff.n_stolen,
+                       m->max_pods_total);
+        return change_finish(m, c, -E2BIG, msg);
+}
+
 static void queue_reset(Manager *m)
 {
         EgressQueue *q = &m->egress;
@@ -308,7 +334,7 @@ static void queue_reset(Manager *m)
                 change_done(&q->changes[i]);
         q->n = 0;
         egress_classes_gc(m);
-        q->pods_added = 0;
+        q->pods_added = q->pods_freed = 0;
         podmap_done(&q->pods);
         if (q->source)
                 (void)sd_event_source_set_enabled(q->source, SD_EVENT_OFF);
@@ -350,7 +376,7 @@ void manager_egress_flush(Manager *m)
                            q->n, kerr ? kerr : "no detail");
                 q->fallbacks++;
                 for (size_t i = 0; i < q->n; i++)
-                        (void)change_run(m, &q->changes[i], NULL);
+                        (void)fallback_run(m, &q->changes[i]);
         }
         queue_reset(m);
         manager_update_status(m);
@@ -421,7 +447,7 @@ int egress_queue_set(Manager *m, Service *s, EgressPolicy *policy, sd_bus_messag
                 manager_egress_flush(m);
         r = diff(m, s, p, &c, ret_error);
         if (r >= 0 && q->n > 0 &&
-            (overlaps(q, &c.diff) || m->pods.n + q->pods_added + c.diff.n_added > m->max_pods_total)) {
+            (overlaps(q, &c.diff) || !pods_fit(m, q->pods_added, q->pods_freed, &c.diff))) {
                 /* Its diff (a pod's owner, the pod limit) depends on what is
                  * queued: commit that, then diff again against the record. */
                 egress_diff_done(&c.diff);
@@ -452,6 +478,7 @@ int egress_queue_set(Manager *m, Service *s, EgressPolicy *policy, sd_bus_messag
         c.policy = TAKE_PTR(p);
         c.msg = sd_bus_message_ref(msg);
         q->pods_added += c.diff.n_added;
+        q->pods_freed += c.diff.n_removed + c.diff.n_stolen;
         q->changes[q->n++] = c;
         s->egress_queued = true;
         (void)sd_event_source_set_enabled(q->source, SD_EVENT_ONESHOT);

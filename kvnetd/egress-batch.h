@@ -41,6 +41,7 @@ typedef struct EgressQueue {
         size_t n, cap;
         PodMap pods;       /* every pod a queued change adds, removes or takes over */
         size_t pods_added; /* pods the queued changes add to the record's pod index */
+        size_t pods_freed; /* and remove from it (or take over, already in it) */
         sd_event_source *source;
         uint64_t transactions, fallbacks; /* for the metrics and the benchmark */
 } EgressQueue;

@@ -500,6 +500,51 @@ class LoweredCapsTest(KvnetdCase):
         self.assertIn("101 pod mappings on this node would pass the limit of 100", cm.exception.message)
 
 
+    def test_replacements_at_the_pod_cap_share_a_transaction(self):
+        """At the pod cap, SetEgress requests that each replace their pods
+        (as kvpd's replay after pods moved) go in one transaction: the queue
+        counts the pods they free as well as those they add (counting only
+        the additions made each of them a transaction of its own at the cap:
+        65,536 transactions for 65,536 Services). One that would pass the cap
+        after the queued ones is still refused."""
+        from dbus_p2p import ERROR, METHOD_CALL, marshal
+        sig = "sssasa(sq)asasas"
+        keys, vips = [f"cap/r{k}" for k in range(4)], [f"192.168.0.{230 + k}" for k in range(4)]
+        pods = lambda k, base: [f"10.{base + k}.0.{i}" for i in range(25)]  # noqa: E731
+        for k in range(4):
+            self.c.grant_vip(keys[k], vips[k], "eth1")
+            self.c.set_egress(keys[k], vips[k], "", pods(k, 100))
+        self.c.grant_vip("cap/r4", "192.168.0.234", "eth1")
+        calls = [(keys[k], vips[k], "", pods(k, 110), [], [], [], []) for k in range(4)]
+        calls.append(("cap/r4", "192.168.0.234", "", ["10.120.0.1"], [], [], [], []))
+
+        def transactions():
+            return sum(float(line.rsplit(" ", 1)[1]) for line in self.c._c("GetMetrics")[0].splitlines()
+                       if line.startswith("kvegress_nft_transactions_total{"))
+
+        before = transactions()
+
+        class Held:  # all in one write, so that kvnetd reads them in one iteration
+            out = []
+            sendall = out.append
+        sock, self.c.sock = self.c.sock, Held
+        try:
+            serials = [self.c.send(METHOD_CALL, "/io/kvegress/Net1", "io.kvegress.Net1", "SetEgress", sig,
+                                   marshal(sig, a)) for a in calls]
+        finally:
+            self.c.sock = sock
+        sock.sendall(b"".join(Held.out))
+        replies = {}
+        while len(replies) < len(serials):
+            mtype, fields, data = self.c.receive()
+            if fields.get(5) in serials:
+                replies[fields.get(5)] = fields.get(4) if mtype == ERROR else None
+        self.assertEqual([replies[x] for x in serials], [None] * 4 + [LIMIT])
+        self.assertEqual(transactions() - before, 1)
+        have = {e[0]: sorted(e[3]) for e in self.c.list_egress()}
+        self.assertEqual(have, {keys[k]: sorted(pods(k, 110)) for k in range(4)})
+
+
 class BatchTest(KvnetdCase):
     def test_pipelined_changes_one_bad_only_that_one_fails(self):
         """SetEgress requests that arrive together go in one transaction;
