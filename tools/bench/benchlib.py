@@ -196,6 +196,11 @@ def pipeline(conn, calls, deadline, window=64):
 
 def kvnetd_transactions(conn, timeout=60):
     """kvnetd's count of egress nft transactions so far (GetMetrics), or None."""
+    return kvnetd_metric(conn, "kvegress_nft_transactions_total", timeout)
+
+
+def kvnetd_metric(conn, name, timeout=60):
+    """The sum of kvnetd's samples of metric name (GetMetrics), as an int, or None."""
     try:
         errs, vals = [], []
         conn.sock.settimeout(timeout)
@@ -211,7 +216,7 @@ def kvnetd_transactions(conn, timeout=60):
             break
         total = 0.0
         for line in vals[0].splitlines():
-            if line.startswith("kvegress_nft_transactions_total{"):
+            if line.startswith(name + "{") or line.startswith(name + " "):
                 total += float(line.rsplit(" ", 1)[1])
         return int(total)
     except (OSError, ValueError, IndexError):
