@@ -96,6 +96,24 @@ def cpu_seconds(pid):
         return None
 
 
+def thread_cpu_seconds(pid, comm):
+    """User + system CPU time so far of pid's threads named comm."""
+    total = 0.0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    head, tail = f.read().rsplit(")", 1)
+                if head.split("(", 1)[1] == comm:
+                    fields = tail.split()
+                    total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+            except (OSError, IndexError, ValueError):
+                continue
+    except OSError:
+        return None
+    return total
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])

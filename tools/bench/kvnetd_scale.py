@@ -139,7 +139,8 @@ def _kvnetd_point(p, n, args):
                 return p
             p.f["grant"] = time.monotonic() - t0
             tx0 = benchlib.kvnetd_transactions(conn)
-            cpu0 = (time.process_time(), benchlib.cpu_seconds(k.proc.pid))
+            cpu0 = (time.process_time(), benchlib.cpu_seconds(k.proc.pid),
+                    benchlib.thread_cpu_seconds(k.proc.pid, "kvnetd-ct"))
             t1 = time.monotonic()
             try:
                 errs = benchlib.pipeline(conn, (("SetEgress", "sssasa(sq)asasas", set_egress_args(i, pod(i)))
@@ -153,9 +154,11 @@ def _kvnetd_point(p, n, args):
                 return p
             p.f["cold"] = time.monotonic() - t1
             # Who the cold time is: this client's CPU and kvnetd's.
-            cpu1 = (time.process_time(), benchlib.cpu_seconds(k.proc.pid))
+            cpu1 = (time.process_time(), benchlib.cpu_seconds(k.proc.pid),
+                    benchlib.thread_cpu_seconds(k.proc.pid, "kvnetd-ct"))
             p.f["cold_cpu_client"] = cpu1[0] - cpu0[0]
             p.f["cold_cpu_kvnetd"] = cpu1[1] - cpu0[1] if None not in (cpu0[1], cpu1[1]) else None
+            p.f["cold_cpu_ct"] = cpu1[2] - cpu0[2] if None not in (cpu0[2], cpu1[2]) else None
             p.f["rss"] = benchlib.rss_kib(k.proc.pid)
             tx1 = benchlib.kvnetd_transactions(conn)
             p.f["cold_tx"] = tx1 - tx0 if tx0 is not None and tx1 is not None else None
@@ -427,8 +430,10 @@ def run_sizes(args, sizes):
         else:
             flows_t.add(f"kvnetd, {n:,} Services", "not measured", "-", "-", "-")
         if p["cold_cpu_kvnetd"] is not None:
+            ct = (f" (its conntrack worker {ms(p['cold_cpu_ct'])}: a dump of the conntrack table per pod mapped)"
+                  if p["cold_cpu_ct"] is not None else "")
             prog.note(f"N={n:,}: CPU during the cold SetEgress ({ms(p['cold'])}): this client (Python) "
-                      f"{ms(p['cold_cpu_client'])}, kvnetd {ms(p['cold_cpu_kvnetd'])}")
+                      f"{ms(p['cold_cpu_client'])}, kvnetd {ms(p['cold_cpu_kvnetd'])}{ct}")
         if p["ct_wait"] is not None and p["ct_wait"] >= 1:
             flows_t.note(f"N={n:,}: kvnetd's conntrack worker finished the deletions the changes queued "
                          f"{p['ct_wait']:.0f} s after the last change; flows measured after it")
