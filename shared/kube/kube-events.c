@@ -25,11 +25,14 @@
 
 typedef struct EventRecord EventRecord;
 struct EventRecord {
-        char *key;        /* object + type + reason + message + source */
-        char *object;     /* kind/namespace/name: the spam filter's unit */
-        char *ns;         /* where the Event lives */
-        char *name;       /* metadata.name once created */
-        json_t *event;    /* the body first POSTed (count and lastTimestamp updated) */
+        char *key;    /* object + type + reason + message + source */
+        char *object; /* kind/namespace/name: the spam filter's unit */
+        char *ns;     /* where the Event lives */
+        char *name;   /* metadata.name once created */
+        /* The body first POSTed, as compact JSON text (a jansson tree of it
+         * cost about 3 KiB, the text under 0.5 KiB; kvpd keeps one per
+         * egress Service); count and lastTimestamp are set on each write. */
+        char *event;
         unsigned count;   /* as written, or being written */
         unsigned pending; /* repeats not written yet */
         bool inflight;
@@ -72,7 +75,7 @@ static EventRecord *record_free(EventRecord *r)
         free(r->object);
         free(r->ns);
         free(r->name);
-        json_decref(r->event);
+        free(r->event);
         free(r);
         return NULL;
 }
@@ -238,8 +241,6 @@ static void write_record(KubeEvents *e, EventRecord *r)
                 return;
         r->count += r->pending;
         r->pending = 0;
-        (void)json_object_set_new(r->event, "count", json_integer(r->count));
-        (void)json_object_set_new(r->event, "lastTimestamp", json_string(now));
         if (kube_resource_path(&kube_resource_events, r->ns, r->name, NULL, &path) < 0)
                 return;
         w = calloc(1, sizeof(*w));
@@ -258,7 +259,12 @@ static void write_record(KubeEvents *e, EventRecord *r)
                 json_decref(body);
                 e->stats.patched++;
         } else {
-                k = kube_request(e->client, "POST", path, r->event, NULL, on_written, w, NULL);
+                body = json_loads(r->event, 0, NULL);
+                k = body && json_object_set_new(body, "count", json_integer(r->count)) == 0 &&
+                                    json_object_set_new(body, "lastTimestamp", json_string(now)) == 0
+                            ? kube_request(e->client, "POST", path, body, NULL, on_written, w, NULL)
+                            : -ENOMEM;
+                json_decref(body);
                 e->stats.posted++;
         }
         if (k < 0) {
@@ -281,7 +287,7 @@ int kube_events_emit(KubeEvents *e, const char *component, const char *host, con
         _cleanup_free_ char *key = NULL, *object = NULL, *gen = NULL;
         const char *ns = namespace ?: "default";
         uint64_t now_mono = now_usec();
-        json_t *involved;
+        json_t *involved, *event;
         EventRecord *r;
         char now[32];
         struct timespec ts;
@@ -327,8 +333,7 @@ int kube_events_emit(KubeEvents *e, const char *component, const char *host, con
                 (void)json_object_set_new(involved, "namespace", json_string(namespace));
         if (involved && uid)
                 (void)json_object_set_new(involved, "uid", json_string(uid));
-        r->event =
-                involved
+        event = involved
                         ? json_pack("{s:s, s:s, s:{s:s, s:s}, s:o, s:s, s:s, s:s, s:{s:s?, s:s?}, s:s, s:s, "
                                     "s:i, s:s?, s:s?}",
                                     "apiVersion", "v1", "kind", "Event", "metadata", "generateName", gen,
@@ -337,6 +342,8 @@ int kube_events_emit(KubeEvents *e, const char *component, const char *host, con
                                     component, "host", host, "firstTimestamp", now, "lastTimestamp", now,
                                     "count", 1, "reportingComponent", component, "reportingInstance", host)
                         : NULL;
+        r->event = event ? json_dumps(event, JSON_COMPACT) : NULL;
+        json_decref(event);
         if (!r->event || !r->ns) {
                 record_free(r);
                 return -ENOMEM;
