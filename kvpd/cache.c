@@ -13,7 +13,9 @@ json_t *cache_service_json(Manager *m, const char *namespace, const char *name)
 
         if (!it)
                 return NULL;
-        return it == &service_item_stub ? m->empty_object : it->json;
+        if (it == &service_item_stub)
+                return json_incref(m->empty_object);
+        return json_loads(it->json, 0, NULL);
 }
 
 SliceGroup *cache_slices(Manager *m, const char *key)

@@ -41,7 +41,7 @@ void status_event(Service *s, const char *type, const char *reason, const char *
                 log_debug_errno(r, "%s: cannot send Event %s: %m", s->key, reason);
 }
 
-/* The Service as cached (cache.h). */
+/* The Service as cached (cache.h): a new reference. */
 static json_t *cached(Service *s)
 {
         return cache_service_json(s->manager, s->namespace, s->name);
@@ -244,7 +244,7 @@ static void on_patched(KubeClient *kc, const KubeResponse *resp, void *userdata)
                 s->status_request = NULL;
                 s->status_call = NULL;
                 if (s->clear_at_stop) {
-                        json_t *o = cached(s);
+                        _cleanup_(json_decrefp) json_t *o = cached(s);
                         s->clear_at_stop = false;
                         if (o)
                                 (void)clear(s, o, true);
@@ -385,12 +385,13 @@ void status_apply(Service *s, StatusAction action)
 {
         Manager *m = s->manager;
         const EgressPolicy *p = s->policy;
-        json_t *o = cached(s);
+        _cleanup_(json_decrefp) json_t *o = NULL;
         char a4[INET6_ADDRSTRLEN] = "", a6[INET6_ADDRSTRLEN] = "";
         _cleanup_free_ char *programmed = NULL;
 
-        if (!m->kube)
+        if (!m->kube || (action != STATUS_ACTION_HOLD && action != STATUS_ACTION_RELEASE))
                 return;
+        o = cached(s);
         switch (action) {
         case STATUS_ACTION_HOLD:
                 break;
@@ -469,7 +470,7 @@ void status_clear_all(Manager *m)
 {
         for (size_t i = 0; i < m->n_services; i++) {
                 Service *s = m->services[i];
-                json_t *o = cached(s);
+                _cleanup_(json_decrefp) json_t *o = cached(s);
 
                 if (!o)
                         continue;

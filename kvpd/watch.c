@@ -89,8 +89,8 @@ static void service_meta_trim(KubeObjectMeta *meta)
  * namespace, uid, resourceVersion, our annotations, spec.loadBalancerIP,
  * each spec.ports[]'s port and protocol, status.loadBalancer. The values are
  * shared with o (reference counts), not copied. A whole Service as a
- * jansson tree costs several KiB, and kvpd keeps one per egress Service.
- * NULL if out of memory. */
+ * jansson tree costs several KiB, and kvpd keeps one per egress Service
+ * (as text: service_json_text()). NULL if out of memory. */
 static json_t *service_json_trim(json_t *o)
 {
         json_t *meta = json_object_get(o, "metadata"), *spec = json_object_get(o, "spec");
@@ -136,6 +136,15 @@ static json_t *service_json_trim(json_t *o)
         return out;
 }
 
+static char *service_json_text(json_t *o)
+{
+        json_t *t = service_json_trim(o);
+        char *text = t ? json_dumps(t, JSON_COMPACT) : NULL;
+
+        json_decref(t);
+        return text;
+}
+
 static void *service_transform(KubeInformer *inf, json_t *o, void *userdata)
 {
         json_t *ann = json_object_get(json_object_get(o, "metadata"), "annotations");
@@ -154,7 +163,7 @@ static void *service_transform(KubeInformer *inf, json_t *o, void *userdata)
                           meta_string(o, "name") ?: "");
                 return NULL;
         }
-        it->json = service_json_trim(o);
+        it->json = service_json_text(o);
         if (!it->json) {
                 log_error("out of memory caching Service %s/%s", meta_string(o, "namespace") ?: "",
                           meta_string(o, "name") ?: "");
@@ -175,7 +184,7 @@ static void service_item_free(void *p)
         if (!it || it == &service_item_stub)
                 return;
         kube_service_free(it->service);
-        json_decref(it->json);
+        free(it->json);
         free(it->error);
         free(it);
 }
