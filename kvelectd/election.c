@@ -634,15 +634,24 @@ int election_observe(Election *e, ElectionTime now, json_t *lease, ElectionOutpu
 
         if (e->leading) {
                 _cleanup_(lease_record_done) LeaseRecord rec = {};
+                _cleanup_free_ char *rv = NULL;
 
                 /* Our own writes' answers are authoritative, and a watch
                  * event may be older than the last of them: never adopt
                  * one while leading. One that names someone else (or shows
                  * the Lease gone) is checked with a GET right away. */
-                if (lease && lease_record_from_json(lease, &rec, NULL) < 0)
+                if (lease && lease_record_from_json(lease, &rec, &rv) < 0)
                         return 0;
-                if (lease && streq(rec.holder, e->identity))
+                if (lease && streq(rec.holder, e->identity)) {
+                        /* The watch's copy of the object the last write
+                         * answered (same resourceVersion: the same object):
+                         * keep one tree of it, the watch cache's, not two. */
+                        if (e->object != lease && rv && streq_ptr(rv, e->resource_version)) {
+                                json_decref(e->object);
+                                e->object = json_incref(lease);
+                        }
                         return 0;
+                }
                 if (e->step != STEP_IDLE)
                         return 0;
                 r = issue_get(e, now.mono, STEP_GET, out);

@@ -148,6 +148,26 @@ void lease_io_forget(Campaign *c)
         waiter_remove(c);
 }
 
+static const char *resource_version(json_t *o)
+{
+        return json_string_value(json_object_get(json_object_get(o, "metadata"), "resourceVersion"));
+}
+
+/* The watch cache's tree when it already holds the object answered (same
+ * resourceVersion: the same object), so the election keeps that one instead
+ * of a second tree of the same Lease (about 2 KiB each). */
+static json_t *same_in_cache(Campaign *c, json_t *object)
+{
+        const char *rv = resource_version(object);
+        json_t *cached;
+
+        if (!c->watch || !rv || !kube_informer_synced(c->watch->informer))
+                return object;
+        cached = kube_informer_get(c->watch->informer, election_namespace(c->election),
+                                   election_name(c->election));
+        return cached && streq_ptr(resource_version(cached), rv) ? cached : object;
+}
+
 static void on_response(KubeClient *client, const KubeResponse *kr, void *userdata)
 {
         Campaign *c = userdata;
@@ -162,7 +182,7 @@ static void on_response(KubeClient *client, const KubeResponse *kr, void *userda
         acquisition_done(c);
         api_reachability(c, kr);
         if (kr->error == 0 && kr->http_status >= 200 && kr->http_status < 300 && json_is_object(kr->body))
-                resp.object = kr->body;
+                resp.object = same_in_cache(c, kr->body);
         if (kr->error < 0)
                 log_debug_errno(kr->error, "%s: request failed: %m", c->key);
         else if (kr->http_status == 409)
