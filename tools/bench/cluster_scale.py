@@ -18,7 +18,9 @@ Figures:
   - time to converge, from starting the daemons until every egress VIP is
     bound on the node and kvnetd holds every egress policy (ListEgress);
   - CPU each daemon used until then, and per minute at rest afterwards;
-  - RSS of each daemon at rest;
+  - RSS of each daemon at rest (the goals are judged on it), and its PSS
+    (smaps_rollup): the three share the pages of libcurl, openssl,
+    libsystemd and jansson, which RSS counts once per daemon;
   - event-loop lag, the worst since start: kvnetd's and kvelectd's
     kvegress_event_loop_lag_max_seconds (GetMetrics: how late a 1 s timer
     fired); kvpd's from its log (at debug level, every 10 s: how late a
@@ -239,6 +241,19 @@ def node_state(c, node, n_egress):
     return vips, programmed
 
 
+def pss_kib(pid):
+    """Proportional set size (KiB) from /proc/PID/smaps_rollup: each shared
+    page divided among the processes mapping it; None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def kvnetd_fences(node):
     """kvnetd's fence counter (kvegress_fences_total: Services fenced), or None."""
     try:
@@ -310,6 +325,7 @@ def main():
         c1 = {d: benchlib.cpu_seconds(pids[d]) for d in DAEMONS}
         rss = {d: benchlib.rss_kib(pids[d]) for d in DAEMONS}
         exported_lag = {d: metrics_lag(node, d) for d in ("kvnetd", "kvelectd")}
+        pss = {d: pss_kib(pids[d]) for d in DAEMONS}
         end_state = node_state(c, node, n_egress)
         with open(os.path.join(node.dir, "kvnetd.log"), errors="replace") as f:
             lines = [line for line in f if FENCE_ID in line]
@@ -339,6 +355,8 @@ def main():
         rest_label = "at rest" if converged is not None else "not at rest (not converged)"
         tbl.add(f"CPU per minute {rest_label} ({rest:g} s sampled)", *[per_min(d) for d in DAEMONS], "-")
         tbl.add(f"RSS {rest_label}", *[mib(rss[d]) for d in DAEMONS], mib(total(rss.values())))
+        tbl.add(f"PSS {rest_label} (shared library pages divided among the processes mapping them)",
+                *[mib(pss[d]) for d in DAEMONS], mib(total(pss.values())))
         tbl.add("event-loop lag, worst since start (timer lateness; kvpd: longest CPU stretch too)",
                 *[exported_lag.get(d) or loop_lag(os.path.join(node.dir, f"{d}.log")) for d in DAEMONS], "-")
         tbl.add("fences (kvnetd's count, whole run)",
