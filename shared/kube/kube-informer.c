@@ -72,11 +72,15 @@ struct KubeInformer {
         bool freed;
 };
 
+/* One allocation per entry: key, uid and resourceVersion follow the struct
+ * (an entry never changes; a new version is a new entry). Four allocations
+ * cost about 50 bytes more per cached object, 1 MB at 20,000 objects. */
 typedef struct CacheEntry {
-        char *key; /* "namespace/name", or "name" */
-        char *uid;
-        char *rv;
+        char *key;  /* "namespace/name", or "name" */
+        char *uid;  /* NULL if absent */
+        char *rv;   /* NULL if absent */
         void *item; /* the JSON (incref'd), or ops.transform's result */
+        char strings[];
 } CacheEntry;
 
 static void entry_free(KubeInformer *inf, CacheEntry *e)
@@ -90,9 +94,6 @@ static void entry_free(KubeInformer *inf, CacheEntry *e)
                 } else
                         json_decref(e->item);
         }
-        free(e->key);
-        free(e->uid);
-        free(e->rv);
         free(e);
 }
 
@@ -197,22 +198,28 @@ static int set_str(char **p, const char *v)
 /* Builds an entry for obj; NULL on -ENOMEM or -EBADMSG (no name). */
 static int entry_new(KubeInformer *inf, json_t *obj, CacheEntry **ret)
 {
-        CacheEntry *e;
         const char *uid = meta_str(obj, "uid"), *rv = meta_str(obj, "resourceVersion");
-        int r;
+        const char *ns = meta_str(obj, "namespace"), *name = meta_str(obj, "name");
+        size_t n_ns = isempty(ns) ? 0 : strlen(ns) + 1, n_name, n_uid = uid ? strlen(uid) + 1 : 0,
+               n_rv = rv ? strlen(rv) + 1 : 0;
+        CacheEntry *e;
+        char *p;
 
-        e = calloc(1, sizeof(*e));
+        if (isempty(name))
+                return -EBADMSG;
+        n_name = strlen(name) + 1;
+        e = calloc(1, sizeof(*e) + n_ns + n_name + n_uid + n_rv);
         if (!e)
                 return -ENOMEM;
-        r = object_key(inf, obj, &e->key);
-        if (r < 0) {
-                free(e);
-                return r;
-        }
-        if ((uid && !(e->uid = strdup(uid))) || (rv && !(e->rv = strdup(rv)))) {
-                entry_free(inf, e);
-                return -ENOMEM;
-        }
+        /* object_key()'s "namespace/name", or "name"; then uid, rv. */
+        p = e->key = e->strings;
+        if (n_ns)
+                p = mempcpy(mempcpy(p, ns, n_ns - 1), "/", 1);
+        p = mempcpy(p, name, n_name);
+        if (uid)
+                p = mempcpy(e->uid = p, uid, n_uid);
+        if (rv)
+                (void)mempcpy(e->rv = p, rv, n_rv);
         e->item = inf->ops.transform ? inf->ops.transform(inf, obj, inf->userdata) : json_incref(obj);
         *ret = e;
         return 0;
