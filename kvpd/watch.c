@@ -293,7 +293,14 @@ static int slice_index_add(Manager *m, KubeEndpointSlice *sl)
                         return -ENOMEM;
                 }
         }
-        if (ARRAY_RESERVE(g->slices, g->cap, g->n + 1) < 0)
+        /* Most Services have one slice: room for one first (array_reserve()
+         * starts at 8, 56 bytes per Service for nothing). */
+        if (g->cap == 0) {
+                g->slices = malloc(sizeof(*g->slices));
+                if (!g->slices)
+                        return -ENOMEM;
+                g->cap = 1;
+        } else if (ARRAY_RESERVE(g->slices, g->cap, g->n + 1) < 0)
                 return -ENOMEM;
         g->slices[g->n++] = sl;
         return 0;
