@@ -15,7 +15,7 @@ json_t *cache_service_json(Manager *m, const char *namespace, const char *name)
                 return NULL;
         if (it == &service_item_stub)
                 return json_incref(m->empty_object);
-        return json_loads(it->json, 0, NULL);
+        return json_loads(it->json, JSON_ALLOW_NUL, NULL); /* as the informer read it */
 }
 
 SliceGroup *cache_slices(Manager *m, const char *key)

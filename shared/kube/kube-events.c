@@ -259,7 +259,7 @@ static void write_record(KubeEvents *e, EventRecord *r)
                 json_decref(body);
                 e->stats.patched++;
         } else {
-                body = json_loads(r->event, 0, NULL);
+                body = json_loads(r->event, JSON_ALLOW_NUL, NULL);
                 k = body && json_object_set_new(body, "count", json_integer(r->count)) == 0 &&
                                     json_object_set_new(body, "lastTimestamp", json_string(now)) == 0
                             ? kube_request(e->client, "POST", path, body, NULL, on_written, w, NULL)

@@ -183,6 +183,46 @@ class RequestTest(unittest.TestCase):
         self.assertEqual(got[1]["type"], "Warning")
         self.assertGreaterEqual(got[1]["lastTimestamp"], got[1]["firstTimestamp"])
 
+    def test_event_created_again_after_deletion(self):
+        """An Event deleted meanwhile: the PATCH of the next repeat finds it gone (404), the one after creates it
+        again from the record (kept as text), with the count of every repeat and the first one's
+        firstTimestamp."""
+        c = self.call("POST", SVCS, svc("rq-evdel"))
+        uid = c["body"]["metadata"]["uid"]
+
+        def emit():
+            q = self.r.call({"op": "event", "namespace": "default", "kind": "Service", "name": "rq-evdel",
+                             "uid": uid, "type": "Normal", "reason": "EgressActive", "message": "egress via x"})
+            self.assertEqual(q["queued"], 0)
+
+        def mine(count):
+            deadline = time.time() + 10
+            got = []
+            while time.time() < deadline:
+                self.call("GET", "/version")  # a request behind them flushes the loop
+                items, _ = self.s.list_all("/api/v1/namespaces/default/events")
+                got = [e for e in items if e["involvedObject"]["name"] == "rq-evdel"]
+                if count is None or (len(got) == 1 and got[0]["count"] == count):
+                    break
+                time.sleep(0.1)
+            return got
+
+        emit()
+        first = mine(1)
+        self.assertEqual(len(first), 1, first)
+        d = self.call("DELETE", "/api/v1/namespaces/default/events/" + first[0]["metadata"]["name"])
+        self.assertEqual(d["status"], 200, d)
+        emit()  # its PATCH finds the Event gone
+        emit()  # created again (at once, or when that 404 comes if it is still in flight)
+        again = mine(3)
+        self.assertEqual(len(again), 1, again)
+        e = again[0]
+        self.assertNotEqual(e["metadata"]["name"], first[0]["metadata"]["name"])
+        self.assertEqual((e["count"], e["message"], e["reason"], e["involvedObject"]["uid"]),
+                         (3, "egress via x", "EgressActive", uid))
+        self.assertEqual(e["firstTimestamp"], first[0]["firstTimestamp"])
+        self.assertEqual(e["source"], {"component": "kvegress-test", "host": "test-host"})
+
     def test_unknown_path_plain_404(self):
         r = self.call("GET", "/nope/really")
         self.assertEqual(r["status"], 404)
