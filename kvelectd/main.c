@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* kvelectd: per-service leader election on Kubernetes Leases. */
 #include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <grp.h>
 #include <limits.h>
@@ -44,6 +45,7 @@ static struct {
   arg_renew_deadline = {RENEW_DEADLINE_DEFAULT, "default"},
   arg_retry_period = {RETRY_PERIOD_DEFAULT, "default"};
 static bool arg_no_watch;
+static uint64_t arg_max_unread = BUS_SERVER_MAX_QUEUED_DEFAULT;
 
 static void help(void)
 {
@@ -68,10 +70,11 @@ static void help(void)
                "     --renew-deadline DUR  (default: $vip_renewdeadline, else 10s)\n"
                "     --retry-period DUR    (default: $vip_retryperiod, else 2s)\n"
                "     --no-watch            Poll every retryPeriod like client-go instead of watching\n"
+               "     --max-unread N        Disconnect a client that leaves N signals unread (default %u)\n"
                "     --log-level LEVEL     debug, info, notice, warning, err [KVEGRESS_LOG_LEVEL]\n\n"
                "Durations are seconds (\"15\", as kube-vip takes them) or carry a unit (\"500ms\").\n"
                "LeaseDuration > RenewDeadline > 1.2 * RetryPeriod must hold.\n",
-               KVELECTD_BUS_INTERFACE, KVELECTD_SOCKET_PATH_DEFAULT);
+               KVELECTD_BUS_INTERFACE, KVELECTD_SOCKET_PATH_DEFAULT, BUS_SERVER_MAX_QUEUED_DEFAULT);
 }
 
 static int parse_argv(int argc, char *argv[])
@@ -88,6 +91,7 @@ static int parse_argv(int argc, char *argv[])
                 ARG_RENEW_DEADLINE,
                 ARG_RETRY_PERIOD,
                 ARG_NO_WATCH,
+                ARG_MAX_UNREAD,
                 ARG_LOG_LEVEL,
         };
         static const struct option options[] = {
@@ -99,6 +103,7 @@ static int parse_argv(int argc, char *argv[])
                 {"renew-deadline", required_argument, NULL, ARG_RENEW_DEADLINE},
                 {"retry-period", required_argument, NULL, ARG_RETRY_PERIOD},
                 {"no-watch", no_argument, NULL, ARG_NO_WATCH},
+                {"max-unread", required_argument, NULL, ARG_MAX_UNREAD},
                 {"log-level", required_argument, NULL, ARG_LOG_LEVEL},
                 {},
         };
@@ -166,6 +171,20 @@ static int parse_argv(int argc, char *argv[])
                 case ARG_NO_WATCH:
                         arg_no_watch = true;
                         break;
+                case ARG_MAX_UNREAD: {
+                        char *end = NULL;
+                        unsigned long long n;
+
+                        errno = 0;
+                        n = strtoull(optarg, &end, 10);
+                        if (errno != 0 || !end || *end || end == optarg || n < 16 || n > 1000000)
+                                return log_error_errno(EINVAL,
+                                                       "--max-unread: \"%s\" is not a number from 16 to "
+                                                       "1000000",
+                                                       optarg);
+                        arg_max_unread = n;
+                        break;
+                }
                 case ARG_LOG_LEVEL:
                         r = log_level_from_string(optarg);
                         if (r < 0)
@@ -326,6 +345,7 @@ static int run(int argc, char *argv[])
                            manager_bus_setup, m, &m->bus);
         if (r < 0)
                 return log_error_errno(r, "cannot listen on %s: %m", arg_socket);
+        bus_server_set_max_queued(m->bus, arg_max_unread);
         {
                 static const char *const read_only_methods[] = KVELECTD_READ_ONLY_METHODS;
                 struct group *g = getgrnam("kvegress");

@@ -2,6 +2,7 @@
 #include "bus-server.h"
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -43,7 +44,11 @@ struct BusServer {
         uid_t *ro_uids;
         gid_t *ro_gids;
         const char *const *ro_methods;
+        uint64_t max_queued; /* signals a client may leave unread (bus_server_set_max_queued) */
 };
+
+/* Bytes of send buffer per client socket (the kernel doubles it). */
+#define BUS_SERVER_SNDBUF (128 * 1024)
 
 static void connections_changed(BusServer *s)
 {
@@ -51,7 +56,9 @@ static void connections_changed(BusServer *s)
                 s->connections_fn(s, s->n_connections, s->connections_userdata);
 }
 
-static void connection_free(BusConnection *c)
+/* flush: write what is queued first (a client that left, or the server
+ * stopping); a client dropped for not reading would block it. */
+static void connection_free_full(BusConnection *c, bool flush)
 {
         BusServer *s;
 
@@ -68,10 +75,18 @@ static void connection_free(BusConnection *c)
                 s->n_connections--;
         }
         sd_bus_slot_unref(c->disconnect_slot);
-        sd_bus_flush_close_unref(c->bus);
+        if (flush)
+                sd_bus_flush_close_unref(c->bus);
+        else
+                sd_bus_close_unref(c->bus);
         free(c);
         if (s)
                 connections_changed(s);
+}
+
+static void connection_free(BusConnection *c)
+{
+        connection_free_full(c, true);
 }
 
 static int on_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -241,6 +256,15 @@ static int on_accept(sd_event_source *source, int fd, uint32_t revents, void *us
                 free(c);
                 return log_error_errno(r, "sd_bus_start failed: %m"), 0;
         }
+        /* sd-bus raises the socket's send buffer to 8 MiB (SO_SNDBUFFORCE as
+         * root): 8 MiB of kernel memory per client before the unread bound
+         * (max_queued) even starts counting. Our messages are small and a
+         * client that reads drains them at once. */
+        {
+                int size = BUS_SERVER_SNDBUF;
+
+                (void)setsockopt(sd_bus_get_fd(bus), SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+        }
 
         c->server = s;
         c->bus = TAKE_PTR(bus);
@@ -296,6 +320,7 @@ int bus_server_new(sd_event *event, const char *socket_path, mode_t socket_mode,
         s->setup = setup;
         s->userdata = userdata;
         s->max_connections = max_connections;
+        s->max_queued = BUS_SERVER_MAX_QUEUED_DEFAULT;
         s->policy.allow_root = policy->allow_root;
         s->policy.allow_any = policy->allow_any;
         if (policy->n_uids > 0) {
@@ -369,12 +394,28 @@ BusServer *bus_server_free(BusServer *s)
 int bus_server_emit_signal(BusServer *s, const char *path, const char *interface, const char *member,
                            const char *types, ...)
 {
+        BusConnection *next;
         int ret = 0;
 
-        for (BusConnection *c = s->connections; c; c = c->next) {
+        for (BusConnection *c = s->connections; c; c = next) {
                 _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+                uint64_t queued = 0;
                 va_list ap;
                 int r;
+
+                next = c->next;
+                /* A client that stopped reading (frozen, or stuck in a long
+                 * callback) would make every signal since pile up in our
+                 * memory: 101 MiB in kvelectd with kvpd stopped. Past the
+                 * bound it is disconnected, as dbus-daemon does past its
+                 * outgoing limit; a client that connects again asks for the
+                 * state it needs. */
+                if (sd_bus_get_n_queued_write(c->bus, &queued) >= 0 && queued >= s->max_queued) {
+                        log_warning("a bus client left %" PRIu64 " signals unread: disconnecting it",
+                                    queued);
+                        connection_free_full(c, false);
+                        continue;
+                }
 
                 r = sd_bus_message_new_signal(c->bus, &m, path, interface, member);
                 if (r >= 0) {
@@ -425,6 +466,11 @@ void bus_server_set_connections_callback(BusServer *s, BusServerConnectionsFn fn
 {
         s->connections_fn = fn;
         s->connections_userdata = userdata;
+}
+
+void bus_server_set_max_queued(BusServer *s, uint64_t max_queued)
+{
+        s->max_queued = max_queued ?: BUS_SERVER_MAX_QUEUED_DEFAULT;
 }
 
 unsigned bus_server_n_connections(const BusServer *s)

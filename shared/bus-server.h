@@ -56,7 +56,11 @@ int bus_server_set_read_only(BusServer *s, const BusPeerPolicy *policy,
 typedef void (*BusServerConnectionsFn)(BusServer *s, unsigned n_connections, void *userdata);
 void bus_server_set_connections_callback(BusServer *s, BusServerConnectionsFn fn, void *userdata);
 
-/* Emit a signal on every connected client. */
+/* Emit a signal on every connected client. A client with max_queued
+ * messages (signals, replies) still unwritten is disconnected instead: it
+ * stopped reading, and its queue would grow without bound. */
+#define BUS_SERVER_MAX_QUEUED_DEFAULT 16384U
+void bus_server_set_max_queued(BusServer *s, uint64_t max_queued);
 int bus_server_emit_signal(BusServer *s, const char *path, const char *interface, const char *member,
                            const char *types, ...);
 unsigned bus_server_n_connections(const BusServer *s);

@@ -459,6 +459,43 @@ class KvelectdTest(unittest.TestCase):
         self.assertGreaterEqual(held, 16, "the node took (almost) nothing")
         self.assertEqual(held, len(gained), "every Lease gained is still held")
 
+    def test_a_client_that_stops_reading_is_disconnected(self):
+        """kvelectd sends its client a Renewed signal per Lease per renewal. A client that stops reading
+        (frozen, stuck in a callback) made them pile up in kvelectd's memory without bound (101 MiB with kvpd
+        stopped). The client's socket buffer is small (sd-bus's 8 MiB is cut to 256 KiB), and past
+        --max-unread unwritten signals the client is disconnected, so nothing more is queued for it; the
+        orphan timer then withdraws the campaigns (the Leases released) renewDeadline later, as for a client
+        that left. (Memory itself is not measured here: ASan's quarantine keeps freed memory resident.)"""
+        node = self.c.node("node-1", args=["--max-unread", "500"], log_level="info")
+        leases = [(NS, "kubevip-unread-%d" % i) for i in range(100)]
+        node.campaign_many(leases)
+        end = time.monotonic() + 15
+        while not all(self.c.api.holder(*l) == "node-1" for l in leases):
+            self.assertLess(time.monotonic(), end, "the 100 Leases not all taken")
+            time.sleep(0.2)
+
+        def log():
+            with open(node.logpath, errors="replace") as f:
+                return f.read()
+
+        os.kill(node.client.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            while "signals unread: disconnecting it" not in log():
+                self.assertLess(time.monotonic() - t0, 30, "a client that reads nothing still connected after 30 s")
+                time.sleep(0.1)
+            dropped_after = time.monotonic() - t0
+            self.assertTrue(all(self.c.api.holder(*l) == "node-1" for l in leases), "Leases lost before the drop")
+        finally:
+            os.kill(node.client.pid, signal.SIGCONT)
+        while any(self.c.api.holder(*l) == "node-1" for l in leases):
+            self.assertLess(time.monotonic() - t0, dropped_after + 10, "the orphaned campaigns were not withdrawn")
+            time.sleep(0.2)
+        print("MEASURED unread: 100 Leases renewed every 0.5 s; the client that stopped reading was dropped "
+              "%.1f s later and its campaigns withdrawn %.1f s after that" % (
+                  dropped_after, time.monotonic() - t0 - dropped_after), flush=True)
+        self.assertEqual(log().count("signals unread: disconnecting it"), 1)
+
     def test_conflict_races(self):
         """Three nodes campaign for 30 Leases at once and race for each; 409s decide, one leader each.
         Then a foreign holder releases one Lease that all three watch: one wins the race."""
