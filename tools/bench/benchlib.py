@@ -75,15 +75,26 @@ def mib(kib):
     return "-" if kib is None else f"{kib / 1024:.1f} MiB"
 
 
-def rss_kib(pid):
+def _proc_kib(path, field):
+    """The KiB figure of the line starting with field in a /proc file, or None."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except OSError:
         pass
     return None
+
+
+def rss_kib(pid):
+    return _proc_kib(f"/proc/{pid}/status", "VmRSS:")
+
+
+def pss_kib(pid):
+    """Proportional set size (KiB) from /proc/PID/smaps_rollup: each shared
+    page divided among the processes mapping it; None if unreadable."""
+    return _proc_kib(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def cpu_seconds(pid):

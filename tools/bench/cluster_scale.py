@@ -241,19 +241,6 @@ def node_state(c, node, n_egress):
     return vips, programmed
 
 
-def pss_kib(pid):
-    """Proportional set size (KiB) from /proc/PID/smaps_rollup: each shared
-    page divided among the processes mapping it; None if unreadable."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def kvnetd_fences(node):
     """kvnetd's fence counter (kvegress_fences_total: Services fenced), or None."""
     try:
@@ -325,7 +312,7 @@ def main():
         c1 = {d: benchlib.cpu_seconds(pids[d]) for d in DAEMONS}
         rss = {d: benchlib.rss_kib(pids[d]) for d in DAEMONS}
         exported_lag = {d: metrics_lag(node, d) for d in ("kvnetd", "kvelectd")}
-        pss = {d: pss_kib(pids[d]) for d in DAEMONS}
+        pss = {d: benchlib.pss_kib(pids[d]) for d in DAEMONS}
         end_state = node_state(c, node, n_egress)
         with open(os.path.join(node.dir, "kvnetd.log"), errors="replace") as f:
             lines = [line for line in f if FENCE_ID in line]
