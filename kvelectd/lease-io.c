@@ -118,9 +118,9 @@ static int on_admission(sd_event_source *s, void *userdata)
 
                 waiter_remove(c);
                 r = election_admit(c->election, manager_now(), &out);
-                campaign_apply(c, &out, r); /* may refuse and append it again: then stop */
-                if (c->admission_waiting)
-                        break;
+                /* c may be gone after this; a refusal appends it again and
+                 * ends the loop by its own condition. */
+                campaign_apply(c, &out, r);
         }
         return 0;
 }
