@@ -73,6 +73,31 @@ class KvnetdCase(KvnetdTestCase):
         return [a for a in self.net.node.addresses("eth1") if a[1] in (32, 128)]
 
 
+def set_egress_in_one_write(client, calls):
+    """SetEgress calls (argument tuples) sent in one write, so that kvnetd
+    reads them in one loop iteration; returns each one's error name, or
+    None, in the order sent."""
+    from dbus_p2p import ERROR, METHOD_CALL, marshal
+    sig = "sssasa(sq)asasas"
+
+    class Held:
+        out = []
+        sendall = out.append
+    sock, client.sock = client.sock, Held
+    try:
+        serials = [client.send(METHOD_CALL, "/io/kvegress/Net1", "io.kvegress.Net1", "SetEgress", sig,
+                               marshal(sig, a)) for a in calls]
+    finally:
+        client.sock = sock
+    sock.sendall(b"".join(Held.out))
+    replies = {}
+    while len(replies) < len(serials):
+        mtype, fields, data = client.receive()
+        if fields.get(5) in serials:
+            replies[fields.get(5)] = fields.get(4) if mtype == ERROR else None
+    return [replies[x] for x in serials]
+
+
 class SourceAddressTest(KvnetdCase):
     def test_before_egress_the_node_address(self):
         self.assertEqual(self.src("tcp", EXT4, 8080), NODE_SVC4)
@@ -507,8 +532,6 @@ class LoweredCapsTest(KvnetdCase):
         the additions made each of them a transaction of its own at the cap:
         65,536 transactions for 65,536 Services). One that would pass the cap
         after the queued ones is still refused."""
-        from dbus_p2p import ERROR, METHOD_CALL, marshal
-        sig = "sssasa(sq)asasas"
         keys, vips = [f"cap/r{k}" for k in range(4)], [f"192.168.0.{230 + k}" for k in range(4)]
         pods = lambda k, base: [f"10.{base + k}.0.{i}" for i in range(25)]  # noqa: E731
         for k in range(4):
@@ -523,23 +546,7 @@ class LoweredCapsTest(KvnetdCase):
                        if line.startswith("kvegress_nft_transactions_total{"))
 
         before = transactions()
-
-        class Held:  # all in one write, so that kvnetd reads them in one iteration
-            out = []
-            sendall = out.append
-        sock, self.c.sock = self.c.sock, Held
-        try:
-            serials = [self.c.send(METHOD_CALL, "/io/kvegress/Net1", "io.kvegress.Net1", "SetEgress", sig,
-                                   marshal(sig, a)) for a in calls]
-        finally:
-            self.c.sock = sock
-        sock.sendall(b"".join(Held.out))
-        replies = {}
-        while len(replies) < len(serials):
-            mtype, fields, data = self.c.receive()
-            if fields.get(5) in serials:
-                replies[fields.get(5)] = fields.get(4) if mtype == ERROR else None
-        self.assertEqual([replies[x] for x in serials], [None] * 4 + [LIMIT])
+        self.assertEqual(set_egress_in_one_write(self.c, calls), [None] * 4 + [LIMIT])
         self.assertEqual(transactions() - before, 1)
         have = {e[0]: sorted(e[3]) for e in self.c.list_egress()}
         self.assertEqual(have, {keys[k]: sorted(pods(k, 110)) for k in range(4)})
@@ -551,32 +558,15 @@ class BatchTest(KvnetdCase):
         when the kernel refuses it (here: a pod mapping someone else put in
         our VIP map with another address), each is committed on its own, so only
         the bad one fails and the others are applied and answered."""
-        from dbus_p2p import ERROR, METHOD_CALL, marshal
-        sig = "sssasa(sq)asasas"
         keys = [f"batch/s{i}" for i in range(6)]
         vips = [f"192.168.0.{230 + i}" for i in range(6)]
         for k, v in zip(keys, vips):
             self.c.grant_vip(k, v, "eth1")
         bad = "10.250.0.3"
         self.net.node.nft(f"add element inet kvegress vip4 {{ {bad} : 10.9.9.9 }}\n")
-        # All six in one write, so that kvnetd reads them in one iteration.
-        class Held:
-            out = []
-            sendall = out.append
-        sock, self.c.sock = self.c.sock, Held
-        try:
-            serials = [self.c.send(METHOD_CALL, "/io/kvegress/Net1", "io.kvegress.Net1", "SetEgress", sig,
-                                   marshal(sig, (k, vips[i], "", [f"10.250.0.{i}"], [], [], [], [])))
-                       for i, k in enumerate(keys)]
-        finally:
-            self.c.sock = sock
-        sock.sendall(b"".join(Held.out))
-        replies = {}
-        while len(replies) < len(serials):
-            mtype, fields, data = self.c.receive()
-            if fields.get(5) in serials:
-                replies[fields.get(5)] = fields.get(4) if mtype == ERROR else None
-        self.assertEqual([replies[x] for x in serials], [None] * 3 + ["io.kvegress.Net1.Error.Kernel"] + [None] * 2)
+        replies = set_egress_in_one_write(
+            self.c, [(k, vips[i], "", [f"10.250.0.{i}"], [], [], [], []) for i, k in enumerate(keys)])
+        self.assertEqual(replies, [None] * 3 + ["io.kvegress.Net1.Error.Kernel"] + [None] * 2)
         have = {e[0]: e[3] for e in self.c.list_egress()}
         self.assertEqual(sorted(have), sorted(keys[:3] + keys[4:]))
         self.assertIn("committing them one by one", self.kvnetd.read_log())
